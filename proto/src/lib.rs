@@ -1,0 +1,15 @@
+//! Township's gRPC APIs as Rust types: messages, clients and servers generated from `proto/`, plus the
+//! encoded descriptor set that server reflection serves.
+
+/// The encoded `FileDescriptorSet` of every Township `.proto` file, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/township_descriptor.bin"));
+
+/// `township.time.v1`: the day/time service.
+pub mod time {
+    /// Version 1 of the time API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.time.v1");
+    }
+}

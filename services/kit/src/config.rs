@@ -1,0 +1,194 @@
+//! Typed server configuration shared by every Township server: flags, their environment variables,
+//! and the "bad config exits 64 with one line" rule.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, ValueEnum, error::ErrorKind};
+
+/// Exit status for invalid configuration (sysexits' `EX_USAGE`).
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Exit status when the server fails after start-up (cannot bind, storage error, ...).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Flags every server takes. Flatten it into the server's own `clap::Parser`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// gRPC address to listen on, `host:port` (an `http://` in front is accepted); port 0 picks a
+    /// free port. Default: the service's own port on 127.0.0.1.
+    #[arg(long, env = "TOWNSHIP_LISTEN", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the service's state (created if missing). Default: ./township-data/<service>.
+    #[arg(long, env = "TOWNSHIP_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format on stderr; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "TOWNSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How long in-flight calls may take to finish once shutdown begins.
+    #[arg(long, env = "TOWNSHIP_SHUTDOWN_GRACE", value_name = "DURATION",
+          value_parser = humantime::parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TOWNSHIP_MAX_MESSAGE_BYTES", value_name = "BYTES",
+          default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_message_bytes: u32,
+
+    /// Most calls (streams) one client connection may have open at once (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS); further calls wait in the client until one ends.
+    #[arg(long, env = "TOWNSHIP_MAX_CONCURRENT_STREAMS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+}
+
+impl ServerArgs {
+    /// The listen address, or `127.0.0.1:<default_port>` when none was given.
+    pub fn listen_or(&self, default_port: u16) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
+    }
+
+    /// The data directory, or `./township-data/<service>` when none was given.
+    pub fn data_dir_or(&self, service: &str) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("township-data").join(service))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Parses the process arguments into `T`. `--help` and `--version` print and exit 0; anything
+/// invalid prints one line (`<binary>: error: ...`) on stderr and exits [`EXIT_BAD_CONFIG`].
+pub fn parse_args<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(err) => std::process::exit(i32::from(exit_for_parse_error(&err))),
+    }
+}
+
+/// Prints a clap error the Township way and returns the exit status to use.
+fn exit_for_parse_error(err: &clap::Error) -> u8 {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_BAD_CONFIG
+            } else {
+                0
+            }
+        }
+        _ => {
+            eprintln!(
+                "{}: {}",
+                program_name(),
+                first_line(&err.render().to_string())
+            );
+            EXIT_BAD_CONFIG
+        }
+    }
+}
+
+/// Reports a fatal start-up or runtime error as one line and returns the failure exit code.
+pub fn fail(err: &anyhow::Error) -> ExitCode {
+    tracing::error!(error = format!("{err:#}"), "server failed");
+    eprintln!("{}: {err:#}", program_name());
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "township".to_owned())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+}
+
+/// Parses a listen address: `ip:port` or `host:port`, with an optional `http://` in front.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let bare = strip_scheme(text);
+    if let Ok(addr) = bare.parse() {
+        return Ok(addr);
+    }
+    bare.to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not a host:port address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// Turns a user-given address (`host:port`, optionally with `http://`) into the URI tonic dials.
+pub fn endpoint_uri(text: &str) -> Result<String, String> {
+    let bare = strip_scheme(text.trim());
+    let (host, port) = bare
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not a host:port address"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() || bare.contains('/') {
+        return Err(format!("`{text}` is not a host:port address"));
+    }
+    Ok(format!("http://{bare}"))
+}
+
+fn strip_scheme(text: &str) -> &str {
+    text.strip_prefix("http://").unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_accept_an_optional_http_scheme() {
+        assert_eq!(
+            parse_listen_addr("http://127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(parse_listen_addr("127.0.0.1:50051").unwrap().port(), 50051);
+        assert!(parse_listen_addr("127.0.0.1").is_err());
+        assert!(parse_listen_addr("nonsense:port").is_err());
+    }
+
+    #[test]
+    fn endpoint_uris_are_http_host_port() {
+        assert_eq!(
+            endpoint_uri("localhost:50051").unwrap(),
+            "http://localhost:50051"
+        );
+        assert_eq!(
+            endpoint_uri("http://10.0.0.1:1").unwrap(),
+            "http://10.0.0.1:1"
+        );
+        assert_eq!(endpoint_uri("[::1]:9").unwrap(), "http://[::1]:9");
+        assert!(endpoint_uri("localhost").is_err());
+        assert!(endpoint_uri(":50051").is_err());
+        assert!(endpoint_uri("host:99999").is_err());
+        assert!(endpoint_uri("https://host:1/path").is_err());
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        assert_eq!(first_line("\nerror: bad\n\nUsage: x\n"), "error: bad");
+    }
+}

@@ -1,0 +1,23 @@
+//! The service kit: everything a Township server shares, so that each service's crate holds only its
+//! own domain and gRPC mapping.
+//!
+//! A server binary uses it in four steps (see `services/time/src/main.rs`):
+//! 1. [`config::parse_args`] parses its typed config (bad config: one line on stderr, exit 64);
+//! 2. [`telemetry::init`] starts tracing (text or JSON on stderr);
+//! 3. [`net::bind`] binds the listener and [`net::announce`] prints `listening on <ip>:<port>`;
+//! 4. the service's `run` builds a [`server::ServiceSet`] and awaits [`server::serve`], which adds
+//!    health, reflection, per-RPC tracing and limits, and shuts down gracefully when the
+//!    [`Shutdown`] token fires (see [`shutdown::on_signal`]).
+
+pub mod config;
+pub mod health;
+pub mod net;
+mod rpc_trace;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use config::{LogFormat, ServerArgs};
+pub use server::{ServeOptions, ServiceSet, serve};
+pub use shutdown::Shutdown;

@@ -1,0 +1,184 @@
+//! One tracing span per RPC: method and peer address when the call arrives; status code and latency
+//! when it ends — at the trailers for a streaming or unary reply, at once for a trailers-only error,
+//! or as `CANCELLED` when the client goes away mid-stream. The classic server's "... connected from"
+//! line, done properly.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tonic::{Code, transport::server::TcpConnectInfo};
+use tower::{Layer, Service};
+use tracing::{Instrument, Span, field};
+
+/// The tower layer that adds [`RpcTrace`] around every route.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RpcTraceLayer;
+
+impl<S> Layer<S> for RpcTraceLayer {
+    type Service = RpcTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcTrace { inner }
+    }
+}
+
+/// Wraps a service so each call runs inside an `rpc` span and logs how it ended.
+#[derive(Clone, Debug)]
+pub(crate) struct RpcTrace<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcTrace<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<tracing::instrument::Instrumented<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "rpc",
+            method = %request.uri().path(),
+            peer = %peer,
+            code = field::Empty,
+            latency = field::Empty,
+        );
+        tracing::debug!(parent: &span, "call started");
+        ResponseFuture {
+            inner: self.inner.call(request).instrument(span.clone()),
+            span: Some(span),
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    /// Waits for the response head; logs at once when it already carries the status.
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+        start: Instant,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = Result<http::Response<TracedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx));
+        let span = this.span.take().unwrap_or_else(Span::none);
+        let start = *this.start;
+        Poll::Ready(response.map(|response| {
+            // A trailers-only response (an error answered before any message) has the status in
+            // its headers; anything else has it in the trailers at the end of the body.
+            let finished = match grpc_code(response.headers()) {
+                Some(code) => {
+                    finish(&span, start, code);
+                    true
+                }
+                None => false,
+            };
+            response.map(|inner| TracedBody {
+                inner,
+                span,
+                start,
+                finished,
+            })
+        }))
+    }
+}
+
+pin_project! {
+    /// The response body, watched for the trailers that carry the call's status.
+    pub(crate) struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        span: Span,
+        start: Instant,
+        finished: bool,
+    }
+
+    impl<B> PinnedDrop for TracedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.finished {
+                // Dropped before the trailers went out: the client went away or the server stopped.
+                finish(this.span, *this.start, Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for TracedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if !*this.finished {
+            let code = match &frame {
+                Some(Ok(frame)) => frame
+                    .trailers_ref()
+                    .map(|t| grpc_code(t).unwrap_or(Code::Unknown)),
+                Some(Err(_)) => Some(Code::Internal),
+                None => Some(Code::Unknown),
+            };
+            if let Some(code) = code {
+                *this.finished = true;
+                finish(this.span, *this.start, code);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|v| Code::from_bytes(v.as_bytes()))
+}
+
+fn finish(span: &Span, start: Instant, code: Code) {
+    span.record("code", field::debug(code));
+    span.record("latency", field::debug(start.elapsed()));
+    match code {
+        Code::Ok | Code::Cancelled => tracing::info!(parent: span, "call finished"),
+        Code::Unknown | Code::Internal | Code::DataLoss | Code::Unavailable => {
+            tracing::warn!(parent: span, "call failed")
+        }
+        _ => tracing::info!(parent: span, "call refused"),
+    }
+}

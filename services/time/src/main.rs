@@ -1,0 +1,58 @@
+//! `time-server`: parses its config, starts tracing, binds, announces and serves until a signal.
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use clap::Parser;
+use township_kit::{ServerArgs, config, net, shutdown, telemetry};
+use township_time::{Config, DEFAULT_PORT, Zone};
+
+/// The Township time service (gRPC `township.time.v1.TimeService`).
+#[derive(Debug, Parser)]
+#[command(name = "time-server", version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// IANA time zone used when a request names none.
+    #[arg(long, env = "TOWNSHIP_TIME_ZONE", default_value = "UTC", value_parser = parse_zone)]
+    time_zone: Zone,
+
+    /// Also serve the classic RFC 867 daytime protocol on this plain TCP address.
+    #[arg(long, env = "TOWNSHIP_DAYTIME_LISTEN", value_name = "ADDR",
+          value_parser = config::parse_listen_addr)]
+    daytime_listen: Option<SocketAddr>,
+}
+
+fn parse_zone(text: &str) -> Result<Zone, String> {
+    text.parse()
+        .map_err(|e: township_time::Error| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Args = config::parse_args();
+    telemetry::init(args.server.log_format);
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => config::fail(&err),
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let daytime = match args.daytime_listen {
+        Some(addr) => Some(net::bind(addr).await?),
+        None => None,
+    };
+    net::announce("", &listener)?;
+    if let Some(daytime) = &daytime {
+        net::announce("daytime", daytime)?;
+    }
+    let shutdown = shutdown::Shutdown::new();
+    shutdown::on_signal(shutdown.clone());
+    let config = Config {
+        serve: (&args.server).into(),
+        default_zone: args.time_zone,
+    };
+    township_time::run(listener, daytime, config, shutdown).await
+}
