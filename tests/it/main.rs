@@ -1,1 +1,10 @@
-fn main() {}
+//! Township's integration tests, one binary: each test starts real server processes on ephemeral
+//! loopback ports and talks gRPC (or runs the real `township` CLI and grpcurl) against them.
+
+mod cli;
+mod config;
+mod daytime;
+mod grpcurl;
+mod shutdown;
+mod time;
+mod up;

@@ -65,7 +65,7 @@ impl ServiceSet {
 
     /// Adds a generated tonic server (e.g. `TimeServiceServer::new(..)`). Its name is reported
     /// SERVING by health once the server runs, and advertised by reflection.
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn add_service<S>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService

@@ -45,8 +45,9 @@ pub async fn run(
         ))
     });
     let api = TimeApi::new(config.default_zone, shutdown.clone());
-    let services = ServiceSet::new()
-        .add(TimeServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes));
+    let services = ServiceSet::new().add_service(
+        TimeServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
+    );
     let served = township_kit::serve(
         listener,
         &config.serve,

@@ -1,0 +1,111 @@
+//! Server configuration: flags and env vars, and one line plus exit 64 for bad config.
+
+use std::time::Duration;
+
+use township_proto::time::v1::{GetTimeRequest, time_service_client::TimeServiceClient};
+use township_tests::{binary, run, spawn_service_with_env};
+
+async fn time_server(args: &[&str], env: &[(&str, &str)]) -> township_tests::Output {
+    let mut command = tokio::process::Command::new(binary("time-server"));
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    run(command, Duration::from_secs(20)).await
+}
+
+#[tokio::test]
+async fn bad_config_exits_64_with_one_line_on_stderr() {
+    // (arguments, environment, what the error line must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (
+            &["--time-zone", "Atlantis/Capital"],
+            &[],
+            "Atlantis/Capital",
+        ),
+        (&["--listen", "not-an-address"], &[], "not-an-address"),
+        (&["--shutdown-grace", "soon"], &[], "soon"),
+        (&["--no-such-flag"], &[], "--no-such-flag"),
+        (&[], &[("TOWNSHIP_LISTEN", "127.0.0.1:99999")], "99999"),
+    ];
+    for (args, env, named) in cases {
+        let out = time_server(args, env).await;
+        assert_eq!(out.code, Some(64), "{args:?} {env:?}: {out:?}");
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "one line: {:?}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(named),
+            "the line names {named:?}: {:?}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "nothing on stdout: {:?}", out.stdout);
+    }
+}
+
+#[tokio::test]
+async fn help_exits_0() {
+    let out = time_server(&["--help"], &[]).await;
+    assert_eq!(out.code, Some(0));
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--log-format",
+        "--shutdown-grace",
+        "TOWNSHIP_LISTEN",
+    ] {
+        assert!(out.stdout.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = time_server(&["--listen", &addr], &[]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let last = out
+        .stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(last.contains(&addr) && last.contains("in use"), "{last}");
+}
+
+#[tokio::test]
+async fn env_vars_configure_the_server_and_json_logs_are_json() {
+    let env = [
+        ("TOWNSHIP_TIME_ZONE", "Pacific/Auckland"),
+        ("TOWNSHIP_LOG_FORMAT", "json"),
+    ];
+    let server = spawn_service_with_env("time-server", &[], &env)
+        .await
+        .unwrap();
+    let mut client = TimeServiceClient::new(server.channel().await);
+    let reply = client
+        .get_time(GetTimeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.time_zone, "Pacific/Auckland");
+    let line = server
+        .log_line("GetTime", Duration::from_secs(10))
+        .await
+        .expect("a log line");
+    assert!(
+        line.starts_with('{') && line.ends_with('}'),
+        "JSON log line: {line}"
+    );
+    assert!(
+        line.contains("\"method\":\"/township.time.v1.TimeService/GetTime\""),
+        "{line}"
+    );
+}

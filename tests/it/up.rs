@@ -1,0 +1,122 @@
+//! `township up`: every server as a child process, SERVING, a table, and a graceful stop.
+
+use std::{path::Path, time::Duration};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic_health::pb::health_check_response::ServingStatus;
+use township_tests::{binary, health_status, run, township};
+
+/// A base port such that base..base+6 are free right now.
+fn free_port_range() -> u16 {
+    for attempt in 0..200u16 {
+        let base = 20_000 + (std::process::id() as u16 % 1000) * 30 + attempt * 7;
+        let free = (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+#[tokio::test]
+async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_port_range();
+    let mut command = township();
+    command
+        .current_dir(dir.path())
+        .args(["up", "--port-base", &base.to_string()]);
+    let mut up = command.spawn().unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut table = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("Township is up") {
+                return true;
+            }
+            table.push(line);
+        }
+        false
+    })
+    .await
+    .expect("up is ready within 60 s");
+    assert!(ready, "up printed its table: {table:?}");
+    let time_row = format!("127.0.0.1:{base}");
+    assert!(table[0].starts_with("SERVICE"), "{table:?}");
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("time") && l.contains(&time_row)),
+        "{table:?}"
+    );
+
+    let addr = time_row.parse().unwrap();
+    assert_eq!(
+        health_status(addr, "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    let mut time = township();
+    time.args(["time", "--addr", &time_row]);
+    let out = run(time, Duration::from_secs(30)).await;
+    assert!(out.stdout.ends_with("Have a nice day!\n"), "{out:?}");
+    assert!(dir.path().join("township-data/time").is_dir());
+    assert!(dir.path().join("township-data/logs/time.log").is_file());
+
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(up.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
+        .await
+        .expect("up stops within 30 s")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        health_status(addr, "").await.is_err(),
+        "the time server is gone"
+    );
+}
+
+#[tokio::test]
+async fn township_up_names_a_port_in_use() {
+    let base = free_port_range();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", base)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = township();
+    command
+        .current_dir(dir.path())
+        .args(["up", "--port-base", &base.to_string()]);
+    let out = run(command, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(5), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{base}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("not free"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn township_up_says_how_to_build_a_missing_server_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let lonely = dir.path().join("township");
+    std::fs::copy(binary("township"), &lonely).unwrap();
+    let mut command = tokio::process::Command::new(&lonely);
+    command
+        .current_dir(dir.path())
+        .args(["up", "--port-base", &free_port_range().to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = run(command, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(5), "{out:?}");
+    assert!(
+        out.stderr.contains("time-server not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cargo build"), "{}", out.stderr);
+    assert!(
+        !Path::new(&dir.path().join("township-data")).exists(),
+        "nothing started"
+    );
+}
