@@ -118,8 +118,14 @@ pub async fn serve(
         health.set(name, ServingStatus::Serving);
     }
     tokio::select! {
-        result = &mut server => return result.context("gRPC server failed"),
+        // Biased: once shutdown has begun, the drain below runs even if the server's own future
+        // (which watches the same token) is ready too.
+        biased;
         () = shutdown.cancelled() => {}
+        result = &mut server => {
+            result.context("gRPC server failed")?;
+            anyhow::bail!("gRPC server stopped without being asked to");
+        }
     }
 
     health.set_all(ServingStatus::NotServing);
