@@ -7,6 +7,7 @@
 mod connect;
 mod error;
 mod health;
+mod lock;
 mod time;
 mod up;
 
@@ -70,6 +71,8 @@ impl Global {
 enum Command {
     /// Ask the time service for the time, like the classic day/time client.
     Time(time::TimeArgs),
+    /// Take a lock by hand, or inspect holders and waiters.
+    Lock(lock::LockArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Time(args) => time::run(args, &cli.global).await,
             Command::Health(args) => health::run(args, &cli.global).await,
+            Command::Lock(args) => lock::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
         }
     });

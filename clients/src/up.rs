@@ -34,11 +34,18 @@ struct Server {
 }
 
 /// Every server, in start order (a service starts after the ones it depends on).
-const TOWN: &[Server] = &[Server {
-    name: "time",
-    binary: "time-server",
-    port_offset: 0,
-}];
+const TOWN: &[Server] = &[
+    Server {
+        name: "time",
+        binary: "time-server",
+        port_offset: 0,
+    },
+    Server {
+        name: "lock",
+        binary: "lock-server",
+        port_offset: 5,
+    },
+];
 
 /// How long a server has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);

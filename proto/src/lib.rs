@@ -13,3 +13,12 @@ pub mod time {
         tonic::include_proto!("township.time.v1");
     }
 }
+
+/// `township.lock.v1`: readers/writers locks with leases and fencing tokens.
+pub mod lock {
+    /// Version 1 of the lock API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.lock.v1");
+    }
+}

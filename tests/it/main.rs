@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod daytime;
 mod grpcurl;
+mod lock;
 mod shutdown;
 mod time;
 mod up;

@@ -51,6 +51,16 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
         "{table:?}"
     );
 
+    let lock_row = format!("127.0.0.1:{}", base + 5);
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("lock") && l.contains(&lock_row)),
+        "{table:?}"
+    );
+    let lock_addr = lock_row.parse().unwrap();
+    let lock_health = health_status(lock_addr, "township.lock.v1.LockService").await;
+    assert_eq!(lock_health.unwrap(), ServingStatus::Serving);
     let addr = time_row.parse().unwrap();
     assert_eq!(
         health_status(addr, "").await.unwrap(),
@@ -61,6 +71,10 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     let out = run(time, Duration::from_secs(30)).await;
     assert!(out.stdout.ends_with("Have a nice day!\n"), "{out:?}");
     assert!(dir.path().join("township-data/time").is_dir());
+    assert!(
+        dir.path().join("township-data/lock/lock.db").is_file(),
+        "lock keeps its epoch there"
+    );
     assert!(dir.path().join("township-data/logs/time.log").is_file());
 
     // SAFETY: kill(2) has no memory-safety preconditions.
@@ -73,6 +87,10 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     assert!(
         health_status(addr, "").await.is_err(),
         "the time server is gone"
+    );
+    assert!(
+        health_status(lock_addr, "").await.is_err(),
+        "the lock server is gone"
     );
 }
 

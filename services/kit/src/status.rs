@@ -28,3 +28,55 @@ pub fn internal(err: &(dyn std::error::Error + 'static)) -> Status {
     tracing::error!(error = %chain, "internal error");
     Status::internal("internal error (see the server log)")
 }
+
+/// The deadline a client set on this call (the `grpc-timeout` header), if any.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = amount.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::metadata::MetadataMap;
+
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_headers_are_read_in_every_unit() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(grpc_timeout(&metadata), None);
+        for (text, expected) in [
+            ("2H", Duration::from_secs(7200)),
+            ("3M", Duration::from_secs(180)),
+            ("5S", Duration::from_secs(5)),
+            ("250m", Duration::from_millis(250)),
+            ("7u", Duration::from_micros(7)),
+            ("9n", Duration::from_nanos(9)),
+        ] {
+            metadata.insert("grpc-timeout", text.parse().unwrap());
+            assert_eq!(grpc_timeout(&metadata), Some(expected), "{text}");
+        }
+        metadata.insert("grpc-timeout", "12x".parse().unwrap());
+        assert_eq!(grpc_timeout(&metadata), None);
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = invalid_argument("ttl", "too long");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "ttl: too long");
+    }
+}

@@ -1,0 +1,76 @@
+//! `township-bench`: starts Township servers on loopback and measures them under load, printing a
+//! Markdown table and writing JSON. Run it from a release build:
+//! `cargo run --release -p township-bench -- lock`.
+//!
+//! The load generator runs on one thread and each server is started with one worker thread, so
+//! the two cores are not oversubscribed. Speed is reported, never asserted.
+
+mod lock;
+mod report;
+mod server;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+/// Township's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "township-bench", version)]
+struct Cli {
+    /// How long each scenario runs after its warm-up.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+
+    /// Warm-up before each scenario is measured.
+    #[arg(long, global = true, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+
+    /// A few seconds in all, for CI: proves the benchmark runs, its figures mean little.
+    #[arg(long, global = true)]
+    smoke: bool,
+
+    /// Where to write the JSON results.
+    #[arg(long, global = true, default_value = "bench/results")]
+    out_dir: PathBuf,
+
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Lock service: acquire+release cycles, uncontended and contended.
+    Lock,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("township-bench: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (duration, warmup) = if cli.smoke {
+        (Duration::from_millis(500), Duration::from_millis(100))
+    } else {
+        (cli.duration, cli.warmup)
+    };
+    let result = runtime.block_on(async {
+        let rows = match cli.scenario {
+            Scenario::Lock => lock::run(duration, warmup).await?,
+        };
+        report::publish("lock", &rows, &cli.out_dir, cli.smoke)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("township-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! `township lock`: take a lock by hand (and hold it for a while), or see who holds and waits.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use township_cell::Mode;
+use township_lock::LockClient;
+use township_proto::lock::v1::{InspectRequest, lock_service_client::LockServiceClient};
+
+use crate::{
+    Global,
+    connect::{connect, unary},
+    error::CliError,
+    print_json,
+};
+
+const SERVICE: &str = "lock";
+
+/// `township lock ...`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    command: LockCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LockCommand {
+    /// Acquire a lock, hold it (kept alive) for --hold, then release it.
+    Acquire {
+        /// The resource, e.g. account/42.
+        resource: String,
+        /// Shared (read) or exclusive (write).
+        #[arg(long, value_enum, default_value_t = CliMode::Write)]
+        mode: CliMode,
+        /// Lease lifetime without refresh (1s to 5m).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How long to hold the lock before releasing it.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        hold: Duration,
+        /// How long to wait for the grant.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Show holders and waiters of every resource starting with PREFIX.
+    Inspect {
+        /// Resource-name prefix; empty shows every resource.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliMode {
+    Read,
+    Write,
+}
+
+/// Runs `township lock`.
+pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
+    let addr = global.addr_for("TOWNSHIP_LOCK_ADDR", "127.0.0.1:50056");
+    let channel = connect(SERVICE, &addr, global).await?;
+    match args.command {
+        LockCommand::Acquire {
+            resource,
+            mode,
+            ttl,
+            hold,
+            wait,
+        } => {
+            let mode = match mode {
+                CliMode::Read => Mode::Read,
+                CliMode::Write => Mode::Write,
+            };
+            let owner = format!("township-cli@{}", std::process::id());
+            let client = LockClient::new(channel, owner)
+                .with_ttl(ttl)
+                .with_wait(wait);
+            let lease = client
+                .acquire(&[(&resource, mode)])
+                .await
+                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?;
+            let token = lease.token(&resource).unwrap_or_default();
+            if global.json {
+                print_json(&serde_json::json!({
+                    "event": "acquired", "resource": resource, "lease_id": lease.id(),
+                    "fencing_token": token, "mode": format!("{mode:?}").to_lowercase(),
+                }));
+            } else {
+                println!(
+                    "acquired {resource} ({mode:?}) lease {} fencing token {token}",
+                    lease.id()
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(hold) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let lost = lease.is_lost();
+            lease
+                .release()
+                .await
+                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?;
+            if global.json {
+                print_json(
+                    &serde_json::json!({ "event": "released", "resource": resource, "lost": lost }),
+                );
+            } else {
+                println!("released {resource}");
+            }
+            Ok(())
+        }
+        LockCommand::Inspect { prefix } => {
+            let mut client = LockServiceClient::new(channel);
+            let reply = client
+                .inspect(unary(
+                    InspectRequest {
+                        resource_prefix: prefix,
+                    },
+                    global,
+                ))
+                .await
+                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?
+                .into_inner();
+            for resource in reply.resources {
+                if global.json {
+                    print_json(&serde_json::json!({
+                        "resource": resource.resource,
+                        "holders": resource.holders.iter().map(|h| serde_json::json!({
+                            "lease_id": h.lease_id, "owner": h.owner, "mode": h.mode().as_str_name(),
+                            "fencing_token": h.fencing_token,
+                            "lease_age": h.lease_age.map(|d| d.to_string()),
+                        })).collect::<Vec<_>>(),
+                        "waiters": resource.waiters.iter().map(|w| serde_json::json!({
+                            "owner": w.owner, "mode": w.mode().as_str_name(),
+                            "waiting_for": w.waiting_for.map(|d| d.to_string()),
+                        })).collect::<Vec<_>>(),
+                    }));
+                    continue;
+                }
+                println!("{}", resource.resource);
+                for h in &resource.holders {
+                    let age = h.lease_age.map(|d| d.to_string()).unwrap_or_default();
+                    println!(
+                        "  holder {} {} token {} age {age} lease {}",
+                        h.mode().as_str_name(),
+                        h.owner,
+                        h.fencing_token,
+                        h.lease_id
+                    );
+                }
+                for w in &resource.waiters {
+                    let waited = w.waiting_for.map(|d| d.to_string()).unwrap_or_default();
+                    println!(
+                        "  waiter {} {} waiting {waited}",
+                        w.mode().as_str_name(),
+                        w.owner
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The Township lock service: readers/writers locks on named resources with leases and fencing
+//! tokens, shared by every process that asks (every bank replica first of all) — the classic
+//! readers/writers cell, across processes.
+//!
+//! - [`table`]: the lock table itself (no gRPC): admission, leases, expiry, fencing tokens.
+//! - [`service`]: the gRPC API over the table.
+//! - [`client`]: [`LockClient`], the cell's interface across the network, for other services.
+//! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
+
+pub mod client;
+mod error;
+pub mod service;
+mod store;
+pub mod table;
+
+use std::{path::PathBuf, sync::Arc};
+
+use tokio::net::TcpListener;
+use township_kit::{ServeOptions, ServiceSet, Shutdown};
+use township_proto::lock::v1::lock_service_server::LockServiceServer;
+
+pub use client::LockClient;
+pub use error::Error;
+pub use service::LockApi;
+pub use table::LockTable;
+
+/// The lock service's default gRPC port.
+pub const DEFAULT_PORT: u16 = 50056;
+
+/// What the lock service needs beyond the shared server options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Shared server settings (grace period, limits).
+    pub serve: ServeOptions,
+    /// Where the fencing epoch is kept.
+    pub data_dir: PathBuf,
+}
+
+/// Serves the lock service on `listener` until `shutdown` fires. Advances the fencing epoch in
+/// `config.data_dir` first, so every token of this run is greater than any token of earlier runs.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let epoch = store::next_epoch(&config.data_dir).await?;
+    tracing::info!(epoch, data_dir = %config.data_dir.display(), "fencing epoch advanced");
+    let table = Arc::new(LockTable::new(epoch));
+    let reaper = tokio::spawn(table.clone().expire_leases(shutdown.clone()));
+    let api = LockApi::new(table, shutdown.clone());
+    let services = ServiceSet::new().add_service(
+        LockServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
+    );
+    let served = township_kit::serve(
+        listener,
+        &config.serve,
+        services,
+        &[township_proto::FILE_DESCRIPTOR_SET],
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = reaper.await;
+    served
+}

@@ -1,0 +1,37 @@
+//! What the lock service keeps on disk: only its start epoch, the high bits of every fencing token.
+//! Locks themselves live in memory; a restarted server starts empty, and its higher epoch makes
+//! every new token greater than any token issued before the restart.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use township_store::{Durability, sqlx};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS epoch (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);";
+
+/// The largest epoch: fencing tokens keep 24 bits for it.
+const MAX_EPOCH: i64 = (1 << 24) - 1;
+
+/// Increments and returns the epoch stored in `<data_dir>/lock.db` (1 on first start). The
+/// increment is committed with a full fsync before any token of the new epoch is issued.
+pub async fn next_epoch(data_dir: &Path) -> anyhow::Result<u64> {
+    let pool = township_store::open(data_dir, "lock.db", Durability::Full, SCHEMA).await?;
+    let epoch: i64 = sqlx::query_scalar(
+        "INSERT INTO epoch (id, value) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET value = value + 1
+         RETURNING value",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("cannot advance the fencing epoch")?;
+    pool.close().await;
+    if !(1..=MAX_EPOCH).contains(&epoch) {
+        bail!(
+            "fencing epoch {epoch} is out of range (1..={MAX_EPOCH}); the lock database is damaged"
+        );
+    }
+    Ok(epoch as u64)
+}

@@ -1,0 +1,56 @@
+//! The one SQL layer every stateful service uses: sqlx over a SQLite file in the service's
+//! `--data-dir` (sqlx can target PostgreSQL later with the same queries). Runtime SQL only — no
+//! compile-time-checked macros, so no database is needed at build time.
+//!
+//! Durability: WAL journal with `synchronous = FULL` by default, so a committed transaction survives
+//! a process kill *and* a power loss; services with hot write paths may choose `NORMAL` (survives
+//! `kill -9`, may lose the last commits on power loss) and say so in their docs.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+pub use sqlx::{self, SqlitePool};
+
+/// How hard a commit is pushed to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss.
+    Full,
+    /// WAL fsync at checkpoints only: survives a process kill, not necessarily a power loss.
+    Normal,
+}
+
+/// Opens (creating if missing) `<data_dir>/<file>` and runs `schema` (idempotent SQL, e.g.
+/// `CREATE TABLE IF NOT EXISTS ...`). Creates `data_dir` too.
+pub async fn open(
+    data_dir: &Path,
+    file: &str,
+    durability: Durability,
+    schema: &'static str,
+) -> anyhow::Result<SqlitePool> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let path = data_dir.join(file);
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .context("sqlite options")?
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    sqlx::raw_sql(schema)
+        .execute(&pool)
+        .await
+        .with_context(|| format!("cannot create the schema in {}", path.display()))?;
+    Ok(pool)
+}
