@@ -6,7 +6,11 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 /// Every Township API, one file per service and version.
-const PROTOS: &[&str] = &["township/time/v1/time.proto", "township/lock/v1/lock.proto"];
+const PROTOS: &[&str] = &[
+    "township/time/v1/time.proto",
+    "township/lock/v1/lock.proto",
+    "township/bank/v1/bank.proto",
+];
 
 /// Standard messages that are served by reflection (so grpcurl can print error details) but have
 /// no generated Rust code here: tonic-types already provides them.

@@ -43,9 +43,18 @@ const TOWN: &[Server] = &[
     Server {
         name: "lock",
         binary: "lock-server",
-        port_offset: 5,
+        port_offset: LOCK_PORT_OFFSET,
+    },
+    Server {
+        name: "bank",
+        binary: "bank-server",
+        port_offset: 4,
     },
 ];
+
+/// The lock service's offset from `--port-base`; every server is told its address through
+/// `TOWNSHIP_LOCK_ADDR`.
+const LOCK_PORT_OFFSET: u16 = 5;
 
 /// How long a server has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -180,6 +189,10 @@ fn plan(args: &UpArgs, bin_dir: &Path) -> anyhow::Result<Vec<(&'static Server, S
     Ok(plan)
 }
 
+fn lock_addr(args: &UpArgs) -> String {
+    SocketAddr::new(args.host, args.port_base.saturating_add(LOCK_PORT_OFFSET)).to_string()
+}
+
 /// Starts one server, waits for its `listening on` line and for SERVING.
 async fn start(
     server: &'static Server,
@@ -206,6 +219,7 @@ async fn start(
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(&data_dir)
+        .env("TOWNSHIP_LOCK_ADDR", lock_addr(args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file);

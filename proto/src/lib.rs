@@ -22,3 +22,12 @@ pub mod lock {
         tonic::include_proto!("township.lock.v1");
     }
 }
+
+/// `township.bank.v1`: ATM banking on the shared lock service.
+pub mod bank {
+    /// Version 1 of the bank API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.bank.v1");
+    }
+}

@@ -168,9 +168,7 @@ impl HeldLease {
     /// Releases the lease now. NOT_FOUND means it had already expired.
     pub async fn release(mut self) -> Result<(), Status> {
         self.released = true;
-        let request = pb::ReleaseRequest {
-            lease_id: self.lease.lease_id.clone(),
-        };
+        let request = release_request(&self.lease.lease_id);
         let result = self.rpc.release(request).await.map(drop);
         self.keep_alive.cancel();
         result
@@ -189,10 +187,22 @@ impl Drop for HeldLease {
             let mut rpc = self.rpc.clone();
             let lease_id = self.lease.lease_id.clone();
             runtime.spawn(async move {
-                let _ = rpc.release(pb::ReleaseRequest { lease_id }).await;
+                let _ = rpc.release(release_request(&lease_id)).await;
             });
         }
     }
+}
+
+/// How long a Release may take before the client gives up on it (the lease then ends at its
+/// expiry): a hung lock service must not hang the caller.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn release_request(lease_id: &str) -> tonic::Request<pb::ReleaseRequest> {
+    let mut request = tonic::Request::new(pb::ReleaseRequest {
+        lease_id: lease_id.to_owned(),
+    });
+    request.set_timeout(RELEASE_TIMEOUT);
+    request
 }
 
 /// Refreshes the lease every third of its ttl over one KeepAlive stream, opened only once the

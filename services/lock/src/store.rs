@@ -12,8 +12,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS epoch (
     value INTEGER NOT NULL
 );";
 
-/// The largest epoch: fencing tokens keep 24 bits for it.
-const MAX_EPOCH: i64 = (1 << 24) - 1;
+/// The largest epoch: 23 bits, so that every token `(epoch << 40) | count` fits in an SQL
+/// INTEGER (a signed 64-bit number) wherever fenced storage records it.
+const MAX_EPOCH: i64 = (1 << 23) - 1;
 
 /// Increments and returns the epoch stored in `<data_dir>/lock.db` (1 on first start). The
 /// increment is committed with a full fsync before any token of the new epoch is issued.

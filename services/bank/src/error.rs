@@ -1,0 +1,136 @@
+//! The bank's errors and how each reaches a client as a gRPC status (with the richer error model
+//! where a client needs a machine-readable reason).
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use township_kit::status::{internal, invalid_argument};
+
+/// The `domain` of every `ErrorInfo` the bank attaches.
+pub const ERROR_DOMAIN: &str = "bank.township";
+
+/// Everything that can go wrong in a bank request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, e.g. `amount_cents`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// No account with this id.
+    #[error("{field}: no such account")]
+    AccountNotFound {
+        /// The field that named it.
+        field: &'static str,
+    },
+    /// The caller's session does not reach this account.
+    #[error("{field}: not one of your accounts")]
+    NotYourAccount {
+        /// The field that named it.
+        field: &'static str,
+    },
+    /// No valid session (missing, unknown, expired or revoked token).
+    #[error("log in first: {0}")]
+    Unauthenticated(&'static str),
+    /// The admin token is missing or wrong.
+    #[error("this is a staff operation: give the admin token")]
+    NotStaff,
+    /// Unknown name or wrong PIN (the same answer for both).
+    #[error("holder_name or pin is wrong")]
+    BadCredentials,
+    /// Too many failed logins for this name.
+    #[error("too many failed attempts for this name: try again in {}s", .0.as_secs().max(1))]
+    LockedOut(Duration),
+    /// An existing holder was named with a PIN that is not theirs.
+    #[error("pin: not the PIN of the existing holder")]
+    PinMismatch,
+    /// The debit is larger than the balance.
+    #[error("insufficient funds: the balance is {balance_cents} cents")]
+    InsufficientFunds {
+        /// The balance the debit would exceed.
+        balance_cents: i64,
+    },
+    /// The credit would take the balance past the maximum.
+    #[error("the balance would exceed the maximum")]
+    BalanceLimit,
+    /// The request id was used before for a different request.
+    #[error("request_id: already used for a different request")]
+    RequestIdReused,
+    /// Source and destination of a transfer are the same account.
+    #[error("to_account_id: must differ from from_account_id")]
+    SameAccount,
+    /// The lock service could not be reached or did not grant in time.
+    #[error("the lock service is unavailable: {0}")]
+    LockUnavailable(String),
+    /// The lock lease expired mid-operation and a newer holder touched the account: nothing was
+    /// changed; a retry with the same request id is safe.
+    #[error("the account lock was lost mid-operation (fencing token {token} < {recorded}); retry")]
+    StaleLease {
+        /// This operation's token.
+        token: u64,
+        /// The highest token recorded on the account.
+        recorded: u64,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] township_store::sqlx::Error),
+    /// A broken invariant.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An invalid `field`.
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The `ErrorInfo` reason for errors clients act on.
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            Error::InsufficientFunds { .. } => Some("INSUFFICIENT_FUNDS"),
+            Error::BalanceLimit => Some("BALANCE_LIMIT"),
+            Error::RequestIdReused => Some("REQUEST_ID_REUSED"),
+            Error::LockedOut(_) => Some("TOO_MANY_ATTEMPTS"),
+            Error::StaleLease { .. } => Some("LOCK_LOST"),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = match &err {
+            Error::Invalid { field, problem } => return invalid_argument(field, problem.clone()),
+            Error::Storage(_) | Error::Internal(_) => return internal(&err),
+            Error::AccountNotFound { .. } => Code::NotFound,
+            Error::NotYourAccount { .. } | Error::NotStaff | Error::PinMismatch => {
+                Code::PermissionDenied
+            }
+            Error::Unauthenticated(_) | Error::BadCredentials => Code::Unauthenticated,
+            Error::LockedOut(_) => Code::ResourceExhausted,
+            Error::InsufficientFunds { .. } | Error::BalanceLimit => Code::FailedPrecondition,
+            Error::RequestIdReused => Code::AlreadyExists,
+            Error::SameAccount => {
+                return invalid_argument("to_account_id", "must differ from from_account_id");
+            }
+            Error::LockUnavailable(_) => Code::Unavailable,
+            Error::StaleLease { .. } => Code::Aborted,
+        };
+        let mut details = ErrorDetails::new();
+        if let Some(reason) = err.reason() {
+            details.set_error_info(reason, ERROR_DOMAIN, []);
+        }
+        if let Error::LockedOut(wait) = &err {
+            details.set_retry_info(Some(*wait));
+        }
+        Status::with_error_details(code, err.to_string(), details)
+    }
+}

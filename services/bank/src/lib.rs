@@ -1,0 +1,127 @@
+//! The Township bank: ATM banking — accounts with holders, PINs and balances; login, balance,
+//! deposit, withdraw, transfer, history and interest — done as real banking software. Money is
+//! never lost: every mutation is exactly-once (client request ids), runs under locks from the
+//! shared lock service, and commits in one fenced SQLite transaction before it is acknowledged,
+//! so any number of bank replicas sharing one data file are as safe as one.
+//!
+//! - [`types`]: validated values (names, PINs, ids, amounts) and exact decimal parsing;
+//! - [`ledger`]: the storage, fenced and exactly-once;
+//! - [`bank`]: the rules (sessions, three strikes, locking);
+//! - [`service`]: the gRPC API; [`run`] serves it.
+
+pub mod bank;
+mod error;
+pub mod ledger;
+mod pin;
+pub mod service;
+pub mod types;
+
+use std::{
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Endpoint;
+use township_kit::{ServeOptions, ServiceSet, Shutdown};
+use township_lock::LockClient;
+use township_proto::bank::v1::bank_service_server::BankServiceServer;
+
+pub use bank::{Bank, BankConfig};
+pub use error::Error;
+pub use service::BankApi;
+
+/// The bank's default gRPC port.
+pub const DEFAULT_PORT: u16 = 50055;
+
+/// Everything the bank server needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Shared server settings.
+    pub serve: ServeOptions,
+    /// Where `bank.db` lives (shared by every replica).
+    pub data_dir: PathBuf,
+    /// The lock service, `host:port`.
+    pub lock_addr: String,
+    /// How long lock leases live (kept alive while an operation runs).
+    pub lock_ttl: Duration,
+    /// How long an operation waits for its locks before answering UNAVAILABLE.
+    pub lock_wait: Duration,
+    /// The staff token for OpenAccount and ApplyInterest.
+    pub admin_token: String,
+    /// The bank's rules.
+    pub bank: BankConfig,
+}
+
+/// Serves the bank on `listener` until `shutdown` fires. The lock service is dialled lazily: the
+/// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ledger = ledger::Ledger::open(&config.data_dir).await?;
+    let uri = township_kit::config::endpoint_uri(&config.lock_addr).map_err(anyhow::Error::msg)?;
+    let channel = Endpoint::from_shared(uri)
+        .context("--lock-addr")?
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let owner = format!(
+        "bank@{}/{}",
+        listener.local_addr().context("listener address")?,
+        std::process::id()
+    );
+    let locks = LockClient::new(channel, owner)
+        .with_ttl(config.lock_ttl)
+        .with_wait(config.lock_wait);
+    let bank = Arc::new(Bank::new(ledger, locks, config.bank.clone())?);
+    let api = BankApi::new(bank, &config.admin_token);
+    let server =
+        BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
+    let services = ServiceSet::new().add_service(server);
+    township_kit::serve(
+        listener,
+        &config.serve,
+        services,
+        &[township_proto::FILE_DESCRIPTOR_SET],
+        shutdown,
+    )
+    .await
+}
+
+/// Reads the admin token from `path`, or creates it (random, mode 0600) if the file is missing.
+/// Two replicas starting together agree: only one creates it, the other reads it.
+pub fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let token = format!("{}", uuid::Uuid::new_v4().simple());
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(token.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(token)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A replica may be writing it this very moment: wait briefly for the content.
+            for _ in 0..50 {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if !text.trim().is_empty() {
+                    return Ok(text.trim().to_owned());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            anyhow::bail!("{} is empty", path.display())
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}

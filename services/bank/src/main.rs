@@ -1,0 +1,83 @@
+//! `bank-server`: parses its config, starts tracing, binds, announces and serves until a signal.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::Parser;
+use township_bank::{BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token};
+use township_kit::{ServerArgs, config, net, shutdown, telemetry};
+
+/// The Township bank (gRPC `township.bank.v1.BankService`).
+#[derive(Debug, Parser)]
+#[command(name = "bank-server", version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// The shared lock service, host:port.
+    #[arg(long, env = "TOWNSHIP_LOCK_ADDR", default_value = "127.0.0.1:50056")]
+    lock_addr: String,
+
+    /// File holding the staff token (created with a random token if missing).
+    /// Default: <data-dir>/admin-token.
+    #[arg(long, env = "TOWNSHIP_BANK_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+
+    /// How long a customer's session token lives.
+    #[arg(long, env = "TOWNSHIP_BANK_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    session_ttl: Duration,
+
+    /// Interest rate of new accounts, in basis points per ApplyInterest (200 = 2 %).
+    #[arg(long, env = "TOWNSHIP_BANK_INTEREST_RATE_BP", default_value_t = 200,
+          value_parser = clap::value_parser!(i32).range(0..=10_000))]
+    interest_rate_bp: i32,
+
+    /// Lease lifetime of the account locks (kept alive while an operation runs).
+    #[arg(long, env = "TOWNSHIP_BANK_LOCK_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_ttl: Duration,
+
+    /// How long an operation waits for its account locks before answering UNAVAILABLE.
+    #[arg(long, env = "TOWNSHIP_BANK_LOCK_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    lock_wait: Duration,
+
+    /// Test only: pause this long between a lock grant and the commit, so tests can kill the
+    /// server in between. Never set in production.
+    #[arg(long, env = "TOWNSHIP_BANK_TEST_DELAY_AFTER_GRANT", hide = true, value_parser = humantime::parse_duration)]
+    test_delay_after_grant: Option<Duration>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Args = config::parse_args();
+    telemetry::init(args.server.log_format);
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => config::fail(&err),
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.server.data_dir_or("bank");
+    let token_file = args
+        .admin_token_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("admin-token"));
+    let admin_token = load_or_create_admin_token(&token_file)?;
+    let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let config = Config {
+        serve: (&args.server).into(),
+        data_dir,
+        lock_addr: args.lock_addr,
+        lock_ttl: args.lock_ttl,
+        lock_wait: args.lock_wait,
+        admin_token,
+        bank: BankConfig {
+            session_ttl: args.session_ttl,
+            interest_rate_bp: args.interest_rate_bp,
+            delay_after_grant: args.test_delay_after_grant,
+        },
+    };
+    let shutdown = shutdown::Shutdown::new();
+    shutdown::on_signal(shutdown.clone());
+    net::announce("", &listener)?;
+    township_bank::run(listener, config, shutdown).await
+}

@@ -1,0 +1,321 @@
+//! The gRPC face of the bank: reads the caller's credentials (`authorization: Bearer <token>`),
+//! validates requests into the bank's types, calls [`Bank`], maps errors.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use township_proto::bank::v1::{self as pb, bank_service_server::BankService};
+
+use crate::{
+    Error,
+    bank::Bank,
+    ledger::{Entry, Movement, Receipt},
+    types::{AccountId, Amount, HolderName, Pin, RequestId},
+};
+
+/// Implements `township.bank.v1.BankService`.
+#[derive(Clone)]
+pub struct BankApi {
+    bank: Arc<Bank>,
+    admin_token: Arc<str>,
+}
+
+impl BankApi {
+    /// Serves `bank`; staff calls must carry `admin_token`.
+    pub fn new(bank: Arc<Bank>, admin_token: &str) -> Self {
+        Self {
+            bank,
+            admin_token: admin_token.into(),
+        }
+    }
+
+    fn staff<T>(&self, request: &Request<T>) -> Result<(), Error> {
+        let given = bearer(request)?.unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), self.admin_token.as_bytes()) && !given.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotStaff)
+        }
+    }
+}
+
+/// The call's `authorization: Bearer <token>`, if any; any other form is UNAUTHENTICATED.
+fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, Error> {
+    let Some(value) = request.metadata().get("authorization") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("the authorization header is not readable text"))?;
+    text.strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .map(|token| Some(token.trim()))
+        .ok_or(Error::Unauthenticated(
+            "the authorization header must be `Bearer <token>`",
+        ))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[tonic::async_trait]
+impl BankService for BankApi {
+    async fn open_account(
+        &self,
+        request: Request<pb::OpenAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        self.staff(&request)?;
+        let r = request.into_inner();
+        let holder = HolderName::parse("holder_name", &r.holder_name)?;
+        let pin = Pin::parse("pin", &r.pin)?;
+        if r.initial_deposit_cents < 0 || r.initial_deposit_cents > crate::types::MAX_AMOUNT_CENTS {
+            return Err(Error::invalid(
+                "initial_deposit_cents",
+                "must be from 0 to 100000000000 cents",
+            )
+            .into());
+        }
+        let request_id = RequestId::parse(&r.request_id)?;
+        let account = self
+            .bank
+            .open_account(holder, pin, r.initial_deposit_cents, request_id)
+            .await?;
+        Ok(Response::new(account_to_pb(account)))
+    }
+
+    async fn add_holder(
+        &self,
+        request: Request<pb::AddHolderRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let r = request.into_inner();
+        let account = AccountId::parse("account_id", &r.account_id)?;
+        let holder = HolderName::parse("holder_name", &r.holder_name)?;
+        let pin = Pin::parse("pin", &r.pin)?;
+        let account = self
+            .bank
+            .add_holder(&customer, account, holder, pin)
+            .await?;
+        Ok(Response::new(account_to_pb(account)))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let r = request.into_inner();
+        let name = HolderName::parse("holder_name", &r.holder_name)?;
+        let pin = Pin::parse("pin", &r.pin)?;
+        let session = self.bank.login(name, pin).await?;
+        Ok(Response::new(pb::LoginResponse {
+            session_token: session.token,
+            account_ids: session.accounts.iter().map(ToString::to_string).collect(),
+            expires_at: Some(timestamp(session.expires_ms)),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        self.bank.logout(bearer(&request)?).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::Balance>, Status> {
+        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let account = AccountId::parse("account_id", &request.get_ref().account_id)?;
+        let balance_cents = self.bank.balance(&customer, account.clone()).await?;
+        Ok(Response::new(pb::Balance {
+            account_id: account.to_string(),
+            balance_cents,
+        }))
+    }
+
+    async fn deposit(
+        &self,
+        request: Request<pb::AmountRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        self.movement(request, Movement::Deposit).await
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<pb::AmountRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        self.movement(request, Movement::Withdraw).await
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let r = request.into_inner();
+        let from = AccountId::parse("from_account_id", &r.from_account_id)?;
+        let to = AccountId::parse("to_account_id", &r.to_account_id)?;
+        let amount = Amount::parse("amount_cents", r.amount_cents)?;
+        let request_id = RequestId::parse(&r.request_id)?;
+        let receipt = self
+            .bank
+            .transfer(&customer, from, to, amount, request_id)
+            .await?;
+        Ok(Response::new(receipt_to_pb(receipt)))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let r = request.into_inner();
+        let account = AccountId::parse("account_id", &r.account_id)?;
+        let page_size = match r.page_size {
+            0 => 50,
+            n @ 1..=1000 => n as u32,
+            _ => {
+                return Err(
+                    Error::invalid("page_size", "must be from 1 to 1000 (0 means 50)").into(),
+                );
+            }
+        };
+        let before = parse_page_token(&r.page_token)?;
+        let entries = self
+            .bank
+            .history(&customer, account, before, page_size)
+            .await?;
+        let next_page_token = match entries.last() {
+            Some(last) if entries.len() == page_size as usize => page_token(last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions: entries.into_iter().map(entry_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn apply_interest(
+        &self,
+        request: Request<pb::ApplyInterestRequest>,
+    ) -> Result<Response<pb::ApplyInterestResponse>, Status> {
+        self.staff(&request)?;
+        let request_id = RequestId::parse(&request.get_ref().request_id)?;
+        let (credited, total) = self.bank.apply_interest(request_id).await?;
+        Ok(Response::new(pb::ApplyInterestResponse {
+            accounts_credited: i32::try_from(credited).unwrap_or(i32::MAX),
+            total_interest_cents: total,
+        }))
+    }
+}
+
+impl BankApi {
+    async fn movement(
+        &self,
+        request: Request<pb::AmountRequest>,
+        movement: Movement,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let r = request.into_inner();
+        let account = AccountId::parse("account_id", &r.account_id)?;
+        let amount = Amount::parse("amount_cents", r.amount_cents)?;
+        let request_id = RequestId::parse(&r.request_id)?;
+        let receipt = self
+            .bank
+            .move_money(&customer, movement, account, amount, request_id)
+            .await?;
+        Ok(Response::new(receipt_to_pb(receipt)))
+    }
+}
+
+const PAGE_TOKEN_PREFIX: &str = "before-";
+
+fn page_token(id: i64) -> String {
+    format!("{PAGE_TOKEN_PREFIX}{id:x}")
+}
+
+fn parse_page_token(token: &str) -> Result<Option<i64>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix(PAGE_TOKEN_PREFIX)
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+        .filter(|id| *id > 0)
+        .map(Some)
+        .ok_or_else(|| Error::invalid("page_token", "not a token this service issued"))
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn account_to_pb(account: crate::ledger::AccountView) -> pb::Account {
+    pb::Account {
+        account_id: account.id.to_string(),
+        holders: account.holders,
+        balance_cents: account.balance_cents,
+        interest_rate_bp: account.interest_rate_bp,
+    }
+}
+
+fn receipt_to_pb(receipt: Receipt) -> pb::Receipt {
+    pb::Receipt {
+        transaction_id: receipt.transaction_id,
+        balance_cents: receipt.balance_cents,
+    }
+}
+
+fn entry_to_pb(entry: Entry) -> pb::Transaction {
+    pb::Transaction {
+        id: entry.id.to_string(),
+        kind: entry.kind,
+        amount_cents: entry.amount_cents,
+        balance_after_cents: entry.balance_after_cents,
+        time: Some(timestamp(entry.time_ms)),
+        counterparty_account_id: entry.counterparty,
+        request_id: entry.request_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_forged_ones_are_refused() {
+        assert_eq!(parse_page_token(&page_token(42)).unwrap(), Some(42));
+        assert_eq!(parse_page_token("").unwrap(), None);
+        for forged in ["42", "before-zz", "before--1", "before-0"] {
+            assert!(parse_page_token(forged).is_err(), "{forged}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_and_other_schemes_refused() {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&request).unwrap(), Some("abc"));
+        let mut basic = Request::new(());
+        basic
+            .metadata_mut()
+            .insert("authorization", "Basic abc".parse().unwrap());
+        assert!(matches!(bearer(&basic), Err(Error::Unauthenticated(_))));
+        assert_eq!(bearer(&Request::new(())).unwrap(), None);
+    }
+
+    #[test]
+    fn admin_tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secrets"));
+    }
+}
