@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS requests (
     request_id     TEXT PRIMARY KEY,
     params         TEXT NOT NULL,
     transaction_id TEXT NOT NULL,
+    rejection      TEXT NOT NULL DEFAULT '',
     balance_cents  INTEGER NOT NULL,
     created_ms     INTEGER NOT NULL
 );
@@ -129,7 +130,10 @@ pub enum Movement {
 /// The bank's storage. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
+    /// One connection: every write transaction of this process queues here, in order.
     pool: SqlitePool,
+    /// Plain reads (sessions, holders, account lists) that never wait for the writer.
+    reads: SqlitePool,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -138,10 +142,13 @@ impl Ledger {
     /// Opens (or creates) `<data_dir>/bank.db`. WAL with `synchronous = NORMAL`: a committed
     /// transaction survives `kill -9` of any process; a power loss may lose the last commits.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let pool = township_store::open(data_dir, "bank.db", Durability::Normal, SCHEMA)
+        let pool = township_store::open(data_dir, "bank.db", Durability::Normal, 1, SCHEMA)
             .await
             .context("cannot open the bank's ledger")?;
-        Ok(Self { pool })
+        let reads = township_store::open(data_dir, "bank.db", Durability::Normal, 4, SCHEMA)
+            .await
+            .context("cannot open the bank's ledger for reading")?;
+        Ok(Self { pool, reads })
     }
 
     async fn begin(&self) -> Result<Tx, Error> {
@@ -155,7 +162,7 @@ impl Ledger {
         Ok(
             sqlx::query_scalar("SELECT pin_hash FROM holders WHERE name = ?")
                 .bind(name.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?,
         )
     }
@@ -165,7 +172,7 @@ impl Ledger {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT failures, locked_until_ms FROM login_failures WHERE name = ?")
                 .bind(name.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         let (failures, until) = row.unwrap_or((0, 0));
         Ok((u32::try_from(failures).unwrap_or(u32::MAX), until))
@@ -246,11 +253,10 @@ impl Ledger {
         )
         .bind(token_hash)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
-        Ok(name
-            .map(|n| HolderName::parse("holder_name", &n))
-            .transpose()?)
+        name.map(|n| HolderName::parse("holder_name", &n))
+            .transpose()
     }
 
     /// Ends a session. Returns whether it existed.
@@ -270,7 +276,7 @@ impl Ledger {
             "SELECT account_id FROM account_holders WHERE holder_name = ? ORDER BY account_id",
         )
         .bind(name.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
     }
@@ -287,7 +293,7 @@ impl Ledger {
         )
         .bind(name.as_str())
         .bind(account.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|(held,)| held != 0))
     }
@@ -296,7 +302,7 @@ impl Ledger {
     pub async fn exists(&self, account: &AccountId) -> Result<bool, Error> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = ?")
             .bind(account.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(found.is_some())
     }
@@ -304,7 +310,7 @@ impl Ledger {
     /// Every account id, sorted.
     pub async fn all_accounts(&self) -> Result<Vec<AccountId>, Error> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
     }
@@ -314,7 +320,7 @@ impl Ledger {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT balance_cents, interest_rate_bp FROM accounts WHERE id = ?")
                 .bind(account.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         let (balance_cents, rate) = row.ok_or(Error::AccountNotFound {
             field: "account_id",
@@ -323,7 +329,7 @@ impl Ledger {
             "SELECT holder_name FROM account_holders WHERE account_id = ? ORDER BY holder_name",
         )
         .bind(account.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(AccountView {
             id: account.clone(),
@@ -500,7 +506,10 @@ impl Ledger {
             Movement::Deposit => amount.cents(),
             Movement::Withdraw => -amount.cents(),
         };
-        let after = apply(balance, delta)?;
+        let after = match apply(balance, delta) {
+            Ok(after) => after,
+            Err(refusal) => return reject(tx, request_id, &params, refusal).await,
+        };
         set_balance(&mut tx, account, after, token).await?;
         let id = append(&mut tx, account, request_id, kind, delta, after, "").await?;
         let receipt = Receipt {
@@ -529,8 +538,12 @@ impl Ledger {
         }
         let from_balance = fence_write(&mut tx, from, from_token, "from_account_id").await?;
         let to_balance = fence_write(&mut tx, to, to_token, "to_account_id").await?;
-        let from_after = apply(from_balance, -amount.cents())?;
-        let to_after = apply(to_balance, amount.cents())?;
+        let after = apply(from_balance, -amount.cents())
+            .and_then(|from_after| Ok((from_after, apply(to_balance, amount.cents())?)));
+        let (from_after, to_after) = match after {
+            Ok(after) => after,
+            Err(refusal) => return reject(tx, request_id, &params, refusal).await,
+        };
         set_balance(&mut tx, from, from_after, from_token).await?;
         set_balance(&mut tx, to, to_after, to_token).await?;
         let out = append(
@@ -745,27 +758,63 @@ async fn append(
     .await?)
 }
 
-/// The receipt of an earlier request with this id; [`Error::RequestIdReused`] if that request had
-/// other parameters.
+/// The outcome of an earlier request with this id: its receipt, or the same refusal it got
+/// (refusals are final too, so an old attempt still under way can never apply after its request
+/// was answered as refused); [`Error::RequestIdReused`] if that request had other parameters.
 async fn prior_receipt(
     tx: &mut Tx,
     request_id: &RequestId,
     params: &str,
 ) -> Result<Option<Receipt>, Error> {
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT params, transaction_id, balance_cents FROM requests WHERE request_id = ?",
+    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?",
     )
     .bind(request_id.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     match row {
         None => Ok(None),
-        Some((stored, _, _)) if stored != params => Err(Error::RequestIdReused),
-        Some((_, transaction_id, balance_cents)) => Ok(Some(Receipt {
+        Some((stored, ..)) if stored != params => Err(Error::RequestIdReused),
+        Some((_, _, balance_cents, rejection)) if rejection == INSUFFICIENT_FUNDS => {
+            Err(Error::InsufficientFunds { balance_cents })
+        }
+        Some((_, _, _, rejection)) if rejection == BALANCE_LIMIT => Err(Error::BalanceLimit),
+        Some((_, transaction_id, balance_cents, _)) => Ok(Some(Receipt {
             transaction_id,
             balance_cents,
         })),
     }
+}
+
+const INSUFFICIENT_FUNDS: &str = "INSUFFICIENT_FUNDS";
+const BALANCE_LIMIT: &str = "BALANCE_LIMIT";
+
+/// Records that `request_id` was refused by a money rule (so a retry gets the same answer),
+/// commits, and returns the refusal.
+async fn reject(
+    mut tx: Tx,
+    request_id: &RequestId,
+    params: &str,
+    refusal: Error,
+) -> Result<Receipt, Error> {
+    let (rejection, balance_cents) = match &refusal {
+        Error::InsufficientFunds { balance_cents } => (INSUFFICIENT_FUNDS, *balance_cents),
+        Error::BalanceLimit => (BALANCE_LIMIT, 0),
+        _ => return Err(refusal),
+    };
+    sqlx::query(
+        "INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
+         VALUES (?, ?, '', ?, ?, ?)",
+    )
+    .bind(request_id.as_str())
+    .bind(params)
+    .bind(balance_cents)
+    .bind(rejection)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Err(refusal)
 }
 
 async fn record_request(
@@ -919,6 +968,45 @@ mod tests {
             1,
             "only the OPEN row"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_final_for_its_request_id() {
+        let (_dir, ledger) = ledger().await;
+        let ada = HolderName::parse("holder_name", "Ada").unwrap();
+        let account = ledger
+            .open_account(&rid(), &ada, Some("hash"), 1_000, 200)
+            .await
+            .unwrap();
+        let id = rid();
+        let big = Amount::parse("amount_cents", 1_500).unwrap();
+        let refused = ledger
+            .move_money(Movement::Withdraw, &account, big, &id, 1)
+            .await;
+        assert!(matches!(
+            refused,
+            Err(Error::InsufficientFunds {
+                balance_cents: 1_000
+            })
+        ));
+        let top_up = Amount::parse("amount_cents", 1_000).unwrap();
+        ledger
+            .move_money(Movement::Deposit, &account, top_up, &rid(), 2)
+            .await
+            .unwrap();
+        let again = ledger
+            .move_money(Movement::Withdraw, &account, big, &id, 3)
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(Error::InsufficientFunds {
+                    balance_cents: 1_000
+                })
+            ),
+            "the same answer as the first time, not a late withdrawal: {again:?}"
+        );
+        assert_eq!(ledger.balance(&account, 4).await.unwrap(), 2_000);
     }
 
     #[tokio::test]

@@ -70,7 +70,7 @@ impl LockClient {
         };
         let mut call = tonic::Request::new(request);
         // The call's deadline leaves the service time to answer DEADLINE_EXCEEDED itself.
-        call.set_timeout(self.wait + Duration::from_secs(5));
+        call.set_timeout(self.wait + Duration::from_secs(1));
         let lease = self.rpc.clone().acquire(call).await?.into_inner();
         Ok(HeldLease::start(self.rpc.clone(), lease, self.ttl))
     }

@@ -21,12 +21,18 @@ pub enum Durability {
     Normal,
 }
 
-/// Opens (creating if missing) `<data_dir>/<file>` and runs `schema` (idempotent SQL, e.g.
-/// `CREATE TABLE IF NOT EXISTS ...`). Creates `data_dir` too.
+/// Opens (creating if missing) `<data_dir>/<file>` with a pool of at most `connections`
+/// connections, and runs `schema` (idempotent SQL, e.g. `CREATE TABLE IF NOT EXISTS ...`).
+/// Creates `data_dir` too.
+///
+/// SQLite allows one writer at a time and makes the others sleep-and-retry (`busy_timeout`): a
+/// pool of one connection for write transactions makes a process's writers queue in order instead,
+/// with no sleeping; readers use a separate, larger pool (WAL readers never wait for the writer).
 pub async fn open(
     data_dir: &Path,
     file: &str,
     durability: Durability,
+    connections: u32,
     schema: &'static str,
 ) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
@@ -44,7 +50,7 @@ pub async fn open(
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections.max(1))
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))?;
