@@ -48,9 +48,12 @@ impl CliError {
         }
     }
 
-    /// Wraps a status answered by `service`, telling "could not connect" apart.
+    /// Wraps a failed call to `service`, telling "could not connect" apart from an answer. A
+    /// status made locally by the transport carries its cause as `source()`; one the server
+    /// answered (even UNAVAILABLE, e.g. the bank saying its lock service is down) has none.
     pub fn from_status(service: &'static str, addr: &str, status: tonic::Status) -> Self {
-        if status.code() == tonic::Code::Unavailable && status.message().contains("connect") {
+        let local = std::error::Error::source(&status).is_some();
+        if local && status.code() == tonic::Code::Unavailable {
             CliError::Unreachable {
                 service,
                 addr: addr.to_owned(),

@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 the service answered with an error; 2 bad usage; 3 the service could
 //! not be reached (after `--retries`); 4 `health` found the service not SERVING; 5 `up` failed.
 
+mod atm;
+mod bank;
 mod connect;
 mod error;
 mod health;
@@ -73,6 +75,11 @@ enum Command {
     Time(time::TimeArgs),
     /// Take a lock by hand, or inspect holders and waiters.
     Lock(lock::LockArgs),
+    /// Bank from the command line: open accounts, balances, deposits, withdrawals, transfers,
+    /// history and interest.
+    Bank(bank::BankArgs),
+    /// An interactive ATM session: log in with name and PIN, then pick from a menu.
+    Atm(atm::AtmArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
@@ -97,6 +104,8 @@ fn main() -> ExitCode {
             Command::Time(args) => time::run(args, &cli.global).await,
             Command::Health(args) => health::run(args, &cli.global).await,
             Command::Lock(args) => lock::run(args, &cli.global).await,
+            Command::Bank(args) => bank::run(args, &cli.global).await,
+            Command::Atm(args) => atm::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
         }
     });
