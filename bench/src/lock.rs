@@ -14,7 +14,8 @@ use crate::{report::Row, server};
 
 /// Runs the three lock scenarios against one fresh lock-server.
 pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row>> {
-    let server = server::start("lock-server").await?;
+    let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
+    let server = server::start("lock-server", data.path(), &[]).await?;
     let uri = format!("http://{}", server.addr);
     let scenarios: [(&str, usize, bool); 3] = [
         ("lock: 1 client", 1, false),

@@ -5,6 +5,7 @@
 //! The load generator runs on one thread and each server is started with one worker thread, so
 //! the two cores are not oversubscribed. Speed is reported, never asserted.
 
+mod bank;
 mod lock;
 mod report;
 mod server;
@@ -41,6 +42,8 @@ struct Cli {
 enum Scenario {
     /// Lock service: acquire+release cycles, uncontended and contended.
     Lock,
+    /// Bank: durable transfers with the lock service in the loop, one and two replicas.
+    Bank,
 }
 
 fn main() -> ExitCode {
@@ -61,10 +64,11 @@ fn main() -> ExitCode {
         (cli.duration, cli.warmup)
     };
     let result = runtime.block_on(async {
-        let rows = match cli.scenario {
-            Scenario::Lock => lock::run(duration, warmup).await?,
+        let (name, rows) = match cli.scenario {
+            Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
+            Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
         };
-        report::publish("lock", &rows, &cli.out_dir, cli.smoke)
+        report::publish(name, &rows, &cli.out_dir, cli.smoke)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,12 @@
 //! Starting a Township server binary (from the same target directory as this benchmark) on an
-//! ephemeral loopback port, with one worker thread and quiet logs.
+//! ephemeral loopback port, with one worker thread and quiet logs. Callers own the data directory
+//! (a `tempfile::TempDir`), so replicas can share one.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
 use anyhow::{Context, bail};
 use tokio::{
@@ -12,13 +17,12 @@ use tokio::{
 /// A server process, killed when dropped.
 pub struct Server {
     _child: Child,
-    _data: tempfile::TempDir,
     /// Its gRPC address.
     pub addr: SocketAddr,
 }
 
-/// Starts `binary` with a fresh temporary data dir.
-pub async fn start(binary: &str) -> anyhow::Result<Server> {
+/// Starts `binary` with `--data-dir data_dir` and `args`.
+pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let path: PathBuf = exe.with_file_name(binary);
     if !path.is_file() {
@@ -27,10 +31,10 @@ pub async fn start(binary: &str) -> anyhow::Result<Server> {
             path.display()
         );
     }
-    let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
     let mut child = Command::new(&path)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
+        .arg(data_dir)
+        .args(args)
         .env("TOKIO_WORKER_THREADS", "1")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -54,7 +58,6 @@ pub async fn start(binary: &str) -> anyhow::Result<Server> {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(Server {
         _child: child,
-        _data: data,
         addr,
     })
 }

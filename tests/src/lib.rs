@@ -126,9 +126,28 @@ pub async fn spawn_service_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, "127.0.0.1:0", args, env).await
+}
+
+/// [`spawn_service`] on a fixed `listen` address, e.g. `127.0.0.1:<port>` from [`free_port`]: for
+/// a server that must come back on the same address after a kill.
+pub async fn spawn_service_at(
+    binary_name: &str,
+    listen: &str,
+    args: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, listen, args, &[]).await
+}
+
+async fn start_service(
+    binary_name: &str,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<ServiceProcess> {
     let mut command = Command::new(binary(binary_name));
     command
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -290,4 +309,36 @@ pub async fn health_status(addr: SocketAddr, service: &str) -> anyhow::Result<Se
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A loopback port that is free now and lies below the kernel's ephemeral range, so no outgoing
+/// connection's local port can take it while its server is down: for servers restarted on the
+/// same address ([`spawn_service_at`]). Random, so tests running at the same time differ.
+pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16.min(ephemeral_low / 2);
+    let span = u32::from(ephemeral_low.saturating_sub(low).max(1));
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut seed = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16)
+        ^ call.wrapping_mul(0x9E37_79B9))
+        | 1;
+    for _ in 0..1000 {
+        // xorshift32: no dependency needed for picking a port.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let port = low + (seed % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    closed_port()
 }

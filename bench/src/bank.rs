@@ -1,0 +1,174 @@
+//! Bank: durable transfers per second and their latency with the lock service in the loop, with
+//! one bank replica and with two replicas sharing one data file and one lock service.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use tonic::{Request, transport::Channel};
+use township_proto::bank::v1::{
+    LoginRequest, OpenAccountRequest, TransferRequest, bank_service_client::BankServiceClient,
+};
+
+use crate::{report::Row, server};
+
+/// Accounts the clients move money between (random pairs: a little contention, as at a real bank).
+const ACCOUNTS: usize = 200;
+/// Concurrent closed-loop clients.
+const CLIENTS: usize = 16;
+const PIN: &str = "2468";
+
+/// Runs the bank scenarios, each against fresh servers.
+pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for replicas in [1, 2] {
+        rows.push(measure(replicas, duration, warmup).await?);
+    }
+    Ok(rows)
+}
+
+async fn measure(replicas: usize, duration: Duration, warmup: Duration) -> anyhow::Result<Row> {
+    let lock_dir = tempfile::tempdir().context("temporary dir")?;
+    let bank_dir = tempfile::tempdir().context("temporary dir")?;
+    let lock = server::start("lock-server", lock_dir.path(), &[]).await?;
+    let lock_addr = lock.addr.to_string();
+    let mut banks = Vec::new();
+    for _ in 0..replicas {
+        banks.push(
+            server::start("bank-server", bank_dir.path(), &["--lock-addr", &lock_addr]).await?,
+        );
+    }
+    let admin =
+        std::fs::read_to_string(bank_dir.path().join("admin-token")).context("admin token")?;
+    let first = connect(banks[0].addr).await?;
+    let accounts = open_accounts(&first, admin.trim()).await?;
+    let token = login(&first).await?;
+
+    let start = Instant::now();
+    let (measure_from, stop) = (start + warmup, start + warmup + duration);
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let channel = connect(banks[i % banks.len()].addr).await?;
+        let client = Client {
+            rpc: BankServiceClient::new(channel),
+            token: token.clone(),
+            accounts: accounts.clone(),
+        };
+        tasks.push(tokio::spawn(client.transfers(
+            i as u64 + 1,
+            measure_from,
+            stop,
+        )));
+    }
+    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    for task in tasks {
+        histogram
+            .add(task.await.context("client task")??)
+            .context("merge")?;
+    }
+    let name = format!(
+        "bank: transfers, {CLIENTS} clients, {replicas} replica{}",
+        if replicas == 1 { "" } else { "s" }
+    );
+    Ok(Row::from_histogram(name, &histogram, duration))
+}
+
+async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connect to the bank")
+}
+
+fn authorized<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+async fn open_accounts(channel: &Channel, admin: &str) -> anyhow::Result<Vec<String>> {
+    let mut rpc = BankServiceClient::new(channel.clone());
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        let open = OpenAccountRequest {
+            holder_name: "bench".into(),
+            pin: PIN.into(),
+            initial_deposit_cents: 1_000_000_000,
+            request_id: uuid::Uuid::new_v4().to_string(),
+        };
+        accounts.push(
+            rpc.open_account(authorized(open, admin)?)
+                .await
+                .context("open account")?
+                .into_inner()
+                .account_id,
+        );
+    }
+    Ok(accounts)
+}
+
+async fn login(channel: &Channel) -> anyhow::Result<String> {
+    let mut rpc = BankServiceClient::new(channel.clone());
+    let login = LoginRequest {
+        holder_name: "bench".into(),
+        pin: PIN.into(),
+    };
+    Ok(rpc
+        .login(login)
+        .await
+        .context("login")?
+        .into_inner()
+        .session_token)
+}
+
+struct Client {
+    rpc: BankServiceClient<Channel>,
+    token: String,
+    accounts: Vec<String>,
+}
+
+impl Client {
+    /// Transfers 1 cent between random accounts until `stop`; records those begun after
+    /// `measure_from`.
+    async fn transfers(
+        mut self,
+        seed: u64,
+        measure_from: Instant,
+        stop: Instant,
+    ) -> anyhow::Result<Histogram<u64>> {
+        let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        loop {
+            let began = Instant::now();
+            if began >= stop {
+                break;
+            }
+            let from = next(self.accounts.len());
+            let to = (from + 1 + next(self.accounts.len() - 1)) % self.accounts.len();
+            let transfer = TransferRequest {
+                from_account_id: self.accounts[from].clone(),
+                to_account_id: self.accounts[to].clone(),
+                amount_cents: 1,
+                request_id: uuid::Uuid::new_v4().to_string(),
+            };
+            self.rpc
+                .transfer(authorized(transfer, &self.token)?)
+                .await
+                .context("transfer")?;
+            if began >= measure_from {
+                histogram
+                    .record(began.elapsed().as_micros() as u64)
+                    .context("record")?;
+            }
+        }
+        Ok(histogram)
+    }
+}

@@ -1,0 +1,500 @@
+//! The `township bank` and `township atm` CLIs against a real lock-server and bank-server: staff
+//! commands with the admin token file, customer commands with the PIN from the environment, exact
+//! amounts, one-line errors with their exit codes, retries with the same request id while the
+//! bank answers UNAVAILABLE, and an ATM session driven through piped stdin.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+use tokio::{io::AsyncWriteExt, process::Command};
+use township_tests::{
+    Output, ServiceProcess, binary, closed_port, health_status, run, spawn_service, township,
+};
+
+/// How long one CLI run may take on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(60);
+/// The PIN every test holder uses, unless a test says otherwise.
+const PIN: &str = "4321";
+
+/// A bank-server (and, usually, the lock-server it uses), each on a fresh data directory.
+struct Town {
+    bank: ServiceProcess,
+    bank_dir: TempDir,
+    _lock: Option<(ServiceProcess, TempDir)>,
+}
+
+/// A running lock-server and a bank-server that uses it.
+async fn town() -> Town {
+    let lock_dir = tempfile::tempdir().unwrap();
+    let lock = spawn_service("lock-server", &["--data-dir", path(&lock_dir)])
+        .await
+        .unwrap();
+    let (bank, bank_dir) = bank_server(&lock.addr.to_string(), &[]).await;
+    Town {
+        bank,
+        bank_dir,
+        _lock: Some((lock, lock_dir)),
+    }
+}
+
+/// A bank-server whose lock service is at `lock_addr` (which may be down), with `extra` flags.
+async fn bank_server(lock_addr: &str, extra: &[&str]) -> (ServiceProcess, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--data-dir", path(&dir), "--lock-addr", lock_addr];
+    args.extend_from_slice(extra);
+    let bank = spawn_service("bank-server", &args).await.unwrap();
+    (bank, dir)
+}
+
+fn path(dir: &TempDir) -> &str {
+    dir.path().to_str().expect("a UTF-8 temp path")
+}
+
+impl Town {
+    /// The admin token file the bank-server wrote in its data directory.
+    fn admin_token_file(&self) -> PathBuf {
+        self.bank_dir.path().join("admin-token")
+    }
+
+    /// `township --addr <bank> ARGS`, with TOWNSHIP_BANK_PIN set to `pin` (or unset).
+    fn command(&self, args: &[&str], pin: Option<&str>) -> Command {
+        let mut command = township();
+        command
+            .arg("--addr")
+            .arg(self.bank.addr.to_string())
+            .args(args)
+            .env_remove("TOWNSHIP_BANK_PIN")
+            .env_remove("TOWNSHIP_BANK_ADMIN_TOKEN_FILE");
+        if let Some(pin) = pin {
+            command.env("TOWNSHIP_BANK_PIN", pin);
+        }
+        command
+    }
+
+    /// Runs `township --addr <bank> bank ARGS` as a customer whose PIN is `pin`.
+    async fn bank(&self, args: &[&str], pin: &str) -> Output {
+        let mut full = vec!["bank"];
+        full.extend_from_slice(args);
+        run(self.command(&full, Some(pin)), LIMIT).await
+    }
+
+    /// Runs `township bank ARGS --name NAME` with the usual PIN.
+    async fn bank_as(&self, name: &str, args: &[&str]) -> Output {
+        let mut full = args.to_vec();
+        full.extend(["--name", name]);
+        self.bank(&full, PIN).await
+    }
+
+    /// Runs a staff command, `township bank ARGS --admin-token-file <the bank's>`.
+    async fn staff(&self, args: &[&str], pin: &str) -> Output {
+        let token_file = self.admin_token_file();
+        let mut full = args.to_vec();
+        full.extend(["--admin-token-file", token_file.to_str().unwrap()]);
+        self.bank(&full, pin).await
+    }
+
+    /// Opens an account for `name` with `initial` and returns its id.
+    async fn open(&self, name: &str, initial: &str) -> String {
+        let out = self
+            .staff(
+                &["--json", "open", "--name", name, "--initial", initial],
+                PIN,
+            )
+            .await;
+        json(&out)["account_id"]
+            .as_str()
+            .expect("an account id")
+            .to_owned()
+    }
+
+    /// The balance of `account` in cents, asked through the CLI as `name`.
+    async fn balance(&self, name: &str, account: &str) -> i64 {
+        let out = self.bank_as(name, &["balance", account, "--json"]).await;
+        json(&out)["balance_cents"].as_i64().expect("cents")
+    }
+
+    /// Runs `township atm ARGS` with `answers` piped into its stdin.
+    async fn atm(&self, args: &[&str], answers: &str) -> Output {
+        let mut full = vec!["atm"];
+        full.extend_from_slice(args);
+        let mut command = self.command(&full, None);
+        command.stdin(Stdio::piped());
+        let mut child = command.spawn().expect("the ATM starts");
+        let mut stdin = child.stdin.take().expect("a stdin pipe");
+        stdin.write_all(answers.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+            .await
+            .expect("the ATM finishes")
+            .unwrap();
+        Output {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The single JSON object a successful `--json` command printed.
+fn json(out: &Output) -> serde_json::Value {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("JSON ({e}): {out:?}"))
+}
+
+/// The one stderr line of a failed command, checked to be in the CLI's format.
+fn one_error_line(out: &Output) -> &str {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {out:?}");
+    assert!(lines[0].starts_with("township: "), "{out:?}");
+    lines[0]
+}
+
+#[tokio::test]
+async fn open_reports_the_initial_deposit_exactly_in_cents_and_as_text() {
+    let town = town().await;
+    let out = town
+        .staff(
+            &["open", "--name", "Ada", "--initial", "100.50", "--json"],
+            PIN,
+        )
+        .await;
+    let account = json(&out);
+    assert_eq!(account["balance_cents"], 10050, "{account}");
+    assert_eq!(account["balance"], "100.50", "{account}");
+    assert_eq!(account["holders"], serde_json::json!(["Ada"]), "{account}");
+    let id = account["account_id"].as_str().unwrap();
+    assert_eq!(town.balance("Ada", id).await, 10050);
+
+    let out = town.bank_as("Ada", &["balance", id]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "balance 100.50\n");
+}
+
+#[tokio::test]
+async fn deposit_withdraw_transfer_balance_and_history_through_the_cli() {
+    let town = town().await;
+    let ada = town.open("Ada", "100.50").await;
+    let bob = town.open("Bob", "0").await;
+
+    let out = town.bank_as("Ada", &["deposit", &ada, "5"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("deposited 5.00: balance 105.50 (transaction "),
+        "{out:?}"
+    );
+    let out = town.bank_as("Ada", &["withdraw", &ada, "0.50"]).await;
+    assert!(
+        out.stdout
+            .starts_with("withdrew 0.50: balance 105.00 (transaction "),
+        "{out:?}"
+    );
+    let out = town
+        .bank_as("Ada", &["transfer", &ada, &bob, "10.01", "--json"])
+        .await;
+    let receipt = json(&out);
+    assert_eq!(receipt["operation"], "transfer", "{receipt}");
+    assert_eq!(receipt["to_account_id"], bob.as_str(), "{receipt}");
+    assert_eq!(receipt["amount_cents"], 1001, "{receipt}");
+    assert_eq!(receipt["balance_cents"], 9499, "{receipt}");
+    assert_eq!(receipt["balance"], "94.99", "{receipt}");
+
+    assert_eq!(town.balance("Ada", &ada).await, 9499);
+    assert_eq!(town.balance("Bob", &bob).await, 1001);
+
+    let out = town.bank_as("Ada", &["history", &ada, "--json"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let entries: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["TRANSFER_OUT", "WITHDRAW", "DEPOSIT", "OPEN"]);
+    let amounts: Vec<i64> = entries
+        .iter()
+        .map(|e| e["amount_cents"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [-1001, -50, 500, 10050]);
+    assert_eq!(entries[0]["counterparty_account_id"], bob.as_str());
+    assert_eq!(entries[0]["request_id"], receipt["request_id"]);
+
+    let out = town
+        .bank_as("Ada", &["history", &ada, "--limit", "2"])
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("TRANSFER_OUT") && lines[0].contains("-10.01"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("balance 94.99"), "{lines:?}");
+    assert!(lines[0].contains(&bob), "{lines:?}");
+    assert!(lines[1].contains("WITHDRAW"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn insufficient_funds_is_one_line_naming_it_and_exit_1() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    let out = town.bank_as("Ada", &["withdraw", &ada, "10.01"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        one_error_line(&out).contains("insufficient funds"),
+        "{out:?}"
+    );
+    assert_eq!(town.balance("Ada", &ada).await, 1000, "nothing moved");
+}
+
+#[tokio::test]
+async fn an_amount_with_three_decimals_is_a_usage_error_before_any_call() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    let out = town.bank_as("Ada", &["deposit", &ada, "12.345"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("12.345"), "{out:?}");
+    assert_eq!(town.balance("Ada", &ada).await, 1000, "nothing moved");
+
+    // Against an address where nothing listens: still a usage error, so nothing was dialled.
+    let nowhere = format!("127.0.0.1:{}", closed_port());
+    let mut command = township();
+    command
+        .args(["bank", "deposit", &ada, "12.345", "--name", "Ada"])
+        .args(["--addr", &nowhere, "--retries", "0"])
+        .env("TOWNSHIP_BANK_PIN", PIN);
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(!out.stderr.contains("cannot reach"), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_pin_exits_1_with_unauthenticated() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    let out = town.bank(&["balance", &ada, "--name", "Ada"], "9999").await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let line = one_error_line(&out);
+    assert!(line.contains("Unauthenticated"), "{line}");
+    assert!(line.contains("pin is wrong"), "{line}");
+}
+
+#[tokio::test]
+async fn the_pin_can_come_from_a_file_and_is_required() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    let pin_file = town.bank_dir.path().join("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    let pin_arg = pin_file.to_str().unwrap();
+    let mut command = town.command(
+        &[
+            "bank",
+            "balance",
+            &ada,
+            "--name",
+            "Ada",
+            "--pin-file",
+            pin_arg,
+        ],
+        None,
+    );
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "balance 10.00\n");
+
+    command = town.command(&["bank", "balance", &ada, "--name", "Ada"], None);
+    let out = run(command, LIMIT).await;
+    assert_eq!(
+        out.code,
+        Some(2),
+        "no PIN anywhere and no terminal: {out:?}"
+    );
+    assert!(
+        one_error_line(&out).contains("TOWNSHIP_BANK_PIN"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn staff_commands_need_the_admin_token_and_interest_credits_every_account() {
+    let town = town().await;
+    town.open("Ada", "100").await;
+    town.open("Bob", "50.50").await;
+
+    let wrong = town.bank_dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token\n").unwrap();
+    let out = town
+        .bank(
+            &["interest", "--admin-token-file", wrong.to_str().unwrap()],
+            PIN,
+        )
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(one_error_line(&out).contains("PermissionDenied"), "{out:?}");
+
+    let out = town.staff(&["interest", "--json"], PIN).await;
+    let reply = json(&out);
+    assert_eq!(reply["accounts_credited"], 2, "{reply}");
+    // 2 % of 100.00 and of 50.50.
+    assert_eq!(reply["total_interest_cents"], 200 + 101, "{reply}");
+    assert_eq!(reply["total_interest"], "3.01", "{reply}");
+}
+
+#[tokio::test]
+async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back() {
+    let lock_port = closed_port();
+    let lock_addr = format!("127.0.0.1:{lock_port}");
+    let (bank, bank_dir) = bank_server(&lock_addr, &["--lock-wait", "1s"]).await;
+    let town = Town {
+        bank,
+        bank_dir,
+        _lock: None,
+    };
+    let ada = town.open("Ada", "10").await;
+
+    // Without retries the bank's UNAVAILABLE is its answer (exit 1), not an unreachable bank.
+    let mut command = town.command(
+        &["bank", "deposit", &ada, "2.50", "--name", "Ada"],
+        Some(PIN),
+    );
+    command.args(["--retries", "0"]);
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let line = one_error_line(&out);
+    assert!(line.contains("lock service is unavailable"), "{line}");
+    assert!(!line.contains("cannot reach"), "{line}");
+
+    let started = Instant::now();
+    let deposit = town
+        .command(
+            &["bank", "deposit", &ada, "2.50", "--name", "Ada", "--json"],
+            Some(PIN),
+        )
+        .args(["--retries", "8"])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lock_dir = tempfile::tempdir().unwrap();
+    let _lock = Command::new(binary("lock-server"))
+        .args(["--listen", &lock_addr, "--data-dir", path(&lock_dir)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let output = tokio::time::timeout(LIMIT, deposit.wait_with_output())
+        .await
+        .expect("the deposit ends")
+        .unwrap();
+    let out = Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited for the lock service"
+    );
+    let receipt = json(&out);
+    assert_eq!(receipt["balance_cents"], 1250, "{receipt}");
+    assert!(health_status(town.bank.addr, "").await.is_ok());
+
+    let out = town.bank_as("Ada", &["history", &ada, "--json"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let deposits: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "DEPOSIT")
+        .collect();
+    assert_eq!(deposits.len(), 1, "exactly once: {}", out.stdout);
+    assert_eq!(deposits[0]["request_id"], receipt["request_id"]);
+}
+
+#[tokio::test]
+async fn the_atm_deposits_then_shows_the_balance_and_says_goodbye() {
+    let town = town().await;
+    town.open("Ada", "100.50").await;
+    let out = town.atm(&[], &format!("Ada\n{PIN}\n2\n5.25\n1\n6\n")).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let stdout = &out.stdout;
+    let deposited = stdout
+        .find("deposited 5.25: balance 105.75 (transaction ")
+        .unwrap_or_else(|| panic!("a receipt: {stdout}"));
+    let balance = stdout
+        .rfind("balance 105.75\n")
+        .unwrap_or_else(|| panic!("the balance: {stdout}"));
+    assert!(
+        deposited < balance,
+        "the balance after the deposit: {stdout}"
+    );
+    assert!(
+        stdout.contains("balance 100.50"),
+        "accounts shown: {stdout}"
+    );
+    assert!(stdout.ends_with("Have a nice day!\n"), "{stdout}");
+    assert!(!stdout.contains(PIN), "the PIN is never shown: {stdout}");
+}
+
+#[tokio::test]
+async fn the_atm_with_two_accounts_asks_which_shows_errors_and_carries_on() {
+    let town = town().await;
+    let mut accounts = [town.open("Ada", "20").await, town.open("Ada", "20").await];
+    accounts.sort(); // The ATM numbers them in the order Login lists them: by id.
+    let [first, second] = accounts;
+    // Withdraw too much from account 1 (an error, shown), transfer 7.5 from 1 to 2, balance of
+    // 2, then the word "quit".
+    let answers = format!("{PIN}\n3\n1\n20.01\n4\n1\n2\n7.5\nbalance\n2\nquit\n");
+    let out = town.atm(&["--name", "Ada"], &answers).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let stdout = &out.stdout;
+    assert!(
+        stdout.contains(&first) && stdout.contains(&second),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Sorry: insufficient funds"),
+        "the error is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("transferred 7.50 to {second}: balance 12.50")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("balance 27.50\n"), "{stdout}");
+    assert!(stdout.ends_with("Have a nice day!\n"), "{stdout}");
+    assert_eq!(town.balance("Ada", &first).await, 1250);
+}
+
+#[tokio::test]
+async fn the_atm_asks_again_after_a_wrong_pin_and_gives_up_after_three() {
+    let town = town().await;
+    town.open("Ada", "1").await;
+    let out = town.atm(&[], &format!("Ada\n1111\n{PIN}\n6\n")).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("Wrong name or PIN."), "{out:?}");
+    assert!(out.stdout.contains("balance 1.00"), "logged in: {out:?}");
+    assert!(out.stdout.ends_with("Have a nice day!\n"), "{out:?}");
+
+    let out = town.atm(&["--name", "Ada"], "1111\n2222\n3333\n").await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stdout.matches("Wrong name or PIN.").count(),
+        3,
+        "{out:?}"
+    );
+    assert!(one_error_line(&out).contains("Unauthenticated"), "{out:?}");
+
+    let out = town.atm(&[], "").await;
+    assert_eq!(out.code, Some(0), "end of input quits: {out:?}");
+    assert!(out.stdout.ends_with("Have a nice day!\n"), "{out:?}");
+}
