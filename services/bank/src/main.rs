@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use township_bank::{BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token};
-use township_kit::{ServerArgs, config, net, shutdown, telemetry};
+use township_kit::{ServerArgs, config, net, shutdown};
 
 /// The Township bank (gRPC `township.bank.v1.BankService`).
 #[derive(Debug, Parser)]
@@ -47,12 +47,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Args = config::parse_args();
-    telemetry::init(args.server.log_format);
-    match serve(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => config::fail(&err),
-    }
+    config::run_server(|args: &Args| &args.server, serve).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

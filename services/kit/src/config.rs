@@ -101,6 +101,21 @@ fn exit_for_parse_error(err: &clap::Error) -> u8 {
     }
 }
 
+/// The body of every server binary's `main`: parses `A` (bad config: one line, exit 64), starts
+/// tracing in the format its [`ServerArgs`] ask for, runs `serve`, and turns a failure into one
+/// line on stderr and exit 1.
+pub async fn run_server<A: Parser>(
+    server_args: impl Fn(&A) -> &ServerArgs,
+    serve: impl AsyncFnOnce(A) -> anyhow::Result<()>,
+) -> ExitCode {
+    let args: A = parse_args();
+    crate::telemetry::init(server_args(&args).log_format);
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
 /// Reports a fatal start-up or runtime error as one line and returns the failure exit code.
 pub fn fail(err: &anyhow::Error) -> ExitCode {
     tracing::error!(error = format!("{err:#}"), "server failed");

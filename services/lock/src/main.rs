@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use township_kit::{ServerArgs, config, net, shutdown, telemetry};
+use township_kit::{ServerArgs, config, net, shutdown};
 use township_lock::{Config, DEFAULT_PORT};
 
 /// The Township lock service (gRPC `township.lock.v1.LockService`).
@@ -16,12 +16,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Args = config::parse_args();
-    telemetry::init(args.server.log_format);
-    match serve(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => config::fail(&err),
-    }
+    config::run_server(|args: &Args| &args.server, serve).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, process::ExitCode};
 
 use clap::Parser;
-use township_kit::{ServerArgs, config, net, shutdown, telemetry};
+use township_kit::{ServerArgs, config, net, shutdown};
 use township_time::{Config, DEFAULT_PORT, Zone};
 
 /// The Township time service (gRPC `township.time.v1.TimeService`).
@@ -30,12 +30,7 @@ fn parse_zone(text: &str) -> Result<Zone, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Args = config::parse_args();
-    telemetry::init(args.server.log_format);
-    match serve(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => config::fail(&err),
-    }
+    config::run_server(|args: &Args| &args.server, serve).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
