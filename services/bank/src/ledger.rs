@@ -134,6 +134,8 @@ pub struct Ledger {
     pool: SqlitePool,
     /// Plain reads (sessions, holders, account lists) that never wait for the writer.
     reads: SqlitePool,
+    /// The thread that drives the hot transactions (see [`Ledger::on_writer`]).
+    writer: tokio::runtime::Handle,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -148,7 +150,29 @@ impl Ledger {
         let reads = township_store::open(data_dir, "bank.db", Durability::Normal, 4, SCHEMA)
             .await
             .context("cannot open the bank's ledger for reading")?;
-        Ok(Self { pool, reads })
+        let writer = start_writer_thread().context("cannot start the ledger's writer thread")?;
+        Ok(Self {
+            pool,
+            reads,
+            writer,
+        })
+    }
+
+    /// Runs a transaction on the ledger's own writer thread. Each SQL statement is a hand-off to
+    /// SQLite's worker thread and back; on the server's busy gRPC runtime every hand-back would wait
+    /// behind other calls while the one write connection sits idle. On a thread of its own the
+    /// transaction runs at SQLite's pace. It also runs to its end (commit or rollback) even if the
+    /// caller goes away.
+    async fn on_writer<R, F, Fut>(&self, work: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ledger) -> Fut,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+    {
+        self.writer
+            .spawn(work(self.clone()))
+            .await
+            .map_err(|e| Error::Internal(format!("ledger writer task: {e}")))?
     }
 
     async fn begin(&self) -> Result<Tx, Error> {
@@ -431,6 +455,12 @@ impl Ledger {
 
     /// The balance, read under a READ lock whose grant carried `token`.
     pub async fn balance(&self, account: &AccountId, token: u64) -> Result<i64, Error> {
+        let account = account.clone();
+        self.on_writer(move |ledger| async move { ledger.balance_now(&account, token).await })
+            .await
+    }
+
+    async fn balance_now(&self, account: &AccountId, token: u64) -> Result<i64, Error> {
         let mut tx = self.begin().await?;
         let balance = fence_read(&mut tx, account, token, "account_id").await?;
         tx.commit().await?;
@@ -440,6 +470,20 @@ impl Ledger {
     /// Up to `limit` ledger rows older than row `before` (all, if `None`), newest first, read
     /// under a READ lock whose grant carried `token`.
     pub async fn history(
+        &self,
+        account: &AccountId,
+        token: u64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, Error> {
+        let account = account.clone();
+        self.on_writer(move |ledger| async move {
+            ledger.history_now(&account, token, before, limit).await
+        })
+        .await
+    }
+
+    async fn history_now(
         &self,
         account: &AccountId,
         token: u64,
@@ -492,6 +536,23 @@ impl Ledger {
         request_id: &RequestId,
         token: u64,
     ) -> Result<Receipt, Error> {
+        let (account, request_id) = (account.clone(), request_id.clone());
+        self.on_writer(move |ledger| async move {
+            ledger
+                .move_money_now(movement, &account, amount, &request_id, token)
+                .await
+        })
+        .await
+    }
+
+    async fn move_money_now(
+        &self,
+        movement: Movement,
+        account: &AccountId,
+        amount: Amount,
+        request_id: &RequestId,
+        token: u64,
+    ) -> Result<Receipt, Error> {
         let kind = match movement {
             Movement::Deposit => "DEPOSIT",
             Movement::Withdraw => "WITHDRAW",
@@ -524,6 +585,23 @@ impl Ledger {
     /// Moves `amount` from `from` to `to` under WRITE locks on both (tokens in that order).
     /// Exactly once per request id.
     pub async fn transfer(
+        &self,
+        from: &AccountId,
+        to: &AccountId,
+        amount: Amount,
+        request_id: &RequestId,
+        tokens: (u64, u64),
+    ) -> Result<Receipt, Error> {
+        let (from, to, request_id) = (from.clone(), to.clone(), request_id.clone());
+        self.on_writer(move |ledger| async move {
+            ledger
+                .transfer_now(&from, &to, amount, &request_id, tokens)
+                .await
+        })
+        .await
+    }
+
+    async fn transfer_now(
         &self,
         from: &AccountId,
         to: &AccountId,
@@ -835,6 +913,19 @@ async fn record_request(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Starts the ledger's writer thread: a single-threaded runtime that only drives transactions.
+/// It lives as long as the process.
+fn start_writer_thread() -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    Ok(handle)
 }
 
 /// Now, as Unix milliseconds (UTC).
