@@ -958,14 +958,20 @@ mod tests {
         RequestId::parse(&uuid::Uuid::new_v4().to_string()).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_retried_request_returns_the_original_receipt_and_applies_once() {
-        let (_dir, ledger) = ledger().await;
+    /// A fresh ledger with one account of Ada's holding `initial` cents.
+    async fn ledger_with_account(initial: i64) -> (tempfile::TempDir, Ledger, AccountId) {
+        let (dir, ledger) = ledger().await;
         let ada = HolderName::parse("holder_name", "Ada").unwrap();
         let account = ledger
-            .open_account(&rid(), &ada, Some("hash"), 1_000, 200)
+            .open_account(&rid(), &ada, Some("hash"), initial, 200)
             .await
             .unwrap();
+        (dir, ledger, account)
+    }
+
+    #[tokio::test]
+    async fn a_retried_request_returns_the_original_receipt_and_applies_once() {
+        let (_dir, ledger, account) = ledger_with_account(1_000).await;
         let id = rid();
         let amount = Amount::parse("amount_cents", 250).unwrap();
         let first = ledger
@@ -987,12 +993,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_token_can_neither_write_nor_overwrite_a_newer_holders_work() {
-        let (_dir, ledger) = ledger().await;
-        let ada = HolderName::parse("holder_name", "Ada").unwrap();
-        let account = ledger
-            .open_account(&rid(), &ada, Some("hash"), 1_000, 200)
-            .await
-            .unwrap();
+        let (_dir, ledger, account) = ledger_with_account(1_000).await;
         let amount = Amount::parse("amount_cents", 100).unwrap();
         assert_eq!(
             ledger.balance(&account, 20).await.unwrap(),
@@ -1063,12 +1064,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_is_final_for_its_request_id() {
-        let (_dir, ledger) = ledger().await;
-        let ada = HolderName::parse("holder_name", "Ada").unwrap();
-        let account = ledger
-            .open_account(&rid(), &ada, Some("hash"), 1_000, 200)
-            .await
-            .unwrap();
+        let (_dir, ledger, account) = ledger_with_account(1_000).await;
         let id = rid();
         let big = Amount::parse("amount_cents", 1_500).unwrap();
         let refused = ledger
@@ -1102,12 +1098,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_ledger_is_append_only() {
-        let (_dir, ledger) = ledger().await;
-        let ada = HolderName::parse("holder_name", "Ada").unwrap();
-        ledger
-            .open_account(&rid(), &ada, Some("hash"), 100, 200)
-            .await
-            .unwrap();
+        let (_dir, ledger, _account) = ledger_with_account(100).await;
         let update = sqlx::query("UPDATE ledger SET amount_cents = 0")
             .execute(&ledger.pool)
             .await;
