@@ -322,15 +322,6 @@ impl Ledger {
         Ok(row.map(|(held,)| held != 0))
     }
 
-    /// Whether `account` exists.
-    pub async fn exists(&self, account: &AccountId) -> Result<bool, Error> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = ?")
-            .bind(account.as_str())
-            .fetch_optional(&self.reads)
-            .await?;
-        Ok(found.is_some())
-    }
-
     /// Every account id, sorted.
     pub async fn all_accounts(&self) -> Result<Vec<AccountId>, Error> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
@@ -614,36 +605,62 @@ impl Ledger {
         if let Some(prior) = prior_receipt(&mut tx, request_id, &params).await? {
             return Ok(prior);
         }
-        let from_balance = fence_write(&mut tx, from, from_token, "from_account_id").await?;
-        let to_balance = fence_write(&mut tx, to, to_token, "to_account_id").await?;
+        // Both accounts in one statement each step: every statement is a round trip to SQLite's
+        // worker thread, and transfers are the hottest path.
+        let (from_balance, to_balance) =
+            fence_write_pair(&mut tx, (from, from_token), (to, to_token)).await?;
         let after = apply(from_balance, -amount.cents())
             .and_then(|from_after| Ok((from_after, apply(to_balance, amount.cents())?)));
         let (from_after, to_after) = match after {
             Ok(after) => after,
             Err(refusal) => return reject(tx, request_id, &params, refusal).await,
         };
-        set_balance(&mut tx, from, from_after, from_token).await?;
-        set_balance(&mut tx, to, to_after, to_token).await?;
-        let out = append(
-            &mut tx,
-            from,
-            request_id,
-            "TRANSFER_OUT",
-            -amount.cents(),
-            from_after,
-            to.as_str(),
+        let (from_sql_token, to_sql_token) = (sql_token(from_token)?, sql_token(to_token)?);
+        sqlx::query(
+            "UPDATE accounts SET
+                 balance_cents = CASE WHEN id = ? THEN ? ELSE ? END,
+                 fence_any = MAX(fence_any, CASE WHEN id = ? THEN ? ELSE ? END),
+                 fence_write = MAX(fence_write, CASE WHEN id = ? THEN ? ELSE ? END)
+             WHERE id IN (?, ?)",
         )
+        .bind(from.as_str())
+        .bind(from_after)
+        .bind(to_after)
+        .bind(from.as_str())
+        .bind(from_sql_token)
+        .bind(to_sql_token)
+        .bind(from.as_str())
+        .bind(from_sql_token)
+        .bind(to_sql_token)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .execute(&mut *tx)
         .await?;
-        append(
-            &mut tx,
-            to,
-            request_id,
-            "TRANSFER_IN",
-            amount.cents(),
-            to_after,
-            from.as_str(),
+        let now = now_ms();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents, counterparty, time_ms)
+             VALUES (?, ?, 'TRANSFER_OUT', ?, ?, ?, ?), (?, ?, 'TRANSFER_IN', ?, ?, ?, ?)
+             RETURNING id, kind",
         )
+        .bind(from.as_str())
+        .bind(request_id.as_str())
+        .bind(-amount.cents())
+        .bind(from_after)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(to.as_str())
+        .bind(request_id.as_str())
+        .bind(amount.cents())
+        .bind(to_after)
+        .bind(from.as_str())
+        .bind(now)
+        .fetch_all(&mut *tx)
         .await?;
+        let out = rows
+            .iter()
+            .find(|(_, kind)| kind == "TRANSFER_OUT")
+            .map(|(id, _)| *id)
+            .ok_or_else(|| Error::Internal("the transfer's ledger row is missing".into()))?;
         let receipt = Receipt {
             transaction_id: out.to_string(),
             balance_cents: from_after,
@@ -778,6 +795,37 @@ async fn fence_read(
             .await?;
     }
     Ok(balance)
+}
+
+/// [`fence_write`] for both accounts of a transfer, in one statement; returns their balances.
+async fn fence_write_pair(
+    tx: &mut Tx,
+    (from, from_token): (&AccountId, u64),
+    (to, to_token): (&AccountId, u64),
+) -> Result<(i64, i64), Error> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT id, balance_cents, fence_any FROM accounts WHERE id IN (?, ?)")
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .fetch_all(&mut **tx)
+            .await?;
+    let check = |account: &AccountId, token: u64, field: &'static str| -> Result<i64, Error> {
+        let (_, balance, fence_any) = rows
+            .iter()
+            .find(|(id, _, _)| id == account.as_str())
+            .ok_or(Error::AccountNotFound { field })?;
+        if sql_token(token)? < *fence_any {
+            return Err(Error::StaleLease {
+                token,
+                recorded: *fence_any as u64,
+            });
+        }
+        Ok(*balance)
+    };
+    Ok((
+        check(from, from_token, "from_account_id")?,
+        check(to, to_token, "to_account_id")?,
+    ))
 }
 
 async fn fences(
