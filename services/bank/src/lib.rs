@@ -81,14 +81,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let server =
         BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);
-    township_kit::serve(
-        listener,
-        &config.serve,
-        services,
-        &[township_proto::FILE_DESCRIPTOR_SET],
-        shutdown,
-    )
-    .await
+    township_kit::serve(listener, &config.serve, services, shutdown).await
 }
 
 /// Reads the admin token from `path`, or creates it (random, mode 0600) if the file is missing.

@@ -71,8 +71,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             delay_after_grant: args.test_delay_after_grant,
         },
     };
-    let shutdown = shutdown::Shutdown::new();
-    shutdown::on_signal(shutdown.clone());
+    let shutdown = shutdown::on_signals();
     net::announce("", &listener)?;
     township_bank::run(listener, config, shutdown).await
 }

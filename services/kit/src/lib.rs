@@ -7,7 +7,7 @@
 //! 3. [`net::bind`] binds the listener and [`net::announce`] prints `listening on <ip>:<port>`;
 //! 4. the service's `run` builds a [`server::ServiceSet`] and awaits [`server::serve`], which adds
 //!    health, reflection, per-RPC tracing and limits, and shuts down gracefully when the
-//!    [`Shutdown`] token fires (see [`shutdown::on_signal`]).
+//!    [`Shutdown`] token fires (see [`shutdown::on_signals`]).
 
 pub mod config;
 pub mod health;

@@ -84,15 +84,14 @@ impl ServiceSet {
 /// Serves `services` on `listener` until `shutdown` is cancelled, then stops gracefully.
 ///
 /// Adds `grpc.health.v1.Health` (SERVING for the server and each service while serving,
-/// NOT_SERVING from the moment shutdown begins) and server reflection v1 and v1alpha over
-/// `descriptor_sets` (encoded `FileDescriptorSet`s that describe `services`). Once shutdown
+/// NOT_SERVING from the moment shutdown begins) and server reflection v1 and v1alpha over every
+/// Township API ([`township_proto::FILE_DESCRIPTOR_SET`]), advertising `services`. Once shutdown
 /// begins, no new connection is accepted and in-flight calls have `options.shutdown_grace` to
 /// finish; streams that outlive it are cut. Returns `Ok` after a graceful stop.
 pub async fn serve(
     listener: TcpListener,
     options: &ServeOptions,
     services: ServiceSet,
-    descriptor_sets: &[&'static [u8]],
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let ServiceSet { mut routes, names } = services;
@@ -100,7 +99,7 @@ pub async fn serve(
     routes.add_service(tonic_health::pb::health_server::HealthServer::new(
         health.clone(),
     ));
-    add_reflection(&mut routes, &names, descriptor_sets)?;
+    add_reflection(&mut routes, &names)?;
 
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -141,11 +140,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn add_reflection(
-    routes: &mut RoutesBuilder,
-    names: &[&'static str],
-    descriptor_sets: &[&'static [u8]],
-) -> anyhow::Result<()> {
+fn add_reflection(routes: &mut RoutesBuilder, names: &[&'static str]) -> anyhow::Result<()> {
     let configure = || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -155,10 +150,8 @@ fn add_reflection(
             )
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
-        for set in descriptor_sets {
-            builder = builder.register_encoded_file_descriptor_set(set);
-        }
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .register_encoded_file_descriptor_set(township_proto::FILE_DESCRIPTOR_SET);
         for name in names {
             builder = builder.with_service_name(*name);
         }

@@ -6,9 +6,15 @@ use std::io::{BufRead, IsTerminal};
 use tokio::signal::unix::{SignalKind, signal};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
-/// Cancels `shutdown` on SIGINT, SIGTERM, or Enter when stdin is an interactive terminal (the classic
-/// "press Enter to stop the server"). Returns at once; the watching runs in the background.
-pub fn on_signal(shutdown: Shutdown) {
+/// A token cancelled on SIGINT, SIGTERM, or Enter when stdin is an interactive terminal (the
+/// classic "press Enter to stop the server"). Returns at once; the watching runs in the background.
+pub fn on_signals() -> Shutdown {
+    let shutdown = Shutdown::new();
+    watch_signals(shutdown.clone());
+    shutdown
+}
+
+fn watch_signals(shutdown: Shutdown) {
     if std::io::stdin().is_terminal() {
         let token = shutdown.clone();
         // A plain thread: a tokio stdin read cannot be cancelled and would hold up shutdown. The

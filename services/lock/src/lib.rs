@@ -47,14 +47,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let services = ServiceSet::new().add_service(
         LockServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
     );
-    let served = township_kit::serve(
-        listener,
-        &config.serve,
-        services,
-        &[township_proto::FILE_DESCRIPTOR_SET],
-        shutdown.clone(),
-    )
-    .await;
+    let served = township_kit::serve(listener, &config.serve, services, shutdown.clone()).await;
     shutdown.cancel();
     let _ = reaper.await;
     served

@@ -25,8 +25,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         serve: (&args.server).into(),
         data_dir: args.server.data_dir_or("lock"),
     };
-    let shutdown = shutdown::Shutdown::new();
-    shutdown::on_signal(shutdown.clone());
+    let shutdown = shutdown::on_signals();
     // Calls that arrive before `run` has advanced the fencing epoch wait in the listen backlog:
     // no token of an old epoch is ever issued.
     net::announce("", &listener)?;

@@ -48,14 +48,7 @@ pub async fn run(
     let services = ServiceSet::new().add_service(
         TimeServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
     );
-    let served = township_kit::serve(
-        listener,
-        &config.serve,
-        services,
-        &[township_proto::FILE_DESCRIPTOR_SET],
-        shutdown.clone(),
-    )
-    .await;
+    let served = township_kit::serve(listener, &config.serve, services, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(daytime) = daytime {
         let _ = daytime.await;

@@ -43,8 +43,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(daytime) = &daytime {
         net::announce("daytime", daytime)?;
     }
-    let shutdown = shutdown::Shutdown::new();
-    shutdown::on_signal(shutdown.clone());
+    let shutdown = shutdown::on_signals();
     let config = Config {
         serve: (&args.server).into(),
         default_zone: args.time_zone,
