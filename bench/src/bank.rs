@@ -1,7 +1,7 @@
 //! Bank: durable transfers per second and their latency with the lock service in the loop, with
 //! one bank replica and with two replicas sharing one data file and one lock service.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -10,7 +10,11 @@ use township_proto::bank::v1::{
     LoginRequest, OpenAccountRequest, TransferRequest, bank_service_client::BankServiceClient,
 };
 
-use crate::{report::Row, server};
+use crate::{
+    load::{self, Window},
+    report::Row,
+    server,
+};
 
 /// Accounts the clients move money between (random pairs: a little contention, as at a real bank).
 const ACCOUNTS: usize = 200;
@@ -44,8 +48,7 @@ async fn measure(replicas: usize, duration: Duration, warmup: Duration) -> anyho
     let accounts = open_accounts(&first, admin.trim()).await?;
     let token = login(&first).await?;
 
-    let start = Instant::now();
-    let (measure_from, stop) = (start + warmup, start + warmup + duration);
+    let window = Window::starting_now(warmup, duration);
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
         let channel = connect(banks[i % banks.len()].addr).await?;
@@ -54,18 +57,11 @@ async fn measure(replicas: usize, duration: Duration, warmup: Duration) -> anyho
             token: token.clone(),
             accounts: accounts.clone(),
         };
-        tasks.push(tokio::spawn(client.transfers(
-            i as u64 + 1,
-            measure_from,
-            stop,
-        )));
+        tasks.push(tokio::task::spawn_local(
+            client.transfers(i as u64 + 1, window),
+        ));
     }
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
-    for task in tasks {
-        histogram
-            .add(task.await.context("client task")??)
-            .context("merge")?;
-    }
+    let histogram = load::merge(tasks).await?;
     let name = format!(
         "bank: transfers, {CLIENTS} clients, {replicas} replica{}",
         if replicas == 1 { "" } else { "s" }
@@ -130,27 +126,16 @@ struct Client {
 }
 
 impl Client {
-    /// Transfers 1 cent between random accounts until `stop`; records those begun after
-    /// `measure_from`.
-    async fn transfers(
-        mut self,
-        seed: u64,
-        measure_from: Instant,
-        stop: Instant,
-    ) -> anyhow::Result<Histogram<u64>> {
-        let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    /// Transfers 1 cent between random accounts, again and again.
+    async fn transfers(mut self, seed: u64, window: Window) -> anyhow::Result<Histogram<u64>> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = |n: usize| {
+        let mut next = move |n: usize| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        loop {
-            let began = Instant::now();
-            if began >= stop {
-                break;
-            }
+        load::closed_loop(window, async || {
             let from = next(self.accounts.len());
             let to = (from + 1 + next(self.accounts.len() - 1)) % self.accounts.len();
             let transfer = TransferRequest {
@@ -163,12 +148,8 @@ impl Client {
                 .transfer(authorized(transfer, &self.token)?)
                 .await
                 .context("transfer")?;
-            if began >= measure_from {
-                histogram
-                    .record(began.elapsed().as_micros() as u64)
-                    .context("record")?;
-            }
-        }
-        Ok(histogram)
+            Ok(())
+        })
+        .await
     }
 }

@@ -1,7 +1,7 @@
 //! Lock service: acquire+release cycles per second and their latency, for 1 client, 16 clients on
 //! distinct resources, and 16 clients on one resource (every cycle a hand-off).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -10,7 +10,11 @@ use township_proto::lock::v1::{
     AcquireRequest, LockTarget, Mode, ReleaseRequest, lock_service_client::LockServiceClient,
 };
 
-use crate::{report::Row, server};
+use crate::{
+    load::{self, Window},
+    report::Row,
+    server,
+};
 
 /// Runs the three lock scenarios against one fresh lock-server.
 pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row>> {
@@ -38,9 +42,7 @@ async fn measure(
     warmup: Duration,
 ) -> anyhow::Result<Row> {
     let mut tasks = Vec::new();
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop = measure_from + duration;
+    let window = Window::starting_now(warmup, duration);
     for i in 0..clients {
         let channel = Endpoint::from_shared(uri.to_owned())?
             .connect()
@@ -51,27 +53,19 @@ async fn measure(
         } else {
             format!("bench/{i}")
         };
-        tasks.push(tokio::spawn(cycles(channel, resource, measure_from, stop)));
+        tasks.push(tokio::task::spawn_local(cycles(channel, resource, window)));
     }
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
-    for task in tasks {
-        histogram
-            .add(task.await.context("client task")??)
-            .context("merge")?;
-    }
+    let histogram = load::merge(tasks).await?;
     Ok(Row::from_histogram(name, &histogram, duration))
 }
 
-/// One closed-loop client: acquire (write) then release, again and again until `stop`; records
-/// the cycles that start after `measure_from`.
+/// One closed-loop client: acquire (write) then release, again and again.
 async fn cycles(
     channel: Channel,
     resource: String,
-    measure_from: Instant,
-    stop: Instant,
+    window: Window,
 ) -> anyhow::Result<Histogram<u64>> {
     let mut client = LockServiceClient::new(channel);
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
     let request = AcquireRequest {
         targets: vec![LockTarget {
             resource,
@@ -87,11 +81,7 @@ async fn cycles(
         }),
         owner: "bench".into(),
     };
-    loop {
-        let began = Instant::now();
-        if began >= stop {
-            break;
-        }
+    load::closed_loop(window, async || {
         let lease = client
             .acquire(request.clone())
             .await
@@ -103,11 +93,7 @@ async fn cycles(
             })
             .await
             .context("release")?;
-        if began >= measure_from {
-            histogram
-                .record(began.elapsed().as_micros() as u64)
-                .context("record")?;
-        }
-    }
-    Ok(histogram)
+        Ok(())
+    })
+    .await
 }

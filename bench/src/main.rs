@@ -6,6 +6,7 @@
 //! the two cores are not oversubscribed. Speed is reported, never asserted.
 
 mod bank;
+mod load;
 mod lock;
 mod report;
 mod server;
@@ -63,7 +64,9 @@ fn main() -> ExitCode {
     } else {
         (cli.duration, cli.warmup)
     };
-    let result = runtime.block_on(async {
+    // Clients run as local tasks on this one thread (the load generator's only core).
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async {
         let (name, rows) = match cli.scenario {
             Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
             Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
