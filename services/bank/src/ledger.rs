@@ -762,13 +762,20 @@ async fn fence_write(
     field: &'static str,
 ) -> Result<i64, Error> {
     let (balance, fence_any, _) = fences(tx, account, field).await?;
-    if sql_token(token)? < fence_any {
+    refuse_older(token, fence_any)?;
+    Ok(balance)
+}
+
+/// The fencing rule itself: a token older than the one `recorded` on the account is refused.
+fn refuse_older(token: u64, recorded: i64) -> Result<i64, Error> {
+    let token_sql = sql_token(token)?;
+    if token_sql < recorded {
         return Err(Error::StaleLease {
             token,
-            recorded: fence_any as u64,
+            recorded: recorded as u64,
         });
     }
-    Ok(balance)
+    Ok(token_sql)
 }
 
 /// Reads the balance for a read: refuses `token` if a newer holder has changed it, and records the
@@ -780,13 +787,7 @@ async fn fence_read(
     field: &'static str,
 ) -> Result<i64, Error> {
     let (balance, fence_any, fence_write) = fences(tx, account, field).await?;
-    let token_sql = sql_token(token)?;
-    if token_sql < fence_write {
-        return Err(Error::StaleLease {
-            token,
-            recorded: fence_write as u64,
-        });
-    }
+    let token_sql = refuse_older(token, fence_write)?;
     if token_sql > fence_any {
         sqlx::query("UPDATE accounts SET fence_any = ? WHERE id = ?")
             .bind(token_sql)
@@ -814,12 +815,7 @@ async fn fence_write_pair(
             .iter()
             .find(|(id, _, _)| id == account.as_str())
             .ok_or(Error::AccountNotFound { field })?;
-        if sql_token(token)? < *fence_any {
-            return Err(Error::StaleLease {
-                token,
-                recorded: *fence_any as u64,
-            });
-        }
+        refuse_older(token, *fence_any)?;
         Ok(*balance)
     };
     Ok((
