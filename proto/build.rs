@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "township/time/v1/time.proto",
     "township/lock/v1/lock.proto",
     "township/bank/v1/bank.proto",
+    "township/phonebook/v1/phonebook.proto",
 ];
 
 /// Standard messages that are served by reflection (so grpcurl can print error details) but have

@@ -31,3 +31,12 @@ pub mod bank {
         tonic::include_proto!("township.bank.v1");
     }
 }
+
+/// `township.phonebook.v1`: one shared, durable phone book.
+pub mod phonebook {
+    /// Version 1 of the phone book API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.phonebook.v1");
+    }
+}

@@ -1,0 +1,632 @@
+//! The phone book's storage: one SQLite file (`phonebook.db`, WAL, `synchronous = FULL`) in the data
+//! directory.
+//!
+//! Reads go through their own pool and never wait behind writes (WAL readers see the last commit).
+//! Writes go through one writer task that commits whatever has queued up since its last commit in
+//! one transaction (group commit): fifty clients adding at once cost a handful of fsyncs, not fifty,
+//! and no acknowledged write is lost — a reply is sent only after its commit reached the disk.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use township_store::{
+    Durability, SqlitePool,
+    sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
+};
+
+use crate::{
+    Error,
+    token::Cursor,
+    types::{EntryId, Etag, Label, Name, Number, Query},
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    name           TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    number         TEXT NOT NULL,
+    display_number TEXT NOT NULL,
+    label          TEXT NOT NULL DEFAULT '',
+    version        INTEGER NOT NULL,
+    create_ms      INTEGER NOT NULL,
+    update_ms      INTEGER NOT NULL,
+    UNIQUE (name_key, number)
+);
+CREATE INDEX IF NOT EXISTS entries_in_name_order ON entries (name_key, id);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('page_token_key', randomblob(32));
+";
+
+/// The columns every entry query selects, in [`entry_from_row`]'s terms.
+macro_rules! columns {
+    () => {
+        "id, name, name_key, number, display_number, label, version, create_ms, update_ms"
+    };
+}
+
+/// Most writes committed in one transaction.
+const MAX_WRITES_PER_COMMIT: usize = 2000;
+/// Read connections (readers run in parallel; WAL lets them read while the writer commits).
+const READ_CONNECTIONS: u32 = 4;
+
+/// One stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Assigned by the book.
+    pub id: EntryId,
+    /// The name as shown.
+    pub name: String,
+    /// The name's match key (the book's sort and lookup order).
+    pub name_key: String,
+    /// The number.
+    pub number: Number,
+    /// The label (possibly empty).
+    pub label: String,
+    /// Changes with every update.
+    pub etag: Etag,
+    /// When it was added, ms since the Unix epoch (UTC).
+    pub created_ms: i64,
+    /// When it last changed, ms since the Unix epoch (UTC).
+    pub updated_ms: i64,
+}
+
+impl Entry {
+    /// The cursor just after this entry, in `group`.
+    pub fn cursor(&self, group: u8) -> Cursor {
+        Cursor {
+            group,
+            key: self.name_key.clone(),
+            id: self.id.0,
+        }
+    }
+}
+
+/// A validated entry to add.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    /// Its name.
+    pub name: Name,
+    /// Its number.
+    pub number: Number,
+    /// Its label.
+    pub label: Label,
+}
+
+/// A validated change to an entry: the fields that are `Some` are replaced.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The entry.
+    pub id: EntryId,
+    /// The etag the client last read.
+    pub etag: Etag,
+    /// A new name.
+    pub name: Option<Name>,
+    /// A new number.
+    pub number: Option<Number>,
+    /// A new label.
+    pub label: Option<Label>,
+}
+
+/// One write, as the writer task applies it.
+#[derive(Debug)]
+enum Write {
+    Add(NewEntry),
+    Update(Change),
+    Delete(EntryId, Option<Etag>),
+}
+
+/// What a write produced: the entry as written (`None` for a delete).
+type Outcome = Result<Option<Entry>, Error>;
+
+/// Writes from one call, answered together once committed.
+struct Job {
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+/// One search hit: the entry and its group (0 for a prefix match, 1 for any other).
+pub type Hit = (Entry, u8);
+
+/// The shared phone book.
+#[derive(Clone)]
+pub struct Book {
+    reads: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+    token_key: Arc<[u8]>,
+}
+
+impl Book {
+    /// Opens (creating if missing) `<data_dir>/phonebook.db` and starts the writer task, which
+    /// ends once every clone of the book is dropped, after committing what it was given.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let writes = township_store::open(data_dir, "phonebook.db", Durability::Full, 1, SCHEMA)
+            .await
+            .context("cannot open the phone book")?;
+        let reads = township_store::open(
+            data_dir,
+            "phonebook.db",
+            Durability::Full,
+            READ_CONNECTIONS,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the phone book for reading")?;
+        let token_key: Vec<u8> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'page_token_key'")
+                .fetch_one(&reads)
+                .await
+                .context("cannot read the page token key")?;
+        let (jobs, queue) = mpsc::channel(1024);
+        tokio::spawn(write_loop(writes, queue));
+        Ok(Self {
+            reads,
+            jobs,
+            token_key: token_key.into(),
+        })
+    }
+
+    /// The secret that signs this book's page tokens (kept in the database, so tokens outlive a
+    /// restart).
+    pub fn token_key(&self) -> Vec<u8> {
+        self.token_key.to_vec()
+    }
+
+    async fn submit(&self, writes: Vec<Write>) -> Result<Vec<Outcome>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { writes, reply })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    async fn submit_one(&self, write: Write) -> Outcome {
+        self.submit(vec![write])
+            .await?
+            .pop()
+            .unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// Adds entries in one commit; each is added or rejected (duplicate) on its own. The results
+    /// are in the order of `entries`.
+    pub async fn add(&self, entries: Vec<NewEntry>) -> Result<Vec<Result<Entry, Error>>, Error> {
+        let outcomes = self
+            .submit(entries.into_iter().map(Write::Add).collect())
+            .await?;
+        Ok(outcomes.into_iter().map(written).collect())
+    }
+
+    /// Adds one entry.
+    pub async fn add_one(&self, entry: NewEntry) -> Result<Entry, Error> {
+        written(self.submit_one(Write::Add(entry)).await)
+    }
+
+    /// Applies `change` if the entry's etag is still `change.etag`.
+    pub async fn update(&self, change: Change) -> Result<Entry, Error> {
+        written(self.submit_one(Write::Update(change)).await)
+    }
+
+    /// Removes an entry (only if its etag is still `etag`, when given).
+    pub async fn delete(&self, id: EntryId, etag: Option<Etag>) -> Result<(), Error> {
+        self.submit_one(Write::Delete(id, etag)).await.map(drop)
+    }
+
+    /// One entry by id.
+    pub async fn get(&self, id: EntryId) -> Result<Entry, Error> {
+        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM entries WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(|row| entry_from_row(&row))
+            .transpose()?
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// Every entry whose name has this match key, oldest first.
+    pub async fn lookup(&self, key: &str) -> Result<Vec<Entry>, Error> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE name_key = ? ORDER BY id"
+        ))
+        .bind(key)
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` entries after `after` in name order.
+    pub async fn list(&self, after: Option<&Cursor>, limit: u32) -> Result<Vec<Entry>, Error> {
+        let (key, id) = after.map_or(("", 0), |c| (c.key.as_str(), c.id));
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE (name_key, id) > (?, ?) ORDER BY name_key, id LIMIT ?"
+        ))
+        .bind(key)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` entries matching `query` after `after`: prefix matches of the name key or
+    /// the number's digits first (group 0), then other matches (group 1), each in name order.
+    pub async fn search(
+        &self,
+        query: &Query,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Hit>, Error> {
+        let (group, key, id) =
+            after.map_or((-1, "", 0), |c| (i64::from(c.group), c.key.as_str(), c.id));
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            ", grp FROM (SELECT *, CASE WHEN substr(name_key, 1, length(?1)) = ?1 \
+                 OR (?2 <> '' AND substr(number, 2, length(?2)) = ?2) THEN 0 ELSE 1 END AS grp \
+               FROM entries \
+               WHERE instr(name_key, ?1) > 0 OR (?2 <> '' AND instr(number, ?2) > 0)) \
+             WHERE (grp, name_key, id) > (?3, ?4, ?5) \
+             ORDER BY grp, name_key, id LIMIT ?6"
+        ))
+        .bind(&query.key)
+        .bind(&query.digits)
+        .bind(group)
+        .bind(key)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let group: i64 = row.try_get("grp")?;
+                Ok((entry_from_row(row)?, u8::from(group != 0)))
+            })
+            .collect()
+    }
+
+    /// The whole book in id order, read as one snapshot and delivered through a channel of
+    /// `buffer` entries: the reader task stops as soon as the receiver is dropped.
+    pub fn export(&self, buffer: usize) -> mpsc::Receiver<Result<Entry, Error>> {
+        let (tx, rx) = mpsc::channel(buffer);
+        let reads = self.reads.clone();
+        tokio::spawn(async move {
+            use tokio_stream::StreamExt;
+            // One statement is one read transaction: a consistent snapshot however long it runs.
+            let mut rows = sqlx::query(concat!("SELECT ", columns!(), " FROM entries ORDER BY id"))
+                .fetch(&reads);
+            while let Some(row) = rows.next().await {
+                let item = row
+                    .map_err(Error::from)
+                    .and_then(|row| entry_from_row(&row).map_err(Error::from));
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+fn written(outcome: Outcome) -> Result<Entry, Error> {
+    outcome.and_then(|entry| entry.ok_or(Error::ShuttingDown))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn entry_from_row(row: &SqliteRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        id: EntryId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        name_key: row.try_get("name_key")?,
+        number: Number::from_stored(row.try_get("number")?, row.try_get("display_number")?),
+        label: row.try_get("label")?,
+        etag: Etag(row.try_get("version")?),
+        created_ms: row.try_get("create_ms")?,
+        updated_ms: row.try_get("update_ms")?,
+    })
+}
+
+/// The writer task: takes every job that has queued up, applies them in one transaction, commits,
+/// then answers each. A storage failure fails the whole batch (nothing of it is acknowledged).
+async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut count = first.writes.len();
+        let mut batch = vec![first];
+        while count < MAX_WRITES_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(job) => {
+                    count += job.writes.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(&pool, &batch).await {
+            Ok(mut outcomes) => {
+                for job in batch.into_iter().rev() {
+                    let at = outcomes.len() - job.writes.len();
+                    let _ = job.reply.send(outcomes.split_off(at));
+                }
+            }
+            Err(err) => {
+                let err = Arc::new(err);
+                tracing::error!(error = %err, writes = count, "phone book commit failed");
+                for job in batch {
+                    let failed = job
+                        .writes
+                        .iter()
+                        .map(|_| Err(Error::Storage(err.clone())))
+                        .collect();
+                    let _ = job.reply.send(failed);
+                }
+            }
+        }
+    }
+}
+
+async fn commit(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let mut outcomes = Vec::new();
+    for write in batch.iter().flat_map(|job| &job.writes) {
+        let outcome = match write {
+            Write::Add(entry) => add(&mut tx, entry, now).await?.map(Some),
+            Write::Update(change) => update(&mut tx, change, now).await?.map(Some),
+            Write::Delete(id, etag) => delete(&mut tx, *id, *etag).await?.map(|()| None),
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// A write's result: `Err` on storage failure (the batch fails), `Ok(Err)` when the write is
+/// refused (the batch goes on).
+type Applied<T> = Result<Result<T, Error>, sqlx::Error>;
+
+async fn duplicate_of(
+    conn: &mut SqliteConnection,
+    key: &str,
+    number: &str,
+    except: i64,
+) -> Result<Option<EntryId>, sqlx::Error> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM entries WHERE name_key = ? AND number = ? AND id <> ?")
+            .bind(key)
+            .bind(number)
+            .bind(except)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(id.map(EntryId))
+}
+
+async fn add(conn: &mut SqliteConnection, entry: &NewEntry, now: i64) -> Applied<Entry> {
+    if let Some(existing) = duplicate_of(conn, entry.name.key(), entry.number.e164(), 0).await? {
+        return Ok(Err(Error::Duplicate(existing)));
+    }
+    let row = sqlx::query(concat!(
+        "INSERT INTO entries (name, name_key, number, display_number, label, version, create_ms, update_ms) \
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING ",
+        columns!()
+    ))
+    .bind(entry.name.as_str())
+    .bind(entry.name.key())
+    .bind(entry.number.e164())
+    .bind(entry.number.display())
+    .bind(entry.label.as_str())
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Ok(entry_from_row(&row)?))
+}
+
+/// The entry's current version, or the refusal when it is missing or changed.
+async fn check_version(
+    conn: &mut SqliteConnection,
+    id: EntryId,
+    etag: Option<Etag>,
+) -> Applied<()> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM entries WHERE id = ?")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match (version, etag) {
+        (None, _) => Err(Error::NotFound(id)),
+        (Some(current), Some(etag)) if current != etag.0 => Err(Error::StaleEtag {
+            current: Etag(current),
+        }),
+        _ => Ok(()),
+    })
+}
+
+async fn update(conn: &mut SqliteConnection, change: &Change, now: i64) -> Applied<Entry> {
+    if let Err(refused) = check_version(conn, change.id, Some(change.etag)).await? {
+        return Ok(Err(refused));
+    }
+    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM entries WHERE id = ?"))
+        .bind(change.id.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    let current = entry_from_row(&row)?;
+    let (name, key) = match &change.name {
+        Some(name) => (name.as_str().to_owned(), name.key().to_owned()),
+        None => (current.name, current.name_key),
+    };
+    let number = change.number.clone().unwrap_or(current.number);
+    let label = change
+        .label
+        .as_ref()
+        .map_or(current.label, |l| l.as_str().to_owned());
+    if let Some(existing) = duplicate_of(conn, &key, number.e164(), change.id.0).await? {
+        return Ok(Err(Error::Duplicate(existing)));
+    }
+    let row = sqlx::query(concat!(
+        "UPDATE entries SET name = ?, name_key = ?, number = ?, display_number = ?, label = ?, \
+         version = version + 1, update_ms = ? WHERE id = ? RETURNING ",
+        columns!()
+    ))
+    .bind(&name)
+    .bind(&key)
+    .bind(number.e164())
+    .bind(number.display())
+    .bind(&label)
+    .bind(now)
+    .bind(change.id.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Ok(entry_from_row(&row)?))
+}
+
+async fn delete(conn: &mut SqliteConnection, id: EntryId, etag: Option<Etag>) -> Applied<()> {
+    if let Err(refused) = check_version(conn, id, etag).await? {
+        return Ok(Err(refused));
+    }
+    sqlx::query("DELETE FROM entries WHERE id = ?")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_entry(name: &str, number: &str) -> NewEntry {
+        NewEntry {
+            name: Name::parse("name", name).unwrap(),
+            number: Number::parse("number", number, "US".parse().unwrap()).unwrap(),
+            label: Label::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_adds_all_land_with_distinct_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        let adds = (0..100).map(|i| {
+            let book = book.clone();
+            tokio::spawn(async move {
+                book.add_one(new_entry(
+                    &format!("Person {i}"),
+                    &format!("+1 201 555 {i:04}"),
+                ))
+                .await
+            })
+        });
+        let mut ids = Vec::new();
+        for add in adds {
+            ids.push(add.await.unwrap().unwrap().id);
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
+        assert_eq!(book.list(None, 1000).await.unwrap().len(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_batch_rejects_duplicates_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        let results = book
+            .add(vec![
+                new_entry("Zoë", "+12015550100"),
+                new_entry("ZOE", "(201) 555-0100"),
+                new_entry("Zoë", "+12015550101"),
+            ])
+            .await
+            .unwrap();
+        let first = results[0].as_ref().unwrap().id;
+        assert!(matches!(results[1], Err(Error::Duplicate(id)) if id == first));
+        assert!(results[2].is_ok());
+        assert_eq!(book.lookup("zoe").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn updates_need_the_current_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        let entry = book
+            .add_one(new_entry("Ada", "+12015550100"))
+            .await
+            .unwrap();
+        let change = |etag| Change {
+            id: entry.id,
+            etag,
+            name: None,
+            number: None,
+            label: Some(Label::parse("label", "work").unwrap()),
+        };
+        let updated = book.update(change(entry.etag)).await.unwrap();
+        assert_eq!(updated.label, "work");
+        assert_ne!(updated.etag, entry.etag);
+        assert!(matches!(
+            book.update(change(entry.etag)).await,
+            Err(Error::StaleEtag { current }) if current == updated.etag
+        ));
+        assert!(matches!(
+            book.delete(entry.id, Some(entry.etag)).await,
+            Err(Error::StaleEtag { .. })
+        ));
+        book.delete(entry.id, Some(updated.etag)).await.unwrap();
+        assert!(matches!(book.get(entry.id).await, Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn search_lists_prefix_matches_first_and_pages_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        for (i, name) in [
+            "Anna Smith",
+            "Smith Jones",
+            "Bob Smithers",
+            "Carol",
+            "smith",
+        ]
+        .iter()
+        .enumerate()
+        {
+            book.add_one(new_entry(name, &format!("+1201555{i:04}")))
+                .await
+                .unwrap();
+        }
+        let query = Query::parse("SMITH").unwrap();
+        let mut names = Vec::new();
+        let mut after = None;
+        loop {
+            let page = book.search(&query, after.as_ref(), 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            let (last, group) = page.last().unwrap().clone();
+            after = Some(last.cursor(group));
+            names.extend(page.into_iter().map(|(e, g)| (e.name, g)));
+        }
+        let expected = [
+            ("smith", 0),
+            ("Smith Jones", 0),
+            ("Anna Smith", 1),
+            ("Bob Smithers", 1),
+        ];
+        assert_eq!(names, expected.map(|(n, g)| (n.to_owned(), g)).to_vec());
+    }
+}

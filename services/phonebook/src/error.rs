@@ -1,0 +1,78 @@
+//! The phone book's errors and how each reaches a client as a gRPC status.
+
+use std::sync::Arc;
+
+use tonic::{Code, Status};
+use township_kit::status::{internal, invalid_argument};
+
+use crate::types::{EntryId, Etag};
+
+/// Everything that can go wrong in a phone book request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, e.g. `number`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// No entry with this id.
+    #[error("no entry with id {0}")]
+    NotFound(EntryId),
+    /// The same name (by its match key) already has this number.
+    #[error("this name already has this number (entry {0})")]
+    Duplicate(EntryId),
+    /// The entry changed since the client read it.
+    #[error("the entry changed since you read it (its etag is now {current}): read it again")]
+    StaleEtag {
+        /// The entry's etag now.
+        current: Etag,
+    },
+    /// The server is shutting down and no longer takes writes.
+    #[error("the phone book is shutting down")]
+    ShuttingDown,
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(Arc<township_store::sqlx::Error>),
+}
+
+impl From<township_store::sqlx::Error> for Error {
+    fn from(err: township_store::sqlx::Error) -> Self {
+        Error::Storage(Arc::new(err))
+    }
+}
+
+impl Error {
+    /// An invalid `field`.
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The status code this error is answered with, and its canonical name (as batch results
+    /// report it).
+    pub fn code(&self) -> (Code, &'static str) {
+        match self {
+            Error::Invalid { .. } => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+            Error::NotFound(_) => (Code::NotFound, "NOT_FOUND"),
+            Error::Duplicate(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
+            Error::StaleEtag { .. } => (Code::Aborted, "ABORTED"),
+            Error::ShuttingDown => (Code::Unavailable, "UNAVAILABLE"),
+            Error::Storage(_) => (Code::Internal, "INTERNAL"),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::Storage(_) => internal(&err),
+            _ => Status::new(err.code().0, err.to_string()),
+        }
+    }
+}

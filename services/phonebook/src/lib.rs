@@ -1,0 +1,51 @@
+//! The Township phone book: one phone book that every client shares, created at start-up and kept
+//! on disk. Numbers are validated and normalised with libphonenumber's rules, names are matched
+//! ignoring case, accents and spacing, and concurrent edits are guarded by etags.
+//!
+//! - [`types`]: validated values (names and their match keys, numbers, labels, ids, etags);
+//! - [`book`]: the storage (reads in parallel, writes group-committed);
+//! - [`token`]: signed page tokens;
+//! - [`service`]: the gRPC API; [`run`] serves it.
+
+pub mod book;
+mod error;
+pub mod service;
+pub mod token;
+pub mod types;
+
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use township_kit::{ServeOptions, ServiceSet, Shutdown};
+use township_proto::phonebook::v1::phone_book_service_server::PhoneBookServiceServer;
+
+pub use book::Book;
+pub use error::Error;
+pub use service::PhoneBookApi;
+pub use types::Region;
+
+/// The phone book's default gRPC port.
+pub const DEFAULT_PORT: u16 = 50054;
+
+/// Everything the phone book server needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Shared server settings.
+    pub serve: ServeOptions,
+    /// Where `phonebook.db` lives.
+    pub data_dir: PathBuf,
+    /// The region of numbers written without a country code.
+    pub region: Region,
+}
+
+/// Serves the phone book on `listener` until `shutdown` fires. Every write acknowledged before
+/// then is on disk.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let book = Book::open(&config.data_dir).await?;
+    config.region.warm_up();
+    let api = PhoneBookApi::new(book, config.region);
+    let server =
+        PhoneBookServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
+    let services = ServiceSet::new().add_service(server);
+    township_kit::serve(listener, &config.serve, services, shutdown).await
+}

@@ -1,0 +1,387 @@
+//! The phone book's validated values: names and their lookup keys, numbers (through
+//! libphonenumber's rules), labels, entry ids and page sizes. Everything a client sends passes
+//! through one of these parsers before it reaches storage.
+
+use std::{fmt, panic::AssertUnwindSafe, str::FromStr};
+
+use phonenumber::{Mode, country};
+use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+
+use crate::Error;
+
+/// Longest name, in characters after trimming.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest label, in characters after trimming.
+pub const MAX_LABEL_CHARS: usize = 64;
+/// Longest number text accepted for parsing (no real number comes close).
+const MAX_NUMBER_CHARS: usize = 64;
+/// Longest search query, in characters after trimming.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// How a name is matched: Unicode NFKD, combining marks removed, full case folding, and white
+/// space trimmed and collapsed to single spaces. `"  Zoë  Ø'Brien "` and `"ZOE ø'brien"` share
+/// a key. Keys are what the book indexes and compares; they are never shown.
+pub fn match_key(text: &str) -> String {
+    let stripped: String = text.nfkd().filter(|c| !is_combining_mark(*c)).collect();
+    let folded = caseless::default_case_fold_str(&stripped);
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A person's or business's name as shown: any script, trimmed, 1 to 200 characters, no control
+/// characters, and with something left after normalisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name {
+    text: String,
+    key: String,
+}
+
+impl Name {
+    /// Validates `text` as the request field `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        let chars = text.chars().count();
+        if chars == 0 {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(Error::invalid(field, "must not contain control characters"));
+        }
+        let key = match_key(text);
+        if key.is_empty() {
+            return Err(Error::invalid(
+                field,
+                "must contain more than combining marks",
+            ));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            key,
+        })
+    }
+
+    /// The name as shown.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The name's [`match_key`].
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The region that numbers written without a country code belong to (`--region`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region(country::Id);
+
+impl FromStr for Region {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        country::Id::from_str(&text.trim().to_ascii_uppercase())
+            .map(Region)
+            .map_err(|_| format!("{text:?} is not an ISO 3166 region code such as US, GB or DE"))
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_ref())
+    }
+}
+
+impl Region {
+    /// Loads libphonenumber's metadata now, so the first request does not pay for it.
+    pub fn warm_up(self) {
+        let _ = Number::parse("number", "+12015550123", self);
+    }
+}
+
+/// A valid phone number: E.164 for storage and comparison, international format for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Number {
+    e164: String,
+    display: String,
+}
+
+impl Number {
+    /// Parses and validates `text` with libphonenumber, reading national numbers in `region`.
+    pub fn parse(field: &str, text: &str, region: Region) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        if text.chars().count() > MAX_NUMBER_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("must be at most {MAX_NUMBER_CHARS} characters"),
+            ));
+        }
+        // The parser is third-party code driven by client input: a panic in it must become a
+        // clear rejection, never a dropped connection.
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            phonenumber::parse(Some(region.0), text)
+                .ok()
+                .filter(phonenumber::is_valid)
+                .map(|number| Number {
+                    e164: number.format().mode(Mode::E164).to_string(),
+                    display: number.format().mode(Mode::International).to_string(),
+                })
+        }));
+        match parsed {
+            Ok(Some(number)) => Ok(number),
+            _ => Err(Error::invalid(
+                field,
+                format!(
+                    "{text:?} is not a valid phone number (numbers without +country code are read as {region})"
+                ),
+            )),
+        }
+    }
+
+    /// E.164, e.g. `+12015550123`.
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// International format, e.g. `+1 201-555-0123`.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Rebuilds a number read back from storage (already validated when it was written).
+    pub fn from_stored(e164: String, display: String) -> Self {
+        Self { e164, display }
+    }
+}
+
+/// A free-text label such as `home` or `work`: trimmed, 0 to 64 characters, no control characters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Label(String);
+
+impl Label {
+    /// Validates `text` as the request field `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        let chars = text.chars().count();
+        if chars > MAX_LABEL_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("must be at most {MAX_LABEL_CHARS} characters (got {chars})"),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(Error::invalid(field, "must not contain control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The label text (possibly empty).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An entry's id: a positive integer assigned by the book, never reused, shown as decimal text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryId(pub i64);
+
+impl EntryId {
+    /// Parses the request field `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        match text.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id)),
+            _ => Err(Error::invalid(
+                field,
+                format!("{text:?} is not an entry id (ids are positive whole numbers)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An entry's version: the etag clients give back to UpdateEntry and DeleteEntry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Etag(pub i64);
+
+impl Etag {
+    /// Parses the request field `field` (the text form is `v<version>`).
+    pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        text.strip_prefix('v')
+            .and_then(|digits| digits.parse::<i64>().ok())
+            .filter(|version| *version > 0)
+            .map(Self)
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    format!("{text:?} is not an etag (use the etag of the entry as last read)"),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// Default page size.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page size: larger requests are served this many.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Reads a request's `page_size`: 0 means the default, more than the maximum means the maximum.
+pub fn page_size(requested: i32) -> Result<u32, Error> {
+    match u32::try_from(requested) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(n) => Ok(n.min(MAX_PAGE_SIZE)),
+        Err(_) => Err(Error::invalid("page_size", "must not be negative")),
+    }
+}
+
+/// A search: the query's name key, and its digits when it reads like (part of) a number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// [`match_key`] of the query.
+    pub key: String,
+    /// The query's digits if it holds only digits and number punctuation (`+ - . ( )` and
+    /// spaces), else empty: matched against E.164 numbers without their `+`.
+    pub digits: String,
+}
+
+impl Query {
+    /// Parses the request field `query`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(Error::invalid(
+                "query",
+                format!("must be at most {MAX_QUERY_CHARS} characters"),
+            ));
+        }
+        let key = match_key(text);
+        if key.is_empty() {
+            return Err(Error::invalid("query", "must not be empty"));
+        }
+        let numberish = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
+        let digits = if numberish {
+            text.chars().filter(char::is_ascii_digit).collect()
+        } else {
+            String::new()
+        };
+        Ok(Self { key, digits })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us() -> Region {
+        "US".parse().unwrap()
+    }
+
+    #[test]
+    fn match_keys_ignore_case_accents_and_spacing() {
+        assert_eq!(match_key("  Zoë   Ångström "), "zoe angstrom");
+        assert_eq!(match_key("ZOE ANGSTROM"), "zoe angstrom");
+        assert_eq!(match_key("Straße"), "strasse");
+        assert_eq!(match_key("ＭＡＲＩＡ"), "maria");
+        assert_eq!(match_key("Ἀθηνᾶ"), match_key("ἀθηνα"));
+        assert_eq!(match_key("李\u{3000}小龍"), "李 小龍");
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(Name::parse("name", "  Ada  ").unwrap().as_str(), "Ada");
+        assert!(Name::parse("name", "   ").is_err());
+        assert!(Name::parse("name", &"é".repeat(200)).is_ok());
+        assert!(Name::parse("name", &"é".repeat(201)).is_err());
+        assert!(Name::parse("name", "a\u{0}b").is_err());
+        assert!(Name::parse("name", "\u{301}").is_err());
+        assert!(Name::parse("name", "Robert'); DROP TABLE entries;--").is_ok());
+    }
+
+    #[test]
+    fn numbers_are_normalised_to_e164_in_the_default_region() {
+        let n = Number::parse("number", "(201) 555-0123", us()).unwrap();
+        assert_eq!(n.e164(), "+12015550123");
+        assert_eq!(n.display(), "+1 201-555-0123");
+        let uk = Number::parse("number", "+44 20 7946 0958", us()).unwrap();
+        assert_eq!(uk.e164(), "+442079460958");
+        let gb: Region = "gb".parse().unwrap();
+        assert_eq!(
+            Number::parse("number", "020 7946 0958", gb).unwrap().e164(),
+            "+442079460958"
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_are_rejected_naming_the_field() {
+        for bad in [
+            "",
+            "12",
+            "hello",
+            "+999 123",
+            "555-0123-555-0123-555",
+            &"9".repeat(100),
+        ] {
+            let err = Number::parse("number", bad, us()).unwrap_err();
+            assert!(err.to_string().starts_with("number: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn regions_are_iso_codes() {
+        assert_eq!("de".parse::<Region>().unwrap().to_string(), "DE");
+        assert!("XX".parse::<Region>().is_err());
+        assert!("".parse::<Region>().is_err());
+    }
+
+    #[test]
+    fn etags_and_ids_round_trip_and_reject_garbage() {
+        assert_eq!(Etag::parse("etag", "v7").unwrap(), Etag(7));
+        assert_eq!(Etag(7).to_string(), "v7");
+        assert!(Etag::parse("etag", "7").is_err());
+        assert!(Etag::parse("etag", "v0").is_err());
+        assert_eq!(EntryId::parse("id", " 42 ").unwrap(), EntryId(42));
+        assert!(EntryId::parse("id", "-1").is_err());
+        assert!(EntryId::parse("id", "abc").is_err());
+    }
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        assert_eq!(page_size(0).unwrap(), 50);
+        assert_eq!(page_size(7).unwrap(), 7);
+        assert_eq!(page_size(5000).unwrap(), 1000);
+        assert!(page_size(-1).is_err());
+    }
+
+    #[test]
+    fn queries_keep_digits_only_when_they_read_like_a_number() {
+        let q = Query::parse("(201) 555").unwrap();
+        assert_eq!(q.digits, "201555");
+        let q = Query::parse("Zoë 2").unwrap();
+        assert_eq!((q.key.as_str(), q.digits.as_str()), ("zoe 2", ""));
+        assert!(Query::parse("  ").is_err());
+    }
+}
