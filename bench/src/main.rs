@@ -8,6 +8,7 @@
 mod bank;
 mod load;
 mod lock;
+mod phonebook;
 mod report;
 mod server;
 
@@ -45,6 +46,8 @@ enum Scenario {
     Lock,
     /// Bank: durable transfers with the lock service in the loop, one and two replicas.
     Bank,
+    /// Phone book: bulk load, lookups and durable adds at 100,000 and 1,000,000 entries.
+    Phonebook,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,10 @@ fn main() -> ExitCode {
         let (name, rows) = match cli.scenario {
             Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
             Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
+            Scenario::Phonebook => (
+                "phonebook",
+                phonebook::run(duration, warmup, cli.smoke).await?,
+            ),
         };
         report::publish(name, &rows, &cli.out_dir, cli.smoke)
     });

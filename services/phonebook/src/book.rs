@@ -7,6 +7,7 @@
 //! and no acknowledged write is lost — a reply is sent only after its commit reached the disk.
 
 use std::{
+    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
@@ -193,7 +194,7 @@ impl Book {
         self.submit(vec![write])
             .await?
             .pop()
-            .unwrap_or(Err(Error::ShuttingDown))
+            .unwrap_or(Err(Error::Internal("a write got no outcome")))
     }
 
     /// Adds entries in one commit; each is added or rejected (duplicate) on its own. The results
@@ -321,7 +322,7 @@ impl Book {
 }
 
 fn written(outcome: Outcome) -> Result<Entry, Error> {
-    outcome.and_then(|entry| entry.ok_or(Error::ShuttingDown))
+    outcome.and_then(|entry| entry.ok_or(Error::Internal("a write returned no entry")))
 }
 
 fn now_ms() -> i64 {
@@ -382,18 +383,28 @@ async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// Applies a batch in order in one transaction. Runs of consecutive adds (the common case: bulk
+/// loads and many clients adding at once) go to SQLite as one statement each, since every
+/// statement costs a round trip to SQLite's thread.
 async fn commit(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     let mut outcomes = Vec::new();
+    let mut adds = Vec::new();
     for write in batch.iter().flat_map(|job| &job.writes) {
-        let outcome = match write {
-            Write::Add(entry) => add(&mut tx, entry, now).await?.map(Some),
-            Write::Update(change) => update(&mut tx, change, now).await?.map(Some),
-            Write::Delete(id, etag) => delete(&mut tx, *id, *etag).await?.map(|()| None),
-        };
-        outcomes.push(outcome);
+        match write {
+            Write::Add(entry) => adds.push(entry),
+            Write::Update(change) => {
+                outcomes.extend(add_all(&mut tx, &std::mem::take(&mut adds), now).await?);
+                outcomes.push(update(&mut tx, change, now).await?.map(Some));
+            }
+            Write::Delete(id, etag) => {
+                outcomes.extend(add_all(&mut tx, &std::mem::take(&mut adds), now).await?);
+                outcomes.push(delete(&mut tx, *id, *etag).await?.map(|()| None));
+            }
+        }
     }
+    outcomes.extend(add_all(&mut tx, &adds, now).await?);
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -418,25 +429,75 @@ async fn duplicate_of(
     Ok(id.map(EntryId))
 }
 
-async fn add(conn: &mut SqliteConnection, entry: &NewEntry, now: i64) -> Applied<Entry> {
-    if let Some(existing) = duplicate_of(conn, entry.name.key(), entry.number.e164(), 0).await? {
-        return Ok(Err(Error::Duplicate(existing)));
+/// Adds `entries` in one INSERT (the entries travel as one JSON array); an entry whose name key
+/// and number are already in the book, or earlier in `entries`, is refused as a duplicate.
+async fn add_all(
+    conn: &mut SqliteConnection,
+    entries: &[&NewEntry],
+    now: i64,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
     }
-    let row = sqlx::query(concat!(
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!([
+                e.name.as_str(),
+                e.name.key(),
+                e.number.e164(),
+                e.number.display(),
+                e.label.as_str()
+            ])
+        })
+        .collect();
+    let json = serde_json::Value::Array(rows).to_string();
+    let inserted = sqlx::query(concat!(
         "INSERT INTO entries (name, name_key, number, display_number, label, version, create_ms, update_ms) \
-         VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING ",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 1, ?2, ?2 \
+         FROM json_each(?1) WHERE true ORDER BY key \
+         ON CONFLICT (name_key, number) DO NOTHING RETURNING ",
         columns!()
     ))
-    .bind(entry.name.as_str())
-    .bind(entry.name.key())
-    .bind(entry.number.e164())
-    .bind(entry.number.display())
-    .bind(entry.label.as_str())
+    .bind(&json)
     .bind(now)
-    .bind(now)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(Ok(entry_from_row(&row)?))
+    let mut fresh: HashMap<(String, String), Entry> = HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        let entry = entry_from_row(row)?;
+        fresh.insert(
+            (entry.name_key.clone(), entry.number.e164().to_owned()),
+            entry,
+        );
+    }
+    let mut existing = HashMap::new();
+    if inserted.len() < entries.len() {
+        let rows = sqlx::query(
+            "SELECT id, name_key, number FROM entries WHERE (name_key, number) IN \
+             (SELECT value ->> 1, value ->> 2 FROM json_each(?))",
+        )
+        .bind(&json)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let key: (String, String) = (row.try_get("name_key")?, row.try_get("number")?);
+            existing.insert(key, EntryId(row.try_get("id")?));
+        }
+    }
+    Ok(entries
+        .iter()
+        .map(|e| {
+            let key = (e.name.key().to_owned(), e.number.e164().to_owned());
+            match fresh.remove(&key) {
+                Some(entry) => Ok(Some(entry)),
+                None => Err(existing.get(&key).map_or(
+                    Error::Internal("an added entry is neither new nor found"),
+                    |id| Error::Duplicate(*id),
+                )),
+            }
+        })
+        .collect())
 }
 
 /// The entry's current version, or the refusal when it is missing or changed.

@@ -33,6 +33,9 @@ pub enum Error {
     /// The server is shutting down and no longer takes writes.
     #[error("the phone book is shutting down")]
     ShuttingDown,
+    /// A broken invariant.
+    #[error("internal: {0}")]
+    Internal(&'static str),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(Arc<township_store::sqlx::Error>),
@@ -62,7 +65,7 @@ impl Error {
             Error::Duplicate(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
             Error::StaleEtag { .. } => (Code::Aborted, "ABORTED"),
             Error::ShuttingDown => (Code::Unavailable, "UNAVAILABLE"),
-            Error::Storage(_) => (Code::Internal, "INTERNAL"),
+            Error::Storage(_) | Error::Internal(_) => (Code::Internal, "INTERNAL"),
         }
     }
 }
@@ -71,7 +74,7 @@ impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
             Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
-            Error::Storage(_) => internal(&err),
+            Error::Storage(_) | Error::Internal(_) => internal(&err),
             _ => Status::new(err.code().0, err.to_string()),
         }
     }

@@ -122,7 +122,9 @@ impl PhoneBookService for PhoneBookApi {
             .into_iter()
             .map(|p| {
                 let outcome = match p {
-                    Ok(_) => stored.next().unwrap_or(Err(Error::ShuttingDown)),
+                    Ok(_) => stored
+                        .next()
+                        .unwrap_or(Err(Error::Internal("a batch entry got no outcome"))),
                     Err(err) => Err(err),
                 };
                 pb::AddResult {
@@ -241,7 +243,7 @@ fn rejection(err: Error) -> pb::Rejection {
     };
     let message = match &err {
         Error::Invalid { problem, .. } => problem.clone(),
-        Error::Storage(_) => "internal error (see the server log)".to_owned(),
+        Error::Storage(_) | Error::Internal(_) => "internal error (see the server log)".to_owned(),
         other => other.to_string(),
     };
     pb::Rejection {

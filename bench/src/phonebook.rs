@@ -1,0 +1,189 @@
+//! Phone book: a book of 100,000 and of 1,000,000 entries, loaded in batches; then Lookup latency
+//! by name (16 clients) and durable AddEntry throughput (16 clients, group-committed) against it.
+
+use std::{
+    rc::Rc,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use tonic::transport::Channel;
+use township_proto::phonebook::v1::{
+    AddEntryRequest, BatchAddEntriesRequest, LookupRequest, add_result::Outcome,
+    phone_book_service_client::PhoneBookServiceClient,
+};
+
+use crate::{
+    load::{self, Window},
+    report::Row,
+    server,
+};
+
+/// Concurrent closed-loop clients.
+const CLIENTS: usize = 16;
+/// Entries per BatchAddEntries call while loading the book (the API's maximum).
+const BATCH: usize = 1000;
+/// Batches in flight while loading.
+const LOADERS: usize = 4;
+
+type Client = PhoneBookServiceClient<Channel>;
+
+/// Runs the phone book scenarios at each book size, each against a fresh server.
+pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Vec<Row>> {
+    let sizes: &[usize] = if smoke {
+        &[2_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
+        let server = server::start("phonebook-server", data.path(), &[]).await?;
+        let channel = Channel::from_shared(format!("http://{}", server.addr))?
+            .connect()
+            .await
+            .context("connect to the phone book")?;
+        rows.push(load_book(&channel, size).await?);
+        rows.push(lookups(&channel, size, duration, warmup).await?);
+        rows.push(adds(&channel, size, duration, warmup).await?);
+    }
+    Ok(rows)
+}
+
+/// Entry `i` of the loaded book: distinct names, numbers spread over one exchange.
+fn entry(i: usize) -> AddEntryRequest {
+    AddEntryRequest {
+        name: format!("Person {i:07}"),
+        number: format!("+1 201 555 {:04}", i % 10_000),
+        label: String::new(),
+    }
+}
+
+/// Loads `size` entries with BatchAddEntries; the row's rate is entries per second and its
+/// latencies are per batch.
+async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
+    let next = Rc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..LOADERS {
+        let mut rpc = Client::new(channel.clone());
+        let next = next.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+            loop {
+                let from = next.fetch_add(BATCH, Ordering::Relaxed);
+                if from >= size {
+                    return Ok(histogram);
+                }
+                let requests = (from..(from + BATCH).min(size)).map(entry).collect();
+                let began = Instant::now();
+                let results = rpc
+                    .batch_add_entries(BatchAddEntriesRequest { requests })
+                    .await
+                    .context("batch add")?
+                    .into_inner()
+                    .results;
+                histogram.record(began.elapsed().as_micros() as u64)?;
+                if let Some(rejected) = results.iter().find_map(|r| match &r.outcome {
+                    Some(Outcome::Rejected(rejected)) => Some(rejected),
+                    _ => None,
+                }) {
+                    bail!("the loader's entry was rejected: {rejected:?}");
+                }
+            }
+        }));
+    }
+    let histogram = load::merge(tasks).await?;
+    let elapsed = started.elapsed();
+    let mut row = Row::from_histogram(
+        format!("phonebook: bulk load, batches of {BATCH}, {size} entries"),
+        &histogram,
+        elapsed,
+    );
+    row.per_second = size as f64 / elapsed.as_secs_f64();
+    row.count = size as u64;
+    Ok(row)
+}
+
+/// Lookups of random existing names.
+async fn lookups(
+    channel: &Channel,
+    size: usize,
+    duration: Duration,
+    warmup: Duration,
+) -> anyhow::Result<Row> {
+    let window = Window::starting_now(warmup, duration);
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let mut rpc = Client::new(channel.clone());
+        let mut random = xorshift(client as u64 + 1);
+        tasks.push(tokio::task::spawn_local(async move {
+            load::closed_loop(window, async || {
+                let name = format!("person {:07}", random() as usize % size);
+                let found = rpc
+                    .lookup(LookupRequest { name })
+                    .await
+                    .context("lookup")?
+                    .into_inner()
+                    .entries;
+                if found.len() != 1 {
+                    bail!("lookup found {} entries, not 1", found.len());
+                }
+                Ok(())
+            })
+            .await
+        }));
+    }
+    let histogram = load::merge(tasks).await?;
+    Ok(Row::from_histogram(
+        format!("phonebook: lookup, {size} entries, {CLIENTS} clients"),
+        &histogram,
+        duration,
+    ))
+}
+
+/// Durable single-entry adds (each acknowledged only after its commit reached the disk).
+async fn adds(
+    channel: &Channel,
+    size: usize,
+    duration: Duration,
+    warmup: Duration,
+) -> anyhow::Result<Row> {
+    let window = Window::starting_now(warmup, duration);
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let mut rpc = Client::new(channel.clone());
+        let mut n = 0u64;
+        tasks.push(tokio::task::spawn_local(async move {
+            load::closed_loop(window, async || {
+                n += 1;
+                let request = AddEntryRequest {
+                    name: format!("Newcomer {client}-{n}"),
+                    number: "+1 201 555 0100".into(),
+                    label: "bench".into(),
+                };
+                rpc.add_entry(request).await.context("add")?;
+                Ok(())
+            })
+            .await
+        }));
+    }
+    let histogram = load::merge(tasks).await?;
+    Ok(Row::from_histogram(
+        format!("phonebook: add, {size} entries, {CLIENTS} clients"),
+        &histogram,
+        duration,
+    ))
+}
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
