@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 use township_proto::phonebook::v1::{
-    AddEntryRequest, BatchAddEntriesRequest, LookupRequest, add_result::Outcome,
+    AddEntryRequest, BatchAddEntriesRequest, LookupRequest, SearchRequest, add_result::Outcome,
     phone_book_service_client::PhoneBookServiceClient,
 };
 
@@ -46,7 +46,10 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
             .await
             .context("connect to the phone book")?;
         rows.push(load_book(&channel, size).await?);
-        rows.push(lookups(&channel, size, duration, warmup).await?);
+        for clients in [1, CLIENTS] {
+            rows.push(lookups(&channel, size, clients, duration, warmup).await?);
+        }
+        rows.push(searches(&channel, size, duration, warmup).await?);
         rows.push(adds(&channel, size, duration, warmup).await?);
     }
     Ok(rows)
@@ -111,12 +114,13 @@ async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
 async fn lookups(
     channel: &Channel,
     size: usize,
+    clients: usize,
     duration: Duration,
     warmup: Duration,
 ) -> anyhow::Result<Row> {
     let window = Window::starting_now(warmup, duration);
     let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
+    for client in 0..clients {
         let mut rpc = Client::new(channel.clone());
         let mut random = xorshift(client as u64 + 1);
         tasks.push(tokio::task::spawn_local(async move {
@@ -138,7 +142,50 @@ async fn lookups(
     }
     let histogram = load::merge(tasks).await?;
     Ok(Row::from_histogram(
-        format!("phonebook: lookup, {size} entries, {CLIENTS} clients"),
+        format!("phonebook: lookup, {size} entries, {clients} client(s)"),
+        &histogram,
+        duration,
+    ))
+}
+
+/// First pages (50 entries) of searches for a name fragment that matches 100 entries as a prefix
+/// and more inside other names.
+async fn searches(
+    channel: &Channel,
+    size: usize,
+    duration: Duration,
+    warmup: Duration,
+) -> anyhow::Result<Row> {
+    let window = Window::starting_now(warmup, duration);
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let mut rpc = Client::new(channel.clone());
+        let mut random = xorshift(client as u64 + 101);
+        tasks.push(tokio::task::spawn_local(async move {
+            load::closed_loop(window, async || {
+                let hundred = random() as usize % (size / 100).max(1);
+                let query = format!("person {hundred:05}");
+                let found = rpc
+                    .search(SearchRequest {
+                        query,
+                        page_size: 50,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .context("search")?
+                    .into_inner()
+                    .entries;
+                if found.is_empty() {
+                    bail!("search found nothing");
+                }
+                Ok(())
+            })
+            .await
+        }));
+    }
+    let histogram = load::merge(tasks).await?;
+    Ok(Row::from_histogram(
+        format!("phonebook: search, first page of 50, {size} entries, {CLIENTS} clients"),
         &histogram,
         duration,
     ))

@@ -7,7 +7,7 @@
 //! and no acknowledged write is lost — a reply is sent only after its commit reached the disk.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     path::Path,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS entries (
     UNIQUE (name_key, number)
 );
 CREATE INDEX IF NOT EXISTS entries_in_name_order ON entries (name_key, id);
+CREATE INDEX IF NOT EXISTS entries_by_number ON entries (number);
 CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -263,38 +264,89 @@ impl Book {
 
     /// Up to `limit` entries matching `query` after `after`: prefix matches of the name key or
     /// the number's digits first (group 0), then other matches (group 1), each in name order.
+    ///
+    /// Prefix matches are index range scans; the other matches walk the name index from the
+    /// cursor and stop at `limit`, so a page costs a full scan only when matches are rare.
     pub async fn search(
         &self,
         query: &Query,
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Hit>, Error> {
-        let (group, key, id) =
-            after.map_or((-1, "", 0), |c| (i64::from(c.group), c.key.as_str(), c.id));
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            ", grp FROM (SELECT *, CASE WHEN substr(name_key, 1, length(?1)) = ?1 \
-                 OR (?2 <> '' AND substr(number, 2, length(?2)) = ?2) THEN 0 ELSE 1 END AS grp \
-               FROM entries \
-               WHERE instr(name_key, ?1) > 0 OR (?2 <> '' AND instr(number, ?2) > 0)) \
-             WHERE (grp, name_key, id) > (?3, ?4, ?5) \
-             ORDER BY grp, name_key, id LIMIT ?6"
-        ))
-        .bind(&query.key)
-        .bind(&query.digits)
-        .bind(group)
-        .bind(key)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let group: i64 = row.try_get("grp")?;
-                Ok((entry_from_row(row)?, u8::from(group != 0)))
-            })
-            .collect()
+        let mut hits = Vec::new();
+        let start = after.map_or((0, "", 0), |c| (c.group, c.key.as_str(), c.id));
+        // Keys starting with the query sort from it up to (not including) it + U+10FFFF.
+        let key_end = format!("{}\u{10FFFF}", query.key);
+        let (digits_from, digits_end) =
+            (format!("+{}", query.digits), format!("+{}:", query.digits));
+        if start.0 == 0 {
+            let (key, id) = (start.1, start.2);
+            let rows = if query.digits.is_empty() {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM entries WHERE name_key >= ?1 AND name_key < ?2 \
+                       AND (name_key, id) > (?3, ?4) ORDER BY name_key, id LIMIT ?5"
+                ))
+                .bind(&query.key)
+                .bind(&key_end)
+                .bind(key)
+                .bind(id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reads)
+                .await?
+            } else {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM entries WHERE ((name_key >= ?1 AND name_key < ?2) \
+                       OR (number >= ?3 AND number < ?4)) \
+                       AND (name_key, id) > (?5, ?6) ORDER BY name_key, id LIMIT ?7"
+                ))
+                .bind(&query.key)
+                .bind(&key_end)
+                .bind(&digits_from)
+                .bind(&digits_end)
+                .bind(key)
+                .bind(id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reads)
+                .await?
+            };
+            for row in &rows {
+                hits.push((entry_from_row(row)?, 0));
+            }
+        }
+        let wanted = limit as usize - hits.len();
+        if wanted > 0 {
+            let (key, id) = if start.0 == 1 {
+                (start.1, start.2)
+            } else {
+                ("", 0)
+            };
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM entries WHERE (name_key, id) > (?5, ?6) \
+                   AND (instr(name_key, ?1) > 0 OR (?3 <> '+' AND instr(number, substr(?3, 2)) > 0)) \
+                   AND NOT (name_key >= ?1 AND name_key < ?2) \
+                   AND NOT (?3 <> '+' AND number >= ?3 AND number < ?4) \
+                 ORDER BY name_key, id LIMIT ?7"
+            ))
+            .bind(&query.key)
+            .bind(&key_end)
+            .bind(&digits_from)
+            .bind(&digits_end)
+            .bind(key)
+            .bind(id)
+            .bind(wanted as i64)
+            .fetch_all(&self.reads)
+            .await?;
+            for row in &rows {
+                hits.push((entry_from_row(row)?, 1));
+            }
+        }
+        Ok(hits)
     }
 
     /// The whole book in id order, read as one snapshot and delivered through a channel of
@@ -429,8 +481,10 @@ async fn duplicate_of(
     Ok(id.map(EntryId))
 }
 
-/// Adds `entries` in one INSERT (the entries travel as one JSON array); an entry whose name key
-/// and number are already in the book, or earlier in `entries`, is refused as a duplicate.
+/// Adds `entries` with three statements whatever their number (each statement, and each row it
+/// returns, is a round trip to SQLite's thread): the entries travel as one JSON array, and their
+/// ids come back as one. An entry whose name key and number are already in the book, or earlier
+/// in `entries`, is refused as a duplicate of that entry.
 async fn add_all(
     conn: &mut SqliteConnection,
     entries: &[&NewEntry],
@@ -452,49 +506,59 @@ async fn add_all(
         })
         .collect();
     let json = serde_json::Value::Array(rows).to_string();
-    let inserted = sqlx::query(concat!(
+    // Ids are never reused (AUTOINCREMENT): every id above this one is new in this statement.
+    let last_before: i64 = sqlx::query_scalar(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
         "INSERT INTO entries (name, name_key, number, display_number, label, version, create_ms, update_ms) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 1, ?2, ?2 \
          FROM json_each(?1) WHERE true ORDER BY key \
-         ON CONFLICT (name_key, number) DO NOTHING RETURNING ",
-        columns!()
-    ))
+         ON CONFLICT (name_key, number) DO NOTHING",
+    )
     .bind(&json)
     .bind(now)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await?;
-    let mut fresh: HashMap<(String, String), Entry> = HashMap::with_capacity(inserted.len());
-    for row in &inserted {
-        let entry = entry_from_row(row)?;
-        fresh.insert(
-            (entry.name_key.clone(), entry.number.e164().to_owned()),
-            entry,
-        );
+    let ids: String = sqlx::query_scalar(
+        "SELECT json_group_array(coalesce((SELECT id FROM entries \
+             WHERE name_key = value ->> 1 AND number = value ->> 2), 0) ORDER BY key) \
+         FROM json_each(?)",
+    )
+    .bind(&json)
+    .fetch_one(&mut *conn)
+    .await?;
+    let ids: Vec<i64> = serde_json::from_str(&ids)
+        .map_err(|err| sqlx::Error::Decode(format!("the ids of added entries: {err}").into()))?;
+    if ids.len() != entries.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} ids for {} added entries",
+            ids.len(),
+            entries.len()
+        )));
     }
-    let mut existing = HashMap::new();
-    if inserted.len() < entries.len() {
-        let rows = sqlx::query(
-            "SELECT id, name_key, number FROM entries WHERE (name_key, number) IN \
-             (SELECT value ->> 1, value ->> 2 FROM json_each(?))",
-        )
-        .bind(&json)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            let key: (String, String) = (row.try_get("name_key")?, row.try_get("number")?);
-            existing.insert(key, EntryId(row.try_get("id")?));
-        }
-    }
+    let mut claimed = HashSet::new();
     Ok(entries
         .iter()
-        .map(|e| {
-            let key = (e.name.key().to_owned(), e.number.e164().to_owned());
-            match fresh.remove(&key) {
-                Some(entry) => Ok(Some(entry)),
-                None => Err(existing.get(&key).map_or(
-                    Error::Internal("an added entry is neither new nor found"),
-                    |id| Error::Duplicate(*id),
-                )),
+        .zip(ids)
+        .map(|(e, id)| {
+            if id > last_before && claimed.insert(id) {
+                Ok(Some(Entry {
+                    id: EntryId(id),
+                    name: e.name.as_str().to_owned(),
+                    name_key: e.name.key().to_owned(),
+                    number: e.number.clone(),
+                    label: e.label.as_str().to_owned(),
+                    etag: Etag(1),
+                    created_ms: now,
+                    updated_ms: now,
+                }))
+            } else if id > 0 {
+                Err(Error::Duplicate(EntryId(id)))
+            } else {
+                Err(Error::Internal("an added entry is neither new nor found"))
             }
         })
         .collect())
@@ -689,5 +753,24 @@ mod tests {
             ("Bob Smithers", 1),
         ];
         assert_eq!(names, expected.map(|(n, g)| (n.to_owned(), g)).to_vec());
+    }
+
+    #[tokio::test]
+    async fn search_by_digits_lists_number_prefixes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        book.add_one(new_entry("Inner", "+44 20 7946 1201"))
+            .await
+            .unwrap();
+        book.add_one(new_entry("Prefix", "+1 201 555 0100"))
+            .await
+            .unwrap();
+        book.add_one(new_entry("Neither", "+44 20 7946 0000"))
+            .await
+            .unwrap();
+        let query = Query::parse("1201").unwrap();
+        let hits = book.search(&query, None, 10).await.unwrap();
+        let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
+        assert_eq!(names, [("Prefix", 0), ("Inner", 1)]);
     }
 }
