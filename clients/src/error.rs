@@ -30,6 +30,9 @@ pub enum CliError {
         service: &'static str,
         status: tonic::Status,
     },
+    /// The service answered, but refused part of the work (e.g. some rows of an import); what
+    /// was refused has been reported already.
+    Rejected(String),
     /// A health probe found the service not SERVING.
     NotServing { addr: String, status: String },
     /// Anything else (local I/O, `township up`).
@@ -42,7 +45,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Unreachable { .. } => EXIT_UNREACHABLE,
-            CliError::Status { .. } => EXIT_SERVICE_ERROR,
+            CliError::Status { .. } | CliError::Rejected(_) => EXIT_SERVICE_ERROR,
             CliError::NotServing { .. } => EXIT_NOT_SERVING,
             CliError::Other(_) => EXIT_UP_FAILED,
         }
@@ -88,6 +91,7 @@ impl fmt::Display for CliError {
                     status.message()
                 )
             }
+            CliError::Rejected(message) => write!(f, "{message}"),
             CliError::NotServing { addr, status } => write!(f, "{addr} is {status}"),
             CliError::Other(err) => write!(f, "{err:#}"),
         }

@@ -10,6 +10,7 @@ mod connect;
 mod error;
 mod health;
 mod lock;
+mod phonebook;
 mod time;
 mod up;
 
@@ -78,6 +79,9 @@ enum Command {
     /// Bank from the command line: open accounts, balances, deposits, withdrawals, transfers,
     /// history and interest.
     Bank(bank::BankArgs),
+    /// The shared phone book: add, look up, search, list, change and remove entries; import and
+    /// export CSV.
+    Phonebook(phonebook::PhonebookArgs),
     /// An interactive ATM session: log in with name and PIN, then pick from a menu.
     Atm(atm::AtmArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             Command::Lock(args) => lock::run(args, &cli.global).await,
             Command::Bank(args) => bank::run(args, &cli.global).await,
             Command::Atm(args) => atm::run(args, &cli.global).await,
+            Command::Phonebook(args) => phonebook::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
         }
     });

@@ -41,6 +41,11 @@ const TOWN: &[Server] = &[
         port_offset: 0,
     },
     Server {
+        name: "phonebook",
+        binary: "phonebook-server",
+        port_offset: 3,
+    },
+    Server {
         name: "lock",
         binary: "lock-server",
         port_offset: LOCK_PORT_OFFSET,

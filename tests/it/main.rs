@@ -9,6 +9,8 @@ mod config;
 mod daytime;
 mod grpcurl;
 mod lock;
+mod phonebook;
+mod phonebook_cli;
 mod shutdown;
 mod time;
 mod up;

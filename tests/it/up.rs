@@ -58,6 +58,23 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
             .any(|l| l.starts_with("lock") && l.contains(&lock_row)),
         "{table:?}"
     );
+    let phonebook_row = format!("127.0.0.1:{}", base + 3);
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("phonebook") && l.contains(&phonebook_row)),
+        "{table:?}"
+    );
+    let phonebook_addr = phonebook_row.parse().unwrap();
+    let phonebook_health =
+        health_status(phonebook_addr, "township.phonebook.v1.PhoneBookService").await;
+    assert_eq!(phonebook_health.unwrap(), ServingStatus::Serving);
+    let mut phonebook = township();
+    phonebook.args(["phonebook", "list", "--addr", &phonebook_row]);
+    let out = run(phonebook, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "the phone book is empty\n");
+
     let lock_addr = lock_row.parse().unwrap();
     let lock_health = health_status(lock_addr, "township.lock.v1.LockService").await;
     assert_eq!(lock_health.unwrap(), ServingStatus::Serving);
@@ -76,6 +93,12 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
         "lock keeps its epoch there"
     );
     assert!(dir.path().join("township-data/logs/time.log").is_file());
+    assert!(
+        dir.path()
+            .join("township-data/phonebook/phonebook.db")
+            .is_file(),
+        "the phone book keeps its entries there"
+    );
 
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(up.id().unwrap() as i32, libc::SIGTERM) };
@@ -91,6 +114,10 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     assert!(
         health_status(lock_addr, "").await.is_err(),
         "the lock server is gone"
+    );
+    assert!(
+        health_status(phonebook_addr, "").await.is_err(),
+        "the phone book server is gone"
     );
 }
 

@@ -275,8 +275,7 @@ impl Book {
     ) -> Result<Vec<Hit>, Error> {
         let mut hits = Vec::new();
         let start = after.map_or((0, "", 0), |c| (c.group, c.key.as_str(), c.id));
-        // Keys starting with the query sort from it up to (not including) it + U+10FFFF.
-        let key_end = format!("{}\u{10FFFF}", query.key);
+        let key_end = prefix_end(&query.key);
         let (digits_from, digits_end) =
             (format!("+{}", query.digits), format!("+{}:", query.digits));
         if start.0 == 0 {
@@ -371,6 +370,25 @@ impl Book {
         });
         rx
     }
+}
+
+/// The least string above every string that starts with `prefix`, in code point order (SQLite
+/// compares UTF-8 bytes, which is the same order): `prefix` with its last character replaced by
+/// the next one (trailing U+10FFFF dropped first).
+fn prefix_end(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) {
+            0xD7FF => Some('\u{E000}'),
+            code => char::from_u32(code + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    // Only U+10FFFF: a noncharacter no name contains.
+    format!("{prefix}\u{10FFFF}")
 }
 
 fn written(outcome: Outcome) -> Result<Entry, Error> {
@@ -772,5 +790,18 @@ mod tests {
         let hits = book.search(&query, None, 10).await.unwrap();
         let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
         assert_eq!(names, [("Prefix", 0), ("Inner", 1)]);
+    }
+
+    #[test]
+    fn a_prefix_range_ends_just_above_every_string_with_that_prefix() {
+        assert_eq!(prefix_end("smith"), "smiti");
+        assert_eq!(prefix_end("ab\u{10FFFF}"), "ac");
+        assert_eq!(prefix_end("\u{D7FF}"), "\u{E000}");
+        for name in ["smith", "smith jones", "smith\u{FFFD}", "smith\u{10FFFD}"] {
+            assert!(
+                name >= "smith" && name < prefix_end("smith").as_str(),
+                "{name}"
+            );
+        }
     }
 }

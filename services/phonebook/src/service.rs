@@ -246,10 +246,15 @@ fn rejection(err: Error) -> pb::Rejection {
         Error::Storage(_) | Error::Internal(_) => "internal error (see the server log)".to_owned(),
         other => other.to_string(),
     };
+    let existing_id = match &err {
+        Error::Duplicate(id) => id.to_string(),
+        _ => String::new(),
+    };
     pb::Rejection {
         code: err.code().1.to_owned(),
         field,
         message,
+        existing_id,
     }
 }
 

@@ -18,13 +18,38 @@ const MAX_NUMBER_CHARS: usize = 64;
 /// Longest search query, in characters after trimming.
 const MAX_QUERY_CHARS: usize = 200;
 
-/// How a name is matched: Unicode NFKD, combining marks removed, full case folding, and white
-/// space trimmed and collapsed to single spaces. `"  Zoë  Ø'Brien "` and `"ZOE ø'brien"` share
-/// a key. Keys are what the book indexes and compares; they are never shown.
+/// How a name is matched: Unicode NFKD, accents removed, full case folding, and white space
+/// trimmed and collapsed to single spaces. `"  Zoë  Ø'Brien "` and `"ZOE ø'brien"` share a key.
+/// Keys are what the book indexes and compares; they are never shown.
+///
+/// Accents are the combining marks that languages treat as optional diacritics: the Combining
+/// Diacritical Marks blocks, and the vowel points of Hebrew and Arabic. The vowel signs of Indic
+/// and other scripts, and Japanese voicing marks, are parts of letters and are kept (`मीना` and
+/// `मोना` are different names; so are `カ` and `ガ`).
 pub fn match_key(text: &str) -> String {
-    let stripped: String = text.nfkd().filter(|c| !is_combining_mark(*c)).collect();
+    let stripped: String = text.nfkd().filter(|c| !is_accent(*c)).collect();
     let folded = caseless::default_case_fold_str(&stripped);
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn is_accent(c: char) -> bool {
+    is_combining_mark(c)
+        && matches!(u32::from(c),
+            0x0300..=0x036F // Combining Diacritical Marks
+            | 0x1AB0..=0x1AFF // ... Extended
+            | 0x1DC0..=0x1DFF // ... Supplement
+            | 0x20D0..=0x20FF // ... for Symbols
+            | 0xFE20..=0xFE2F // Combining Half Marks
+            | 0x0591..=0x05C7 // Hebrew points and cantillation
+            | 0x0610..=0x061A | 0x064B..=0x065F | 0x0670 | 0x06D6..=0x06ED // Arabic harakat
+        )
+}
+
+/// Control characters and Unicode noncharacters (U+FDD0..U+FDEF and every U+xFFFE, U+xFFFF):
+/// never part of a name or label.
+fn is_forbidden(c: char) -> bool {
+    let u = u32::from(c);
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
 }
 
 /// A person's or business's name as shown: any script, trimmed, 1 to 200 characters, no control
@@ -49,8 +74,11 @@ impl Name {
                 format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
             ));
         }
-        if text.chars().any(char::is_control) {
-            return Err(Error::invalid(field, "must not contain control characters"));
+        if text.chars().any(is_forbidden) {
+            return Err(Error::invalid(
+                field,
+                "must not contain control characters or noncharacters",
+            ));
         }
         let key = match_key(text);
         if key.is_empty() {
@@ -113,7 +141,9 @@ pub struct Number {
 impl Number {
     /// Parses and validates `text` with libphonenumber, reading national numbers in `region`.
     pub fn parse(field: &str, text: &str, region: Region) -> Result<Self, Error> {
-        let text = text.trim();
+        // NFKC: fullwidth digits and other compatibility forms read as plain digits.
+        let text: String = text.trim().nfkc().collect();
+        let text = text.as_str();
         if text.is_empty() {
             return Err(Error::invalid(field, "must not be empty"));
         }
@@ -176,8 +206,11 @@ impl Label {
                 format!("must be at most {MAX_LABEL_CHARS} characters (got {chars})"),
             ));
         }
-        if text.chars().any(char::is_control) {
-            return Err(Error::invalid(field, "must not contain control characters"));
+        if text.chars().any(is_forbidden) {
+            return Err(Error::invalid(
+                field,
+                "must not contain control characters or noncharacters",
+            ));
         }
         Ok(Self(text.to_owned()))
     }
@@ -199,9 +232,9 @@ impl EntryId {
         if text.is_empty() {
             return Err(Error::invalid(field, "must not be empty"));
         }
-        match text.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(Self(id)),
-            _ => Err(Error::invalid(
+        match canonical_number(text) {
+            Some(id) => Ok(Self(id)),
+            None => Err(Error::invalid(
                 field,
                 format!("{text:?} is not an entry id (ids are positive whole numbers)"),
             )),
@@ -215,6 +248,14 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// A positive whole number written the one way it is printed: ASCII digits, no sign, no leading
+/// zero (so `1`, `+1` and `01` are not three names for one entry).
+fn canonical_number(text: &str) -> Option<i64> {
+    let canonical =
+        !text.is_empty() && !text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit());
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
 /// An entry's version: the etag clients give back to UpdateEntry and DeleteEntry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Etag(pub i64);
@@ -224,8 +265,7 @@ impl Etag {
     pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
         let text = text.trim();
         text.strip_prefix('v')
-            .and_then(|digits| digits.parse::<i64>().ok())
-            .filter(|version| *version > 0)
+            .and_then(canonical_number)
             .map(Self)
             .ok_or_else(|| {
                 Error::invalid(
@@ -308,6 +348,9 @@ mod tests {
         assert_eq!(match_key("ＭＡＲＩＡ"), "maria");
         assert_eq!(match_key("Ἀθηνᾶ"), match_key("ἀθηνα"));
         assert_eq!(match_key("李\u{3000}小龍"), "李 小龍");
+        assert_eq!(match_key("مُحَمَّد"), match_key("محمد"));
+        assert_ne!(match_key("मीना"), match_key("मोना"));
+        assert_ne!(match_key("カ"), match_key("ガ"));
     }
 
     #[test]
@@ -318,6 +361,8 @@ mod tests {
         assert!(Name::parse("name", &"é".repeat(201)).is_err());
         assert!(Name::parse("name", "a\u{0}b").is_err());
         assert!(Name::parse("name", "\u{301}").is_err());
+        assert!(Name::parse("name", "Smith\u{10FFFF}").is_err());
+        assert!(Name::parse("name", "a\u{FDD0}").is_err());
         assert!(Name::parse("name", "Robert'); DROP TABLE entries;--").is_ok());
     }
 
@@ -326,6 +371,8 @@ mod tests {
         let n = Number::parse("number", "(201) 555-0123", us()).unwrap();
         assert_eq!(n.e164(), "+12015550123");
         assert_eq!(n.display(), "+1 201-555-0123");
+        let fullwidth = Number::parse("number", "＋１ ２０１ ５５５ ０１２３", us()).unwrap();
+        assert_eq!(fullwidth.e164(), "+12015550123");
         let uk = Number::parse("number", "+44 20 7946 0958", us()).unwrap();
         assert_eq!(uk.e164(), "+442079460958");
         let gb: Region = "gb".parse().unwrap();
@@ -366,6 +413,10 @@ mod tests {
         assert_eq!(EntryId::parse("id", " 42 ").unwrap(), EntryId(42));
         assert!(EntryId::parse("id", "-1").is_err());
         assert!(EntryId::parse("id", "abc").is_err());
+        for alias in ["+1", "01", "1.0", "0"] {
+            assert!(EntryId::parse("id", alias).is_err(), "{alias}");
+        }
+        assert!(Etag::parse("etag", "v01").is_err());
     }
 
     #[test]
