@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "township/lock/v1/lock.proto",
     "township/bank/v1/bank.proto",
     "township/phonebook/v1/phonebook.proto",
+    "township/doctor/v1/doctor.proto",
 ];
 
 /// Standard messages that are served by reflection (so grpcurl can print error details) but have

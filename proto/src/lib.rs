@@ -40,3 +40,12 @@ pub mod phonebook {
         tonic::include_proto!("township.phonebook.v1");
     }
 }
+
+/// `township.doctor.v1`: the ELIZA-style doctor that remembers every patient.
+pub mod doctor {
+    /// Version 1 of the doctor API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.doctor.v1");
+    }
+}

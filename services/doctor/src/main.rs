@@ -1,0 +1,75 @@
+//! `doctor-server`: parses its config (including the script, which must parse), starts tracing,
+//! binds, announces and serves until a signal.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use township_doctor::{Config, DEFAULT_PORT, Doctor, Script};
+use township_kit::{ServerArgs, config, net, shutdown};
+
+/// The Township doctor (gRPC `township.doctor.v1.DoctorService`).
+#[derive(Debug, Parser)]
+#[command(name = "doctor-server", version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Which doctor: `eliza` (the 1966 engine with a script) or `classic` (hedges, qualifiers
+    /// and "Earlier you said that ...").
+    #[arg(long, env = "TOWNSHIP_DOCTOR_MODE", value_enum, default_value_t = Mode::Eliza)]
+    mode: Mode,
+
+    /// A script in the 1966 format for `eliza` mode. Default: Township's own DOCTOR script. A
+    /// script with an error is refused at start with its line and column.
+    #[arg(long, env = "TOWNSHIP_DOCTOR_SCRIPT", value_name = "FILE", value_parser = load_script)]
+    script: Option<Arc<Script>>,
+
+    /// Seed of the classic doctor's random choices (the same seed, the same conversation).
+    #[arg(long, env = "TOWNSHIP_DOCTOR_SEED", default_value_t = 1966)]
+    seed: u64,
+
+    /// A session nobody has spoken in for this long ends by itself (its exchanges are already
+    /// stored).
+    #[arg(long, env = "TOWNSHIP_DOCTOR_IDLE_TIMEOUT", default_value = "30m",
+          value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Eliza,
+    Classic,
+}
+
+fn load_script(path: &str) -> Result<Arc<Script>, String> {
+    let text = std::fs::read_to_string(PathBuf::from(path))
+        .map_err(|err| format!("cannot read {path}: {err}"))?;
+    Script::parse(&text)
+        .map(Arc::new)
+        .map_err(|err| format!("{path}: {err}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    config::run_server(|args: &Args| &args.server, serve).await
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let doctor = match args.mode {
+        Mode::Eliza => Doctor::Script(
+            args.script
+                .unwrap_or_else(|| Arc::new(Script::default_doctor())),
+        ),
+        Mode::Classic => Doctor::Classic { seed: args.seed },
+    };
+    let config = Config {
+        serve: (&args.server).into(),
+        data_dir: args.server.data_dir_or("doctor"),
+        doctor,
+        idle_timeout: args.idle_timeout,
+    };
+    let shutdown = shutdown::on_signals();
+    net::announce("", &listener)?;
+    township_doctor::run(listener, config, shutdown).await
+}

@@ -1,0 +1,255 @@
+//! The doctor's case notes: every patient, visit, exchange and memory, in one SQLite file
+//! (`doctor.db` in the data directory), append-only.
+//!
+//! An exchange (what the patient said, what the doctor answered, the engine's state after it) is
+//! one `BEGIN IMMEDIATE` transaction that also takes the patient's shared memory queue, so two
+//! sessions of one patient at the same time interleave without losing an input or a memory: the
+//! engine runs inside the transaction, with the queue as stored, and what it lays down or recalls
+//! is written with the exchange. A reply is sent only after its transaction commits.
+
+use std::{
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use township_store::{
+    Durability, SqlitePool,
+    sqlx::{self, Row, SqliteConnection},
+};
+
+use crate::error::Error;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS patients (
+    name_key       TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    first_visit_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS visits (
+    session_id TEXT PRIMARY KEY,
+    name_key   TEXT NOT NULL REFERENCES patients (name_key),
+    started_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exchanges (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name_key     TEXT NOT NULL REFERENCES patients (name_key),
+    session_id   TEXT NOT NULL REFERENCES visits (session_id),
+    time_ms      INTEGER NOT NULL,
+    patient_text TEXT NOT NULL,
+    doctor_text  TEXT NOT NULL,
+    mind         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchanges_by_patient ON exchanges (name_key, id);
+CREATE TABLE IF NOT EXISTS memories (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name_key    TEXT NOT NULL REFERENCES patients (name_key),
+    text        TEXT NOT NULL,
+    laid_down_by INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memories_by_patient ON memories (name_key, id);
+CREATE TABLE IF NOT EXISTS recalls (
+    memory_id   INTEGER PRIMARY KEY REFERENCES memories (id),
+    exchange_id INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS exchanges_are_append_only BEFORE UPDATE ON exchanges
+BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS exchanges_are_never_deleted BEFORE DELETE ON exchanges
+BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
+";
+
+/// What the records know about a patient when a visit starts.
+#[derive(Clone, Debug)]
+pub struct Chart {
+    /// Sessions before this one.
+    pub previous_visits: i64,
+    /// The engine's state after the patient's latest exchange (JSON), if any.
+    pub last_mind: Option<String>,
+}
+
+/// One stored exchange.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// Its position in the records (for paging).
+    pub id: i64,
+    /// The visit it belongs to.
+    pub session_id: String,
+    /// When, ms since the Unix epoch (UTC).
+    pub time_ms: i64,
+    /// What the patient said.
+    pub patient_text: String,
+    /// What the doctor answered.
+    pub doctor_text: String,
+}
+
+/// What the engine did in one exchange, to be written with it.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The reply text.
+    pub reply: String,
+    /// The engine's state after the exchange (JSON, memories left out: they live in the queue).
+    pub mind: String,
+    /// Whether the engine recalled the oldest memory of the queue it was given.
+    pub recalled_oldest: bool,
+    /// Memories the engine laid down, oldest first.
+    pub laid_down: Vec<String>,
+}
+
+/// The doctor's records.
+#[derive(Clone)]
+pub struct Records {
+    writes: SqlitePool,
+    reads: SqlitePool,
+}
+
+impl Records {
+    /// Opens (creating if missing) `<data_dir>/doctor.db`.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let writes = township_store::open(data_dir, "doctor.db", Durability::Full, 1, SCHEMA)
+            .await
+            .context("cannot open the doctor's records")?;
+        let reads = township_store::open(data_dir, "doctor.db", Durability::Full, 4, SCHEMA)
+            .await
+            .context("cannot open the doctor's records for reading")?;
+        Ok(Self { writes, reads })
+    }
+
+    /// Records a new visit of the patient with match key `key` (shown as `name`) and returns
+    /// their chart.
+    pub async fn start_visit(
+        &self,
+        key: &str,
+        name: &str,
+        session_id: &str,
+    ) -> Result<Chart, Error> {
+        let now = now_ms();
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO patients (name_key, name, first_visit_ms) VALUES (?, ?, ?)",
+        )
+        .bind(key)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let previous_visits: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM visits WHERE name_key = ?")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+        let last_mind: Option<String> = sqlx::query_scalar(
+            "SELECT mind FROM exchanges WHERE name_key = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO visits (session_id, name_key, started_ms) VALUES (?, ?, ?)")
+            .bind(session_id)
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Chart {
+            previous_visits,
+            last_mind,
+        })
+    }
+
+    /// Runs one exchange: `think` gets the patient's memory queue (oldest first) and returns what
+    /// the engine did; the exchange, the state and the memory changes are committed together.
+    pub async fn exchange<F>(
+        &self,
+        key: &str,
+        session_id: &str,
+        patient_text: &str,
+        think: F,
+    ) -> Result<Outcome, Error>
+    where
+        F: FnOnce(Vec<String>) -> Outcome,
+    {
+        let now = now_ms();
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await?;
+        let queue = memory_queue(&mut tx, key).await?;
+        let oldest = queue.first().map(|(id, _)| *id);
+        let outcome = think(queue.into_iter().map(|(_, text)| text).collect());
+        let exchange_id: i64 = sqlx::query_scalar(
+            "INSERT INTO exchanges (name_key, session_id, time_ms, patient_text, doctor_text, mind) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(key)
+        .bind(session_id)
+        .bind(now)
+        .bind(patient_text)
+        .bind(&outcome.reply)
+        .bind(&outcome.mind)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let (true, Some(memory)) = (outcome.recalled_oldest, oldest) {
+            sqlx::query("INSERT INTO recalls (memory_id, exchange_id) VALUES (?, ?)")
+                .bind(memory)
+                .bind(exchange_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for memory in &outcome.laid_down {
+            sqlx::query("INSERT INTO memories (name_key, text, laid_down_by) VALUES (?, ?, ?)")
+                .bind(key)
+                .bind(memory)
+                .bind(exchange_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Up to `limit` exchanges of the patient after position `after`, oldest first.
+    pub async fn history(&self, key: &str, after: i64, limit: u32) -> Result<Vec<Exchange>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, session_id, time_ms, patient_text, doctor_text FROM exchanges \
+             WHERE name_key = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(key)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Exchange {
+                    id: row.try_get("id")?,
+                    session_id: row.try_get("session_id")?,
+                    time_ms: row.try_get("time_ms")?,
+                    patient_text: row.try_get("patient_text")?,
+                    doctor_text: row.try_get("doctor_text")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::from)
+    }
+}
+
+/// The patient's memories not yet recalled, oldest first.
+async fn memory_queue(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, text FROM memories WHERE name_key = ? \
+         AND id NOT IN (SELECT memory_id FROM recalls) ORDER BY id",
+    )
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("text")?)))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,244 @@
+//! The gRPC face of the doctor: validates requests, calls the [`Practice`], maps errors; runs
+//! the interactive `Converse` stream from a task of its own.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use township_kit::{Shutdown, status::invalid_argument};
+use township_proto::doctor::v1::{
+    self as pb, doctor_line, doctor_service_server::DoctorService, patient_line,
+};
+
+use crate::{
+    Reply,
+    practice::{Opened, PatientName, Practice, patient_text},
+};
+
+/// Default history page size.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest history page.
+const MAX_PAGE_SIZE: u32 = 1000;
+/// Doctor lines buffered for a slow Converse client.
+const CONVERSE_BUFFER: usize = 16;
+
+/// Implements `township.doctor.v1.DoctorService`.
+#[derive(Clone)]
+pub struct DoctorApi {
+    practice: Arc<Practice>,
+    shutdown: Shutdown,
+}
+
+impl DoctorApi {
+    /// Serves `practice`; open Converse streams end with a farewell when `shutdown` fires.
+    pub fn new(practice: Arc<Practice>, shutdown: Shutdown) -> Self {
+        Self { practice, shutdown }
+    }
+}
+
+#[tonic::async_trait]
+impl DoctorService for DoctorApi {
+    async fn start_session(
+        &self,
+        request: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let patient = PatientName::parse("patient_name", &request.get_ref().patient_name)?;
+        let opened = self.practice.start(patient).await?;
+        Ok(Response::new(session_to_pb(opened)))
+    }
+
+    async fn reply(
+        &self,
+        request: Request<pb::ReplyRequest>,
+    ) -> Result<Response<pb::ReplyResponse>, Status> {
+        let r = request.get_ref();
+        let text = patient_text(&r.text)?;
+        let reply = self.practice.reply(&r.session_id, text).await?;
+        Ok(Response::new(reply_to_pb(reply)))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let farewell = self.practice.end(&request.get_ref().session_id)?;
+        Ok(Response::new(pb::EndSessionResponse {
+            farewell: farewell.to_owned(),
+        }))
+    }
+
+    type ConverseStream = Pin<Box<dyn Stream<Item = Result<pb::DoctorLine, Status>> + Send>>;
+
+    async fn converse(
+        &self,
+        request: Request<Streaming<pb::PatientLine>>,
+    ) -> Result<Response<Self::ConverseStream>, Status> {
+        let inbound = request.into_inner();
+        let (lines, outbound) = mpsc::channel(CONVERSE_BUFFER);
+        let practice = self.practice.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(status) = converse(&practice, inbound, &lines, &shutdown).await {
+                // The client may be gone already: nothing more to tell it.
+                let _ = lines.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let patient = PatientName::parse("patient_name", &r.patient_name)?;
+        let limit = match u32::try_from(r.page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(n) => n.min(MAX_PAGE_SIZE),
+            Err(_) => return Err(invalid_argument("page_size", "must not be negative")),
+        };
+        let after = match r.page_token.as_str() {
+            "" => 0,
+            token => token
+                .strip_prefix("after-")
+                .and_then(|id| id.parse::<i64>().ok())
+                .filter(|id| *id > 0)
+                .ok_or_else(|| invalid_argument("page_token", "not a token GetHistory gave"))?,
+        };
+        let mut exchanges = self.practice.history(&patient, after, limit + 1).await?;
+        let more = exchanges.len() > limit as usize;
+        exchanges.truncate(limit as usize);
+        let next_page_token = match exchanges.last() {
+            Some(last) if more => format!("after-{}", last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::GetHistoryResponse {
+            exchanges: exchanges
+                .into_iter()
+                .map(|e| pb::Exchange {
+                    session_id: e.session_id,
+                    time: Some(prost_types::Timestamp {
+                        seconds: e.time_ms.div_euclid(1000),
+                        nanos: i32::try_from(e.time_ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+                    }),
+                    patient_text: e.patient_text,
+                    doctor_text: e.doctor_text,
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+}
+
+type Lines = mpsc::Sender<Result<pb::DoctorLine, Status>>;
+
+/// One interactive conversation: greeting, a reply per line, farewell when the client closes its
+/// side (or the server shuts down). A failed send means the client left: the session just ends.
+async fn converse(
+    practice: &Practice,
+    mut inbound: Streaming<pb::PatientLine>,
+    lines: &Lines,
+    shutdown: &Shutdown,
+) -> Result<(), Status> {
+    let first = tokio::select! {
+        first = inbound.message() => first?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let name = match first.and_then(|line| line.kind) {
+        Some(patient_line::Kind::PatientName(name)) => name,
+        _ => {
+            return Err(invalid_argument(
+                "patient_name",
+                "the first message must name the patient",
+            ));
+        }
+    };
+    let opened = practice
+        .start(PatientName::parse("patient_name", &name)?)
+        .await?;
+    let session_id = opened.session_id.clone();
+    let greeting = doctor_line::Kind::Greeting(session_to_pb(opened));
+    let result = answer_lines(
+        practice,
+        &session_id,
+        &mut inbound,
+        lines,
+        shutdown,
+        greeting,
+    )
+    .await;
+    let farewell = practice
+        .end(&session_id)
+        .unwrap_or(crate::practice::FAREWELL);
+    if result.is_ok() {
+        let farewell = doctor_line::Kind::Farewell(pb::EndSessionResponse {
+            farewell: farewell.to_owned(),
+        });
+        let _ = lines
+            .send(Ok(pb::DoctorLine {
+                kind: Some(farewell),
+            }))
+            .await;
+    }
+    result
+}
+
+async fn answer_lines(
+    practice: &Practice,
+    session_id: &str,
+    inbound: &mut Streaming<pb::PatientLine>,
+    lines: &Lines,
+    shutdown: &Shutdown,
+    greeting: doctor_line::Kind,
+) -> Result<(), Status> {
+    let mut next = Some(greeting);
+    while let Some(kind) = next.take() {
+        if lines
+            .send(Ok(pb::DoctorLine { kind: Some(kind) }))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        let line = tokio::select! {
+            line = inbound.message() => line,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let text = match line {
+            Ok(Some(pb::PatientLine {
+                kind: Some(patient_line::Kind::Text(text)),
+            })) => text,
+            Ok(Some(_)) => {
+                return Err(invalid_argument(
+                    "text",
+                    "only the first message names the patient; later ones carry text",
+                ));
+            }
+            // The client closed its side, or went away.
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let reply = practice
+            .reply(session_id, patient_text(&text)?)
+            .await
+            .map_err(Status::from)?;
+        next = Some(doctor_line::Kind::Reply(reply_to_pb(reply)));
+    }
+    Ok(())
+}
+
+fn session_to_pb(opened: Opened) -> pb::Session {
+    pb::Session {
+        session_id: opened.session_id,
+        greeting: opened.greeting.text,
+        returning_patient: opened.previous_visits > 0,
+        previous_visits: opened.previous_visits,
+    }
+}
+
+fn reply_to_pb(reply: Reply) -> pb::ReplyResponse {
+    pb::ReplyResponse {
+        text: reply.text,
+        display_text: reply.display_text,
+    }
+}
