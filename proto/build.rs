@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "township/bank/v1/bank.proto",
     "township/phonebook/v1/phonebook.proto",
     "township/doctor/v1/doctor.proto",
+    "township/chat/v1/chat.proto",
 ];
 
 /// Standard messages that are served by reflection (so grpcurl can print error details) but have

@@ -49,3 +49,12 @@ pub mod doctor {
         tonic::include_proto!("township.doctor.v1");
     }
 }
+
+/// `township.chat.v1`: rooms with durable, streaming transcripts.
+pub mod chat {
+    /// Version 1 of the chat API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("township.chat.v1");
+    }
+}

@@ -231,6 +231,7 @@ fn session_to_pb(opened: Opened) -> pb::Session {
     pb::Session {
         session_id: opened.session_id,
         greeting: opened.greeting.text,
+        display_greeting: opened.greeting.display_text,
         returning_patient: opened.previous_visits > 0,
         previous_visits: opened.previous_visits,
     }

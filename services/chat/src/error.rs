@@ -1,0 +1,52 @@
+//! The chat's errors and how each reaches a client as a gRPC status.
+
+use tonic::{Code, Status};
+use township_kit::status::{internal, invalid_argument};
+
+/// Everything that can go wrong in a chat request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, e.g. `text`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A live member of the room already has this name.
+    #[error("name: {0:?} is already in this room: pick another name, or wait until they leave")]
+    NameTaken(String),
+    /// Only live members may send.
+    #[error("{name:?} has not joined room {room:?}: join it first")]
+    NotJoined {
+        /// The sender's name.
+        name: String,
+        /// The room.
+        room: String,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] township_store::sqlx::Error),
+}
+
+impl Error {
+    /// An invalid `field`.
+    pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::NameTaken(_) => Status::new(Code::AlreadyExists, err.to_string()),
+            Error::NotJoined { .. } => Status::new(Code::FailedPrecondition, err.to_string()),
+            Error::Storage(_) => internal(&err),
+        }
+    }
+}

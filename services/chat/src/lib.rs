@@ -1,0 +1,52 @@
+//! The Township chat: multi-user rooms on gRPC streaming. Join a room to get its transcript so
+//! far, then live messages, joins and leaves; every member sees the same events in the same order,
+//! every event is on disk before anyone sees it, and a reconnecting client resumes after the last
+//! seq it saw with no gap and no duplicate.
+//!
+//! - [`types`]: validated room names, member names and text;
+//! - [`event`]: a room's events and their classic transcript lines;
+//! - [`store`]: the transcripts in SQLite;
+//! - [`rooms`]: membership and each room's one order;
+//! - [`service`]: the gRPC API; [`run`] serves it.
+
+mod error;
+pub mod event;
+pub mod rooms;
+pub mod service;
+pub mod store;
+pub mod types;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use township_kit::{ServeOptions, ServiceSet, Shutdown};
+use township_proto::chat::v1::chat_service_server::ChatServiceServer;
+
+pub use error::Error;
+pub use service::ChatApi;
+
+/// The chat's default gRPC port.
+pub const DEFAULT_PORT: u16 = 50053;
+
+/// Everything the chat server needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Shared server settings.
+    pub serve: ServeOptions,
+    /// Where `chat.db` lives.
+    pub data_dir: PathBuf,
+    /// A member who sends nothing for this long is let go (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Serves the chat on `listener` until `shutdown` fires; every Join stream then ends cleanly
+/// (after a Left event for its member).
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.data_dir).await?;
+    let rooms = Arc::new(rooms::Rooms::new(store));
+    let api = ChatApi::new(rooms, shutdown.clone(), config.idle_timeout);
+    let server =
+        ChatServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
+    let services = ServiceSet::new().add_service(server);
+    township_kit::serve(listener, &config.serve, services, shutdown).await
+}

@@ -1,0 +1,47 @@
+//! `chat-server`: parses its config, starts tracing, binds, announces and serves until a signal.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use township_chat::{Config, DEFAULT_PORT};
+use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
+
+/// The Township chat (gRPC `township.chat.v1.ChatService`).
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// A member who sends nothing for this long is let go (their stream ends with a Left
+    /// event); `0s` never lets anyone go.
+    #[arg(long, env = "TOWNSHIP_CHAT_IDLE_TIMEOUT", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+
+    /// HTTP/2 keepalive interval (and timeout): a member whose connection died is noticed, and
+    /// their name freed, within about twice this.
+    #[arg(long, env = "TOWNSHIP_CHAT_KEEPALIVE", default_value = "2s",
+          value_parser = humantime::parse_duration)]
+    keepalive: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    config::run_server(|args: &Args| &args.server, serve).await
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let config = Config {
+        serve: ServeOptions {
+            keepalive: args.keepalive.max(Duration::from_millis(100)),
+            ..(&args.server).into()
+        },
+        data_dir: args.server.data_dir_or("chat"),
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+    };
+    let shutdown = shutdown::on_signals();
+    net::announce("", &listener)?;
+    township_chat::run(listener, config, shutdown).await
+}

@@ -1,0 +1,240 @@
+//! The rooms: who is joined where, and the one order of each room's events.
+//!
+//! Each room appends under its own lock: the next seq is taken, the event is committed to the
+//! store, and only then broadcast to the room's live members. So every member sees the same
+//! events in the same order, and everything anyone saw is on disk. The broadcast is a bounded
+//! ring: a member that falls behind is told it lagged and catches up from the store, so a slow
+//! reader never slows the room and never silently misses an event.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::{Mutex as AsyncMutex, broadcast};
+
+use crate::{
+    Error,
+    event::{Event, Kind},
+    store::Store,
+    types::{MemberName, RoomName},
+};
+
+/// Events each room keeps for live members before a slow one must catch up from the store.
+pub const LIVE_BUFFER: usize = 1024;
+
+struct Member {
+    token: u64,
+    last_active: Instant,
+}
+
+#[derive(Default)]
+struct RoomState {
+    /// The next seq; read from the store on the room's first use.
+    next_seq: Option<u64>,
+    /// Live members by name key.
+    members: HashMap<String, Member>,
+}
+
+struct Room {
+    name: RoomName,
+    state: AsyncMutex<RoomState>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+/// A member's place in a room, from Join until its stream ends.
+pub struct Membership {
+    /// The room.
+    pub room: RoomName,
+    /// The member's name.
+    pub name: MemberName,
+    /// The room's events from the moment of joining (the Joined event included).
+    pub live: broadcast::Receiver<Arc<Event>>,
+    token: u64,
+}
+
+/// Every room of the server.
+pub struct Rooms {
+    store: Store,
+    rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
+    tokens: AtomicU64,
+}
+
+impl Rooms {
+    /// Rooms backed by `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            rooms: Mutex::new(HashMap::new()),
+            tokens: AtomicU64::new(1),
+        }
+    }
+
+    /// The transcripts.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Arc<Room>>> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn room(&self, name: &RoomName) -> Arc<Room> {
+        self.rooms()
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    name: name.clone(),
+                    state: AsyncMutex::new(RoomState::default()),
+                    live: broadcast::channel(LIVE_BUFFER).0,
+                })
+            })
+            .clone()
+    }
+
+    /// Joins `name` to `room` (created on first join): appends Joined and returns the
+    /// membership, subscribed from that event on. ALREADY_EXISTS if the name is live there.
+    pub async fn join(&self, room: RoomName, name: MemberName) -> Result<Membership, Error> {
+        let shared = self.room(&room);
+        let mut state = shared.state.lock().await;
+        if state.members.contains_key(name.key()) {
+            return Err(Error::NameTaken(name.as_str().to_owned()));
+        }
+        let live = shared.live.subscribe();
+        let joined = Kind::Joined {
+            name: name.as_str().to_owned(),
+        };
+        self.append(&shared, &mut state, joined, "").await?;
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+        state.members.insert(
+            name.key().to_owned(),
+            Member {
+                token,
+                last_active: Instant::now(),
+            },
+        );
+        Ok(Membership {
+            room,
+            name,
+            live,
+            token,
+        })
+    }
+
+    /// Appends a message from a live member and returns its seq; a retry with a
+    /// `client_message_id` already used in the room returns the original seq.
+    pub async fn send(
+        &self,
+        room: &RoomName,
+        name: &MemberName,
+        text: &str,
+        client_message_id: &str,
+    ) -> Result<u64, Error> {
+        let not_joined = || Error::NotJoined {
+            name: name.as_str().to_owned(),
+            room: room.as_str().to_owned(),
+        };
+        let shared = self.rooms().get(room).cloned().ok_or_else(not_joined)?;
+        let mut state = shared.state.lock().await;
+        if !state.members.contains_key(name.key()) {
+            return Err(not_joined());
+        }
+        if !client_message_id.is_empty()
+            && let Some(seq) = self.store.seq_of(room, client_message_id).await?
+        {
+            return Ok(seq);
+        }
+        let message = Kind::Message {
+            from: name.as_str().to_owned(),
+            text: text.to_owned(),
+        };
+        let seq = self
+            .append(&shared, &mut state, message, client_message_id)
+            .await?;
+        if let Some(member) = state.members.get_mut(name.key()) {
+            member.last_active = Instant::now();
+        }
+        Ok(seq)
+    }
+
+    /// Ends a membership: appends Left with `reason`. A membership already replaced (the name
+    /// rejoined) changes nothing.
+    pub async fn leave(&self, membership: &Membership, reason: &str) -> Result<(), Error> {
+        let shared = self.room(&membership.room);
+        let mut state = shared.state.lock().await;
+        let key = membership.name.key();
+        if state.members.get(key).map(|m| m.token) != Some(membership.token) {
+            return Ok(());
+        }
+        state.members.remove(key);
+        let left = Kind::Left {
+            name: membership.name.as_str().to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.append(&shared, &mut state, left, "").await.map(drop)
+    }
+
+    /// When the member last joined or sent (`None` once the membership ended).
+    pub async fn last_active(&self, membership: &Membership) -> Option<Instant> {
+        let shared = self.room(&membership.room);
+        let state = shared.state.lock().await;
+        state
+            .members
+            .get(membership.name.key())
+            .filter(|m| m.token == membership.token)
+            .map(|m| m.last_active)
+    }
+
+    /// Every room with events: name, live members, latest seq.
+    pub async fn list(&self) -> Result<Vec<(RoomName, u32, u64)>, Error> {
+        let stored = self.store.rooms().await?;
+        let mut listed = Vec::with_capacity(stored.len());
+        for (name, last_seq) in stored {
+            let shared = self.rooms().get(&name).cloned();
+            let members = match shared {
+                Some(room) => room.state.lock().await.members.len(),
+                None => 0,
+            };
+            listed.push((name, u32::try_from(members).unwrap_or(u32::MAX), last_seq));
+        }
+        Ok(listed)
+    }
+
+    async fn append(
+        &self,
+        room: &Room,
+        state: &mut RoomState,
+        kind: Kind,
+        client_message_id: &str,
+    ) -> Result<u64, Error> {
+        let seq = match state.next_seq {
+            Some(seq) => seq,
+            None => self.store.last_seq(&room.name).await? + 1,
+        };
+        let event = Event {
+            seq,
+            time_ms: now_ms(),
+            kind,
+        };
+        self.store
+            .append(&room.name, &event, client_message_id)
+            .await?;
+        state.next_seq = Some(seq + 1);
+        // No live member is not an error: the event is in the transcript.
+        let _ = room.live.send(Arc::new(event));
+        Ok(seq)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,171 @@
+//! Transcripts on disk: every room's events in one SQLite file (`chat.db` in the data directory,
+//! WAL, `synchronous = FULL`), append-only. An event is committed before anyone hears of it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use township_store::{
+    Durability, SqlitePool,
+    sqlx::{self, Row, sqlite::SqliteRow},
+};
+
+use crate::{
+    Error,
+    event::{Event, Kind},
+    types::RoomName,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    room              TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    time_ms           INTEGER NOT NULL,
+    kind              TEXT NOT NULL CHECK (kind IN ('message', 'joined', 'left')),
+    name              TEXT NOT NULL,
+    text              TEXT NOT NULL DEFAULT '',
+    client_message_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_client_id ON events (room, client_message_id)
+    WHERE client_message_id <> '';
+CREATE TRIGGER IF NOT EXISTS events_are_append_only BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'transcripts are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'transcripts are append-only'); END;
+";
+
+/// Events read per query when catching a member up.
+pub const CATCH_UP_BATCH: u32 = 500;
+
+/// Every room's transcript.
+#[derive(Clone)]
+pub struct Store {
+    writes: SqlitePool,
+    reads: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) `<data_dir>/chat.db`.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let writes = township_store::open(data_dir, "chat.db", Durability::Full, 1, SCHEMA)
+            .await
+            .context("cannot open the transcripts")?;
+        let reads = township_store::open(data_dir, "chat.db", Durability::Full, 4, SCHEMA)
+            .await
+            .context("cannot open the transcripts for reading")?;
+        Ok(Self { writes, reads })
+    }
+
+    /// Appends `event` to `room` (its seq must be the next one; the caller holds the room).
+    pub async fn append(
+        &self,
+        room: &RoomName,
+        event: &Event,
+        client_message_id: &str,
+    ) -> Result<(), Error> {
+        let (kind, name, text) = match &event.kind {
+            Kind::Message { from, text } => ("message", from.as_str(), text.as_str()),
+            Kind::Joined { name } => ("joined", name.as_str(), ""),
+            Kind::Left { name, reason } => ("left", name.as_str(), reason.as_str()),
+        };
+        sqlx::query(
+            "INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(room.as_str())
+        .bind(seq_to_sql(event.seq))
+        .bind(event.time_ms)
+        .bind(kind)
+        .bind(name)
+        .bind(text)
+        .bind(client_message_id)
+        .execute(&self.writes)
+        .await?;
+        Ok(())
+    }
+
+    /// The seq of the room's latest event (0 for a room with none).
+    pub async fn last_seq(&self, room: &RoomName) -> Result<u64, Error> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events WHERE room = ?")
+            .bind(room.as_str())
+            .fetch_one(&self.reads)
+            .await?;
+        Ok(last.map_or(0, seq_from_sql))
+    }
+
+    /// The seq of the message sent with this client id, if any.
+    pub async fn seq_of(
+        &self,
+        room: &RoomName,
+        client_message_id: &str,
+    ) -> Result<Option<u64>, Error> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE room = ? AND client_message_id = ?")
+                .bind(room.as_str())
+                .bind(client_message_id)
+                .fetch_optional(&self.writes)
+                .await?;
+        Ok(seq.map(seq_from_sql))
+    }
+
+    /// Up to `limit` events of `room` after `after`, in order.
+    pub async fn after(
+        &self,
+        room: &RoomName,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let rows = sqlx::query(
+            "SELECT seq, time_ms, kind, name, text FROM events \
+             WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(seq_to_sql(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Every room that has events, with its latest seq, by name.
+    pub async fn rooms(&self) -> Result<Vec<(RoomName, u64)>, Error> {
+        let rows =
+            sqlx::query("SELECT room, max(seq) AS last FROM events GROUP BY room ORDER BY room")
+                .fetch_all(&self.reads)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    RoomName::from_stored(row.try_get("room")?),
+                    seq_from_sql(row.try_get("last")?),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::from)
+    }
+}
+
+/// Seqs count from 1 and stay far below 2^63 (one room would need centuries of messages).
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_sql(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event, sqlx::Error> {
+    let name: String = row.try_get("name")?;
+    let text: String = row.try_get("text")?;
+    let kind: String = row.try_get("kind")?;
+    let kind = match kind.as_str() {
+        "message" => Kind::Message { from: name, text },
+        "joined" => Kind::Joined { name },
+        _ => Kind::Left { name, reason: text },
+    };
+    Ok(Event {
+        seq: seq_from_sql(row.try_get("seq")?),
+        time_ms: row.try_get("time_ms")?,
+        kind,
+    })
+}
