@@ -6,6 +6,7 @@
 //! the two cores are not oversubscribed. Speed is reported, never asserted.
 
 mod bank;
+mod chat;
 mod load;
 mod lock;
 mod phonebook;
@@ -48,6 +49,8 @@ enum Scenario {
     Bank,
     /// Phone book: bulk load, lookups and durable adds at 100,000 and 1,000,000 entries.
     Phonebook,
+    /// Chat: fan-out of messages to 1,000 members of one room, delivery latency.
+    Chat,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         let (name, rows) = match cli.scenario {
             Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
             Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
+            Scenario::Chat => ("chat", chat::run(duration, warmup, cli.smoke).await?),
             Scenario::Phonebook => (
                 "phonebook",
                 phonebook::run(duration, warmup, cli.smoke).await?,

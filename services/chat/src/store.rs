@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use township_store::{
     Durability, SqlitePool,
-    sqlx::{self, Row, sqlite::SqliteRow},
+    sqlx::{self, Row},
 };
 
 use crate::{
@@ -108,23 +108,35 @@ impl Store {
         Ok(seq.map(seq_from_sql))
     }
 
-    /// Up to `limit` events of `room` after `after`, in order.
+    /// Up to `limit` events of `room` after `after`, in order. They come back from SQLite as one
+    /// JSON array: every row of a result is a round trip to SQLite's thread, and members catching
+    /// up read thousands.
     pub async fn after(
         &self,
         room: &RoomName,
         after: u64,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
-        let rows = sqlx::query(
-            "SELECT seq, time_ms, kind, name, text FROM events \
-             WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(seq, time_ms, kind, name, text) ORDER BY seq) \
+             FROM (SELECT seq, time_ms, kind, name, text FROM events \
+                   WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?)",
         )
         .bind(room.as_str())
         .bind(seq_to_sql(after))
         .bind(i64::from(limit))
-        .fetch_all(&self.reads)
+        .fetch_one(&self.reads)
         .await?;
-        Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+        let rows: Vec<(i64, i64, String, String, String)> = serde_json::from_str(&json)
+            .map_err(|err| sqlx::Error::Decode(format!("stored events: {err}").into()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, time_ms, kind, name, text)| Event {
+                seq: seq_from_sql(seq),
+                time_ms,
+                kind: kind_from_stored(&kind, name, text),
+            })
+            .collect())
     }
 
     /// Every room that has events, with its latest seq, by name.
@@ -154,18 +166,62 @@ fn seq_from_sql(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<Event, sqlx::Error> {
-    let name: String = row.try_get("name")?;
-    let text: String = row.try_get("text")?;
-    let kind: String = row.try_get("kind")?;
-    let kind = match kind.as_str() {
+fn kind_from_stored(kind: &str, name: String, text: String) -> Kind {
+    match kind {
         "message" => Kind::Message { from: name, text },
         "joined" => Kind::Joined { name },
         _ => Kind::Left { name, reason: text },
-    };
-    Ok(Event {
-        seq: seq_from_sql(row.try_get("seq")?),
-        time_ms: row.try_get("time_ms")?,
-        kind,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_read_back_exactly_in_order_and_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let room = RoomName::parse("lobby").unwrap();
+        let texts = [
+            "plain",
+            "quote \" and \\ backslash",
+            "line\nbreak\ttab",
+            "Zoë 李 🙂",
+            "[1,2]",
+        ];
+        let mut written = vec![Event {
+            seq: 1,
+            time_ms: 1_000,
+            kind: Kind::Joined { name: "ada".into() },
+        }];
+        for (i, text) in texts.iter().enumerate() {
+            written.push(Event {
+                seq: i as u64 + 2,
+                time_ms: 2_000 + i as i64,
+                kind: Kind::Message {
+                    from: "ada".into(),
+                    text: (*text).into(),
+                },
+            });
+        }
+        written.push(Event {
+            seq: 7,
+            time_ms: 9_000,
+            kind: Kind::Left {
+                name: "ada".into(),
+                reason: "idle".into(),
+            },
+        });
+        for event in &written {
+            store.append(&room, event, "").await.unwrap();
+        }
+        assert_eq!(store.after(&room, 0, 100).await.unwrap(), written);
+        assert_eq!(
+            store.after(&room, 2, 3).await.unwrap(),
+            written[2..5].to_vec()
+        );
+        assert!(store.after(&room, 7, 100).await.unwrap().is_empty());
+        assert_eq!(store.last_seq(&room).await.unwrap(), 7);
+    }
 }

@@ -1,0 +1,142 @@
+//! Chat fan-out: 1,000 members joined to one room, one sender sending at a fixed rate (open
+//! loop); each message's delivery latency is measured from the moment its Send began to its
+//! receipt by each member, so a stall shows however the sender is doing.
+
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use tonic::transport::Channel;
+use township_proto::chat::v1::{
+    JoinRequest, ListRoomsRequest, SendRequest, chat_event::Kind,
+    chat_service_client::ChatServiceClient,
+};
+
+use crate::{report::Row, server};
+
+/// Members per connection (HTTP/2 streams share a connection, as many clients behind one proxy).
+const MEMBERS_PER_CHANNEL: usize = 100;
+const ROOM: &str = "fanout";
+
+type Client = ChatServiceClient<Channel>;
+
+/// Runs the fan-out scenario at each sending rate against one fresh server.
+pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Vec<Row>> {
+    let members = if smoke { 50 } else { 1000 };
+    let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
+    let server = server::start("chat-server", data.path(), &[]).await?;
+    let uri = format!("http://{}", server.addr);
+    let mut rows = Vec::new();
+    for rate in [10, 20] {
+        rows.push(fan_out(&uri, members, rate, duration, warmup).await?);
+    }
+    Ok(rows)
+}
+
+/// Latencies (µs) of every delivery measured so far, shared by the members' tasks.
+type Deliveries = Rc<RefCell<Histogram<u64>>>;
+
+async fn fan_out(
+    uri: &str,
+    members: usize,
+    rate: u32,
+    duration: Duration,
+    warmup: Duration,
+) -> anyhow::Result<Row> {
+    let mut channels = Vec::new();
+    for _ in 0..members.div_ceil(MEMBERS_PER_CHANNEL) {
+        channels.push(Channel::from_shared(uri.to_owned())?.connect().await?);
+    }
+    let epoch = Instant::now();
+    let deliveries: Deliveries = Rc::new(RefCell::new(Histogram::new(3)?));
+    let mut listeners = Vec::new();
+    let run_id = epoch.elapsed().as_nanos();
+    // Members join after the room's history: this measures delivery, not catching up.
+    let history = Client::new(channels[0].clone())
+        .list_rooms(ListRoomsRequest {})
+        .await
+        .context("list rooms")?
+        .into_inner()
+        .rooms
+        .iter()
+        .find(|r| r.name == ROOM)
+        .map_or(0, |r| r.last_seq);
+    for member in 0..members {
+        let mut rpc = Client::new(channels[member % channels.len()].clone());
+        let join = JoinRequest {
+            room: ROOM.into(),
+            name: format!("member-{rate}-{run_id}-{member}"),
+            after_seq: history,
+        };
+        let mut stream = rpc.join(join).await.context("join")?.into_inner();
+        let deliveries = deliveries.clone();
+        listeners.push(tokio::task::spawn_local(async move {
+            while let Ok(Some(event)) = stream.message().await {
+                if let Some(Kind::Message(message)) = event.kind
+                    && let Some(sent) = message.text.strip_prefix("t=")
+                    && let Ok(sent_us) = sent.parse::<u64>()
+                {
+                    let now_us = epoch.elapsed().as_micros() as u64;
+                    let _ = deliveries
+                        .borrow_mut()
+                        .record(now_us.saturating_sub(sent_us));
+                }
+            }
+        }));
+    }
+    // The sender: one message every 1/rate s, each stamped with when its Send began.
+    let mut sender = Client::new(channels[0].clone());
+    let name = format!("member-{rate}-{run_id}-0");
+    let interval = Duration::from_secs(1) / rate;
+    let measure_from = Instant::now() + warmup;
+    let stop = measure_from + duration;
+    let mut next = Instant::now();
+    let mut sent = 0u64;
+    while next < stop {
+        tokio::time::sleep_until(next.into()).await;
+        if next >= measure_from && sent == 0 {
+            deliveries.borrow_mut().reset();
+        }
+        let text = format!("t={}", next.duration_since(epoch).as_micros());
+        sender
+            .send(SendRequest {
+                room: ROOM.into(),
+                name: name.clone(),
+                text,
+                client_message_id: String::new(),
+            })
+            .await
+            .context("send")?;
+        if next >= measure_from {
+            sent += 1;
+        }
+        next += interval;
+    }
+    // Let the last deliveries arrive (up to 5 s), then leave.
+    let expected = sent * members as u64;
+    let patience = Instant::now() + Duration::from_secs(5);
+    while deliveries.borrow().len() < expected && Instant::now() < patience {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for listener in listeners {
+        listener.abort();
+    }
+    let histogram = deliveries.borrow().clone();
+    if histogram.len() < expected {
+        bail!(
+            "{} of {expected} deliveries arrived: the fan-out lost messages",
+            histogram.len()
+        );
+    }
+    let mut row = Row::from_histogram(
+        format!("chat: fan-out to {members} members, {rate} messages/s (deliveries/s)"),
+        &histogram,
+        duration,
+    );
+    row.count = histogram.len();
+    Ok(row)
+}
