@@ -7,6 +7,7 @@
 mod atm;
 mod bank;
 mod connect;
+mod doctor;
 mod error;
 mod health;
 mod lock;
@@ -84,6 +85,9 @@ enum Command {
     Phonebook(phonebook::PhonebookArgs),
     /// An interactive ATM session: log in with name and PIN, then pick from a menu.
     Atm(atm::AtmArgs),
+    /// Talk to the doctor (interactive on a terminal, one reply per line from a pipe), or print
+    /// a patient's history.
+    Doctor(doctor::DoctorArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Bank(args) => bank::run(args, &cli.global).await,
             Command::Atm(args) => atm::run(args, &cli.global).await,
             Command::Phonebook(args) => phonebook::run(args, &cli.global).await,
+            Command::Doctor(args) => doctor::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
         }
     });

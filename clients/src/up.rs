@@ -41,6 +41,11 @@ const TOWN: &[Server] = &[
         port_offset: 0,
     },
     Server {
+        name: "doctor",
+        binary: "doctor-server",
+        port_offset: 1,
+    },
+    Server {
         name: "phonebook",
         binary: "phonebook-server",
         port_offset: 3,

@@ -7,6 +7,8 @@ mod bank_invariant;
 mod cli;
 mod config;
 mod daytime;
+mod doctor;
+mod doctor_cli;
 mod grpcurl;
 mod lock;
 mod phonebook;

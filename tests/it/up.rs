@@ -65,6 +65,21 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
             .any(|l| l.starts_with("phonebook") && l.contains(&phonebook_row)),
         "{table:?}"
     );
+    let doctor_row = format!("127.0.0.1:{}", base + 1);
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("doctor") && l.contains(&doctor_row)),
+        "{table:?}"
+    );
+    let doctor_addr = doctor_row.parse().unwrap();
+    let doctor_health = health_status(doctor_addr, "township.doctor.v1.DoctorService").await;
+    assert_eq!(doctor_health.unwrap(), ServingStatus::Serving);
+    let mut doctor = township();
+    doctor.args(["doctor", "--name", "Up", "--addr", &doctor_row]);
+    let out = run(doctor, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "the greeting: {out:?}");
     let phonebook_addr = phonebook_row.parse().unwrap();
     let phonebook_health =
         health_status(phonebook_addr, "township.phonebook.v1.PhoneBookService").await;
@@ -100,6 +115,11 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
         "the phone book keeps its entries there"
     );
 
+    assert!(
+        dir.path().join("township-data/doctor/doctor.db").is_file(),
+        "the doctor keeps its patients there"
+    );
+
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(up.id().unwrap() as i32, libc::SIGTERM) };
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
@@ -118,6 +138,10 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     assert!(
         health_status(phonebook_addr, "").await.is_err(),
         "the phone book server is gone"
+    );
+    assert!(
+        health_status(doctor_addr, "").await.is_err(),
+        "the doctor server is gone"
     );
 }
 

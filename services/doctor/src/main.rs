@@ -31,7 +31,7 @@ struct Args {
     /// A session nobody has spoken in for this long ends by itself (its exchanges are already
     /// stored).
     #[arg(long, env = "TOWNSHIP_DOCTOR_IDLE_TIMEOUT", default_value = "30m",
-          value_parser = humantime::parse_duration)]
+          value_parser = parse_idle_timeout)]
     idle_timeout: Duration,
 }
 
@@ -39,6 +39,14 @@ struct Args {
 enum Mode {
     Eliza,
     Classic,
+}
+
+fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if timeout < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(timeout)
 }
 
 fn load_script(path: &str) -> Result<Arc<Script>, String> {

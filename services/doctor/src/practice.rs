@@ -9,6 +9,7 @@ use std::{
 
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::{
     Classic, ClassicState, Engine, EngineState, Reply, Script,
@@ -26,7 +27,8 @@ pub const MAX_SESSIONS: usize = 10_000;
 pub const FAREWELL: &str = "Have a nice day!";
 
 /// A patient's name: any Unicode text, 1 to 100 characters after trimming, no control characters.
-/// Names are data (stored in SQL columns), never paths.
+/// Names are data (stored in SQL columns), never paths. The same patient whatever the case, the
+/// white space, or how accents were typed (composed or not).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatientName {
     name: String,
@@ -50,8 +52,10 @@ impl PatientName {
         if name.chars().any(char::is_control) {
             return Err(Error::invalid(field, "must not contain control characters"));
         }
-        let key = name
-            .to_lowercase()
+        let folded: String = caseless::default_case_fold_str(&name.nfc().collect::<String>());
+        let key = folded
+            .nfc()
+            .collect::<String>()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
@@ -66,7 +70,8 @@ impl PatientName {
         &self.name
     }
 
-    /// How the records know the patient: lower case, white space collapsed.
+    /// How the records know the patient: Unicode NFC, case-folded (`Straße` = `STRASSE`), white
+    /// space collapsed.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -129,15 +134,16 @@ impl Doctor {
         match (self, returning) {
             (Doctor::Script(script), None) => Engine::greeting(script),
             (Doctor::Classic { .. }, None) => Classic::greeting(),
-            (Doctor::Script(_), Some(name)) => Reply::new(format!(
-                "WELCOME BACK, {}. WHAT WOULD YOU LIKE TO TALK ABOUT TODAY",
-                name.as_str().to_uppercase()
-            )),
+            // The name leads, so one ending in `.` reads well; people see it as they wrote it.
+            (Doctor::Script(_), Some(name)) => Reply {
+                text: format!(
+                    "{}, WELCOME BACK. WHAT WOULD YOU LIKE TO TALK ABOUT TODAY",
+                    name.as_str().to_uppercase()
+                ),
+                display_text: welcome_back(name),
+            },
             (Doctor::Classic { .. }, Some(name)) => {
-                let text = format!(
-                    "Welcome back, {}. What would you like to talk about today?",
-                    name.as_str()
-                );
+                let text = welcome_back(name);
                 Reply {
                     display_text: text.clone(),
                     text,
@@ -182,6 +188,13 @@ impl Doctor {
             }
         }
     }
+}
+
+fn welcome_back(name: &PatientName) -> String {
+    format!(
+        "{}, welcome back. What would you like to talk about today?",
+        name.as_str()
+    )
 }
 
 /// A new session, as StartSession answers it.

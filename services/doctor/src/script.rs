@@ -846,6 +846,17 @@ fn read_pieces(items: Vec<Node>, pos: Pos, parts: usize) -> Result<Vec<Piece>, S
         .into_iter()
         .map(|item| match item {
             Node::Atom { text, pos } if is_number(&text) => read_part(&text, pos, parts),
+            // `5.` would silently be a word: the part and its punctuation go apart, `5 .`.
+            Node::Atom { text, pos } if text.starts_with(|c: char| c.is_ascii_digit()) => {
+                Err(ScriptError::at(
+                    pos,
+                    ScriptProblem::Expected {
+                        expected: "a part number, then punctuation as its own word (e.g. `5 .`)"
+                            .into(),
+                        found: text,
+                    },
+                ))
+            }
             Node::Atom { text, .. } => Ok(Piece::Word(text)),
             other => Err(expected_here(&other, "a reassembly word or part number")),
         })

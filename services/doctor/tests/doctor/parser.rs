@@ -220,6 +220,14 @@ fn a_pre_or_memory_reassembly_number_beyond_the_decomposition_is_an_error() {
 }
 
 #[test]
+fn a_part_number_glued_to_punctuation_is_an_error_not_a_word() {
+    let err = error(&format!("(HI)\n(X ((0 X 0) (SAW 1. WHY)))\n{NONE}"));
+    assert_eq!(place(&err), (2, 18));
+    assert!(err.to_string().contains("`5 .`"), "{err}");
+    assert!(Script::parse(&format!("(HI)\n(X ((0 X 0) (SAW 1 . WHY)))\n{NONE}")).is_ok());
+}
+
+#[test]
 fn reassembly_part_zero_is_an_error() {
     let err = error(&format!("(HI)\n(X ((0) (SAW 0)))\n{NONE}"));
     assert_eq!(err.problem, ScriptProblem::PartZero);

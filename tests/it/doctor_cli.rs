@@ -1,0 +1,579 @@
+//! The `township doctor` CLI against a real doctor-server: a piped conversation prints the
+//! greeting and exactly one engine reply per line, equal to the engine's own transcript; a
+//! returning patient (any case) is welcomed back; `--json` prints one object per greeting, line
+//! and farewell; `history` lists every visit's exchanges, page by page; on a pseudo-terminal the
+//! session is interactive (a name prompt, `> ` prompts, sentence case, `quit`, Ctrl-D and Ctrl-C
+//! end it with the farewell); usage errors exit 2, the doctor's refusals 1, a server that is down 3.
+
+use std::{
+    collections::BTreeSet,
+    ffi::CStr,
+    fs::{File, OpenOptions},
+    io::Write,
+    os::{fd::FromRawFd, unix::fs::OpenOptionsExt},
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    process::{Child, Command},
+};
+use township_tests::{Output, ServiceProcess, closed_port, run, spawn_service, township};
+
+/// How long one CLI run may take on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The farewell that ends every session.
+const FAREWELL: &str = "Have a nice day!";
+
+/// A doctor-server (Township's own script) on a fresh data directory.
+struct Practice {
+    server: ServiceProcess,
+    _dir: TempDir,
+}
+
+async fn start_doctor() -> Practice {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().expect("a UTF-8 temp path");
+    let server = spawn_service("doctor-server", &["--data-dir", data])
+        .await
+        .unwrap();
+    Practice { server, _dir: dir }
+}
+
+impl Practice {
+    /// `township --addr <doctor> doctor ARGS`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = township();
+        command
+            .env_remove("TOWNSHIP_DOCTOR_ADDR")
+            .arg("--addr")
+            .arg(self.server.addr.to_string())
+            .arg("doctor")
+            .args(args);
+        command
+    }
+
+    /// Runs `township doctor ARGS` with `input` piped into its stdin.
+    async fn piped(&self, args: &[&str], input: &str) -> Output {
+        piped(self.command(args), input).await
+    }
+
+    /// Runs `township doctor ARGS` (stdin empty).
+    async fn run(&self, args: &[&str]) -> Output {
+        run(self.command(args), LIMIT).await
+    }
+
+    /// Runs `township doctor history --name NAME --all --json` and returns the exchanges.
+    async fn history(&self, name: &str) -> Vec<Value> {
+        let out = self
+            .run(&["history", "--name", name, "--all", "--json"])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        json_lines(&out)
+    }
+}
+
+/// Runs `command` with `input` piped into its stdin.
+async fn piped(mut command: Command, input: &str) -> Output {
+    command.stdin(Stdio::piped());
+    let mut child = command.spawn().expect("township starts");
+    let mut stdin = child.stdin.take().expect("a stdin pipe");
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("township finishes")
+        .unwrap();
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The doctor's own files: Township's script and the transcript replayed against it.
+fn doctor_file(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../services/doctor")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The first `n` exchanges of the engine's transcript (`> input`, then `< expected text`).
+fn transcript(n: usize) -> Vec<(String, String)> {
+    let text = doctor_file("tests/transcripts/doctor.txt");
+    let mut exchanges = Vec::new();
+    let mut input = None;
+    for line in text.lines().map(str::trim_end) {
+        if let Some(said) = line.strip_prefix("> ") {
+            input = Some(said.to_owned());
+        } else if let Some(answer) = line.strip_prefix("< ") {
+            let said = input.take().expect("a `>` line before each `<` line");
+            exchanges.push((said, answer.to_owned()));
+        }
+    }
+    assert!(
+        exchanges.len() >= n,
+        "the transcript has {}",
+        exchanges.len()
+    );
+    exchanges.truncate(n);
+    exchanges
+}
+
+/// The script's greeting as the engine gives it: the words of its first list, one space apart.
+fn greeting() -> String {
+    let script = doctor_file("scripts/doctor.txt");
+    let first = script
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('('))
+        .expect("the greeting list");
+    let words = first.trim_start_matches('(').trim_end_matches(')');
+    words.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every stdout line of `out` as JSON.
+fn json_lines(out: &Output) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON ({e}): {l:?} in {out:?}")))
+        .collect()
+}
+
+/// The keys of a JSON object.
+fn keys(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// A JSON string field.
+fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not a string in {value}"))
+}
+
+/// The one stderr line of a failed command, checked to be in the CLI's format.
+fn one_error_line(out: &Output) -> &str {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {out:?}");
+    assert!(lines[0].starts_with("township: "), "{out:?}");
+    lines[0]
+}
+
+#[tokio::test]
+async fn a_piped_conversation_prints_the_greeting_then_exactly_one_engine_reply_per_line() {
+    let doctor = start_doctor().await;
+    let exchanges = transcript(5);
+    // Blank lines (also of spaces) are skipped; a CRLF line ending is trimmed.
+    let mut input = String::from("\n");
+    for (i, (said, _)) in exchanges.iter().enumerate() {
+        input.push_str(said);
+        input.push_str(if i == 1 { "\r\n   \n" } else { "\n\n" });
+    }
+    let out = doctor.piped(&["--name", "Ada Lovelace"], &input).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let mut expected = vec![greeting()];
+    expected.extend(exchanges.iter().map(|(_, answer)| answer.clone()));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, expected, "no prompts, no farewell: {out:?}");
+
+    // `talk` is the same command, and from a pipe `quit` is a line like any other.
+    let out = doctor
+        .piped(&["talk", "--name", "Charles Babbage"], "quit\n")
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert_eq!(lines[0], greeting());
+    assert_ne!(lines[1], FAREWELL, "{out:?}");
+}
+
+#[tokio::test]
+async fn a_returning_patient_is_welcomed_back_and_history_lists_both_visits_in_order() {
+    let doctor = start_doctor().await;
+    let exchanges = transcript(5);
+    let first: Vec<&str> = exchanges[..2].iter().map(|(s, _)| s.as_str()).collect();
+    let out = doctor
+        .piped(&["--name", "Ada Lovelace"], &(first.join("\n") + "\n"))
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 3, "{out:?}");
+    assert_eq!(out.stdout.lines().next(), Some(greeting().as_str()));
+
+    let second = ["I am unhappy.", "My father drinks too much.", "Perhaps."];
+    let out = doctor
+        .piped(&["--name", "  ada LOVELACE "], &(second.join("\n") + "\n"))
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert!(
+        lines[0].starts_with("ADA LOVELACE, WELCOME BACK."),
+        "the name is matched without case or spaces: {out:?}"
+    );
+    let replies: Vec<&str> = lines[1..].to_vec();
+
+    let history = doctor.history("ADA LOVELACE").await;
+    assert_eq!(history.len(), 5, "{history:?}");
+    let said: Vec<&str> = history.iter().map(|e| text(e, "patient_text")).collect();
+    let mut all_said = first.clone();
+    all_said.extend(second);
+    assert_eq!(said, all_said, "oldest first");
+    for exchange in &history {
+        assert_eq!(
+            keys(exchange),
+            BTreeSet::from(["doctor_text", "patient_text", "session_id", "time"])
+        );
+        let time = text(exchange, "time");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z'),
+            "RFC 3339 in UTC: {exchange}"
+        );
+    }
+    let answered: Vec<&str> = history.iter().map(|e| text(e, "doctor_text")).collect();
+    assert_eq!(
+        answered[..2],
+        [exchanges[0].1.as_str(), exchanges[1].1.as_str()]
+    );
+    assert_eq!(
+        answered[2..],
+        replies[..],
+        "the replies the patient was given"
+    );
+    let sessions: BTreeSet<&str> = history.iter().map(|e| text(e, "session_id")).collect();
+    assert_eq!(sessions.len(), 2, "two visits: {history:?}");
+
+    // As text: a header per session, then `> said` and `< answered`.
+    let out = doctor.run(&["history", "--name", "Ada Lovelace"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2 + 2 * 5, "{out:?}");
+    assert!(lines[0].starts_with("# ") && lines[0].contains("  session "));
+    assert_eq!(lines[1], format!("> {}", all_said[0]));
+    assert_eq!(lines[2], format!("< {}", answered[0]));
+    assert!(lines[5].starts_with("# "), "the second visit: {out:?}");
+    assert_eq!(lines[11], format!("< {}", answered[4]));
+
+    // A page at a time, following the tokens.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..5 {
+        let mut args = vec!["history", "--name", "ada lovelace", "--page-size", "2"];
+        if !token.is_empty() {
+            args.extend(["--page-token", &token]);
+        }
+        let out = doctor.run(&args).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let mut next = None;
+        for line in out.stdout.lines() {
+            if let Some(said) = line.strip_prefix("> ") {
+                seen.push(said.to_owned());
+            } else if let Some(hint) = line.strip_prefix("next page: --page-token ") {
+                next = Some(hint.to_owned());
+            }
+        }
+        match next {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, all_said, "every exchange once, in order");
+
+    let out = doctor.run(&["history", "--name", "Nobody"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "no history for \"Nobody\"\n");
+    let out = doctor.run(&["history", "--name", "Nobody", "--json"]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""), "{out:?}");
+}
+
+#[tokio::test]
+async fn with_json_the_greeting_every_line_and_the_farewell_are_one_object_each() {
+    let doctor = start_doctor().await;
+    let exchanges = transcript(3);
+    let input: String = exchanges.iter().map(|(s, _)| format!("{s}\n\n")).collect();
+    let out = doctor
+        .piped(&["--name", "Grace Hopper", "--json"], &input)
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let objects = json_lines(&out);
+    assert_eq!(objects.len(), 1 + 3 + 1, "{out:?}");
+
+    let hello = &objects[0];
+    assert_eq!(
+        keys(hello),
+        BTreeSet::from([
+            "display_greeting",
+            "greeting",
+            "previous_visits",
+            "returning_patient",
+            "session_id"
+        ])
+    );
+    assert_eq!(text(hello, "greeting"), greeting());
+    assert!(!text(hello, "display_greeting").is_empty());
+    assert!(!text(hello, "session_id").is_empty());
+    assert_eq!(hello["returning_patient"], Value::Bool(false));
+    assert_eq!(hello["previous_visits"], 0);
+    for ((said, answer), reply) in exchanges.iter().zip(&objects[1..4]) {
+        assert_eq!(
+            keys(reply),
+            BTreeSet::from(["display_text", "input", "text"])
+        );
+        assert_eq!(text(reply, "input"), said);
+        assert_eq!(text(reply, "text"), answer);
+        let display = text(reply, "display_text");
+        assert_eq!(display.to_uppercase().trim_end_matches(['.', '?']), answer);
+    }
+    assert_eq!(objects[4], serde_json::json!({ "farewell": FAREWELL }));
+
+    let out = doctor
+        .piped(&["--json", "--name", "grace hopper"], "")
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let objects = json_lines(&out);
+    assert_eq!(objects.len(), 2, "{out:?}");
+    assert_eq!(objects[0]["returning_patient"], Value::Bool(true));
+    assert_eq!(objects[0]["previous_visits"], 1);
+    assert_eq!(objects[1], serde_json::json!({ "farewell": FAREWELL }));
+}
+
+#[tokio::test]
+async fn the_address_comes_from_township_doctor_addr_and_the_doctors_refusals_exit_1() {
+    let doctor = start_doctor().await;
+    let mut command = township();
+    command
+        .env("TOWNSHIP_DOCTOR_ADDR", doctor.server.addr.to_string())
+        .args(["doctor", "--name", "Alan Turing"]);
+    let out = piped(command, "Hello.\n").await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
+
+    let long = "word ".repeat(500);
+    let out = doctor
+        .piped(
+            &["--name", "Alan Turing"],
+            &format!("Hello.\n{long}\nHello.\n"),
+        )
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(one_error_line(&out).contains("InvalidArgument"), "{out:?}");
+    assert!(out.stderr.contains("2000"), "{out:?}");
+    assert_eq!(
+        out.stdout.lines().count(),
+        2,
+        "the greeting and one reply: {out:?}"
+    );
+
+    let name = "n".repeat(101);
+    let out = doctor.piped(&["--name", &name], "Hello.\n").await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(one_error_line(&out).contains("patient_name"), "{out:?}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_a_doctor_that_is_down_exits_3() {
+    let nowhere = format!("127.0.0.1:{}", closed_port());
+    let doctor = |args: &[&str]| {
+        let mut command = township();
+        command
+            .env_remove("TOWNSHIP_DOCTOR_ADDR")
+            .args(["--addr", &nowhere, "--retries", "0", "doctor"])
+            .args(args);
+        command
+    };
+    // Usage is checked before dialling: the closed port is never tried.
+    let usage: [&[&str]; 6] = [
+        &[],
+        &["--name", "   "],
+        &["talk"],
+        &["history"],
+        &["--name", "Ada", "history", "--name", "Ada"],
+        &["history", "--name", "Ada", "--page-size", "0"],
+    ];
+    for args in usage {
+        let out = piped(doctor(args), "Hello.\n").await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("--name") || out.stderr.contains("--page-size"));
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+    let out = piped(doctor(&[]), "Hello.\n").await;
+    assert!(
+        one_error_line(&out).contains("not a terminal"),
+        "says why: {out:?}"
+    );
+
+    for args in [&["--name", "Ada"][..], &["history", "--name", "Ada"]] {
+        let out = piped(doctor(args), "Hello.\n").await;
+        assert_eq!(out.code, Some(3), "{args:?}: {out:?}");
+        let line = one_error_line(&out);
+        assert!(line.contains("cannot reach the doctor service"), "{out:?}");
+        assert!(line.contains(&nowhere), "{out:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// On a terminal
+
+/// A pseudo-terminal: the CLI reads its slave side as stdin; the test types on the master side.
+struct Terminal {
+    master: File,
+    slave: File,
+}
+
+impl Terminal {
+    fn open() -> Self {
+        // SAFETY: plain libc calls on a descriptor this function owns; `name` is a buffer of the
+        // length passed, which ptsname_r NUL-terminates.
+        let (master, path) = unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = File::from_raw_fd(fd);
+            assert_eq!(libc::grantpt(fd), 0, "grantpt");
+            assert_eq!(libc::unlockpt(fd), 0, "unlockpt");
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+            let path = CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_owned();
+            (master, path)
+        };
+        let slave = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap();
+        Self { master, slave }
+    }
+
+    /// Types `text` (a line ends with `\n`; `\x04` is Ctrl-D).
+    fn type_text(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+/// `township` running with a terminal as stdin, its stdout collected as it comes.
+struct Session {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    terminal: Terminal,
+}
+
+impl Session {
+    fn start(doctor: &Practice, args: &[&str]) -> Self {
+        let terminal = Terminal::open();
+        let mut command = doctor.command(args);
+        command.stdin(Stdio::from(terminal.slave.try_clone().unwrap()));
+        let mut child = command.spawn().expect("township starts");
+        let mut pipe = child.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = stdout.clone();
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 1024];
+            while let Ok(n @ 1..) = pipe.read(&mut buffer).await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Self {
+            child,
+            stdout,
+            terminal,
+        }
+    }
+
+    /// Waits until stdout ends with `tail` (a prompt, usually), and returns all of it.
+    async fn wait_for(&self, tail: &str) -> String {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let seen = self.stdout.lock().unwrap().clone();
+            if seen.ends_with(tail) {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {tail:?} at the end of {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the CLI to exit; returns its exit code and everything it printed.
+    async fn finish(mut self) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .expect("township finishes")
+            .unwrap();
+        // The reader task sees the end of the pipe right after the exit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status.code(), stdout)
+    }
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_name_is_asked_each_line_gets_a_prompt_and_quit_says_goodbye() {
+    let doctor = start_doctor().await;
+    let mut session = Session::start(&doctor, &[]);
+    session.wait_for("Your name: ").await;
+    session.terminal.type_text("Grace Hopper\n");
+    let greeted = session.wait_for("\n> ").await;
+    assert_eq!(
+        greeted, "Your name: Good day. I am here to listen. What is on your mind?\n> ",
+        "the greeting for people"
+    );
+    session.terminal.type_text("I am unhappy.\n");
+    session
+        .wait_for("I am sorry that you are unhappy.\n> ")
+        .await;
+    session.terminal.type_text("\n");
+    session.wait_for("\n> > ").await;
+    session.terminal.type_text("QUIT\n");
+    let (code, stdout) = session.finish().await;
+    assert_eq!(code, Some(0), "{stdout:?}");
+    assert_eq!(
+        stdout,
+        "Your name: Good day. I am here to listen. What is on your mind?\n\
+         > I am sorry that you are unhappy.\n\
+         > > Have a nice day!\n"
+    );
+    let history = doctor.history("Grace Hopper").await;
+    assert_eq!(
+        history.len(),
+        1,
+        "neither the blank line nor quit was sent: {history:?}"
+    );
+}
+
+#[tokio::test]
+async fn on_a_terminal_ctrl_d_and_ctrl_c_end_the_session_with_the_farewell() {
+    let doctor = start_doctor().await;
+    let mut session = Session::start(&doctor, &["--name", "Ada"]);
+    session.wait_for("\n> ").await;
+    session.terminal.type_text("\x04");
+    let (code, stdout) = session.finish().await;
+    assert_eq!(code, Some(0), "{stdout:?}");
+    assert!(stdout.ends_with("\n> \nHave a nice day!\n"), "{stdout:?}");
+
+    let session = Session::start(&doctor, &["talk", "--name", "ada"]);
+    let greeted = session.wait_for("\n> ").await;
+    assert!(greeted.starts_with("ada, welcome back. "), "{greeted:?}");
+    let pid = session.child.id().expect("running") as i32;
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (code, stdout) = session.finish().await;
+    assert_eq!(code, Some(0), "Ctrl-C ends cleanly: {stdout:?}");
+    assert!(stdout.ends_with("\n> \nHave a nice day!\n"), "{stdout:?}");
+}
