@@ -4,6 +4,7 @@
 mod bank;
 mod bank_cli;
 mod bank_invariant;
+mod chat;
 mod cli;
 mod config;
 mod daytime;

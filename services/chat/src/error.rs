@@ -25,6 +25,9 @@ pub enum Error {
         /// The room.
         room: String,
     },
+    /// The client message id was used by another member in this room.
+    #[error("client_message_id: already used by another member in this room: use a fresh id")]
+    IdTaken,
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
@@ -46,6 +49,7 @@ impl From<Error> for Status {
             Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
             Error::NameTaken(_) => Status::new(Code::AlreadyExists, err.to_string()),
             Error::NotJoined { .. } => Status::new(Code::FailedPrecondition, err.to_string()),
+            Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),
             Error::Storage(_) => internal(&err),
         }
     }

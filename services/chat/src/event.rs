@@ -39,18 +39,26 @@ pub struct Event {
 
 impl Event {
     /// The classic transcript line: `name time: text` (joins and leaves as `joined` / `left`),
-    /// the time in RFC 3339 UTC to the second.
+    /// the time in RFC 3339 UTC to the second; line breaks in the text are escaped (`\\n`).
     pub fn line(&self) -> String {
         let time = DateTime::<Utc>::from_timestamp_millis(self.time_ms)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default();
         match &self.kind {
-            Kind::Message { from, text } => format!("{from} {time}: {text}"),
+            Kind::Message { from, text } => format!("{from} {time}: {}", one_line(text)),
             Kind::Joined { name } => format!("{name} {time}: joined"),
             Kind::Left { name, reason } if reason == "left" => format!("{name} {time}: left"),
             Kind::Left { name, reason } => format!("{name} {time}: left ({reason})"),
         }
     }
+}
+
+/// `text` on one line: backslashes doubled, line breaks written `\\n` and `\\r`, so a message can
+/// never forge a line of the transcript.
+fn one_line(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
 }
 
 #[cfg(test)]
@@ -85,6 +93,13 @@ mod tests {
                 reason: "idle".into()
             }),
             "ada 2017-06-24T12:54:32Z: left (idle)"
+        );
+        assert_eq!(
+            line(Kind::Message {
+                from: "ada".into(),
+                text: "a\nbob x: b\\n".into()
+            }),
+            "ada 2017-06-24T12:54:32Z: a\\nbob x: b\\\\n"
         );
     }
 }

@@ -29,6 +29,8 @@ pub const LIVE_BUFFER: usize = 1024;
 
 struct Member {
     token: u64,
+    /// The name as spelled at join (messages show it so, whatever the sender's spelling).
+    name: String,
     last_active: Instant,
 }
 
@@ -99,12 +101,28 @@ impl Rooms {
     }
 
     /// Joins `name` to `room` (created on first join): appends Joined and returns the
-    /// membership, subscribed from that event on. ALREADY_EXISTS if the name is live there.
-    pub async fn join(&self, room: RoomName, name: MemberName) -> Result<Membership, Error> {
+    /// membership, subscribed from that event on. ALREADY_EXISTS if the name is live there;
+    /// INVALID_ARGUMENT if `after_seq` is beyond the room's last event.
+    pub async fn join(
+        &self,
+        room: RoomName,
+        name: MemberName,
+        after_seq: u64,
+    ) -> Result<Membership, Error> {
         let shared = self.room(&room);
         let mut state = shared.state.lock().await;
         if state.members.contains_key(name.key()) {
             return Err(Error::NameTaken(name.as_str().to_owned()));
+        }
+        let last = match state.next_seq {
+            Some(next) => next - 1,
+            None => self.store.last_seq(&room).await?,
+        };
+        if after_seq > last {
+            return Err(Error::invalid(
+                "after_seq",
+                format!("the room's last event is {last}: resume from a seq you received"),
+            ));
         }
         let live = shared.live.subscribe();
         let joined = Kind::Joined {
@@ -116,6 +134,7 @@ impl Rooms {
             name.key().to_owned(),
             Member {
                 token,
+                name: name.as_str().to_owned(),
                 last_active: Instant::now(),
             },
         );
@@ -142,16 +161,21 @@ impl Rooms {
         };
         let shared = self.rooms().get(room).cloned().ok_or_else(not_joined)?;
         let mut state = shared.state.lock().await;
-        if !state.members.contains_key(name.key()) {
-            return Err(not_joined());
-        }
+        let from = match state.members.get(name.key()) {
+            Some(member) => member.name.clone(),
+            None => return Err(not_joined()),
+        };
         if !client_message_id.is_empty()
-            && let Some(seq) = self.store.seq_of(room, client_message_id).await?
+            && let Some((seq, sender)) = self.store.sent_with(room, client_message_id).await?
         {
-            return Ok(seq);
+            return if sender.to_lowercase() == name.key() {
+                Ok(seq)
+            } else {
+                Err(Error::IdTaken)
+            };
         }
         let message = Kind::Message {
-            from: name.as_str().to_owned(),
+            from,
             text: text.to_owned(),
         };
         let seq = self
@@ -222,9 +246,15 @@ impl Rooms {
             time_ms: now_ms(),
             kind,
         };
-        self.store
+        if let Err(err) = self
+            .store
             .append(&room.name, &event, client_message_id)
-            .await?;
+            .await
+        {
+            // Whether it was stored is unknown: the next append reads the seq back.
+            state.next_seq = None;
+            return Err(err);
+        }
         state.next_seq = Some(seq + 1);
         // No live member is not an error: the event is in the transcript.
         let _ = room.live.send(Arc::new(event));

@@ -5,7 +5,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{broadcast::error::RecvError, mpsc},
+    sync::{broadcast::error::RecvError, mpsc, oneshot},
     time::Instant,
 };
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -54,7 +54,6 @@ impl ChatService for ChatApi {
         let r = request.into_inner();
         let room = RoomName::parse(&r.room)?;
         let name = MemberName::parse(&r.name)?;
-        let membership = self.rooms.join(room, name).await?;
         let (events, stream) = mpsc::channel(STREAM_BUFFER);
         let member = Member {
             rooms: self.rooms.clone(),
@@ -62,7 +61,25 @@ impl ChatService for ChatApi {
             shutdown: self.shutdown.clone(),
             idle_timeout: self.idle_timeout,
         };
-        tokio::spawn(member.serve(membership, r.after_seq));
+        // The join and the member's whole stay run in a task of their own: if this call is
+        // cancelled mid-join, the join still completes (a room's sequence never stops halfway
+        // through an append) and the member, whose stream is gone, leaves at once.
+        let (joined, join_result) = oneshot::channel();
+        let after_seq = r.after_seq;
+        tokio::spawn(async move {
+            match member.rooms.join(room, name, after_seq).await {
+                Ok(membership) => {
+                    let _ = joined.send(Ok(()));
+                    member.serve(membership, after_seq).await;
+                }
+                Err(err) => {
+                    let _ = joined.send(Err(err));
+                }
+            }
+        });
+        join_result
+            .await
+            .map_err(|_| Status::internal("the join task ended early"))??;
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 
@@ -70,15 +87,16 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
-        let r = request.get_ref();
+        let r = request.into_inner();
         let room = RoomName::parse(&r.room)?;
         let name = MemberName::parse(&r.name)?;
-        let text = types::text(&r.text)?;
-        let client_message_id = types::client_message_id(&r.client_message_id)?;
-        let seq = self
-            .rooms
-            .send(&room, &name, text, client_message_id)
-            .await?;
+        let text = types::text(&r.text)?.to_owned();
+        let client_message_id = types::client_message_id(&r.client_message_id)?.to_owned();
+        let rooms = self.rooms.clone();
+        let seq =
+            tokio::spawn(async move { rooms.send(&room, &name, &text, &client_message_id).await })
+                .await
+                .map_err(|err| Status::internal(format!("send task: {err}")))??;
         Ok(Response::new(pb::SendResponse { seq }))
     }
 

@@ -93,19 +93,21 @@ impl Store {
         Ok(last.map_or(0, seq_from_sql))
     }
 
-    /// The seq of the message sent with this client id, if any.
-    pub async fn seq_of(
+    /// The seq and sender of the message sent with this client id, if any.
+    pub async fn sent_with(
         &self,
         room: &RoomName,
         client_message_id: &str,
-    ) -> Result<Option<u64>, Error> {
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM events WHERE room = ? AND client_message_id = ?")
+    ) -> Result<Option<(u64, String)>, Error> {
+        let row =
+            sqlx::query("SELECT seq, name FROM events WHERE room = ? AND client_message_id = ?")
                 .bind(room.as_str())
                 .bind(client_message_id)
                 .fetch_optional(&self.writes)
                 .await?;
-        Ok(seq.map(seq_from_sql))
+        row.map(|row| Ok((seq_from_sql(row.try_get("seq")?), row.try_get("name")?)))
+            .transpose()
+            .map_err(|err: sqlx::Error| Error::from(err))
     }
 
     /// Up to `limit` events of `room` after `after`, in order. They come back from SQLite as one
