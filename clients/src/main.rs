@@ -6,6 +6,7 @@
 
 mod atm;
 mod bank;
+mod chat;
 mod connect;
 mod doctor;
 mod error;
@@ -88,6 +89,9 @@ enum Command {
     /// Talk to the doctor (interactive on a terminal, one reply per line from a pipe), or print
     /// a patient's history.
     Doctor(doctor::DoctorArgs),
+    /// Join a chat room: its transcript, then live events, while sending the lines you type; or
+    /// list the rooms, or print a room's transcript.
+    Chat(chat::ChatArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Atm(args) => atm::run(args, &cli.global).await,
             Command::Phonebook(args) => phonebook::run(args, &cli.global).await,
             Command::Doctor(args) => doctor::run(args, &cli.global).await,
+            Command::Chat(args) => chat::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
         }
     });

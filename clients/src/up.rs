@@ -46,6 +46,11 @@ const TOWN: &[Server] = &[
         port_offset: 1,
     },
     Server {
+        name: "chat",
+        binary: "chat-server",
+        port_offset: 2,
+    },
+    Server {
         name: "phonebook",
         binary: "phonebook-server",
         port_offset: 3,

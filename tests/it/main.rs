@@ -5,6 +5,7 @@ mod bank;
 mod bank_cli;
 mod bank_invariant;
 mod chat;
+mod chat_cli;
 mod cli;
 mod config;
 mod daytime;

@@ -80,6 +80,21 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     let out = run(doctor, Duration::from_secs(30)).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.lines().count(), 1, "the greeting: {out:?}");
+    let chat_row = format!("127.0.0.1:{}", base + 2);
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("chat") && l.contains(&chat_row)),
+        "{table:?}"
+    );
+    let chat_addr = chat_row.parse().unwrap();
+    let chat_health = health_status(chat_addr, "township.chat.v1.ChatService").await;
+    assert_eq!(chat_health.unwrap(), ServingStatus::Serving);
+    let mut chat = township();
+    chat.args(["chat", "rooms", "--addr", &chat_row]);
+    let out = run(chat, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "no rooms yet\n");
     let phonebook_addr = phonebook_row.parse().unwrap();
     let phonebook_health =
         health_status(phonebook_addr, "township.phonebook.v1.PhoneBookService").await;
@@ -120,6 +135,11 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
         "the doctor keeps its patients there"
     );
 
+    assert!(
+        dir.path().join("township-data/chat/chat.db").is_file(),
+        "the chat keeps its transcripts there"
+    );
+
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(up.id().unwrap() as i32, libc::SIGTERM) };
     let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
@@ -142,6 +162,10 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     assert!(
         health_status(doctor_addr, "").await.is_err(),
         "the doctor server is gone"
+    );
+    assert!(
+        health_status(chat_addr, "").await.is_err(),
+        "the chat server is gone"
     );
 }
 

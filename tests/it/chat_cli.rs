@@ -1,0 +1,695 @@
+//! The `township chat` CLI against a real chat-server: two members in one room see each other's
+//! lines and the transcript at join, `/quit` and Ctrl-D leave with exit 0 and the others see
+//! `left`; a member rejoins by itself after a graceful restart, after a kill -9, and while the
+//! server still holds its old membership (ALREADY_EXISTS, retried), printing every event exactly
+//! once — its whole output is the room's transcript, line for line — and a line typed while the
+//! server is down is sent once; a name taken exits 1, a refused line is reported and the session
+//! goes on; `chat rooms` and `chat transcript` in text and `--json`; a chat that is down exits 3
+//! and usage errors exit 2.
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    process::{Child, ChildStdin, Command},
+    sync::watch,
+    task::JoinHandle,
+};
+use township_proto::chat::v1::{
+    ChatEvent, GetTranscriptRequest, chat_event::Kind, chat_service_client::ChatServiceClient,
+};
+use township_tests::{
+    Output, ServiceProcess, closed_port, free_port, run, spawn_service_at, township,
+};
+
+/// How long one CLI run, or one expected line, may take on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A chat-server on a fixed address and its own data directory, so it can be restarted in place.
+struct Chat {
+    server: ServiceProcess,
+    listen: String,
+    args: Vec<String>,
+    _dir: TempDir,
+}
+
+impl Chat {
+    /// Starts a chat-server with `extra` flags.
+    async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().expect("a UTF-8 temp path").to_owned();
+        let mut args = vec!["--data-dir".to_owned(), data];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let listen = format!("127.0.0.1:{}", free_port());
+        let server = Self::spawn(&listen, &args).await;
+        Self {
+            server,
+            listen,
+            args,
+            _dir: dir,
+        }
+    }
+
+    async fn spawn(listen: &str, args: &[String]) -> ServiceProcess {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        spawn_service_at("chat-server", listen, &args)
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server with `signal` (SIGTERM: gracefully; SIGKILL: dead at once), waits for it
+    /// to exit, and starts it again on the same address and data.
+    async fn restart(&mut self, signal: libc::c_int) {
+        self.server.signal(signal);
+        self.server
+            .wait_exit(LIMIT)
+            .await
+            .expect("the chat-server stops");
+        self.server = Self::spawn(&self.listen, &self.args).await;
+    }
+
+    /// `township --addr <chat> chat ARGS`, with times shown in UTC.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = township();
+        command
+            .env_remove("TOWNSHIP_CHAT_ADDR")
+            .env("TZ", "UTC")
+            .args(["--addr", &self.listen, "chat"])
+            .args(args);
+        command
+    }
+
+    /// Runs `township chat ARGS` to the end (stdin empty).
+    async fn run(&self, args: &[&str]) -> Output {
+        run(self.command(args), LIMIT).await
+    }
+
+    /// Starts `township chat ARGS` as a member typing on a pipe.
+    fn member(&self, args: &[&str]) -> Member {
+        Member::spawn(self.command(args))
+    }
+
+    /// The room's transcript, asked over gRPC.
+    async fn transcript(&self, room: &str) -> Vec<ChatEvent> {
+        let mut client = ChatServiceClient::new(self.server.channel().await);
+        client
+            .get_transcript(GetTranscriptRequest {
+                room: room.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+    }
+}
+
+/// A running `township chat` session: its stdin to type on, its output collected as it comes.
+struct Member {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// How a member's session ended.
+#[derive(Debug)]
+struct Ended {
+    code: Option<i32>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Member {
+    fn spawn(mut command: Command) -> Self {
+        command.stdin(Stdio::piped());
+        let mut child = command.spawn().expect("township starts");
+        let stdin = child.stdin.take();
+        let (stdout, out_reader) = collect(child.stdout.take().expect("a stdout pipe"));
+        let (stderr, err_reader) = collect(child.stderr.take().expect("a stderr pipe"));
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// Types one line.
+    async fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Everything printed on stdout so far.
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits for a stdout line matching `matches` and returns it.
+    async fn wait_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| matches(l)) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no line {what} within {LIMIT:?}; stdout {:?}, stderr {:?}",
+                self.lines(),
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the message line `name HH:MM:SS: text`.
+    async fn wait_said(&self, name: &str, text: &str) -> String {
+        let (prefix, suffix) = (format!("{name} "), format!(": {text}"));
+        self.wait_line(&format!("{name}: {text}"), |l| {
+            l.starts_with(&prefix) && l.ends_with(&suffix)
+        })
+        .await
+    }
+
+    /// Waits for the `--json` event whose fields include every field of `want`.
+    async fn wait_json(&self, want: Value) -> Value {
+        let fits = |line: &str| {
+            let event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+            want.as_object()
+                .unwrap()
+                .iter()
+                .all(|(key, value)| event.get(key) == Some(value))
+        };
+        let line = self.wait_line(&want.to_string(), fits).await;
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Types `/quit` (or, with `None`, closes stdin: Ctrl-D) and waits for the session to end.
+    async fn leave(mut self, quit: Option<&str>) -> Ended {
+        if let Some(quit) = quit {
+            self.say(quit).await;
+        }
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .expect("the session ends")
+            .unwrap();
+        for reader in self.readers.drain(..) {
+            reader.await.unwrap();
+        }
+        Ended {
+            code: status.code(),
+            stdout: self.lines(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+/// Collects the lines of `pipe` as they come.
+fn collect(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let reader = tokio::spawn(async move {
+        let mut pipe = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = pipe.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (lines, reader)
+}
+
+/// The line `township chat` prints for `event` (with TZ=UTC).
+fn line_of(event: &ChatEvent) -> String {
+    let time = event.time.as_ref().expect("a time");
+    let time = chrono::DateTime::from_timestamp(time.seconds, time.nanos as u32)
+        .expect("a valid time")
+        .format("%H:%M:%S");
+    match event.kind.as_ref().expect("a kind") {
+        Kind::Message(m) => format!("{} {time}: {}", m.from, m.text),
+        Kind::Joined(j) => format!("{} {time}: joined", j.name),
+        Kind::Left(l) if l.reason == "left" => format!("{} {time}: left", l.name),
+        Kind::Left(l) => format!("{} {time}: left ({})", l.name, l.reason),
+    }
+}
+
+/// Asserts that `printed` is the room's transcript from its first event, line for line: nothing
+/// twice, nothing missing, nothing out of order.
+fn assert_is_transcript(printed: &[String], transcript: &[ChatEvent]) {
+    let expected: Vec<String> = transcript.iter().map(line_of).collect();
+    assert!(
+        printed.len() <= expected.len(),
+        "more lines than events: {printed:#?}\ntranscript: {expected:#?}"
+    );
+    assert_eq!(
+        printed,
+        &expected[..printed.len()],
+        "the transcript, in order"
+    );
+}
+
+/// The events `--json` printed, checked to be the transcript's seqs 1, 2, 3, ... with none twice.
+fn assert_json_is_transcript(printed: &[String], transcript: &[ChatEvent]) {
+    let seqs: Vec<u64> = printed
+        .iter()
+        .map(|l| {
+            let event: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            event["seq"].as_u64().expect("a seq")
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "every seq once, in order");
+    assert!(seqs.len() <= transcript.len());
+}
+
+/// The one stderr line of a failed command, checked to be in the CLI's format.
+fn one_error_line(out: &Output) -> &str {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {out:?}");
+    assert!(lines[0].starts_with("township: "), "{out:?}");
+    lines[0]
+}
+
+#[tokio::test]
+async fn two_members_see_each_others_lines_after_the_transcript_and_a_quit_as_left() {
+    let chat = Chat::start(&[]).await;
+    // A first visit, piped: it leaves at the end of its input, after its own line is shown.
+    let mut first = chat.command(&["--name", "ada"]);
+    first.stdin(Stdio::piped());
+    let mut child = first.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first words\n\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let printed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        printed.len(),
+        2,
+        "joined, then the line; the empty line was not sent: {printed:?}"
+    );
+    assert!(printed[0].starts_with("ada ") && printed[0].ends_with(": joined"));
+    assert!(printed[1].ends_with(": first words"), "{printed:?}");
+
+    let mut bob = chat.member(&["--name", "bob"]);
+    bob.wait_said("ada", "first words").await;
+    bob.wait_line("bob joined", |l| {
+        l.starts_with("bob ") && l.ends_with(": joined")
+    })
+    .await;
+    let mut cy = chat.member(&["--room", "lobby", "--name", "cy", "--json"]);
+    cy.wait_json(serde_json::json!({ "kind": "message", "from": "ada", "text": "first words" }))
+        .await;
+    cy.wait_json(serde_json::json!({ "kind": "joined", "name": "cy" }))
+        .await;
+    bob.wait_line("cy joined", |l| {
+        l.starts_with("cy ") && l.ends_with(": joined")
+    })
+    .await;
+
+    bob.say("hello from bob").await;
+    let said = cy
+        .wait_json(
+            serde_json::json!({ "kind": "message", "from": "bob", "text": "hello from bob" }),
+        )
+        .await;
+    assert!(said["time"].as_str().unwrap().ends_with('Z'), "{said}");
+    bob.wait_said("bob", "hello from bob").await;
+    cy.say("  hi bob, with spaces  ").await;
+    bob.wait_said("cy", "  hi bob, with spaces  ").await;
+
+    let bob = bob.leave(Some("/quit")).await;
+    assert_eq!(bob.code, Some(0), "{bob:?}");
+    cy.wait_json(serde_json::json!({ "kind": "left", "name": "bob", "reason": "left" }))
+        .await;
+    let cy = cy.leave(None).await; // Ctrl-D
+    assert_eq!(cy.code, Some(0), "{cy:?}");
+    assert!(cy.stderr.is_empty(), "{cy:?}");
+
+    let transcript = chat.transcript("lobby").await;
+    assert_is_transcript(&bob.stdout, &transcript);
+    assert!(
+        bob.stdout
+            .last()
+            .unwrap()
+            .ends_with(":   hi bob, with spaces  "),
+        "bob left after everything said before his /quit: {bob:?}"
+    );
+    assert_json_is_transcript(&cy.stdout, &transcript);
+    let last = transcript.last().map(line_of).unwrap();
+    assert!(
+        last.starts_with("cy ") && last.ends_with(": left"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_member_rejoins_after_a_graceful_restart_and_a_kill_9_printing_every_event_once() {
+    let mut chat = Chat::start(&[]).await;
+    let mut ada = chat.member(&["--room", "dev", "--name", "ada"]);
+    let mut bob = chat.member(&["--room", "dev", "--name", "bob", "--json"]);
+    ada.wait_line("bob joined", |l| {
+        l.starts_with("bob ") && l.ends_with(": joined")
+    })
+    .await;
+    ada.say("before the restart").await;
+    bob.wait_json(serde_json::json!({ "from": "ada", "text": "before the restart" }))
+        .await;
+
+    chat.restart(libc::SIGTERM).await;
+    ada.say("after the restart").await;
+    ada.wait_said("ada", "after the restart").await;
+    bob.wait_json(serde_json::json!({ "from": "ada", "text": "after the restart" }))
+        .await;
+    ada.wait_line("ada's leave at the shutdown", |l| {
+        l.starts_with("ada ") && l.ends_with(": left (server shutdown)")
+    })
+    .await;
+    bob.say("bob is back too").await;
+    ada.wait_said("bob", "bob is back too").await;
+
+    // kill -9: no Left is recorded; a line typed while the server is down is sent once it is back.
+    chat.server.signal(libc::SIGKILL);
+    chat.server.wait_exit(LIMIT).await.expect("killed");
+    ada.say("typed while the server was down").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    chat.server = Chat::spawn(&chat.listen, &chat.args).await;
+    ada.say("after the kill").await;
+    ada.wait_said("ada", "after the kill").await;
+    bob.wait_json(serde_json::json!({ "from": "ada", "text": "after the kill" }))
+        .await;
+    bob.say("and after the kill").await;
+    ada.wait_said("bob", "and after the kill").await;
+
+    let ada = ada.leave(Some("/quit")).await;
+    assert_eq!(ada.code, Some(0), "{ada:?}");
+    // Twice, or more if a rejoin reached the old server as it was stopping.
+    let rejoins = ada
+        .stderr
+        .iter()
+        .filter(|l| l.contains("rejoined room dev as ada"))
+        .count();
+    assert!(rejoins >= 2, "{:?}", ada.stderr);
+    assert!(
+        ada.stderr
+            .iter()
+            .any(|l| l.starts_with("township: lost room dev")),
+        "{:?}",
+        ada.stderr
+    );
+    let bob = bob.leave(Some("/quit")).await;
+    assert_eq!(bob.code, Some(0), "{bob:?}");
+
+    let transcript = chat.transcript("dev").await;
+    assert_is_transcript(&ada.stdout, &transcript);
+    assert_json_is_transcript(&bob.stdout, &transcript);
+    let texts: Vec<&str> = transcript
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Message(m)) if m.from == "ada" => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "before the restart",
+            "after the restart",
+            "typed while the server was down",
+            "after the kill"
+        ],
+        "every line once, in the order typed"
+    );
+    assert!(
+        ada.stdout
+            .iter()
+            .any(|l| l.ends_with(": typed while the server was down")),
+        "{ada:?}"
+    );
+    let joins = ada
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("ada ") && l.ends_with(": joined"));
+    assert_eq!(
+        joins.count(),
+        1 + rejoins,
+        "joined, then once per rejoin: {ada:?}"
+    );
+}
+
+/// A TCP proxy in front of the chat whose connections can be cut on the client's side only: the
+/// server keeps its end, as if the client's machine had vanished, until its keepalive notices.
+struct Proxy {
+    addr: SocketAddr,
+    cut: watch::Sender<u64>,
+    accepting: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = watch::channel(0u64);
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(pipe(client, target, cuts.clone(), held.clone()));
+            }
+        });
+        Self {
+            addr,
+            cut,
+            accepting,
+        }
+    }
+
+    /// Cuts every open connection on the client's side.
+    fn cut(&self) {
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Forwards one connection until either side closes it or it is cut; a cut connection's server
+/// side is kept open in `held`, never read again.
+async fn pipe(
+    mut client: TcpStream,
+    target: SocketAddr,
+    mut cuts: watch::Receiver<u64>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+) {
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let generation = *cuts.borrow_and_update();
+    let cut = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = cuts.wait_for(|g| *g > generation) => true,
+    };
+    if cut {
+        held.lock().unwrap().push(server);
+    }
+}
+
+#[tokio::test]
+async fn a_rejoin_waits_out_already_exists_while_the_server_still_holds_the_old_membership() {
+    let chat = Chat::start(&["--keepalive", "1s"]).await;
+    let proxy = Proxy::start(chat.server.addr).await;
+    let mut command = chat.command(&["--name", "ada", "--room", "cut"]);
+    command.args(["--addr", &proxy.addr.to_string()]);
+    let mut ada = Member::spawn(command);
+    ada.wait_line("ada joined", |l| l.ends_with(": joined"))
+        .await;
+    ada.say("before the cut").await;
+    ada.wait_said("ada", "before the cut").await;
+
+    proxy.cut();
+    ada.say("after the cut").await;
+    ada.wait_said("ada", "after the cut").await;
+    let rejoined = ada
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("rejoined room cut as ada"));
+    assert!(rejoined, "{:?}", ada.stderr.lock().unwrap());
+    assert!(
+        chat.server
+            .log_line("code=AlreadyExists", Duration::from_secs(1))
+            .await
+            .is_some(),
+        "the first rejoins met the old membership: {}",
+        chat.server.logs()
+    );
+    let ada = ada.leave(Some("/quit")).await;
+    assert_eq!(ada.code, Some(0), "{ada:?}");
+    let transcript = chat.transcript("cut").await;
+    assert_is_transcript(&ada.stdout, &transcript);
+    let lines: Vec<String> = transcript.iter().map(line_of).collect();
+    let said = lines
+        .iter()
+        .filter(|l| l.ends_with(": after the cut"))
+        .count();
+    assert_eq!(said, 1, "{lines:#?}");
+    let joins = lines.iter().filter(|l| l.ends_with(": joined")).count();
+    assert_eq!(joins, 2, "{lines:#?}");
+}
+
+#[tokio::test]
+async fn a_taken_name_exits_1_a_refused_line_is_reported_and_rooms_and_transcripts_print() {
+    let chat = Chat::start(&[]).await;
+    let mut ada = chat.member(&["--room", "dev", "--name", "Ada"]);
+    ada.wait_line("Ada joined", |l| l.ends_with(": joined"))
+        .await;
+
+    let out = chat.run(&["--room", "dev", "--name", " ADA "]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("cannot join room dev as \" ADA \"") && line.contains("pick another --name"),
+        "{line}"
+    );
+    let out = chat
+        .run(&["join", "--room", "Not A Room", "--name", "x"])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        one_error_line(&out).contains("InvalidArgument: room:"),
+        "{out:?}"
+    );
+
+    // A line the chat refuses is reported on stderr; the session goes on.
+    ada.say(&"x".repeat(5000)).await;
+    ada.say("still here").await;
+    ada.wait_said("Ada", "still here").await;
+    {
+        let stderr = ada.stderr.lock().unwrap();
+        assert_eq!(stderr.len(), 1, "{stderr:?}");
+        assert!(
+            stderr[0].starts_with("township: not sent: ")
+                && stderr[0].contains("InvalidArgument: text: must be at most 4096 bytes"),
+            "{stderr:?}"
+        );
+    }
+
+    let out = chat.run(&["rooms"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "dev  1 member  last seq 2\n");
+    let out = chat.run(&["rooms", "--json"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let room: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        room,
+        serde_json::json!({ "name": "dev", "members": 1, "last_seq": 2 })
+    );
+
+    let ada = ada.leave(Some(" /quit ")).await;
+    assert_eq!(ada.code, Some(0), "{ada:?}");
+    let out = chat.run(&["transcript", "--room", "dev"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert!(
+        lines[0].starts_with("Ada 20") && lines[0].ends_with("Z: joined"),
+        "{lines:?}"
+    );
+    assert!(lines[1].ends_with("Z: still here"), "{lines:?}");
+    assert!(lines[2].ends_with("Z: left"), "{lines:?}");
+    let out = chat.run(&["--json", "transcript", "--room", "dev"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["joined", "message", "left"]);
+    assert_eq!(events[1]["from"], "Ada");
+    assert_eq!(events[1]["text"], "still here");
+    assert_eq!(events[2]["reason"], "left");
+    assert_eq!(events[2]["seq"], 3);
+
+    let out = chat.run(&["transcript"]).await;
+    assert_eq!(out.stdout, "no events in room lobby\n", "{out:?}");
+    let out = chat.run(&["rooms"]).await;
+    assert_eq!(out.stdout, "dev  0 members  last seq 3\n", "{out:?}");
+}
+
+#[tokio::test]
+async fn a_chat_that_is_down_exits_3_and_usage_errors_exit_2() {
+    let nowhere = format!("127.0.0.1:{}", closed_port());
+    let commands: [&[&str]; 4] = [
+        &["--name", "ada"],
+        &["join", "--name", "ada", "--room", "dev"],
+        &["rooms"],
+        &["transcript", "--room", "dev"],
+    ];
+    for args in commands {
+        let mut command = township();
+        command
+            .args(["--addr", &nowhere, "--retries", "0", "chat"])
+            .args(args);
+        let out = run(command, LIMIT).await;
+        assert_eq!(out.code, Some(3), "{args:?}: {out:?}");
+        let line = one_error_line(&out);
+        assert!(
+            line.contains(&format!("cannot reach the chat service at {nowhere}")),
+            "{line}"
+        );
+    }
+    // The address from TOWNSHIP_CHAT_ADDR is the one dialled.
+    let mut command = township();
+    command
+        .args(["--retries", "0", "chat", "rooms"])
+        .env("TOWNSHIP_CHAT_ADDR", &nowhere);
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(one_error_line(&out).contains(&nowhere), "{out:?}");
+
+    let usage: [&[&str]; 4] = [
+        &[],                                           // no --name
+        &["--room", "dev", "rooms"],                   // join flags before a subcommand
+        &["rooms", "--name", "ada"],                   // rooms takes no --name
+        &["--name", "ada", "--reconnect-for", "soon"], // not a duration
+    ];
+    for args in usage {
+        let mut command = township();
+        command
+            .args(["--addr", &nowhere, "--retries", "0", "chat"])
+            .args(args);
+        let out = run(command, LIMIT).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(
+            !out.stderr.contains("cannot reach"),
+            "nothing dialled: {out:?}"
+        );
+    }
+}
