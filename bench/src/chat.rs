@@ -31,7 +31,7 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
     let server = server::start("chat-server", data.path(), &[]).await?;
     let uri = format!("http://{}", server.addr);
     let mut rows = Vec::new();
-    for rate in [10, 20] {
+    for rate in [10, 20, 50] {
         rows.push(fan_out(&uri, members, rate, duration, warmup).await?);
     }
     Ok(rows)
@@ -56,15 +56,9 @@ async fn fan_out(
     let mut listeners = Vec::new();
     let run_id = epoch.elapsed().as_nanos();
     // Members join after the room's history: this measures delivery, not catching up.
-    let history = Client::new(channels[0].clone())
-        .list_rooms(ListRoomsRequest {})
-        .await
-        .context("list rooms")?
-        .into_inner()
-        .rooms
-        .iter()
-        .find(|r| r.name == ROOM)
-        .map_or(0, |r| r.last_seq);
+    let (history, _) = room_state(&channels[0]).await?;
+    // The newest seq each member has seen: measuring starts once all have seen every join.
+    let seen = Rc::new(RefCell::new(vec![0u64; members]));
     for member in 0..members {
         let mut rpc = Client::new(channels[member % channels.len()].clone());
         let join = JoinRequest {
@@ -74,8 +68,10 @@ async fn fan_out(
         };
         let mut stream = rpc.join(join).await.context("join")?.into_inner();
         let deliveries = deliveries.clone();
+        let seen = seen.clone();
         listeners.push(tokio::task::spawn_local(async move {
             while let Ok(Some(event)) = stream.message().await {
+                seen.borrow_mut()[member] = event.seq;
                 if let Some(Kind::Message(message)) = event.kind
                     && let Some(sent) = message.text.strip_prefix("t=")
                     && let Ok(sent_us) = sent.parse::<u64>()
@@ -87,6 +83,15 @@ async fn fan_out(
                 }
             }
         }));
+    }
+    // The join storm (every join delivered to every member so far) settles first.
+    let (joined, _) = room_state(&channels[0]).await?;
+    let settled = Instant::now() + Duration::from_secs(60);
+    while seen.borrow().iter().any(|seq| *seq < joined) {
+        if Instant::now() > settled {
+            bail!("the members did not all see the room's joins within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The sender: one message every 1/rate s, each stamped with when its Send began.
     let mut sender = Client::new(channels[0].clone());
@@ -125,6 +130,11 @@ async fn fan_out(
     for listener in listeners {
         listener.abort();
     }
+    // Wait until the server has let every member go (their Left events written).
+    let gone = Instant::now() + Duration::from_secs(60);
+    while room_state(&channels[0]).await?.1 > 0 && Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let histogram = deliveries.borrow().clone();
     if histogram.len() < expected {
         bail!(
@@ -139,4 +149,17 @@ async fn fan_out(
     );
     row.count = histogram.len();
     Ok(row)
+}
+
+/// The fan-out room's latest seq and live members.
+async fn room_state(channel: &Channel) -> anyhow::Result<(u64, u32)> {
+    Ok(Client::new(channel.clone())
+        .list_rooms(ListRoomsRequest {})
+        .await
+        .context("list rooms")?
+        .into_inner()
+        .rooms
+        .iter()
+        .find(|r| r.name == ROOM)
+        .map_or((0, 0), |r| (r.last_seq, r.members)))
 }
