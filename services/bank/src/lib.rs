@@ -85,36 +85,88 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
 }
 
 /// Reads the admin token from `path`, or creates it (random, mode 0600) if the file is missing.
-/// Two replicas starting together agree: only one creates it, the other reads it.
+/// The token is written and fsynced under a temporary name, then hard-linked into place, which
+/// fails if the file exists: so two replicas starting together agree (only one creates it, the
+/// other reads it), and a crash can never leave an empty token file behind.
 pub fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(token) = read_token(path)? {
+        return Ok(token);
     }
     let token = format!("{}", uuid::Uuid::new_v4().simple());
-    match std::fs::OpenOptions::new()
+    let temporary = dir.join(format!(
+        ".admin-token.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            file.write_all(token.as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(token.as_bytes())?;
+            file.sync_all()
+        });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            if let Ok(dir) = std::fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
             Ok(token)
         }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            // A replica may be writing it this very moment: wait briefly for the content.
-            for _ in 0..50 {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if !text.trim().is_empty() {
-                    return Ok(text.trim().to_owned());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            anyhow::bail!("{} is empty", path.display())
+            read_token(path)?.with_context(|| format!("{} is empty", path.display()))
         }
         Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// The token in `path`, or `None` if there is no such file.
+fn read_token(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+        Ok(_) => anyhow::bail!(
+            "{} is empty: delete it to have a new token made",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_creating_the_admin_token_together_agree_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        let tokens: Vec<String> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| load_or_create_admin_token(&path).unwrap()))
+                .collect();
+            starts.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), tokens[0]);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files are left behind");
+    }
+
+    #[test]
+    fn an_empty_admin_token_file_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::write(&path, "").unwrap();
+        let err = load_or_create_admin_token(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("delete it"), "{err:#}");
     }
 }
