@@ -12,6 +12,7 @@ mod lock;
 mod phonebook;
 mod report;
 mod server;
+mod time;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -43,6 +44,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Time service: GetTime at 1, 16 and 64 clients beside a bare tonic server of the same API
+    /// and a raw TCP ping-pong of the same bytes.
+    Time,
     /// Lock service: acquire+release cycles, uncontended and contended.
     Lock,
     /// Bank: durable transfers with the lock service in the loop, one and two replicas.
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, async {
         let (name, rows) = match cli.scenario {
+            Scenario::Time => ("time", time::run(duration, warmup).await?),
             Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
             Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
             Scenario::Chat => ("chat", chat::run(duration, warmup, cli.smoke).await?),
