@@ -12,7 +12,7 @@ use township_proto::bank::v1::{
 
 use crate::{
     load::{self, Window},
-    report::Row,
+    report::{Report, Row},
     server,
 };
 
@@ -23,15 +23,20 @@ const CLIENTS: usize = 16;
 const PIN: &str = "2468";
 
 /// Runs the bank scenarios, each against fresh servers.
-pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Report> {
+    let mut report = Report::default();
     for replicas in [1, 2] {
-        rows.push(measure(replicas, duration, warmup).await?);
+        measure(replicas, duration, warmup, &mut report).await?;
     }
-    Ok(rows)
+    Ok(report)
 }
 
-async fn measure(replicas: usize, duration: Duration, warmup: Duration) -> anyhow::Result<Row> {
+async fn measure(
+    replicas: usize,
+    duration: Duration,
+    warmup: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let lock_dir = tempfile::tempdir().context("temporary dir")?;
     let bank_dir = tempfile::tempdir().context("temporary dir")?;
     let lock = server::start("lock-server", lock_dir.path(), &[]).await?;
@@ -66,7 +71,19 @@ async fn measure(replicas: usize, duration: Duration, warmup: Duration) -> anyho
         "bank: transfers, {CLIENTS} clients, {replicas} replica{}",
         if replicas == 1 { "" } else { "s" }
     );
-    Ok(Row::from_histogram(name, &histogram, duration))
+    report.rows.push(Row::from_histogram(
+        name,
+        "bank-server",
+        &histogram,
+        duration,
+    ));
+    let replicas_named = format!("{replicas} bank replica(s)");
+    for server in std::iter::once(&lock).chain(&banks) {
+        let mut footprint = server.footprint()?;
+        footprint.server = format!("{} (with {replicas_named})", footprint.server);
+        report.footprints.push(footprint);
+    }
+    Ok(())
 }
 
 async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {

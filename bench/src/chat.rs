@@ -16,7 +16,10 @@ use township_proto::chat::v1::{
     chat_service_client::ChatServiceClient,
 };
 
-use crate::{report::Row, server};
+use crate::{
+    report::{Report, Row},
+    server,
+};
 
 /// Members per connection (HTTP/2 streams share a connection, as many clients behind one proxy).
 const MEMBERS_PER_CHANNEL: usize = 100;
@@ -25,7 +28,7 @@ const ROOM: &str = "fanout";
 type Client = ChatServiceClient<Channel>;
 
 /// Runs the fan-out scenario at each sending rate against one fresh server.
-pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Vec<Row>> {
+pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Report> {
     let members = if smoke { 50 } else { 1000 };
     let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
     let server = server::start("chat-server", data.path(), &[]).await?;
@@ -34,7 +37,10 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
     for rate in [10, 20, 50] {
         rows.push(fan_out(&uri, members, rate, duration, warmup).await?);
     }
-    Ok(rows)
+    Ok(Report {
+        rows,
+        footprints: vec![server.footprint()?],
+    })
 }
 
 /// Latencies (µs) of every delivery measured so far, shared by the members' tasks.
@@ -144,6 +150,7 @@ async fn fan_out(
     }
     let mut row = Row::from_histogram(
         format!("chat: fan-out to {members} members, {rate} messages/s (deliveries/s)"),
+        "chat-server",
         &histogram,
         duration,
     );

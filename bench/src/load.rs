@@ -1,11 +1,22 @@
-//! Closed-loop load, shared by every scenario: each client repeats one operation until the
-//! window ends, and only operations begun after the warm-up are recorded (microseconds, HDR).
+//! Load generation, shared by every scenario, in two modes. Closed loop: each client repeats one
+//! operation until the window ends. Open loop (wrk2 style): operations start at a fixed rate
+//! whatever the server is doing, and each latency counts from the intended start, so a stall is
+//! charged to every operation it delayed (no coordinated omission). Only operations due after the
+//! warm-up are recorded (microseconds, HDR); every loop is bounded in time.
 
-use std::time::{Duration, Instant};
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use tokio::task::JoinHandle;
+use tokio::{sync::Semaphore, task::JoinHandle};
+
+/// How long an open-loop run waits for its last operations after the window ends.
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// When measuring starts (after the warm-up) and when every client stops.
 #[derive(Clone, Copy, Debug)]
@@ -57,4 +68,78 @@ pub async fn merge(
             .context("merge")?;
     }
     Ok(histogram)
+}
+
+/// Starts `operation(n)` for n = 0, 1, 2, ... at `rate` per second until the window ends, each
+/// as its own local task, with at most `max_in_flight` running (a start that finds them all busy
+/// waits, and that wait counts as latency). Latency is measured from the intended start time.
+/// The first failed operation fails the run; so does an operation still running 30 s after the
+/// window ends.
+pub async fn open_loop<F, Fut>(
+    window: Window,
+    rate: f64,
+    max_in_flight: usize,
+    mut operation: F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + 'static,
+{
+    if !(rate.is_finite() && rate > 0.0) || max_in_flight == 0 {
+        bail!("an open loop needs a positive rate and room for one operation in flight");
+    }
+    let histogram = Rc::new(RefCell::new(Histogram::<u64>::new(3).context("histogram")?));
+    let failure: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let begin = Instant::now();
+    for n in 0u64.. {
+        let intended = begin + Duration::from_secs_f64(n as f64 / rate);
+        if intended >= window.stop || failure.borrow().is_some() {
+            break;
+        }
+        wait_until(intended).await;
+        let slot = slots.clone().acquire_owned().await.context("slots")?;
+        let started = operation(n);
+        let (histogram, failure) = (histogram.clone(), failure.clone());
+        let measured = intended >= window.measure_from;
+        tokio::task::spawn_local(async move {
+            match started.await {
+                Ok(()) if measured => {
+                    let micros = intended.elapsed().as_micros() as u64;
+                    if let Err(err) = histogram.borrow_mut().record(micros) {
+                        failure.borrow_mut().get_or_insert(err.into());
+                    }
+                }
+                Ok(()) => {}
+                Err(err) => {
+                    failure.borrow_mut().get_or_insert(err);
+                }
+            }
+            drop(slot);
+        });
+    }
+    let all = u32::try_from(max_in_flight).context("too many in flight")?;
+    tokio::time::timeout(DRAIN, slots.acquire_many(all))
+        .await
+        .context("open-loop operations still running 30 s after the window")?
+        .context("slots")?
+        .forget();
+    if let Some(err) = failure.borrow_mut().take() {
+        return Err(err);
+    }
+    let histogram = histogram.borrow().clone();
+    Ok(histogram)
+}
+
+/// Waits until `instant` more precisely than tokio's 1 ms timer: sleeps until a millisecond
+/// before, then yields to the other tasks until it is due, so an open loop's starts are not
+/// bunched at millisecond ticks (which would add up to 1 ms to every measured latency).
+async fn wait_until(instant: Instant) {
+    let coarse = instant.checked_sub(Duration::from_millis(1));
+    if let Some(coarse) = coarse.filter(|c| *c > Instant::now()) {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < instant {
+        tokio::task::yield_now().await;
+    }
 }

@@ -1,15 +1,18 @@
-//! `township-bench`: starts Township servers on loopback and measures them under load, printing a
-//! Markdown table and writing JSON. Run it from a release build:
-//! `cargo run --release -p township-bench -- lock`.
+//! `township-bench`: starts Township servers on loopback and measures them under load beside
+//! their references, printing Markdown tables and writing JSON and an SVG chart per benchmark.
+//! Run it from a release build: `cargo run --release -p township-bench -- all`.
 //!
 //! The load generator runs on one thread and each server is started with one worker thread, so
 //! the two cores are not oversubscribed. Speed is reported, never asserted.
 
 mod bank;
+mod chart;
 mod chat;
+mod etcd;
 mod load;
 mod lock;
 mod phonebook;
+mod redis;
 mod report;
 mod server;
 mod time;
@@ -17,6 +20,8 @@ mod time;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+
+use crate::report::Report;
 
 /// Township's benchmarks.
 #[derive(Debug, Parser)]
@@ -30,24 +35,32 @@ struct Cli {
     #[arg(long, global = true, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
 
-    /// A few seconds in all, for CI: proves the benchmark runs, its figures mean little.
+    /// A few seconds per benchmark, for CI: proves the benchmarks run, their figures mean little.
+    /// References that are not installed are reported missing. Results go to a temporary
+    /// directory unless --out-dir is given.
     #[arg(long, global = true)]
     smoke: bool,
 
-    /// Where to write the JSON results.
-    #[arg(long, global = true, default_value = "bench/results")]
-    out_dir: PathBuf,
+    /// Requests per second of the open-loop (fixed-rate, wrk2-style) scenarios.
+    #[arg(long, global = true, default_value_t = 10_000.0)]
+    rate: f64,
+
+    /// Where to write the results (JSON, SVG, and for `all` the Markdown summary).
+    #[arg(long, global = true)]
+    out_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     scenario: Scenario,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 enum Scenario {
-    /// Time service: GetTime at 1, 16 and 64 clients beside a bare tonic server of the same API
-    /// and a raw TCP ping-pong of the same bytes.
+    /// Every benchmark below, one after another, then a Markdown summary of them all.
+    All,
+    /// Time service: GetTime at 1, 16 and 64 clients and open loop, beside a bare tonic server of
+    /// the same API and a raw TCP ping-pong of the same bytes.
     Time,
-    /// Lock service: acquire+release cycles, uncontended and contended.
+    /// Lock service: acquire+release cycles, uncontended and contended, beside etcd and Redis.
     Lock,
     /// Bank: durable transfers with the lock service in the loop, one and two replicas.
     Bank,
@@ -55,6 +68,19 @@ enum Scenario {
     Phonebook,
     /// Chat: fan-out of messages to 1,000 members of one room, delivery latency.
     Chat,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::All => "all",
+            Scenario::Time => "time",
+            Scenario::Lock => "lock",
+            Scenario::Bank => "bank",
+            Scenario::Phonebook => "phonebook",
+            Scenario::Chat => "chat",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -69,31 +95,58 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (duration, warmup) = if cli.smoke {
-        (Duration::from_millis(500), Duration::from_millis(100))
-    } else {
-        (cli.duration, cli.warmup)
-    };
     // Clients run as local tasks on this one thread (the load generator's only core).
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime, async {
-        let (name, rows) = match cli.scenario {
-            Scenario::Time => ("time", time::run(duration, warmup).await?),
-            Scenario::Lock => ("lock", lock::run(duration, warmup).await?),
-            Scenario::Bank => ("bank", bank::run(duration, warmup).await?),
-            Scenario::Chat => ("chat", chat::run(duration, warmup, cli.smoke).await?),
-            Scenario::Phonebook => (
-                "phonebook",
-                phonebook::run(duration, warmup, cli.smoke).await?,
-            ),
-        };
-        report::publish(name, &rows, &cli.out_dir, cli.smoke)
-    });
-    match result {
+    match local.block_on(&runtime, run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("township-bench: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let out_dir = match (&cli.out_dir, cli.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => std::env::temp_dir().join("township-bench-smoke"),
+        (None, false) => PathBuf::from("bench/results"),
+    };
+    let benchmarks = match cli.scenario {
+        Scenario::All => vec![
+            Scenario::Time,
+            Scenario::Lock,
+            Scenario::Bank,
+            Scenario::Phonebook,
+            Scenario::Chat,
+        ],
+        one => vec![one],
+    };
+    let mut reports = Vec::new();
+    for benchmark in benchmarks {
+        eprintln!("township-bench: {} ...", benchmark.name());
+        let report = measure(cli, benchmark).await?;
+        report::publish(benchmark.name(), &report, &out_dir)?;
+        reports.push((benchmark.name(), report));
+    }
+    if cli.scenario == Scenario::All {
+        report::summarize(&reports, &out_dir)?;
+    }
+    Ok(())
+}
+
+async fn measure(cli: &Cli, benchmark: Scenario) -> anyhow::Result<Report> {
+    let (duration, warmup) = if cli.smoke {
+        (Duration::from_millis(500), Duration::from_millis(100))
+    } else {
+        (cli.duration, cli.warmup)
+    };
+    match benchmark {
+        Scenario::All => anyhow::bail!("`all` is not one benchmark"),
+        Scenario::Time => time::run(duration, warmup, cli.rate).await,
+        Scenario::Lock => lock::run(duration, warmup).await,
+        Scenario::Bank => bank::run(duration, warmup).await,
+        Scenario::Phonebook => phonebook::run(duration, warmup, cli.smoke).await,
+        Scenario::Chat => chat::run(duration, warmup, cli.smoke).await,
     }
 }

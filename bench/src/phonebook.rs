@@ -17,7 +17,7 @@ use township_proto::phonebook::v1::{
 
 use crate::{
     load::{self, Window},
-    report::Row,
+    report::{Report, Row},
     server,
 };
 
@@ -31,14 +31,15 @@ const LOADERS: usize = 4;
 type Client = PhoneBookServiceClient<Channel>;
 
 /// Runs the phone book scenarios at each book size, each against a fresh server.
-pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Vec<Row>> {
+pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Report> {
     let sizes: &[usize] = if smoke {
         &[2_000]
     } else {
         &[100_000, 1_000_000]
     };
-    let mut rows = Vec::new();
+    let mut report = Report::default();
     for &size in sizes {
+        let rows = &mut report.rows;
         let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
         let server = server::start("phonebook-server", data.path(), &[]).await?;
         let channel = Channel::from_shared(format!("http://{}", server.addr))?
@@ -51,8 +52,11 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
         }
         rows.push(searches(&channel, size, duration, warmup).await?);
         rows.push(adds(&channel, size, duration, warmup).await?);
+        let mut footprint = server.footprint()?;
+        footprint.server = format!("phonebook-server ({size} entries)");
+        report.footprints.push(footprint);
     }
-    Ok(rows)
+    Ok(report)
 }
 
 /// Entry `i` of the loaded book: distinct names, numbers spread over one exchange.
@@ -102,6 +106,7 @@ async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
     let elapsed = started.elapsed();
     let mut row = Row::from_histogram(
         format!("phonebook: bulk load, batches of {BATCH}, {size} entries"),
+        "phonebook-server",
         &histogram,
         elapsed,
     );
@@ -143,6 +148,7 @@ async fn lookups(
     let histogram = load::merge(tasks).await?;
     Ok(Row::from_histogram(
         format!("phonebook: lookup, {size} entries, {clients} client(s)"),
+        "phonebook-server",
         &histogram,
         duration,
     ))
@@ -186,6 +192,7 @@ async fn searches(
     let histogram = load::merge(tasks).await?;
     Ok(Row::from_histogram(
         format!("phonebook: search, first page of 50, {size} entries, {CLIENTS} clients"),
+        "phonebook-server",
         &histogram,
         duration,
     ))
@@ -220,6 +227,7 @@ async fn adds(
     let histogram = load::merge(tasks).await?;
     Ok(Row::from_histogram(
         format!("phonebook: add, {size} entries, {CLIENTS} clients"),
+        "phonebook-server",
         &histogram,
         duration,
     ))

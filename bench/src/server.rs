@@ -1,11 +1,13 @@
 //! Starting a Township server binary (from the same target directory as this benchmark) on an
-//! ephemeral loopback port, with one worker thread and quiet logs. Callers own the data directory
-//! (a `tempfile::TempDir`), so replicas can share one.
+//! ephemeral loopback port, with one worker thread and quiet logs, and reading its footprint:
+//! time from spawn to SERVING and resident memory. Callers own the data directory (a
+//! `tempfile::TempDir`), so replicas can share one.
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
@@ -13,15 +15,24 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::report::Footprint;
 
 /// A server process, killed when dropped.
 pub struct Server {
-    _child: Child,
+    child: Child,
+    name: String,
     /// Its gRPC address.
     pub addr: SocketAddr,
+    start_to_serving: Duration,
+    idle_rss_kib: u64,
 }
 
-/// Starts `binary` with `--data-dir data_dir` and `args`.
+/// Starts `binary` with `--data-dir data_dir` and `args`, and waits until its health check
+/// answers SERVING (at most 60 s).
 pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let path: PathBuf = exe.with_file_name(binary);
@@ -31,6 +42,7 @@ pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Resu
             path.display()
         );
     }
+    let spawned = Instant::now();
     let mut child = Command::new(&path)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -50,14 +62,69 @@ pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Resu
         .await
         .context("cannot read the server's stdout")?
         .context("the server exited before listening")?;
-    let addr = line
+    let addr: SocketAddr = line
         .strip_prefix("listening on ")
         .with_context(|| format!("unexpected first line {line:?}"))?
         .parse()
         .context("bad announced address")?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tokio::time::timeout(Duration::from_secs(60), wait_serving(addr))
+        .await
+        .with_context(|| format!("{binary} did not report SERVING within 60 s"))??;
+    let start_to_serving = spawned.elapsed();
+    let pid = child.id().context("the server has already exited")?;
+    let idle_rss_kib = memory(pid)?.0;
     Ok(Server {
-        _child: child,
+        child,
+        name: binary.to_owned(),
         addr,
+        start_to_serving,
+        idle_rss_kib,
     })
+}
+
+impl Server {
+    /// The footprint so far: start-up time, idle RSS and the high-water RSS until now.
+    pub fn footprint(&self) -> anyhow::Result<Footprint> {
+        let pid = self.child.id().context("the server has exited")?;
+        Ok(Footprint {
+            server: self.name.clone(),
+            start_to_serving: self.start_to_serving,
+            idle_rss_kib: self.idle_rss_kib,
+            peak_rss_kib: memory(pid)?.1,
+        })
+    }
+}
+
+/// Polls the standard health check (the whole server) until it answers SERVING.
+async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connect for the health check")?;
+    let mut health = HealthClient::new(channel);
+    loop {
+        let status = health
+            .check(HealthCheckRequest::default())
+            .await
+            .map(|reply| reply.into_inner().status);
+        if matches!(status, Ok(s) if s == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `(VmRSS, VmHWM)` of process `pid`, in KiB, from /proc.
+pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }

@@ -22,15 +22,18 @@ use township_proto::time::v1::{
 
 use crate::{
     load::{self, Window},
-    report::Row,
+    report::{Report, Row},
     server,
 };
 
 /// Runs the scenario: for each concurrency, Township's time-server, bare tonic, raw TCP.
-pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row>> {
+///
+/// Then, open loop: GetTime started at `rate` per second over 16 connections, time-server beside
+/// bare tonic, latency from each call's intended start.
+pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Result<Report> {
     let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
-    let ours = server::start("time-server", data.path(), &[]).await?;
-    let ours_uri = format!("http://{}", ours.addr);
+    let server = server::start("time-server", data.path(), &[]).await?;
+    let ours_uri = format!("http://{}", server.addr);
     let request = GetTimeRequest {
         time_zone: "UTC".into(),
     };
@@ -56,28 +59,28 @@ pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Vec<Row
             window,
         )
         .await?;
-        let ratio = |of: &Histogram<u64>| ours.len() as f64 / of.len().max(1) as f64;
-        rows.push(Row::from_histogram(
-            format!(
-                "time GetTime, {clients} client(s): time-server ({:.2}× bare tonic, {:.2}× raw TCP)",
-                ratio(&bare),
-                ratio(&tcp)
-            ),
-            &ours,
-            duration,
-        ));
-        rows.push(Row::from_histogram(
-            format!("time GetTime, {clients} client(s): bare tonic"),
-            &bare,
-            duration,
-        ));
-        rows.push(Row::from_histogram(
-            format!("time GetTime, {clients} client(s): raw TCP, same bytes"),
-            &tcp,
-            duration,
-        ));
+        let scenario = format!("time: GetTime, {clients} client(s)");
+        for (system, histogram) in [
+            ("time-server", &ours),
+            ("bare tonic, same API and reply", &bare),
+            ("raw TCP ping-pong, same bytes", &tcp),
+        ] {
+            rows.push(Row::from_histogram(&scenario, system, histogram, duration));
+        }
     }
-    Ok(rows)
+    let scenario = format!("time: GetTime, open loop at {rate:.0}/s");
+    for (system, uri) in [
+        ("time-server", &ours_uri),
+        ("bare tonic, same API and reply", &bare_uri),
+    ] {
+        let window = Window::starting_now(warmup, duration);
+        let histogram = grpc_open_loop(uri, rate, &request, window).await?;
+        rows.push(Row::from_histogram(&scenario, system, &histogram, duration));
+    }
+    Ok(Report {
+        rows,
+        footprints: vec![server.footprint()?],
+    })
 }
 
 async fn connect(uri: &str) -> anyhow::Result<Channel> {
@@ -107,6 +110,28 @@ async fn grpc(
         }));
     }
     load::merge(tasks).await
+}
+
+/// GetTime started at `rate` per second, spread over 16 connections, at most 1,024 in flight.
+async fn grpc_open_loop(
+    uri: &str,
+    rate: f64,
+    request: &GetTimeRequest,
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(TimeServiceClient::new(connect(uri).await?));
+    }
+    load::open_loop(window, rate, 1024, |n| {
+        let mut rpc = clients[n as usize % clients.len()].clone();
+        let request = request.clone();
+        async move {
+            rpc.get_time(request).await.context("GetTime")?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// `clients` closed-loop raw TCP callers: send the request's bytes, read the reply's.
