@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use township_proto::lock::v1::{
-    AcquireRequest, LockTarget, Mode, ReleaseRequest, lock_service_client::LockServiceClient,
+    AcquireRequest, LockTarget, Mode, ReleaseRequest, SessionRequest, SessionResponse,
+    lock_service_client::LockServiceClient, session_request, session_response,
 };
 
 use crate::{
@@ -92,7 +95,10 @@ pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Report>
     for scenario in &SCENARIOS {
         report
             .rows
-            .push(measure_lock_server(scenario, &uri, duration, warmup).await?);
+            .push(measure_lock_server(scenario, &uri, Api::Session, duration, warmup).await?);
+        report
+            .rows
+            .push(measure_lock_server(scenario, &uri, Api::Unary, duration, warmup).await?);
         report.rows.push(match &etcd.running {
             Ok(running) => {
                 measure_etcd(
@@ -182,16 +188,32 @@ where
     ))
 }
 
-/// The lock-server's row: each client on its own connection.
+/// How a lock-server client asks.
+#[derive(Clone, Copy)]
+enum Api {
+    /// One Session stream per client: each cycle is an acquire answered with its lease, and the
+    /// release goes out at once, ahead of the next acquire (one round trip per cycle), as the
+    /// bank's lock client does.
+    Session,
+    /// The Acquire and Release RPCs: two calls, two round trips per cycle.
+    Unary,
+}
+
+/// A lock-server row: each client on its own connection, asking through `api`.
 async fn measure_lock_server(
     scenario: &Scenario,
     uri: &str,
+    api: Api,
     duration: Duration,
     warmup: Duration,
 ) -> anyhow::Result<Row> {
+    let system = match api {
+        Api::Session => "lock-server, Session stream",
+        Api::Unary => "lock-server, Acquire + Release RPCs",
+    };
     measure(
         scenario,
-        "lock-server",
+        system,
         duration,
         warmup,
         async |i| {
@@ -201,20 +223,19 @@ async fn measure_lock_server(
                 .context("connect")?;
             Ok((channel, scenario.resource(i)))
         },
-        |(channel, resource), window| lock_server_cycles(channel, resource, window),
+        move |(channel, resource), window| async move {
+            match api {
+                Api::Session => session_cycles(channel, resource, window).await,
+                Api::Unary => unary_cycles(channel, resource, window).await,
+            }
+        },
     )
     .await
 }
 
-/// One closed-loop lock-server client: acquire (write) then release, again and again. Every
-/// Acquire creates a lease with a 10 s TTL.
-async fn lock_server_cycles(
-    channel: Channel,
-    resource: String,
-    window: Window,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut client = LockServiceClient::new(channel);
-    let request = AcquireRequest {
+/// The lock-server's acquire request in every cycle: a write lock with a 10 s lease.
+fn acquire_request(resource: String) -> AcquireRequest {
+    AcquireRequest {
         targets: vec![LockTarget {
             resource,
             mode: Mode::Write.into(),
@@ -228,7 +249,87 @@ async fn lock_server_cycles(
             nanos: 0,
         }),
         owner: "bench".into(),
+    }
+}
+
+/// One closed-loop lock-server client on a Session stream: acquire (write), and on the grant send
+/// the release, whose answer is read while waiting for the next grant. Every answer is checked;
+/// after the window the stream is closed and the last release's answer awaited.
+async fn session_cycles(
+    channel: Channel,
+    resource: String,
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut client = LockServiceClient::new(channel);
+    let request = acquire_request(resource);
+    let (tx, rx) = mpsc::channel(4);
+    let mut answers = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .context("open a Session")?
+        .into_inner();
+    let mut next_id = 0u64;
+    let histogram = load::closed_loop(window, async || {
+        next_id += 1;
+        let acquire_id = next_id;
+        let acquire = session_request::Op::Acquire(request.clone());
+        send(&tx, acquire_id, acquire).await?;
+        loop {
+            let answer = next_answer(&mut answers).await?;
+            match answer.result {
+                Some(session_response::Result::Lease(lease)) if answer.request_id == acquire_id => {
+                    next_id += 1;
+                    let release = session_request::Op::Release(ReleaseRequest {
+                        lease_id: lease.lease_id,
+                    });
+                    return send(&tx, next_id, release).await;
+                }
+                Some(session_response::Result::Released(_)) => {}
+                other => bail!("Session answered request {}: {other:?}", answer.request_id),
+            }
+        }
+    })
+    .await?;
+    drop(tx);
+    while let Some(answer) = answers.message().await.context("Session")? {
+        if !matches!(answer.result, Some(session_response::Result::Released(_))) {
+            bail!("Session answered a release with {:?}", answer.result);
+        }
+    }
+    Ok(histogram)
+}
+
+async fn send(
+    tx: &mpsc::Sender<SessionRequest>,
+    request_id: u64,
+    op: session_request::Op,
+) -> anyhow::Result<()> {
+    let request = SessionRequest {
+        request_id,
+        op: Some(op),
     };
+    tx.send(request).await.context("the Session stream ended")
+}
+
+async fn next_answer(
+    answers: &mut tonic::Streaming<SessionResponse>,
+) -> anyhow::Result<SessionResponse> {
+    answers
+        .message()
+        .await
+        .context("Session")?
+        .context("the Session stream ended early")
+}
+
+/// One closed-loop lock-server client: Acquire (write) then Release, again and again. Every
+/// Acquire creates a lease with a 10 s TTL.
+async fn unary_cycles(
+    channel: Channel,
+    resource: String,
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut client = LockServiceClient::new(channel);
+    let request = acquire_request(resource);
     load::closed_loop(window, async || {
         let lease = client
             .acquire(request.clone())

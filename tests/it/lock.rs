@@ -1,6 +1,6 @@
 //! The lock service against a real lock-server: readers/writers admission and its queue order,
 //! all-or-nothing multi-resource grants, leases (expiry, refresh, keep-alive streams), fencing
-//! tokens across a kill -9, cancelled and deadline-bounded waits, a stress run with an
+//! tokens across a kill -9, cancelled and deadline-bounded waits, Session streams, a stress run with an
 //! independent overlap checker, and the real grpcurl and `township lock` CLI.
 
 use std::{
@@ -1008,5 +1008,160 @@ async fn a_lease_granted_when_its_holder_releases_still_expires_at_its_ttl() {
         c.is_ok(),
         "C should get the lock about 1 s after B's grant (B's ttl); after {:?} it got {c:?}",
         released.elapsed()
+    );
+}
+
+/// A Session stream: its request sender and its answers.
+struct Session {
+    requests: mpsc::Sender<pb::SessionRequest>,
+    answers: tonic::Streaming<pb::SessionResponse>,
+}
+
+impl Session {
+    async fn open(rpc: &Rpc) -> Session {
+        let (requests, rx) = mpsc::channel(16);
+        let answers = rpc
+            .clone()
+            .session(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        Session { requests, answers }
+    }
+
+    async fn acquire(&self, request_id: u64, request: pb::AcquireRequest) {
+        self.send(request_id, pb::session_request::Op::Acquire(request))
+            .await;
+    }
+
+    async fn release(&self, request_id: u64, lease_id: &str) {
+        let release = pb::ReleaseRequest {
+            lease_id: lease_id.into(),
+        };
+        self.send(request_id, pb::session_request::Op::Release(release))
+            .await;
+    }
+
+    async fn send(&self, request_id: u64, op: pb::session_request::Op) {
+        let request = pb::SessionRequest {
+            request_id,
+            op: Some(op),
+        };
+        self.requests.send(request).await.unwrap();
+    }
+
+    /// The next answer, which must come within [`SOON`].
+    async fn answer(&mut self) -> (u64, pb::session_response::Result) {
+        let answer = tokio::time::timeout(SOON, self.answers.message())
+            .await
+            .expect("an answer soon")
+            .expect("the stream is healthy")
+            .expect("not the end of the stream");
+        (answer.request_id, answer.result.expect("a result"))
+    }
+
+    /// The next answer, which must be the lease granted to `request_id`.
+    async fn lease(&mut self, request_id: u64) -> pb::Lease {
+        match self.answer().await {
+            (id, pb::session_response::Result::Lease(lease)) if id == request_id => lease,
+            other => panic!("expected the lease of request {request_id}, got {other:?}"),
+        }
+    }
+
+    /// The next answer, which must be the error of `request_id`.
+    async fn error(&mut self, request_id: u64) -> pb::SessionError {
+        match self.answer().await {
+            (id, pb::session_response::Result::Error(error)) if id == request_id => error,
+            other => panic!("expected the error of request {request_id}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_acquires_and_releases_in_order_and_a_bad_request_does_not_end_it() {
+    let (_dir, _server, rpc) = lock_server().await;
+    let mut session = Session::open(&rpc).await;
+    session.acquire(1, ask("S", &[("a", Write)], SOON)).await;
+    let first = session.lease(1).await;
+    assert_eq!(holders(&rpc, "a").await, strings(&["S"]));
+
+    // The release and the next acquire go out together: one round trip for both.
+    session.release(2, &first.lease_id).await;
+    session.acquire(3, ask("S", &[("a", Write)], SOON)).await;
+    assert!(matches!(
+        session.answer().await,
+        (2, pb::session_response::Result::Released(_))
+    ));
+    let second = session.lease(3).await;
+    assert!(token(&second, "a") > token(&first, "a"));
+
+    session.acquire(4, ask("S", &[], SOON)).await;
+    let error = session.error(4).await;
+    assert_eq!(error.code, Code::InvalidArgument as i32, "{error:?}");
+    assert!(error.message.contains("targets"), "{error:?}");
+    session.release(5, "1-00000000000000ff").await;
+    assert_eq!(session.error(5).await.code, Code::NotFound as i32);
+    session
+        .send(
+            6,
+            pb::session_request::Op::Release(pb::ReleaseRequest::default()),
+        )
+        .await;
+    assert!(session.error(6).await.message.contains("lease_id"));
+
+    session.acquire(7, ask("S", &[("b", Read)], SOON)).await;
+    session.lease(7).await;
+    assert_eq!(holders(&rpc, "b").await, strings(&["S"]));
+}
+
+#[tokio::test]
+async fn a_session_answers_each_acquire_when_it_is_granted_not_in_the_order_asked() {
+    let (_dir, _server, rpc) = lock_server().await;
+    let held = acquire(&rpc, ask("A", &[("x", Write)], SOON))
+        .await
+        .unwrap();
+    let mut session = Session::open(&rpc).await;
+    session
+        .acquire(1, ask("S", &[("x", Write)], LONG_WAIT))
+        .await;
+    wait_for_waiters(&rpc, "x", &["S"]).await;
+    session.acquire(2, ask("S", &[("y", Write)], SOON)).await;
+    session.lease(2).await;
+
+    release(&rpc, &held.lease_id).await.unwrap();
+    let granted = session.lease(1).await;
+    assert!(token(&granted, "x") > token(&held, "x"));
+    assert_eq!(holders(&rpc, "x").await, strings(&["S"]));
+}
+
+#[tokio::test]
+async fn ending_a_session_releases_its_leases_and_withdraws_its_waits_at_once() {
+    let (_dir, _server, rpc) = lock_server().await;
+    let busy = acquire(&rpc, ask("B", &[("busy", Write)], SOON))
+        .await
+        .unwrap();
+    let mut session = Session::open(&rpc).await;
+    let long_lease = ask_ttl("S", &[("doc", Write)], Duration::from_secs(60), SOON);
+    session.acquire(1, long_lease).await;
+    let held = session.lease(1).await;
+    session
+        .acquire(2, ask("S", &[("busy", Write)], LONG_WAIT))
+        .await;
+    wait_for_waiters(&rpc, "busy", &["S"]).await;
+
+    drop(session);
+    wait_until("the session's lease and wait are gone", SOON, async || {
+        state(&rpc, "doc").await.is_none() && waiters(&rpc, "busy").await.is_empty()
+    })
+    .await;
+    let next = acquire(&rpc, ask("C", &[("doc", Write)], SOON))
+        .await
+        .expect("free long before the session's 60 s ttl");
+    assert!(token(&next, "doc") > token(&held, "doc"));
+    expect_code(release(&rpc, &held.lease_id).await, Code::NotFound);
+    release(&rpc, &busy.lease_id).await.unwrap();
+    assert!(
+        state(&rpc, "busy").await.is_none(),
+        "no ghost grant to the ended session"
     );
 }

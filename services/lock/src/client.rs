@@ -3,6 +3,7 @@
 //! and always releases — on success, error, panic or cancellation.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -10,17 +11,23 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
 use township_cell::Mode;
-use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
+use township_proto::lock::v1::{
+    self as pb, lock_service_client::LockServiceClient, session_request::Op,
+    session_response::Result as Answer,
+};
 
-/// A client of the lock service. Cheap to clone; clones share the connection.
+/// A client of the lock service. Cheap to clone; clones share the connection and one Session
+/// stream, over which every acquire and release goes (no call set-up per lock, and a release never
+/// waits for its answer). Create it inside a tokio runtime: it starts the stream's driver task.
 #[derive(Clone, Debug)]
 pub struct LockClient {
     rpc: LockServiceClient<Channel>,
+    session: SessionLink,
     owner: String,
     ttl: Duration,
     wait: Duration,
@@ -29,8 +36,10 @@ pub struct LockClient {
 impl LockClient {
     /// A client that asks as `owner` with 10 s leases and waits up to 10 s for a grant.
     pub fn new(channel: Channel, owner: impl Into<String>) -> Self {
+        let rpc = LockServiceClient::new(channel);
         Self {
-            rpc: LockServiceClient::new(channel),
+            session: SessionLink::start(rpc.clone()),
+            rpc,
             owner: owner.into(),
             ttl: Duration::from_secs(10),
             wait: Duration::from_secs(10),
@@ -50,7 +59,8 @@ impl LockClient {
     }
 
     /// Acquires every target at once (all or nothing) and keeps the lease alive until the
-    /// returned [`HeldLease`] is released or dropped.
+    /// returned [`HeldLease`] is released or dropped. If this future is dropped while waiting,
+    /// a grant that arrives later is released at once.
     pub async fn acquire(&self, targets: &[(&str, Mode)]) -> Result<HeldLease, Status> {
         let request = pb::AcquireRequest {
             targets: targets
@@ -68,11 +78,21 @@ impl LockClient {
             wait_timeout: prost_types::Duration::try_from(self.wait).ok(),
             owner: self.owner.clone(),
         };
-        let mut call = tonic::Request::new(request);
-        // The call's deadline leaves the service time to answer DEADLINE_EXCEEDED itself.
-        call.set_timeout(self.wait + Duration::from_secs(1));
-        let lease = self.rpc.clone().acquire(call).await?.into_inner();
-        Ok(HeldLease::start(self.rpc.clone(), lease, self.ttl))
+        // The service answers DEADLINE_EXCEEDED itself at the end of the wait; this bound only
+        // covers a service that stops answering.
+        let answer = self
+            .session
+            .call(Op::Acquire(request), self.wait + Duration::from_secs(1))
+            .await?;
+        match answer {
+            Answer::Lease(lease) => Ok(HeldLease::start(
+                self.rpc.clone(),
+                self.session.clone(),
+                lease,
+                self.ttl,
+            )),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Runs `work` holding a READ lock on `resource`, then releases it.
@@ -93,8 +113,9 @@ impl LockClient {
         self.with_locks(&[(resource, Mode::Write)], work).await
     }
 
-    /// Runs `work` holding every target at once, then releases them. If `work` panics or the
-    /// returned future is dropped, the lease is released in the background.
+    /// Runs `work` holding every target at once, then releases them without waiting for the
+    /// answer (a later acquire on this client is ordered after the release). If `work` panics or
+    /// the returned future is dropped, the lease is released all the same.
     pub async fn with_locks<R>(
         &self,
         targets: &[(&str, Mode)],
@@ -102,9 +123,7 @@ impl LockClient {
     ) -> Result<R, Status> {
         let lease = self.acquire(targets).await?;
         let result = work(&lease).await;
-        if let Err(status) = lease.release().await {
-            tracing::warn!(%status, "lock release failed; the lease ends at its expiry");
-        }
+        drop(lease);
         Ok(result)
     }
 }
@@ -113,7 +132,7 @@ impl LockClient {
 /// or, failing that, when dropped.
 #[derive(Debug)]
 pub struct HeldLease {
-    rpc: LockServiceClient<Channel>,
+    session: SessionLink,
     lease: pb::Lease,
     lost: Arc<AtomicBool>,
     keep_alive: CancellationToken,
@@ -121,18 +140,23 @@ pub struct HeldLease {
 }
 
 impl HeldLease {
-    fn start(rpc: LockServiceClient<Channel>, lease: pb::Lease, ttl: Duration) -> Self {
+    fn start(
+        rpc: LockServiceClient<Channel>,
+        session: SessionLink,
+        lease: pb::Lease,
+        ttl: Duration,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let keep_alive = CancellationToken::new();
         tokio::spawn(keep_alive_loop(
-            rpc.clone(),
+            rpc,
             lease.lease_id.clone(),
             ttl,
             lost.clone(),
             keep_alive.clone(),
         ));
         Self {
-            rpc,
+            session,
             lease,
             lost,
             keep_alive,
@@ -165,45 +189,168 @@ impl HeldLease {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Releases the lease now. NOT_FOUND means it had already expired.
+    /// Releases the lease now and waits for the answer. NOT_FOUND means it had already expired.
     pub async fn release(mut self) -> Result<(), Status> {
         self.released = true;
-        let request = release_request(&self.lease.lease_id);
-        let result = self.rpc.release(request).await.map(drop);
         self.keep_alive.cancel();
-        result
+        let release = Op::Release(pb::ReleaseRequest {
+            lease_id: self.lease.lease_id.clone(),
+        });
+        match self.session.call(release, RELEASE_TIMEOUT).await? {
+            Answer::Released(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        // Ending the keep-alive stream releases the lease on the server (session semantics);
-        // an explicit release follows as well, in case the stream was never opened.
         self.keep_alive.cancel();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mut rpc = self.rpc.clone();
-            let lease_id = self.lease.lease_id.clone();
-            runtime.spawn(async move {
-                let _ = rpc.release(release_request(&lease_id)).await;
-            });
+        if !self.released {
+            self.session.release_later(self.lease.lease_id.clone());
         }
     }
+}
+
+/// A request for the Session driver: the operation, and where its answer goes (none for a release
+/// nobody waits for; a failure is then logged).
+type Call = (Op, Option<oneshot::Sender<Result<Answer, Status>>>);
+
+/// The handle of the Session stream shared by a [`LockClient`] and its clones. The driver task
+/// (re)opens the stream when a call comes and none is open, numbers and sends the requests, and
+/// routes each answer to its caller. When the stream breaks, calls in flight fail UNAVAILABLE
+/// and the service releases the stream's leases (their holders' tokens are then refused by fenced
+/// storage). The task ends when the last handle is dropped, which ends the stream.
+#[derive(Clone, Debug)]
+struct SessionLink {
+    calls: mpsc::UnboundedSender<Call>,
+}
+
+impl SessionLink {
+    fn start(rpc: LockServiceClient<Channel>) -> Self {
+        let (calls, queued) = mpsc::unbounded_channel();
+        tokio::spawn(drive_session(rpc, queued));
+        Self { calls }
+    }
+
+    /// Sends `op` and waits up to `timeout` for its answer; a failed request comes back as the
+    /// status its RPC would have returned.
+    async fn call(&self, op: Op, timeout: Duration) -> Result<Answer, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send((op, Some(reply)))
+            .map_err(|_| Status::unavailable("the lock client's session task has stopped"))?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Status::unavailable("the lock session ended")),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "lock-server did not answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Sends a release and does not wait: a failure is logged, and the lease then ends at its
+    /// expiry or with the stream.
+    fn release_later(&self, lease_id: String) {
+        let release = Op::Release(pb::ReleaseRequest { lease_id });
+        let _ = self.calls.send((release, None));
+    }
+}
+
+/// The Session driver (see [`SessionLink`]).
+async fn drive_session(
+    mut rpc: LockServiceClient<Channel>,
+    mut calls: mpsc::UnboundedReceiver<Call>,
+) {
+    while let Some(first) = calls.recv().await {
+        let (requests, outbound) = mpsc::unbounded_channel();
+        let opened = rpc.session(UnboundedReceiverStream::new(outbound)).await;
+        let mut answers = match opened {
+            Ok(answers) => answers.into_inner(),
+            Err(status) => {
+                if let (_, Some(reply)) = first {
+                    let _ = reply.send(Err(status));
+                }
+                continue;
+            }
+        };
+        let mut waiting: HashMap<u64, oneshot::Sender<Result<Answer, Status>>> = HashMap::new();
+        let mut next_id = 0u64;
+        let mut call = Some(first);
+        loop {
+            if let Some((op, reply)) = call.take() {
+                next_id += 1;
+                if let Some(reply) = reply {
+                    waiting.insert(next_id, reply);
+                }
+                let request = pb::SessionRequest {
+                    request_id: next_id,
+                    op: Some(op),
+                };
+                if requests.send(request).is_err() {
+                    break;
+                }
+            }
+            tokio::select! {
+                next = calls.recv() => match next {
+                    Some(next) => call = Some(next),
+                    None => return,
+                },
+                answer = answers.message() => match answer {
+                    Ok(Some(answer)) => {
+                        if let Some(undelivered) = deliver(&mut waiting, answer) {
+                            let _ = requests.send(undelivered);
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        let broken = Status::unavailable("the lock session broke; its leases are released");
+        for (_, reply) in waiting.drain() {
+            let _ = reply.send(Err(broken.clone()));
+        }
+    }
+}
+
+/// Hands `answer` to its caller. A lease nobody is waiting for any more (the caller gave up or was
+/// cancelled) comes back as the release to send, so that no grant is left behind.
+fn deliver(
+    waiting: &mut HashMap<u64, oneshot::Sender<Result<Answer, Status>>>,
+    answer: pb::SessionResponse,
+) -> Option<pb::SessionRequest> {
+    let result = match answer.result {
+        Some(Answer::Error(error)) => Err(Status::new(Code::from(error.code), error.message)),
+        Some(result) => Ok(result),
+        None => Err(Status::internal("lock-server sent an empty answer")),
+    };
+    let undelivered = match waiting.remove(&answer.request_id) {
+        Some(reply) => reply.send(result).err()?,
+        None => {
+            if let Err(status) = &result {
+                tracing::warn!(%status, "lock release failed; the lease ends at its expiry");
+            }
+            result
+        }
+    };
+    match undelivered {
+        Ok(Answer::Lease(lease)) => Some(pb::SessionRequest {
+            request_id: 0,
+            op: Some(Op::Release(pb::ReleaseRequest {
+                lease_id: lease.lease_id,
+            })),
+        }),
+        _ => None,
+    }
+}
+
+fn unexpected(answer: &Answer) -> Status {
+    Status::internal(format!("lock-server answered out of turn: {answer:?}"))
 }
 
 /// How long a Release may take before the client gives up on it (the lease then ends at its
 /// expiry): a hung lock service must not hang the caller.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn release_request(lease_id: &str) -> tonic::Request<pb::ReleaseRequest> {
-    let mut request = tonic::Request::new(pb::ReleaseRequest {
-        lease_id: lease_id.to_owned(),
-    });
-    request.set_timeout(RELEASE_TIMEOUT);
-    request
-}
 
 /// Refreshes the lease every third of its ttl over one KeepAlive stream, opened only once the
 /// holder has held it that long (short holds cost no stream at all).

@@ -3,13 +3,14 @@
 //! readers/writers cell, across processes.
 //!
 //! - [`table`]: the lock table itself (no gRPC): admission, leases, expiry, fencing tokens.
-//! - [`service`]: the gRPC API over the table.
+//! - [`service`]: the gRPC API over the table; `session` serves its Session stream.
 //! - [`client`]: [`LockClient`], the cell's interface across the network, for other services.
 //! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
 
 pub mod client;
 mod error;
 pub mod service;
+mod session;
 mod store;
 pub mod table;
 

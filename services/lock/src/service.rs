@@ -12,7 +12,7 @@ use township_proto::lock::v1 as pb;
 use township_proto::lock::v1::lock_service_server::LockService;
 
 use crate::{
-    Error,
+    Error, session,
     table::{self, LeaseId, LockTable},
 };
 
@@ -89,6 +89,22 @@ impl LockService for LockApi {
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(keep_alive_session(
+            self.table.clone(),
+            request.into_inner(),
+            tx,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type SessionStream = ReceiverStream<Result<pb::SessionResponse, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(session::serve(
             self.table.clone(),
             request.into_inner(),
             tx,
@@ -187,7 +203,9 @@ fn wait_for(wait_timeout: Option<Duration>, deadline: Option<Duration>) -> Durat
         .unwrap_or(MAX_WAIT)
 }
 
-fn parse_acquire(request: pb::AcquireRequest) -> Result<(table::Request, Option<Duration>), Error> {
+pub(crate) fn parse_acquire(
+    request: pb::AcquireRequest,
+) -> Result<(table::Request, Option<Duration>), Error> {
     if request.targets.is_empty() {
         return Err(Error::invalid(
             "targets",
@@ -259,14 +277,14 @@ fn parse_acquire(request: pb::AcquireRequest) -> Result<(table::Request, Option<
     ))
 }
 
-fn parse_lease_id(text: &str) -> Result<LeaseId, Error> {
+pub(crate) fn parse_lease_id(text: &str) -> Result<LeaseId, Error> {
     if text.is_empty() {
         return Err(Error::invalid("lease_id", "must not be empty"));
     }
     text.parse()
 }
 
-fn lease_to_pb(granted: table::Granted) -> pb::Lease {
+pub(crate) fn lease_to_pb(granted: table::Granted) -> pb::Lease {
     pb::Lease {
         lease_id: granted.lease.to_string(),
         grants: granted
