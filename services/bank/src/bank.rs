@@ -45,9 +45,17 @@ pub struct Session {
     pub expires_ms: i64,
 }
 
-/// A staff or customer operation's caller, once authenticated.
+/// An account the caller has been shown to hold: only [`Bank::authorize`] makes one, checking the
+/// session and the holding in one read.
 #[derive(Clone, Debug)]
-pub struct Customer(HolderName);
+pub struct OwnAccount(AccountId);
+
+impl OwnAccount {
+    /// The account's id.
+    pub fn id(&self) -> &AccountId {
+        &self.0
+    }
+}
 
 /// The bank.
 pub struct Bank {
@@ -119,18 +127,46 @@ impl Bank {
         })
     }
 
-    /// The customer behind a session token.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Customer, Error> {
+    /// Checks that `token` is a live session's.
+    async fn authenticate(&self, token: Option<&str>) -> Result<(), Error> {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
         ))?;
-        self.ledger
+        match self
+            .ledger
             .session_holder(&token_hash(token), now_ms())
             .await?
-            .map(Customer)
-            .ok_or(Error::Unauthenticated(
+        {
+            Some(_) => Ok(()),
+            None => Err(Error::Unauthenticated(
                 "the session token is unknown or expired",
-            ))
+            )),
+        }
+    }
+
+    /// The account `account` (named by the request field `field`) if the session of `token` is
+    /// live and its holder holds the account.
+    pub async fn authorize(
+        &self,
+        token: Option<&str>,
+        account: AccountId,
+        field: &'static str,
+    ) -> Result<OwnAccount, Error> {
+        let token = token.ok_or(Error::Unauthenticated(
+            "no `authorization: Bearer <token>` header",
+        ))?;
+        let holding = self
+            .ledger
+            .session_holding(&token_hash(token), now_ms(), &account)
+            .await?;
+        match holding {
+            None => Err(Error::Unauthenticated(
+                "the session token is unknown or expired",
+            )),
+            Some(None) => Err(Error::AccountNotFound { field }),
+            Some(Some(false)) => Err(Error::NotYourAccount { field }),
+            Some(Some(true)) => Ok(OwnAccount(account)),
+        }
     }
 
     /// Ends the session of `token`.
@@ -168,12 +204,11 @@ impl Bank {
     /// Adds `holder` to one of the customer's accounts.
     pub async fn add_holder(
         &self,
-        customer: &Customer,
-        account: AccountId,
+        account: OwnAccount,
         holder: HolderName,
         pin: Pin,
     ) -> Result<AccountView, Error> {
-        self.check_holds(customer, &account, "account_id").await?;
+        let account = account.0;
         let new_pin_hash = self.pin_for(&holder, pin).await?;
         self.ledger
             .add_holder(&account, &holder, new_pin_hash.as_deref())
@@ -194,8 +229,8 @@ impl Bank {
     }
 
     /// The balance, read under a READ lock.
-    pub async fn balance(&self, customer: &Customer, account: AccountId) -> Result<i64, Error> {
-        self.check_holds(customer, &account, "account_id").await?;
+    pub async fn balance(&self, account: OwnAccount) -> Result<i64, Error> {
+        let account = account.0;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Read)], async |tokens| {
             self.ledger.balance(&account, tokens[0]).await
@@ -206,12 +241,11 @@ impl Bank {
     /// A page of the ledger, newest first, read under a READ lock.
     pub async fn history(
         &self,
-        customer: &Customer,
-        account: AccountId,
+        account: OwnAccount,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Entry>, Error> {
-        self.check_holds(customer, &account, "account_id").await?;
+        let account = account.0;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Read)], async |tokens| {
             self.ledger
@@ -224,13 +258,12 @@ impl Bank {
     /// A deposit or withdrawal, under a WRITE lock, exactly once per request id.
     pub async fn move_money(
         &self,
-        customer: &Customer,
         movement: Movement,
-        account: AccountId,
+        account: OwnAccount,
         amount: Amount,
         request_id: RequestId,
     ) -> Result<Receipt, Error> {
-        self.check_holds(customer, &account, "account_id").await?;
+        let account = account.0;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Write)], async |tokens| {
             self.ledger
@@ -243,18 +276,17 @@ impl Bank {
     /// A transfer, under WRITE locks on both accounts taken in one atomic acquire.
     pub async fn transfer(
         &self,
-        customer: &Customer,
-        from: AccountId,
+        from: OwnAccount,
         to: AccountId,
         amount: Amount,
         request_id: RequestId,
     ) -> Result<Receipt, Error> {
+        let from = from.0;
         if from == to {
             return Err(Error::SameAccount);
         }
         // An unknown destination is found inside the transaction (NOT_FOUND naming
         // to_account_id): one read fewer on the hottest path.
-        self.check_holds(customer, &from, "from_account_id").await?;
         let (from_resource, to_resource) = (from.resource(), to.resource());
         let targets = [
             (from_resource.as_str(), Mode::Write),
@@ -288,19 +320,6 @@ impl Bank {
             }
         }
         Ok((credited, total))
-    }
-
-    async fn check_holds(
-        &self,
-        customer: &Customer,
-        account: &AccountId,
-        field: &'static str,
-    ) -> Result<(), Error> {
-        match self.ledger.holds(&customer.0, account).await? {
-            Some(true) => Ok(()),
-            Some(false) => Err(Error::NotYourAccount { field }),
-            None => Err(Error::AccountNotFound { field }),
-        }
     }
 
     /// Runs `work` with the fencing tokens of `targets` (in order), holding them all.

@@ -15,10 +15,12 @@
 use std::{path::Path, time::SystemTime};
 
 use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
 use township_store::{Durability, SqlitePool, sqlx};
 
 use crate::{
     Error,
+    transfers::{self, Transfer},
     types::{AccountId, Amount, HolderName, MAX_BALANCE_CENTS, RequestId},
 };
 
@@ -136,6 +138,8 @@ pub struct Ledger {
     reads: SqlitePool,
     /// The thread that drives the hot transactions (see [`Ledger::on_writer`]).
     writer: tokio::runtime::Handle,
+    /// The queue of the transfers' group-commit writer, on that thread.
+    transfers: mpsc::UnboundedSender<Transfer>,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -151,10 +155,15 @@ impl Ledger {
             .await
             .context("cannot open the bank's ledger for reading")?;
         let writer = start_writer_thread().context("cannot start the ledger's writer thread")?;
+        let transfers = {
+            let _on_writer = writer.enter();
+            transfers::start_writer(pool.clone())
+        };
         Ok(Self {
             pool,
             reads,
             writer,
+            transfers,
         })
     }
 
@@ -283,6 +292,29 @@ impl Ledger {
             .transpose()
     }
 
+    /// For a live session: its holder's relation to `account` — `None` if there is no such
+    /// account, else whether the holder holds it. `None` if the session is unknown or expired. One
+    /// read, as every customer operation on an account begins with it.
+    pub async fn session_holding(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        account: &AccountId,
+    ) -> Result<Option<Option<bool>>, Error> {
+        let row: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1),
+                    EXISTS (SELECT 1 FROM account_holders h
+                            WHERE h.account_id = ?1 AND h.holder_name = s.holder_name)
+             FROM sessions s WHERE s.token_hash = ?2 AND s.expires_ms > ?3",
+        )
+        .bind(account.as_str())
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(row.map(|(exists, held)| exists.then_some(held)))
+    }
+
     /// Ends a session. Returns whether it existed.
     pub async fn delete_session(&self, token_hash: &str) -> Result<bool, Error> {
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
@@ -303,23 +335,6 @@ impl Ledger {
         .fetch_all(&self.reads)
         .await?;
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
-    }
-
-    /// `Some(true)` if `name` holds `account`, `Some(false)` if not, `None` if no such account.
-    pub async fn holds(
-        &self,
-        name: &HolderName,
-        account: &AccountId,
-    ) -> Result<Option<bool>, Error> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM account_holders WHERE account_id = a.id AND holder_name = ?)
-             FROM accounts a WHERE a.id = ?",
-        )
-        .bind(name.as_str())
-        .bind(account.as_str())
-        .fetch_optional(&self.reads)
-        .await?;
-        Ok(row.map(|(held,)| held != 0))
     }
 
     /// Every account id, sorted.
@@ -574,7 +589,8 @@ impl Ledger {
     }
 
     /// Moves `amount` from `from` to `to` under WRITE locks on both (tokens in that order).
-    /// Exactly once per request id.
+    /// Exactly once per request id. Committed together with the transfers queued beside it
+    /// (group commit, see [`crate::transfers`]); answered only once committed.
     pub async fn transfer(
         &self,
         from: &AccountId,
@@ -583,98 +599,21 @@ impl Ledger {
         request_id: &RequestId,
         tokens: (u64, u64),
     ) -> Result<Receipt, Error> {
-        let (from, to, request_id) = (from.clone(), to.clone(), request_id.clone());
-        self.on_writer(move |ledger| async move {
-            ledger
-                .transfer_now(&from, &to, amount, &request_id, tokens)
-                .await
-        })
-        .await
-    }
-
-    async fn transfer_now(
-        &self,
-        from: &AccountId,
-        to: &AccountId,
-        amount: Amount,
-        request_id: &RequestId,
-        (from_token, to_token): (u64, u64),
-    ) -> Result<Receipt, Error> {
-        let params = format!("TRANSFER|{from}|{to}|{}", amount.cents());
-        let mut tx = self.begin().await?;
-        if let Some(prior) = prior_receipt(&mut tx, request_id, &params).await? {
-            return Ok(prior);
-        }
-        // Both accounts in one statement each step: every statement is a round trip to SQLite's
-        // worker thread, and transfers are the hottest path.
-        let (from_balance, to_balance) =
-            fence_write_pair(&mut tx, (from, from_token), (to, to_token)).await?;
-        let after = apply(from_balance, -amount.cents())
-            .and_then(|from_after| Ok((from_after, apply(to_balance, amount.cents())?)));
-        let (from_after, to_after) = match after {
-            Ok(after) => after,
-            Err(refusal) => return reject(tx, request_id, &params, refusal).await,
+        let (outcome, answer) = oneshot::channel();
+        let transfer = Transfer {
+            from: from.clone(),
+            to: to.clone(),
+            amount,
+            request_id: request_id.clone(),
+            tokens,
+            outcome,
         };
-        let (from_sql_token, to_sql_token) = (sql_token(from_token)?, sql_token(to_token)?);
-        sqlx::query(
-            "UPDATE accounts SET
-                 balance_cents = CASE WHEN id = ? THEN ? ELSE ? END,
-                 fence_any = MAX(fence_any, CASE WHEN id = ? THEN ? ELSE ? END),
-                 fence_write = MAX(fence_write, CASE WHEN id = ? THEN ? ELSE ? END)
-             WHERE id IN (?, ?)",
-        )
-        .bind(from.as_str())
-        .bind(from_after)
-        .bind(to_after)
-        .bind(from.as_str())
-        .bind(from_sql_token)
-        .bind(to_sql_token)
-        .bind(from.as_str())
-        .bind(from_sql_token)
-        .bind(to_sql_token)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let now = now_ms();
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents, counterparty, time_ms)
-             VALUES (?, ?, 'TRANSFER_OUT', ?, ?, ?, ?), (?, ?, 'TRANSFER_IN', ?, ?, ?, ?)
-             RETURNING id, kind",
-        )
-        .bind(from.as_str())
-        .bind(request_id.as_str())
-        .bind(-amount.cents())
-        .bind(from_after)
-        .bind(to.as_str())
-        .bind(now)
-        .bind(to.as_str())
-        .bind(request_id.as_str())
-        .bind(amount.cents())
-        .bind(to_after)
-        .bind(from.as_str())
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let out = rows
-            .iter()
-            .find(|(_, kind)| kind == "TRANSFER_OUT")
-            .map(|(id, _)| *id)
-            .ok_or_else(|| Error::Internal("the transfer's ledger row is missing".into()))?;
-        let receipt = Receipt {
-            transaction_id: out.to_string(),
-            balance_cents: from_after,
-        };
-        record_request(
-            &mut tx,
-            request_id,
-            &params,
-            &receipt.transaction_id,
-            from_after,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(receipt)
+        self.transfers
+            .send(transfer)
+            .map_err(|_| Error::Internal("the transfer writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the transfer writer dropped a transfer".into()))?
     }
 
     /// Claims `request_id` for an interest run (a retry of the same run may continue it).
@@ -736,7 +675,7 @@ pub fn interest_cents(balance_cents: i64, rate_bp: i64) -> i64 {
     i64::try_from(interest.max(0)).unwrap_or(i64::MAX)
 }
 
-fn apply(balance: i64, delta: i64) -> Result<i64, Error> {
+pub(crate) fn apply(balance: i64, delta: i64) -> Result<i64, Error> {
     let after = balance.checked_add(delta).ok_or(Error::BalanceLimit)?;
     if after < 0 {
         return Err(Error::InsufficientFunds {
@@ -767,7 +706,7 @@ async fn fence_write(
 }
 
 /// The fencing rule itself: a token older than the one `recorded` on the account is refused.
-fn refuse_older(token: u64, recorded: i64) -> Result<i64, Error> {
+pub(crate) fn refuse_older(token: u64, recorded: i64) -> Result<i64, Error> {
     let token_sql = sql_token(token)?;
     if token_sql < recorded {
         return Err(Error::StaleLease {
@@ -796,32 +735,6 @@ async fn fence_read(
             .await?;
     }
     Ok(balance)
-}
-
-/// [`fence_write`] for both accounts of a transfer, in one statement; returns their balances.
-async fn fence_write_pair(
-    tx: &mut Tx,
-    (from, from_token): (&AccountId, u64),
-    (to, to_token): (&AccountId, u64),
-) -> Result<(i64, i64), Error> {
-    let rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT id, balance_cents, fence_any FROM accounts WHERE id IN (?, ?)")
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .fetch_all(&mut **tx)
-            .await?;
-    let check = |account: &AccountId, token: u64, field: &'static str| -> Result<i64, Error> {
-        let (_, balance, fence_any) = rows
-            .iter()
-            .find(|(id, _, _)| id == account.as_str())
-            .ok_or(Error::AccountNotFound { field })?;
-        refuse_older(token, *fence_any)?;
-        Ok(*balance)
-    };
-    Ok((
-        check(from, from_token, "from_account_id")?,
-        check(to, to_token, "to_account_id")?,
-    ))
 }
 
 async fn fences(
@@ -888,12 +801,20 @@ async fn prior_receipt(
     request_id: &RequestId,
     params: &str,
 ) -> Result<Option<Receipt>, Error> {
-    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+    let row: Option<PriorRow> = sqlx::query_as(
         "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?",
     )
     .bind(request_id.as_str())
     .fetch_optional(&mut **tx)
     .await?;
+    prior_outcome(row, params)
+}
+
+/// A request id's stored outcome: params, transaction id, balance, rejection.
+pub(crate) type PriorRow = (String, String, i64, String);
+
+/// The answer a request gets again given its id's stored outcome `row` (see [`prior_receipt`]).
+pub(crate) fn prior_outcome(row: Option<PriorRow>, params: &str) -> Result<Option<Receipt>, Error> {
     match row {
         None => Ok(None),
         Some((stored, ..)) if stored != params => Err(Error::RequestIdReused),
@@ -908,8 +829,8 @@ async fn prior_receipt(
     }
 }
 
-const INSUFFICIENT_FUNDS: &str = "INSUFFICIENT_FUNDS";
-const BALANCE_LIMIT: &str = "BALANCE_LIMIT";
+pub(crate) const INSUFFICIENT_FUNDS: &str = "INSUFFICIENT_FUNDS";
+pub(crate) const BALANCE_LIMIT: &str = "BALANCE_LIMIT";
 
 /// Records that `request_id` was refused by a money rule (so a retry gets the same answer),
 /// commits, and returns the refusal.

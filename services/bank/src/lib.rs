@@ -5,7 +5,7 @@
 //! so any number of bank replicas sharing one data file are as safe as one.
 //!
 //! - [`types`]: validated values (names, PINs, ids, amounts) and exact decimal parsing;
-//! - [`ledger`]: the storage, fenced and exactly-once;
+//! - [`ledger`]: the storage, fenced and exactly-once; `transfers` group-commits transfers;
 //! - [`bank`]: the rules (sessions, three strikes, locking);
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
@@ -14,6 +14,7 @@ mod error;
 pub mod ledger;
 mod pin;
 pub mod service;
+mod transfers;
 pub mod types;
 
 use std::{

@@ -1,13 +1,22 @@
 //! PIN hashing: Argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane), stored as PHC
 //! strings. Only hashes are ever stored. Hashing is slow on purpose: callers run it on the
-//! blocking pool.
+//! blocking pool, at most one hash per core at a time, so a burst of logins or new accounts
+//! queues instead of taking 19 MiB per request at once (and starving the server's own threads).
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
     password_hash::SaltString,
 };
 
+use std::sync::LazyLock;
+
+use tokio::sync::Semaphore;
+
 use crate::{Error, types::Pin};
+
+/// Hashes running at once: one per core.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
 fn argon2() -> Result<Argon2<'static>, Error> {
     let params = Params::new(19 * 1024, 2, 1, None)
@@ -33,18 +42,32 @@ pub fn verify(pin: &Pin, stored: &str) -> bool {
     argon2().is_ok_and(|a| a.verify_password(pin.as_bytes(), &parsed).is_ok())
 }
 
-/// Hashes on the blocking pool.
+/// Hashes on the blocking pool, once a core is free for it.
 pub async fn hash_blocking(pin: Pin) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || hash(&pin))
+    let permit = HASHING
+        .acquire()
         .await
-        .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+        .map_err(|e| Error::Internal(format!("hashing queue: {e}")))?;
+    // The permit goes with the work: a caller that gives up does not free the core early.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash(&pin)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
 }
 
-/// Verifies on the blocking pool.
+/// Verifies on the blocking pool, once a core is free for it.
 pub async fn verify_blocking(pin: Pin, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&pin, &stored))
-        .await
-        .unwrap_or(false)
+    let Ok(permit) = HASHING.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        verify(&pin, &stored)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -88,15 +88,13 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::AddHolderRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let customer = self.bank.authenticate(bearer(&request)?).await?;
-        let r = request.into_inner();
+        let token = bearer(&request)?;
+        let r = request.get_ref();
         let account = AccountId::parse("account_id", &r.account_id)?;
         let holder = HolderName::parse("holder_name", &r.holder_name)?;
         let pin = Pin::parse("pin", &r.pin)?;
-        let account = self
-            .bank
-            .add_holder(&customer, account, holder, pin)
-            .await?;
+        let account = self.bank.authorize(token, account, "account_id").await?;
+        let account = self.bank.add_holder(account, holder, pin).await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -127,11 +125,13 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::Balance>, Status> {
-        let customer = self.bank.authenticate(bearer(&request)?).await?;
+        let token = bearer(&request)?;
         let account = AccountId::parse("account_id", &request.get_ref().account_id)?;
-        let balance_cents = self.bank.balance(&customer, account.clone()).await?;
+        let account = self.bank.authorize(token, account, "account_id").await?;
+        let account_id = account.id().to_string();
+        let balance_cents = self.bank.balance(account).await?;
         Ok(Response::new(pb::Balance {
-            account_id: account.to_string(),
+            account_id,
             balance_cents,
         }))
     }
@@ -154,16 +154,14 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::TransferRequest>,
     ) -> Result<Response<pb::Receipt>, Status> {
-        let customer = self.bank.authenticate(bearer(&request)?).await?;
-        let r = request.into_inner();
+        let token = bearer(&request)?;
+        let r = request.get_ref();
         let from = AccountId::parse("from_account_id", &r.from_account_id)?;
         let to = AccountId::parse("to_account_id", &r.to_account_id)?;
         let amount = Amount::parse("amount_cents", r.amount_cents)?;
         let request_id = RequestId::parse(&r.request_id)?;
-        let receipt = self
-            .bank
-            .transfer(&customer, from, to, amount, request_id)
-            .await?;
+        let from = self.bank.authorize(token, from, "from_account_id").await?;
+        let receipt = self.bank.transfer(from, to, amount, request_id).await?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }
 
@@ -171,8 +169,8 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let customer = self.bank.authenticate(bearer(&request)?).await?;
-        let r = request.into_inner();
+        let token = bearer(&request)?;
+        let r = request.get_ref();
         let account = AccountId::parse("account_id", &r.account_id)?;
         let page_size = match r.page_size {
             0 => 50,
@@ -184,10 +182,8 @@ impl BankService for BankApi {
             }
         };
         let before = parse_page_token(&r.page_token)?;
-        let entries = self
-            .bank
-            .history(&customer, account, before, page_size)
-            .await?;
+        let account = self.bank.authorize(token, account, "account_id").await?;
+        let entries = self.bank.history(account, before, page_size).await?;
         let next_page_token = match entries.last() {
             Some(last) if entries.len() == page_size as usize => page_token(last.id),
             _ => String::new(),
@@ -218,14 +214,15 @@ impl BankApi {
         request: Request<pb::AmountRequest>,
         movement: Movement,
     ) -> Result<Response<pb::Receipt>, Status> {
-        let customer = self.bank.authenticate(bearer(&request)?).await?;
-        let r = request.into_inner();
+        let token = bearer(&request)?;
+        let r = request.get_ref();
         let account = AccountId::parse("account_id", &r.account_id)?;
         let amount = Amount::parse("amount_cents", r.amount_cents)?;
         let request_id = RequestId::parse(&r.request_id)?;
+        let account = self.bank.authorize(token, account, "account_id").await?;
         let receipt = self
             .bank
-            .move_money(&customer, movement, account, amount, request_id)
+            .move_money(movement, account, amount, request_id)
             .await?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }
