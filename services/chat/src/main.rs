@@ -26,7 +26,12 @@ struct Args {
     keepalive: Duration,
 }
 
-#[tokio::main]
+/// One thread for the whole server (SQLite has its own). A message is a burst of small sends to
+/// every member's stream; on this scheduler the woken streams queue behind each other, so each
+/// connection's frames leave in one write. The multi-threaded scheduler runs each woken
+/// connection task at once (its LIFO slot) and wrote 3–4 times per delivery: fan-out p99 to 1,000
+/// members fell from 30 to 11 ms with this change (township-bench chat).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     config::run_server(|args: &Args| &args.server, serve).await
 }
