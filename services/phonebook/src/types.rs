@@ -124,13 +124,6 @@ impl fmt::Display for Region {
     }
 }
 
-impl Region {
-    /// Loads libphonenumber's metadata now, so the first request does not pay for it.
-    pub fn warm_up(self) {
-        let _ = Number::parse("number", "+12015550123", self);
-    }
-}
-
 /// A valid phone number: E.164 for storage and comparison, international format for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number {
