@@ -84,6 +84,15 @@ impl Scenario {
 }
 
 fn main() -> ExitCode {
+    if let Ok(spec) = std::env::var(time::SERVE_REFERENCE) {
+        return match time::serve(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("township-bench reference: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

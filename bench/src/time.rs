@@ -1,7 +1,8 @@
 //! Time service: GetTime at 1, 16 and 64 concurrent clients, each figure beside its references
 //! measured in the same run — a bare tonic server of the same API answering a fixed reply of the
 //! same size (built here, no Township code in it) and a raw TCP ping-pong of the same bytes. The
-//! references run on a thread of their own with one-thread runtimes, like the server process.
+//! references run as processes of their own (this binary, started again), the bare tonic one on
+//! a one-thread runtime, like the server process.
 
 use std::{
     io::{Read, Write},
@@ -26,14 +27,24 @@ use crate::{
     server,
 };
 
-/// Runs the scenario: for each concurrency, Township's time-server, bare tonic, raw TCP.
+/// Closed-loop rounds per concurrency. The three systems take turns, round after round, so a
+/// machine that gets busier for a while slows all three alike; each row's ops/s is the median of
+/// its rounds, its latencies those of all rounds together.
+const ROUNDS: u32 = 3;
+
+/// Runs the scenario: for each concurrency, Township's time-server configured as the references
+/// are (no HTTP/2 keepalive pings), bare tonic, raw TCP, and the time-server as it ships (10 s
+/// keepalive), in turns ([`ROUNDS`] rounds sharing `duration`).
 ///
 /// Then, open loop: GetTime started at `rate` per second over 16 connections, time-server beside
 /// bare tonic, latency from each call's intended start.
 pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Result<Report> {
     let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
-    let server = server::start("time-server", data.path(), &[]).await?;
+    // Configured as the references are (no HTTP/2 keepalive pings), and as it ships (10 s).
+    let server = server::start("time-server", data.path(), &["--keepalive", "0s"]).await?;
     let ours_uri = format!("http://{}", server.addr);
+    let shipped = server::start("time-server", data.path(), &[]).await?;
+    let shipped_uri = format!("http://{}", shipped.addr);
     let request = GetTimeRequest {
         time_zone: "UTC".into(),
     };
@@ -42,35 +53,44 @@ pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Res
         .await
         .context("GetTime")?
         .into_inner();
-    let bare_uri = format!("http://{}", start_bare_tonic(reply.clone())?);
-    let raw = start_raw_tcp(request.encoded_len(), reply.encode_to_vec())?;
+    let bare = start_reference(bare_tonic_spec(&reply)).await?;
+    let bare_uri = format!("http://{}", bare.addr);
+    let raw_tcp =
+        start_reference(raw_tcp_spec(request.encoded_len(), &reply.encode_to_vec())).await?;
+    let raw = raw_tcp.addr;
     let mut rows = Vec::new();
+    let round = duration / ROUNDS;
     for clients in [1, 16, 64] {
-        let window = Window::starting_now(warmup, duration);
-        let ours = grpc(&ours_uri, clients, &request, window).await?;
-        let window = Window::starting_now(warmup, duration);
-        let bare = grpc(&bare_uri, clients, &request, window).await?;
-        let window = Window::starting_now(warmup, duration);
-        let tcp = tcp(
-            raw,
-            clients,
-            request.encode_to_vec(),
-            reply.encoded_len(),
-            window,
-        )
-        .await?;
+        let systems = [
+            "time-server --keepalive 0s (no pings, as the references)",
+            "bare tonic, same API and reply",
+            "raw TCP ping-pong, same bytes",
+            "time-server, default 10 s HTTP/2 keepalive",
+        ];
+        let mut measured: Vec<Rounds> = systems.iter().map(|_| Rounds::default()).collect();
+        for _ in 0..ROUNDS {
+            let window = Window::starting_now(warmup, round);
+            measured[0].add(grpc(&ours_uri, clients, &request, window).await?, round)?;
+            let window = Window::starting_now(warmup, round);
+            measured[1].add(grpc(&bare_uri, clients, &request, window).await?, round)?;
+            let window = Window::starting_now(warmup, round);
+            let reply_len = reply.encoded_len();
+            let tcp = tcp(raw, clients, request.encode_to_vec(), reply_len, window).await?;
+            measured[2].add(tcp, round)?;
+            let window = Window::starting_now(warmup, round);
+            measured[3].add(grpc(&shipped_uri, clients, &request, window).await?, round)?;
+        }
         let scenario = format!("time: GetTime, {clients} client(s)");
-        for (system, histogram) in [
-            ("time-server", &ours),
-            ("bare tonic, same API and reply", &bare),
-            ("raw TCP ping-pong, same bytes", &tcp),
-        ] {
-            rows.push(Row::from_histogram(&scenario, system, histogram, duration));
+        for (system, rounds) in systems.iter().zip(&measured) {
+            rows.push(rounds.row(&scenario, system, duration)?);
         }
     }
     let scenario = format!("time: GetTime, open loop at {rate:.0}/s");
     for (system, uri) in [
-        ("time-server", &ours_uri),
+        (
+            "time-server --keepalive 0s (no pings, as the references)",
+            &ours_uri,
+        ),
         ("bare tonic, same API and reply", &bare_uri),
     ] {
         let window = Window::starting_now(warmup, duration);
@@ -79,8 +99,44 @@ pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Res
     }
     Ok(Report {
         rows,
-        footprints: vec![server.footprint()?],
+        footprints: vec![
+            named(server.footprint()?, "time-server --keepalive 0s"),
+            named(shipped.footprint()?, "time-server (default keepalive)"),
+        ],
     })
+}
+
+/// One system's rounds: every latency, and each round's rate.
+#[derive(Default)]
+struct Rounds {
+    latencies: Option<Histogram<u64>>,
+    rates: Vec<f64>,
+}
+
+impl Rounds {
+    fn add(&mut self, round: Histogram<u64>, elapsed: Duration) -> anyhow::Result<()> {
+        self.rates.push(round.len() as f64 / elapsed.as_secs_f64());
+        match &mut self.latencies {
+            Some(all) => all.add(round).context("merge rounds")?,
+            None => self.latencies = Some(round),
+        }
+        Ok(())
+    }
+
+    /// The row: ops/s the median of the rounds' rates, latencies from all rounds.
+    fn row(&self, scenario: &str, system: &str, duration: Duration) -> anyhow::Result<Row> {
+        let latencies = self.latencies.as_ref().context("no round was run")?;
+        let mut row = Row::from_histogram(scenario, system, latencies, duration);
+        let mut rates = self.rates.clone();
+        rates.sort_by(f64::total_cmp);
+        row.per_second = rates[rates.len() / 2];
+        Ok(row)
+    }
+}
+
+fn named(mut footprint: crate::report::Footprint, name: &str) -> crate::report::Footprint {
+    footprint.server = name.to_owned();
+    footprint
 }
 
 async fn connect(uri: &str) -> anyhow::Result<Channel> {
@@ -186,55 +242,125 @@ impl TimeService for Bare {
     }
 }
 
-/// Starts the bare tonic server on its own thread (one-thread runtime); returns its address.
-fn start_bare_tonic(reply: TimeReply) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("bind")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("bare-tonic".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(runtime) = runtime else { return };
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let _ = tonic::transport::Server::builder()
-                    .add_service(TimeServiceServer::new(Bare { reply }))
-                    .serve_with_incoming(incoming)
-                    .await;
-            });
-        })
-        .context("spawn the bare tonic thread")?;
-    Ok(addr)
+/// Set (to a reference's spec) in the environment of this binary when it is started as a
+/// reference server: it then serves that reference instead of benchmarking (see [`serve`]).
+pub const SERVE_REFERENCE: &str = "TOWNSHIP_BENCH_SERVE_REFERENCE";
+
+/// A reference server: a process of its own, like the time-server (a thread of the benchmark's
+/// process would switch to and from the load generator more cheaply than any other process
+/// can). Killed when dropped.
+struct Reference {
+    addr: SocketAddr,
+    _process: tokio::process::Child,
 }
 
-/// Starts the raw TCP reference on its own thread: reads `request_len` bytes, writes `reply`,
-/// per connection (one thread each; the clients keep them busy in turn).
-fn start_raw_tcp(request_len: usize, reply: Vec<u8>) -> anyhow::Result<SocketAddr> {
+/// Starts this binary as the reference server described by `spec` and waits for its address.
+async fn start_reference(spec: String) -> anyhow::Result<Reference> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut process = tokio::process::Command::new(exe)
+        .env(SERVE_REFERENCE, &spec)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start a reference server")?;
+    let stdout = process.stdout.take().context("no stdout")?;
+    let line = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .context("the reference server did not start within 10 s")??
+    .context("the reference server exited")?;
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .with_context(|| format!("the reference server said {line:?}"))?;
+    Ok(Reference {
+        addr,
+        _process: process,
+    })
+}
+
+/// The bare tonic reference, answering `reply`.
+fn bare_tonic_spec(reply: &TimeReply) -> String {
+    format!("bare-tonic:{}", hex(&reply.encode_to_vec()))
+}
+
+/// The raw TCP reference: reads `request_len` bytes, writes `reply`, per connection.
+fn raw_tcp_spec(request_len: usize, reply: &[u8]) -> String {
+    format!("raw-tcp:{request_len}:{}", hex(reply))
+}
+
+/// Serves the reference of `spec` (see [`start_reference`]): prints `listening on ADDR`, then
+/// serves until its stdin closes (the benchmark ended, however it ended).
+pub fn serve(spec: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind")?;
-    let addr = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("raw-tcp".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let reply = reply.clone();
-                let _ = stream.set_nodelay(true);
-                std::thread::spawn(move || {
-                    let mut stream = stream;
-                    let mut request = vec![0; request_len];
-                    while stream.read_exact(&mut request).is_ok() {
-                        if stream.write_all(&reply).is_err() {
-                            break;
-                        }
-                    }
-                });
+    println!("listening on {}", listener.local_addr()?);
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    match spec.split(':').collect::<Vec<_>>()[..] {
+        ["bare-tonic", reply] => {
+            let reply = TimeReply::decode(unhex(reply)?.as_slice()).context("reply")?;
+            serve_bare_tonic(listener, reply)
+        }
+        ["raw-tcp", request_len, reply] => {
+            let request_len = request_len.parse().context("request length")?;
+            serve_raw_tcp(listener, request_len, unhex(reply)?);
+            Ok(())
+        }
+        _ => anyhow::bail!("unknown reference {spec:?}"),
+    }
+}
+
+/// Serves the bare tonic reference on a one-thread runtime, like the time-server's one worker.
+fn serve_bare_tonic(listener: TcpListener, reply: TimeReply) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .add_service(TimeServiceServer::new(Bare { reply }))
+            .serve_with_incoming(incoming)
+            .await
+            .context("bare tonic")
+    })
+}
+
+/// Serves the raw TCP reference: a thread per connection (the clients keep them busy in turn).
+fn serve_raw_tcp(listener: TcpListener, request_len: usize, reply: Vec<u8>) {
+    for stream in listener.incoming().flatten() {
+        let reply = reply.clone();
+        let _ = stream.set_nodelay(true);
+        std::thread::spawn(move || {
+            let mut stream = stream;
+            let mut request = vec![0; request_len];
+            while stream.read_exact(&mut request).is_ok() {
+                if stream.write_all(&reply).is_err() {
+                    break;
+                }
             }
+        });
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|byte| u8::from_str_radix(byte, 16).ok())
+                .context("bad hex")
         })
-        .context("spawn the raw TCP thread")?;
-    Ok(addr)
+        .collect()
 }

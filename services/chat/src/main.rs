@@ -40,7 +40,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let config = Config {
         serve: ServeOptions {
-            keepalive: args.keepalive.max(Duration::from_millis(100)),
+            keepalive: Some(args.keepalive.max(Duration::from_millis(100))),
             ..(&args.server).into()
         },
         data_dir: args.server.data_dir_or("chat"),

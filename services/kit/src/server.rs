@@ -29,8 +29,9 @@ pub struct ServeOptions {
     /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.
     pub max_concurrent_streams: u32,
     /// Interval of HTTP/2 keepalive pings, and how long an unanswered one waits: a dead client's
-    /// connection (and every stream on it) is closed within twice this.
-    pub keepalive: Duration,
+    /// connection (and every stream on it) is closed within twice this. `None`: no pings (each
+    /// connection's poll is then a little cheaper; a dead client is noticed only by TCP).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -39,7 +40,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
-            keepalive: Duration::from_secs(10),
+            keepalive: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -50,7 +51,7 @@ impl From<&ServerArgs> for ServeOptions {
             shutdown_grace: args.shutdown_grace,
             max_message_bytes: args.max_message_bytes as usize,
             max_concurrent_streams: args.max_concurrent_streams,
-            keepalive: Duration::from_secs(10),
+            keepalive: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -111,8 +112,8 @@ pub async fn serve(
         .with_keepalive(Some(Duration::from_secs(60)));
     let server = Server::builder()
         .max_concurrent_streams(options.max_concurrent_streams)
-        .http2_keepalive_interval(Some(options.keepalive))
-        .http2_keepalive_timeout(Some(options.keepalive))
+        .http2_keepalive_interval(options.keepalive)
+        .http2_keepalive_timeout(options.keepalive)
         .layer(RpcTraceLayer)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
