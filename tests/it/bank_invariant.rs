@@ -54,9 +54,17 @@ const PLAIN_LOCK_KILLS: usize = 1;
 const FREEZE_KILLS: usize = 4;
 /// The least the workload must get answered for the run to count.
 const MIN_ANSWERED: usize = 1_000;
-/// Every replica's flags beyond the shared ones: short leases, and a pause between each lock
-/// grant and its commit so that kills land in between.
-const REPLICA_FLAGS: &[&str] = &["--lock-ttl", "2s", "--test-delay-after-grant", "30ms"];
+/// Every replica's flags beyond the shared ones: short leases, a pause between each lock grant
+/// and its commit so that kills land in between, and one between each commit and its answer so
+/// that some applied requests lose their answer (their retries must get the original receipt).
+const REPLICA_FLAGS: &[&str] = &[
+    "--lock-ttl",
+    "2s",
+    "--test-delay-after-grant",
+    "30ms",
+    "--test-delay-after-commit",
+    "5ms",
+];
 const HOLDERS: [(&str, &str); 3] = [("Ada", "1111"), ("Bob", "2222"), ("Cy", "3333")];
 const ACCOUNTS_PER_HOLDER: usize = 2;
 

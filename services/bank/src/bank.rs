@@ -32,6 +32,10 @@ pub struct BankConfig {
     /// Test-only: a pause between a lock grant and the transaction's commit, so tests can kill a
     /// server in between. `None` (the default) in production.
     pub delay_after_grant: Option<Duration>,
+    /// Test-only: a pause between a commit and its reply (the window in which a crash loses the
+    /// answer of an applied request), so tests can kill a server in between. `None` (the default)
+    /// in production.
+    pub delay_after_commit: Option<Duration>,
 }
 
 /// A logged-in customer's session.
@@ -328,14 +332,21 @@ impl Bank {
         targets: &[(&str, Mode)],
         work: impl AsyncFnOnce(Vec<u64>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let delay = self.config.delay_after_grant;
+        let (after_grant, after_commit) = (
+            self.config.delay_after_grant,
+            self.config.delay_after_commit,
+        );
         self.locks
             .with_locks(targets, async |lease| {
                 let tokens: Vec<u64> = lease.grants().iter().map(|g| g.fencing_token).collect();
-                if let Some(delay) = delay {
+                if let Some(delay) = after_grant {
                     tokio::time::sleep(delay).await;
                 }
-                work(tokens).await
+                let done = work(tokens).await;
+                if let (Ok(_), Some(delay)) = (&done, after_commit) {
+                    tokio::time::sleep(delay).await;
+                }
+                done
             })
             .await
             .map_err(|status| {

@@ -43,6 +43,11 @@ struct Args {
     /// server in between. Never set in production.
     #[arg(long, env = "TOWNSHIP_BANK_TEST_DELAY_AFTER_GRANT", hide = true, value_parser = humantime::parse_duration)]
     test_delay_after_grant: Option<Duration>,
+
+    /// Test only: pause this long between a commit and its reply, so tests can kill the server
+    /// after a request is applied and before it is answered. Never set in production.
+    #[arg(long, env = "TOWNSHIP_BANK_TEST_DELAY_AFTER_COMMIT", hide = true, value_parser = humantime::parse_duration)]
+    test_delay_after_commit: Option<Duration>,
 }
 
 #[tokio::main]
@@ -69,6 +74,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             session_ttl: args.session_ttl,
             interest_rate_bp: args.interest_rate_bp,
             delay_after_grant: args.test_delay_after_grant,
+            delay_after_commit: args.test_delay_after_commit,
         },
     };
     let shutdown = shutdown::on_signals();
