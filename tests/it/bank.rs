@@ -109,10 +109,15 @@ struct TestBank {
 
 impl TestBank {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`TestBank::start`], the bank-server with `extra` flags.
+    async fn start_with(extra: &[&str]) -> Self {
         let lock_dir = tempfile::tempdir().unwrap();
         let data_dir = tempfile::tempdir().unwrap();
         let lock = lock_server(lock_dir.path(), None).await;
-        let server = bank_server(data_dir.path(), &lock.addr.to_string(), None, &[]).await;
+        let server = bank_server(data_dir.path(), &lock.addr.to_string(), None, extra).await;
         let admin = admin_token(data_dir.path());
         let rpc = client(&server.addr.to_string(), CALL_TIMEOUT);
         Self {
@@ -1135,6 +1140,65 @@ async fn an_acknowledged_deposit_survives_kill_9_of_the_bank_server() {
         receipt,
         "the request id survived"
     );
+}
+
+#[tokio::test]
+async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_by_its_retry() {
+    // Every reply waits 3 s after its commit: a kill in that window loses the answer.
+    let bank = TestBank::start_with(&["--test-delay-after-commit", "3s"]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "5678", 0).await;
+    let id = request_id();
+    let call = {
+        let (rpc, ada, a, b, id) = (
+            bank.rpc.clone(),
+            ada.clone(),
+            a.clone(),
+            b.clone(),
+            id.clone(),
+        );
+        tokio::spawn(async move { transfer(&rpc, &ada, &a, &b, 250, &id).await })
+    };
+    // The commit takes milliseconds; the kill comes well inside the 3 s before the answer.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut server = bank.server;
+    server.signal(libc::SIGKILL);
+    server
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("kill -9 ends the bank-server");
+    let lost = call.await.unwrap();
+    assert!(
+        lost.is_err(),
+        "the answer was lost with the server: {lost:?}"
+    );
+
+    let lock_addr = bank.lock.addr.to_string();
+    let restarted = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
+    let rpc = client(&restarted.addr.to_string(), CALL_TIMEOUT);
+    let retry_started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let receipt = transfer(&rpc, &ada, &a, &b, 250, &id)
+        .await
+        .expect("the retry is answered");
+    assert_eq!(
+        receipt.balance_cents, 750,
+        "applied once, by the lost attempt"
+    );
+    assert_eq!(balance(&rpc, &ada, &a).await.unwrap(), 750);
+    let rows = ledger(&rpc, &ada, &a).await.unwrap();
+    let row = rows.iter().find(|r| r.request_id == id).expect("the row");
+    assert_eq!(row.id, receipt.transaction_id, "the original receipt");
+    let written_ms = row.time.as_ref().map_or(i64::MAX, |t| {
+        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    });
+    assert!(
+        written_ms < retry_started_ms,
+        "written by the killed server's attempt"
+    );
+    assert_eq!(rows.iter().filter(|r| r.request_id == id).count(), 1);
 }
 
 #[tokio::test]

@@ -55,8 +55,9 @@ const FREEZE_KILLS: usize = 4;
 /// The least the workload must get answered for the run to count.
 const MIN_ANSWERED: usize = 1_000;
 /// Every replica's flags beyond the shared ones: short leases, a pause between each lock grant
-/// and its commit so that kills land in between, and one between each commit and its answer so
-/// that some applied requests lose their answer (their retries must get the original receipt).
+/// and its commit so that kills land in between, and a short one between each commit and its
+/// answer so that some applied requests may lose their answer (their retries must then get the
+/// original receipt; `bank::a_transfer_applied_but_unanswered_...` makes sure of one).
 const REPLICA_FLAGS: &[&str] = &[
     "--lock-ttl",
     "2s",
@@ -444,10 +445,9 @@ enum Event {
     KillBank(usize),
     /// kill -9 the lock-server at a random moment.
     KillLock,
-    /// Freeze the lock-server (SIGSTOP): operations that already hold their locks commit and then
-    /// hang in their lock release, unanswered. Then kill -9 both bank replicas (those commits are
-    /// applied but never acknowledged: only retries with the same request ids can learn of them)
-    /// and the frozen lock-server.
+    /// Freeze the lock-server (SIGSTOP): operations that already hold their locks commit and are
+    /// answered (a release does not wait for the lock-server), the others hang waiting for their
+    /// locks. Then kill -9 both bank replicas and the frozen lock-server.
     FreezeLockKillBanks,
 }
 
@@ -797,10 +797,6 @@ async fn money_is_conserved_and_every_request_applies_once_through_kill_9s_of_ba
          by an attempt whose answer was lost and answered by a retry with the original receipt; \
          whole test {:.1}s",
         test_started.elapsed().as_secs_f64()
-    );
-    assert!(
-        lost_answers > 0,
-        "the chaos left no applied request unacknowledged: the retries proved nothing"
     );
 }
 
