@@ -24,7 +24,8 @@ use tokio::{
     task::JoinHandle,
 };
 use township_proto::chat::v1::{
-    ChatEvent, GetTranscriptRequest, chat_event::Kind, chat_service_client::ChatServiceClient,
+    ChatEvent, GetTranscriptRequest, ListRoomsRequest, chat_event::Kind,
+    chat_service_client::ChatServiceClient,
 };
 use township_tests::{
     Output, ServiceProcess, closed_port, free_port, run, spawn_service_at, township,
@@ -98,6 +99,33 @@ impl Chat {
     }
 
     /// The room's transcript, asked over gRPC.
+    /// The transcript once the room has no live member left: a client may exit before the server
+    /// has seen its stream end and recorded its Left.
+    async fn transcript_after_all_left(&self, room: &str) -> Vec<ChatEvent> {
+        let mut client = ChatServiceClient::new(self.server.channel().await);
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let rooms = client
+                .list_rooms(ListRoomsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .rooms;
+            let live = rooms
+                .iter()
+                .find(|r| r.name == room)
+                .map_or(0, |r| r.members);
+            if live == 0 {
+                return self.transcript(room).await;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{live} members of {room} still live {LIMIT:?} after their clients ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn transcript(&self, room: &str) -> Vec<ChatEvent> {
         let mut client = ChatServiceClient::new(self.server.channel().await);
         client
@@ -348,7 +376,7 @@ async fn two_members_see_each_others_lines_after_the_transcript_and_a_quit_as_le
     assert_eq!(cy.code, Some(0), "{cy:?}");
     assert!(cy.stderr.is_empty(), "{cy:?}");
 
-    let transcript = chat.transcript("lobby").await;
+    let transcript = chat.transcript_after_all_left("lobby").await;
     assert_is_transcript(&bob.stdout, &transcript);
     assert!(
         bob.stdout

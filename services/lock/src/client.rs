@@ -192,11 +192,14 @@ impl HeldLease {
     /// Releases the lease now and waits for the answer. NOT_FOUND means it had already expired.
     pub async fn release(mut self) -> Result<(), Status> {
         self.released = true;
-        self.keep_alive.cancel();
         let release = Op::Release(pb::ReleaseRequest {
             lease_id: self.lease.lease_id.clone(),
         });
-        match self.session.call(release, RELEASE_TIMEOUT).await? {
+        // The keep-alive stream stops only after the answer: its end would release the lease too,
+        // and this release would then find it gone.
+        let released = self.session.call(release, RELEASE_TIMEOUT).await;
+        self.keep_alive.cancel();
+        match released? {
             Answer::Released(_) => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -327,8 +330,15 @@ fn deliver(
     let undelivered = match waiting.remove(&answer.request_id) {
         Some(reply) => reply.send(result).err()?,
         None => {
-            if let Err(status) = &result {
-                tracing::warn!(%status, "lock release failed; the lease ends at its expiry");
+            match &result {
+                // Already gone (its keep-alive stream ended first, or it expired): as wanted.
+                Err(status) if status.code() == Code::NotFound => {
+                    tracing::debug!(%status, "lock released before its release arrived");
+                }
+                Err(status) => {
+                    tracing::warn!(%status, "lock release failed; the lease ends at its expiry");
+                }
+                Ok(_) => {}
             }
             result
         }
