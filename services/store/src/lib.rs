@@ -51,6 +51,9 @@ pub async fn open(
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(connections.max(1))
+        // A ping before each use would be one more round trip to the connection's worker
+        // thread, for a local file that cannot have gone away.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))?;
