@@ -18,21 +18,25 @@ use crate::{
 
 /// Accounts the clients move money between (random pairs: a little contention, as at a real bank).
 const ACCOUNTS: usize = 200;
-/// Concurrent closed-loop clients.
-const CLIENTS: usize = 16;
+/// Concurrent closed-loop clients: 16 ATMs, whose figure is bounded by each transfer's round
+/// trips, and 64, enough to keep the bank busy, which is how its capacity is measured.
+const CLIENTS: [usize; 2] = [16, 64];
 const PIN: &str = "2468";
 
 /// Runs the bank scenarios, each against fresh servers.
 pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for replicas in [1, 2] {
-        measure(replicas, duration, warmup, &mut report).await?;
+        for clients in CLIENTS {
+            measure(replicas, clients, duration, warmup, &mut report).await?;
+        }
     }
     Ok(report)
 }
 
 async fn measure(
     replicas: usize,
+    clients: usize,
     duration: Duration,
     warmup: Duration,
     report: &mut Report,
@@ -55,7 +59,7 @@ async fn measure(
 
     let window = Window::starting_now(warmup, duration);
     let mut tasks = Vec::new();
-    for i in 0..CLIENTS {
+    for i in 0..clients {
         let channel = connect(banks[i % banks.len()].addr).await?;
         let client = Client {
             rpc: BankServiceClient::new(channel),
@@ -66,9 +70,11 @@ async fn measure(
             client.transfers(i as u64 + 1, window),
         ));
     }
-    let histogram = load::merge(tasks).await?;
+    let servers: Vec<&server::Server> = std::iter::once(&lock).chain(&banks).collect();
+    let (histogram, cpu) = tokio::join!(load::merge(tasks), server::cpu_during(window, &servers));
+    let (histogram, cpu) = (histogram?, cpu?);
     let name = format!(
-        "bank: transfers, {CLIENTS} clients, {replicas} replica{}",
+        "bank: transfers, {clients} clients, {replicas} replica{}",
         if replicas == 1 { "" } else { "s" }
     );
     report.rows.push(Row::from_histogram(
@@ -77,10 +83,12 @@ async fn measure(
         &histogram,
         duration,
     ));
-    let replicas_named = format!("{replicas} bank replica(s)");
-    for server in std::iter::once(&lock).chain(&banks) {
+    let replicas_named = format!("{replicas} bank replica(s), {clients} clients");
+    let transfers = histogram.len().max(1) as f64;
+    for (server, cpu) in servers.iter().zip(cpu) {
         let mut footprint = server.footprint()?;
         footprint.server = format!("{} (with {replicas_named})", footprint.server);
+        footprint.cpu_us_per_op = Some(cpu.as_secs_f64() * 1e6 / transfers);
         report.footprints.push(footprint);
     }
     Ok(())

@@ -34,6 +34,16 @@ impl Window {
             stop: measure_from + duration,
         }
     }
+
+    /// When measuring starts.
+    pub fn measure_from(&self) -> Instant {
+        self.measure_from
+    }
+
+    /// When every client stops.
+    pub fn stop(&self) -> Instant {
+        self.stop
+    }
 }
 
 /// Runs `operation` again and again until the window ends; returns the latencies of those begun

@@ -89,6 +89,9 @@ pub struct Footprint {
     pub idle_rss_kib: u64,
     /// The process's high-water resident set when the scenario ended (KiB).
     pub peak_rss_kib: u64,
+    /// CPU time the server used during the measured window, per operation measured (µs), where
+    /// the scenario measures it.
+    pub cpu_us_per_op: Option<f64>,
 }
 
 /// Everything one benchmark measured.
@@ -135,11 +138,15 @@ impl Report {
         }
         if !self.footprints.is_empty() {
             out.push_str(
-                "\n| server | start to SERVING | idle RSS | peak RSS under load |\n|---|---:|---:|---:|\n",
+                "\n| server | start to SERVING | idle RSS | peak RSS under load | CPU per op |\n|---|---:|---:|---:|---:|\n",
             );
             for f in &self.footprints {
+                let cpu = f
+                    .cpu_us_per_op
+                    .map(|us| format!("{us:.0} µs"))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "| {} | {} | {:.1} MiB | {:.1} MiB |\n",
+                    "| {} | {} | {:.1} MiB | {:.1} MiB | {cpu} |\n",
                     f.server,
                     millis(f.start_to_serving),
                     f.idle_rss_kib as f64 / 1024.0,
@@ -172,6 +179,7 @@ impl Report {
                 "start_to_serving_us": f.start_to_serving.as_micros() as u64,
                 "idle_rss_kib": f.idle_rss_kib,
                 "peak_rss_kib": f.peak_rss_kib,
+                "cpu_us_per_op": f.cpu_us_per_op,
             })).collect::<Vec<_>>(),
         })
     }

@@ -19,7 +19,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::report::Footprint;
+use crate::{load::Window, report::Footprint};
 
 /// A server process, killed when dropped.
 pub struct Server {
@@ -92,8 +92,31 @@ impl Server {
             start_to_serving: self.start_to_serving,
             idle_rss_kib: self.idle_rss_kib,
             peak_rss_kib: memory(pid)?.1,
+            cpu_us_per_op: None,
         })
     }
+
+    /// CPU time (user + system) the process has used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.child.id().context("the server has exited")?;
+        cpu_time(pid)
+    }
+}
+
+/// The CPU time each of `servers` uses during the measured part of `window`, sampled when it
+/// starts and when it stops.
+pub async fn cpu_during(window: Window, servers: &[&Server]) -> anyhow::Result<Vec<Duration>> {
+    tokio::time::sleep_until(window.measure_from().into()).await;
+    let before = servers
+        .iter()
+        .map(|s| s.cpu_time())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tokio::time::sleep_until(window.stop().into()).await;
+    servers
+        .iter()
+        .zip(before)
+        .map(|(s, before)| Ok(s.cpu_time()?.saturating_sub(before)))
+        .collect()
 }
 
 /// Polls the standard health check (the whole server) until it answers SERVING.
@@ -113,6 +136,27 @@ async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// User plus system CPU time of process `pid` so far, from /proc (fields 14 and 15 of `stat`,
+/// in clock ticks of 1/100 s, the Linux `USER_HZ` on every architecture Township targets).
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after it follow its closing paren.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("unexpected /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no CPU time in /proc/{pid}/stat"))
+    };
+    // After the name come state (field 3), ..., utime (14) and stime (15): indices 11 and 12.
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// `(VmRSS, VmHWM)` of process `pid`, in KiB, from /proc.
