@@ -869,6 +869,31 @@ async fn a_session_token_works_on_a_second_replica_sharing_the_data_dir() {
     expect_code(balance(&bank.rpc, &ada, &a).await, Code::Unauthenticated);
 }
 
+#[tokio::test]
+async fn a_logout_on_one_replica_stops_transfers_on_another_that_had_just_made_one() {
+    let bank = TestBank::start().await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "5678", 0).await;
+    let lock_addr = bank.lock.addr.to_string();
+    let second = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
+    let replica = client(&second.addr.to_string(), CALL_TIMEOUT);
+
+    transfer(&bank.rpc, &ada, &a, &b, 100, &request_id())
+        .await
+        .unwrap();
+    replica
+        .clone()
+        .logout(authed(&ada, pb::LogoutRequest {}))
+        .await
+        .unwrap();
+    expect_code(
+        transfer(&bank.rpc, &ada, &a, &b, 100, &request_id()).await,
+        Code::Unauthenticated,
+    );
+    let again = login(&bank.rpc, "Ada", "1234").await.unwrap().session_token;
+    assert_eq!(balance(&bank.rpc, &again, &a).await.unwrap(), 900);
+}
+
 // ----- three strikes -----
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! strikes, and each operation done under the right locks from the shared lock service and then
 //! one fenced, exactly-once transaction in the [`Ledger`].
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use sha2::{Digest, Sha256};
 use township_cell::Mode;
@@ -49,17 +49,25 @@ pub struct Session {
     pub expires_ms: i64,
 }
 
-/// An account the caller has been shown to hold: only [`Bank::authorize`] makes one, checking the
-/// session and the holding in one read.
+/// An account the caller has been shown to hold: only [`Bank::authorize`] (checking the session
+/// and the holding in one read) and [`Bank::authorize_transfer`] make one.
 #[derive(Clone, Debug)]
-pub struct OwnAccount(AccountId);
+pub struct OwnAccount {
+    account: AccountId,
+    /// The hash of the session's token.
+    session: String,
+}
 
 impl OwnAccount {
     /// The account's id.
     pub fn id(&self) -> &AccountId {
-        &self.0
+        &self.account
     }
 }
+
+/// Most (session, account) pairs [`Bank::authorize_transfer`] remembers; when full it forgets
+/// them all, so memory stays bounded whatever the number of sessions.
+const MAX_VOUCHED: usize = 10_000;
 
 /// The bank.
 pub struct Bank {
@@ -68,6 +76,9 @@ pub struct Bank {
     config: BankConfig,
     /// Verified against when a name is unknown, so unknown names take as long as wrong PINs.
     dummy_hash: String,
+    /// Sessions recently shown to hold an account, keyed by token hash and account, with when
+    /// each session ends (Unix ms). See [`Bank::authorize_transfer`].
+    vouched: std::sync::Mutex<HashMap<(String, AccountId), i64>>,
 }
 
 impl Bank {
@@ -79,6 +90,7 @@ impl Bank {
             locks,
             config,
             dummy_hash,
+            vouched: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -159,26 +171,66 @@ impl Bank {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
         ))?;
+        let session = token_hash(token);
         let holding = self
             .ledger
-            .session_holding(&token_hash(token), now_ms(), &account)
+            .session_holding(&session, now_ms(), &account)
             .await?;
         match holding {
             None => Err(Error::Unauthenticated(
                 "the session token is unknown or expired",
             )),
-            Some(None) => Err(Error::AccountNotFound { field }),
-            Some(Some(false)) => Err(Error::NotYourAccount { field }),
-            Some(Some(true)) => Ok(OwnAccount(account)),
+            Some((None, _)) => Err(Error::AccountNotFound { field }),
+            Some((Some(false), _)) => Err(Error::NotYourAccount { field }),
+            Some((Some(true), expires_ms)) => {
+                let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
+                if vouched.len() >= MAX_VOUCHED {
+                    vouched.clear();
+                }
+                vouched.insert((session.clone(), account.clone()), expires_ms);
+                Ok(OwnAccount { account, session })
+            }
         }
+    }
+
+    /// [`Bank::authorize`] for a transfer, which checks the session again inside its own
+    /// transaction: a session shown to hold the account before, and not yet expired, is taken
+    /// at its word without a read, and the transaction has the last say (a logout since then
+    /// refuses the transfer there). Unknown tokens and accounts are still refused here, before
+    /// any lock is taken.
+    pub async fn authorize_transfer(
+        &self,
+        token: Option<&str>,
+        account: AccountId,
+        field: &'static str,
+    ) -> Result<OwnAccount, Error> {
+        if let Some(token) = token {
+            let session = token_hash(token);
+            let key = (session, account);
+            let expires_ms = self
+                .vouched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied();
+            let (session, account) = key;
+            if expires_ms.is_some_and(|expires_ms| expires_ms > now_ms()) {
+                return Ok(OwnAccount { account, session });
+            }
+            return self.authorize(Some(token), account, field).await;
+        }
+        self.authorize(token, account, field).await
     }
 
     /// Ends the session of `token`.
     pub async fn logout(&self, token: Option<&str>) -> Result<(), Error> {
         self.authenticate(token).await?;
-        self.ledger
-            .delete_session(&token_hash(token.unwrap_or_default()))
-            .await?;
+        let session = token_hash(token.unwrap_or_default());
+        self.ledger.delete_session(&session).await?;
+        self.vouched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(vouched, _), _| *vouched != session);
         Ok(())
     }
 
@@ -212,7 +264,7 @@ impl Bank {
         holder: HolderName,
         pin: Pin,
     ) -> Result<AccountView, Error> {
-        let account = account.0;
+        let account = account.account;
         let new_pin_hash = self.pin_for(&holder, pin).await?;
         self.ledger
             .add_holder(&account, &holder, new_pin_hash.as_deref())
@@ -234,7 +286,7 @@ impl Bank {
 
     /// The balance, read under a READ lock.
     pub async fn balance(&self, account: OwnAccount) -> Result<i64, Error> {
-        let account = account.0;
+        let account = account.account;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Read)], async |tokens| {
             self.ledger.balance(&account, tokens[0]).await
@@ -249,7 +301,7 @@ impl Bank {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Entry>, Error> {
-        let account = account.0;
+        let account = account.account;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Read)], async |tokens| {
             self.ledger
@@ -267,7 +319,7 @@ impl Bank {
         amount: Amount,
         request_id: RequestId,
     ) -> Result<Receipt, Error> {
-        let account = account.0;
+        let account = account.account;
         let resource = account.resource();
         self.locked(&[(&resource, Mode::Write)], async |tokens| {
             self.ledger
@@ -285,7 +337,10 @@ impl Bank {
         amount: Amount,
         request_id: RequestId,
     ) -> Result<Receipt, Error> {
-        let from = from.0;
+        let OwnAccount {
+            account: from,
+            session,
+        } = from;
         if from == to {
             return Err(Error::SameAccount);
         }
@@ -298,7 +353,14 @@ impl Bank {
         ];
         self.locked(&targets, async |tokens| {
             self.ledger
-                .transfer(&from, &to, amount, &request_id, (tokens[0], tokens[1]))
+                .transfer(
+                    &session,
+                    &from,
+                    &to,
+                    amount,
+                    &request_id,
+                    (tokens[0], tokens[1]),
+                )
                 .await
         })
         .await

@@ -292,19 +292,21 @@ impl Ledger {
             .transpose()
     }
 
-    /// For a live session: its holder's relation to `account` — `None` if there is no such
-    /// account, else whether the holder holds it. `None` if the session is unknown or expired. One
-    /// read, as every customer operation on an account begins with it.
+    /// For a live session: its holder's relation to `account` and when the session ends. The
+    /// relation is `None` if there is no such account, else whether the holder holds it. `None`
+    /// if the session is unknown or expired. One read, as every customer operation on an account
+    /// begins with it.
     pub async fn session_holding(
         &self,
         token_hash: &str,
         now_ms: i64,
         account: &AccountId,
-    ) -> Result<Option<Option<bool>>, Error> {
-        let row: Option<(bool, bool)> = sqlx::query_as(
+    ) -> Result<Option<(Option<bool>, i64)>, Error> {
+        let row: Option<(bool, bool, i64)> = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1),
                     EXISTS (SELECT 1 FROM account_holders h
-                            WHERE h.account_id = ?1 AND h.holder_name = s.holder_name)
+                            WHERE h.account_id = ?1 AND h.holder_name = s.holder_name),
+                    s.expires_ms
              FROM sessions s WHERE s.token_hash = ?2 AND s.expires_ms > ?3",
         )
         .bind(account.as_str())
@@ -312,7 +314,7 @@ impl Ledger {
         .bind(now_ms)
         .fetch_optional(&self.reads)
         .await?;
-        Ok(row.map(|(exists, held)| exists.then_some(held)))
+        Ok(row.map(|(exists, held, expires_ms)| (exists.then_some(held), expires_ms)))
     }
 
     /// Ends a session. Returns whether it existed.
@@ -588,11 +590,15 @@ impl Ledger {
         Ok(receipt)
     }
 
-    /// Moves `amount` from `from` to `to` under WRITE locks on both (tokens in that order).
-    /// Exactly once per request id. Committed together with the transfers queued beside it
-    /// (group commit, see [`crate::transfers`]); answered only once committed.
+    /// Moves `amount` from `from` to `to` under WRITE locks on both (tokens in that order), for
+    /// the session whose token hashes to `session`: the transaction itself checks that the
+    /// session is live and its holder holds `from`, so a logout on any replica stops every
+    /// transfer not yet committed. Exactly once per request id. Committed together with the
+    /// transfers queued beside it (group commit, see [`crate::transfers`]); answered only once
+    /// committed.
     pub async fn transfer(
         &self,
+        session: &str,
         from: &AccountId,
         to: &AccountId,
         amount: Amount,
@@ -601,6 +607,7 @@ impl Ledger {
     ) -> Result<Receipt, Error> {
         let (outcome, answer) = oneshot::channel();
         let transfer = Transfer {
+            session: session.to_owned(),
             from: from.clone(),
             to: to.clone(),
             amount,
@@ -1008,15 +1015,21 @@ mod tests {
             .open_account(&rid(), &ada, None, MAX_BALANCE_CENTS, 200)
             .await
             .unwrap();
+        ledger
+            .create_session("ada", &ada, now_ms(), i64::MAX)
+            .await
+            .unwrap();
         let too_much = Amount::parse("amount_cents", 101).unwrap();
-        let over = ledger.transfer(&a, &b, too_much, &rid(), (1, 1)).await;
+        let over = ledger
+            .transfer("ada", &a, &b, too_much, &rid(), (1, 1))
+            .await;
         assert!(matches!(
             over,
             Err(Error::InsufficientFunds { balance_cents: 100 })
         ));
         let one = Amount::parse("amount_cents", 1).unwrap();
         assert!(matches!(
-            ledger.transfer(&a, &b, one, &rid(), (1, 1)).await,
+            ledger.transfer("ada", &a, &b, one, &rid(), (1, 1)).await,
             Err(Error::BalanceLimit)
         ));
         assert_eq!(ledger.balance(&a, 2).await.unwrap(), 100);

@@ -160,7 +160,10 @@ impl BankService for BankApi {
         let to = AccountId::parse("to_account_id", &r.to_account_id)?;
         let amount = Amount::parse("amount_cents", r.amount_cents)?;
         let request_id = RequestId::parse(&r.request_id)?;
-        let from = self.bank.authorize(token, from, "from_account_id").await?;
+        let from = self
+            .bank
+            .authorize_transfer(token, from, "from_account_id")
+            .await?;
         let receipt = self.bank.transfer(from, to, amount, request_id).await?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }

@@ -1,8 +1,8 @@
 //! Group commit of transfers, the bank's hottest path. Transfers that arrive while the writer is
 //! busy queue up; the writer then takes up to [`MAX_BATCH`] of them and does them all in one
-//! `BEGIN IMMEDIATE` transaction of a fixed number of statements (read the request ids, read the
-//! accounts, write the balances, append the ledger rows, record the request ids), so its cost per
-//! transfer falls as load rises. Nobody is answered before that transaction commits: every
+//! `BEGIN IMMEDIATE` transaction of two round trips to SQLite whatever their number (read the
+//! request ids, the accounts and the last ledger row; then write the balances, append the ledger
+//! rows, record the request ids and commit), so its cost per transfer falls as load rises. Nobody is answered before that transaction commits: every
 //! answered transfer survives `kill -9`.
 //!
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
@@ -14,10 +14,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use township_store::{
     SqlitePool,
-    sqlx::{self, AssertSqlSafe},
+    sqlx::{self, SqliteConnection},
 };
 
 use crate::{
@@ -32,9 +33,11 @@ use crate::{
 /// Most transfers in one transaction.
 pub const MAX_BATCH: usize = 64;
 
-/// One transfer for the writer: the validated request, the fencing tokens of its WRITE locks
-/// (source, destination), and where its outcome goes.
+/// One transfer for the writer: the session it is made in (its token's hash), the validated
+/// request, the fencing tokens of its WRITE locks (source, destination), and where its outcome
+/// goes.
 pub struct Transfer {
+    pub session: String,
     pub from: AccountId,
     pub to: AccountId,
     pub amount: Amount,
@@ -128,164 +131,173 @@ enum Decision {
     },
 }
 
-/// Does `batch` in one transaction and returns each transfer's outcome, in order.
+/// The first round trip to SQLite: opens the transaction and reads everything the batch's
+/// decisions need, as one row of JSON (each row sent back is a wake-up of the writer thread).
+/// `?1` is a JSON array of the request ids, `?2` of the account ids, `?3` of the `[session,
+/// source account]` pairs, of which those whose session is live at `?4` and holds the account
+/// come back.
+const READ: &str = "BEGIN IMMEDIATE;
+SELECT
+ (SELECT json_group_array(json_array(request_id, params, transaction_id, balance_cents, rejection))
+  FROM requests WHERE request_id IN (SELECT value FROM json_each(?1))),
+ (SELECT json_group_array(json_array(id, balance_cents, fence_any, fence_write))
+  FROM accounts WHERE id IN (SELECT value FROM json_each(?2))),
+ (SELECT COALESCE(MAX(id), 0) FROM ledger),
+ (SELECT json_group_array(pair.value) FROM json_each(?3) AS pair
+  WHERE EXISTS (SELECT 1 FROM sessions s JOIN account_holders h ON h.holder_name = s.holder_name
+                WHERE s.token_hash = pair.value ->> 0 AND s.expires_ms > ?4
+                  AND h.account_id = pair.value ->> 1));";
+
+/// The second and last round trip: writes the batch's decisions and commits. `?1` is a JSON
+/// array of changed accounts `[id, balance, fence_any, fence_write]`, `?2` of ledger rows `[id,
+/// account, request, kind, amount, balance after, counterparty]`, `?4` of recorded requests
+/// `[request, params, transaction, balance, rejection]`; `?3` is the time.
+const WRITE: &str = "UPDATE accounts
+ SET balance_cents = change.value ->> 1, fence_any = change.value ->> 2,
+     fence_write = change.value ->> 3
+ FROM json_each(?1) AS change WHERE accounts.id = change.value ->> 0;
+INSERT INTO ledger (id, account_id, request_id, kind, amount_cents, balance_after_cents,
+                    counterparty, time_ms)
+ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+        value ->> 6, ?3 FROM json_each(?2);
+INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
+ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?3 FROM json_each(?4);
+COMMIT;";
+
+/// Does `batch` in one transaction and returns each transfer's outcome, in order. The
+/// transaction takes two round trips to SQLite's worker thread whatever the batch's size, each
+/// one SQL text that is prepared once and cached: each round trip wakes two threads, and on a
+/// busy machine those wake-ups cost more than the SQL.
 async fn commit(
     pool: &SqlitePool,
     batch: &[Transfer],
 ) -> Result<Vec<Result<Receipt, Error>>, Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let params: Vec<String> = batch.iter().map(Transfer::params).collect();
-
-    let sql = format!(
-        "SELECT request_id, params, transaction_id, balance_cents, rejection FROM requests
-         WHERE request_id IN ({})",
-        placeholders(1, batch.len())
-    );
-    let mut query = sqlx::query_as::<_, (String, String, String, i64, String)>(AssertSqlSafe(sql));
-    for transfer in batch {
-        query = query.bind(transfer.request_id.as_str());
+    let mut conn = pool.acquire().await?;
+    let done = in_transaction(&mut conn, batch).await;
+    if done.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+        // Either the transaction never began or the connection is unusable: a fresh one is
+        // certain to hold no transaction.
+        conn.close_on_drop();
     }
-    let mut priors: HashMap<String, ledger::PriorRow> = query
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(id, params, transaction_id, balance, rejection)| {
-            (id, (params, transaction_id, balance, rejection))
-        })
-        .collect();
+    done
+}
 
-    let ids: Vec<&str> = batch
+async fn in_transaction(
+    conn: &mut SqliteConnection,
+    batch: &[Transfer],
+) -> Result<Vec<Result<Receipt, Error>>, Error> {
+    let params: Vec<String> = batch.iter().map(Transfer::params).collect();
+    let request_ids: Vec<&str> = batch.iter().map(|t| t.request_id.as_str()).collect();
+    let account_ids: HashSet<&str> = batch
         .iter()
         .flat_map(|t| [t.from.as_str(), t.to.as_str()])
-        .collect::<HashSet<_>>()
-        .into_iter()
         .collect();
-    let sql = format!(
-        "SELECT id, balance_cents, fence_any, fence_write FROM accounts WHERE id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(AssertSqlSafe(sql));
-    for id in &ids {
-        query = query.bind(*id);
-    }
-    let mut accounts: HashMap<String, AccountState> = query
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(id, balance, fence_any, fence_write)| {
-            let state = AccountState {
-                balance,
-                fence_any,
-                fence_write,
-                changed: false,
-            };
-            (id, state)
-        })
+
+    let pairs: HashSet<(&str, &str)> = batch
+        .iter()
+        .map(|t| (t.session.as_str(), t.from.as_str()))
         .collect();
+    let (requests, accounts, last_row, live): (String, String, i64, String) = sqlx::query_as(READ)
+        .bind(json!(request_ids).to_string())
+        .bind(json!(account_ids).to_string())
+        .bind(json!(pairs).to_string())
+        .bind(now_ms())
+        .fetch_one(&mut *conn)
+        .await?;
+    let unreadable = |e: serde_json::Error| Error::Internal(format!("transfer batch read: {e}"));
+    let live: HashSet<(String, String)> = serde_json::from_str(&live).map_err(unreadable)?;
+    let mut priors: HashMap<String, ledger::PriorRow> =
+        serde_json::from_str::<Vec<(String, String, String, i64, String)>>(&requests)
+            .map_err(unreadable)?
+            .into_iter()
+            .map(|(id, params, transaction, balance, rejection)| {
+                (id, (params, transaction, balance, rejection))
+            })
+            .collect();
+    let mut accounts: HashMap<String, AccountState> =
+        serde_json::from_str::<Vec<(String, i64, i64, i64)>>(&accounts)
+            .map_err(unreadable)?
+            .into_iter()
+            .map(|(id, balance, fence_any, fence_write)| {
+                let state = AccountState {
+                    balance,
+                    fence_any,
+                    fence_write,
+                    changed: false,
+                };
+                (id, state)
+            })
+            .collect();
+    let mut next_row = last_row + 1;
 
     let decisions: Vec<Decision> = batch
         .iter()
         .zip(&params)
         .map(|(transfer, params)| {
+            let session = (transfer.session.clone(), transfer.from.as_str().to_owned());
+            if !live.contains(&session) {
+                // Holdings are never taken away, so it is the session that has ended.
+                return Decision::Answered(Err(Error::Unauthenticated(
+                    "the session token is unknown or expired",
+                )));
+            }
             let prior = priors.remove(transfer.request_id.as_str());
             decide(transfer, params, prior, &mut accounts)
         })
         .collect();
 
-    let changed: Vec<(&String, &AccountState)> =
-        accounts.iter().filter(|(_, state)| state.changed).collect();
-    if !changed.is_empty() {
-        let sql = format!(
-            "UPDATE accounts SET balance_cents = v.column2, fence_any = v.column3, fence_write = v.column4
-             FROM (VALUES {}) AS v WHERE accounts.id = v.column1",
-            placeholders(4, changed.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (id, state) in &changed {
-            query = query
-                .bind(id.as_str())
-                .bind(state.balance)
-                .bind(state.fence_any)
-                .bind(state.fence_write);
-        }
-        query.execute(&mut *tx).await?;
-    }
-
-    let applied: Vec<(&Transfer, i64, i64)> = batch
+    let changes: Vec<Value> = accounts
         .iter()
-        .zip(&decisions)
-        .filter_map(|(transfer, decision)| match decision {
-            Decision::Applied {
-                from_after,
-                to_after,
-            } => Some((transfer, *from_after, *to_after)),
-            _ => None,
-        })
+        .filter(|(_, state)| state.changed)
+        .map(|(id, s)| json!([id, s.balance, s.fence_any, s.fence_write]))
         .collect();
-    let mut out_rows: HashMap<String, i64> = HashMap::new();
-    if !applied.is_empty() {
-        let now = now_ms();
-        let sql = format!(
-            "INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents, counterparty, time_ms)
-             VALUES {} RETURNING id, request_id, kind",
-            placeholders(7, 2 * applied.len())
-        );
-        let mut query = sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql));
-        for (transfer, from_after, to_after) in &applied {
-            let cents = transfer.amount.cents();
-            let (from, to, id) = (
-                transfer.from.as_str(),
-                transfer.to.as_str(),
-                transfer.request_id.as_str(),
-            );
-            query = query
-                .bind(from)
-                .bind(id)
-                .bind("TRANSFER_OUT")
-                .bind(-cents)
-                .bind(*from_after)
-                .bind(to)
-                .bind(now)
-                .bind(to)
-                .bind(id)
-                .bind("TRANSFER_IN")
-                .bind(cents)
-                .bind(*to_after)
-                .bind(from)
-                .bind(now);
-        }
-        out_rows = query
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .filter(|(_, _, kind)| kind == "TRANSFER_OUT")
-            .map(|(row, request_id, _)| (request_id, row))
-            .collect();
-    }
-
+    let mut ledger_rows: Vec<Value> = Vec::new();
+    let mut records: Vec<Value> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut records: Vec<(&str, &str, String, i64, &str)> = Vec::new();
     for ((transfer, params), decision) in batch.iter().zip(&params).zip(decisions) {
         let request_id = transfer.request_id.as_str();
         match decision {
             Decision::Answered(outcome) => outcomes.push(outcome),
-            Decision::Applied { from_after, .. } => {
-                let row = out_rows.get(request_id).ok_or_else(|| {
-                    Error::Internal(format!(
-                        "the ledger row of transfer {request_id} is missing"
-                    ))
-                })?;
+            Decision::Applied {
+                from_after,
+                to_after,
+            } => {
+                let (from, to, cents) = (
+                    transfer.from.as_str(),
+                    transfer.to.as_str(),
+                    transfer.amount.cents(),
+                );
+                let out_row = next_row;
+                ledger_rows.push(json!([
+                    out_row,
+                    from,
+                    request_id,
+                    "TRANSFER_OUT",
+                    -cents,
+                    from_after,
+                    to
+                ]));
+                ledger_rows.push(json!([
+                    out_row + 1,
+                    to,
+                    request_id,
+                    "TRANSFER_IN",
+                    cents,
+                    to_after,
+                    from
+                ]));
+                next_row += 2;
                 let receipt = Receipt {
-                    transaction_id: row.to_string(),
+                    transaction_id: out_row.to_string(),
                     balance_cents: from_after,
                 };
-                records.push((
+                records.push(json!([
                     request_id,
                     params,
-                    receipt.transaction_id.clone(),
+                    receipt.transaction_id,
                     from_after,
-                    "",
-                ));
+                    ""
+                ]));
                 outcomes.push(Ok(receipt));
             }
             Decision::Refused {
@@ -293,31 +305,18 @@ async fn commit(
                 rejection,
                 balance,
             } => {
-                records.push((request_id, params, String::new(), balance, rejection));
+                records.push(json!([request_id, params, "", balance, rejection]));
                 outcomes.push(Err(refusal));
             }
         }
     }
-    if !records.is_empty() {
-        let now = now_ms();
-        let sql = format!(
-            "INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
-             VALUES {}",
-            placeholders(6, records.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (request_id, params, transaction_id, balance, rejection) in &records {
-            query = query
-                .bind(*request_id)
-                .bind(*params)
-                .bind(transaction_id.as_str())
-                .bind(*balance)
-                .bind(*rejection)
-                .bind(now);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    sqlx::query(WRITE)
+        .bind(Value::Array(changes).to_string())
+        .bind(Value::Array(ledger_rows).to_string())
+        .bind(now_ms())
+        .bind(Value::Array(records).to_string())
+        .execute(&mut *conn)
+        .await?;
     Ok(outcomes)
 }
 
@@ -384,17 +383,6 @@ fn decide(
     }
 }
 
-/// `rows` groups of `width` SQL parameters: `(?, ?), (?, ?)`; a single `?` per row is bare. This
-/// is the only text ever spliced into this file's SQL, which is why it may be `AssertSqlSafe`.
-fn placeholders(width: usize, rows: usize) -> String {
-    let row = if width == 1 {
-        "?".to_owned()
-    } else {
-        format!("({})", vec!["?"; width].join(", "))
-    };
-    vec![row; rows].join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::task::JoinSet;
@@ -424,8 +412,15 @@ mod tests {
                 .unwrap();
             accounts.push(account);
         }
+        ledger
+            .create_session(SESSION, &ada, now_ms(), i64::MAX)
+            .await
+            .unwrap();
         (dir, ledger, accounts)
     }
+
+    /// The token hash of Ada's session in [`ledger_with`].
+    const SESSION: &str = "ada-session";
 
     #[tokio::test]
     async fn concurrent_transfers_are_each_decided_as_if_done_one_after_another() {
@@ -435,7 +430,11 @@ mod tests {
         let mut running = JoinSet::new();
         for id in &ids {
             let (ledger, a, b, id) = (ledger.clone(), a.clone(), b.clone(), id.clone());
-            running.spawn(async move { ledger.transfer(&a, &b, cents(50), &id, (5, 5)).await });
+            running.spawn(async move {
+                ledger
+                    .transfer(SESSION, &a, &b, cents(50), &id, (5, 5))
+                    .await
+            });
         }
         let outcomes = running.join_all().await;
         let done = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -456,7 +455,9 @@ mod tests {
         );
 
         for id in &ids {
-            let again = ledger.transfer(&a, &b, cents(50), id, (5, 5)).await;
+            let again = ledger
+                .transfer(SESSION, &a, &b, cents(50), id, (5, 5))
+                .await;
             match again {
                 Ok(receipt) => assert!(receipts.contains(&&receipt)),
                 Err(Error::InsufficientFunds { .. }) => {}
@@ -470,8 +471,8 @@ mod tests {
     async fn the_same_request_id_sent_twice_at_once_applies_once() {
         let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
         let id = rid();
-        let first = ledger.transfer(&accounts[0], &accounts[1], cents(100), &id, (1, 1));
-        let second = ledger.transfer(&accounts[0], &accounts[1], cents(100), &id, (1, 1));
+        let first = ledger.transfer(SESSION, &accounts[0], &accounts[1], cents(100), &id, (1, 1));
+        let second = ledger.transfer(SESSION, &accounts[0], &accounts[1], cents(100), &id, (1, 1));
         let (first, second) = tokio::join!(first, second);
         assert_eq!(first.unwrap(), second.unwrap());
         assert_eq!(ledger.balance(&accounts[0], 1).await.unwrap(), 900);
@@ -490,9 +491,9 @@ mod tests {
         let nowhere = AccountId::new();
         let ids = [rid(), rid(), rid()];
         let (unknown, stale, fine) = tokio::join!(
-            ledger.transfer(a, &nowhere, cents(1), &ids[0], (9, 9)),
-            ledger.transfer(a, b, cents(1), &ids[1], (3, 9)),
-            ledger.transfer(a, b, cents(1), &ids[2], (9, 9)),
+            ledger.transfer(SESSION, a, &nowhere, cents(1), &ids[0], (9, 9)),
+            ledger.transfer(SESSION, a, b, cents(1), &ids[1], (3, 9)),
+            ledger.transfer(SESSION, a, b, cents(1), &ids[2], (9, 9)),
         );
         assert!(matches!(
             unknown,
@@ -504,9 +505,28 @@ mod tests {
         assert_eq!(fine.unwrap().balance_cents, 999);
     }
 
-    #[test]
-    fn placeholders_make_rows_of_parameters() {
-        assert_eq!(placeholders(1, 3), "?, ?, ?");
-        assert_eq!(placeholders(2, 2), "(?, ?), (?, ?)");
+    #[tokio::test]
+    async fn a_transfer_is_refused_in_its_transaction_once_its_session_has_ended() {
+        let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
+        let (a, b) = (&accounts[0], &accounts[1]);
+        let bob = HolderName::parse("holder_name", "Bob").unwrap();
+        ledger
+            .create_session("bob-session", &bob, now_ms(), i64::MAX)
+            .await
+            .unwrap();
+        assert!(ledger.delete_session(SESSION).await.unwrap());
+        let ids = [rid(), rid()];
+        let (ended, not_bobs) = tokio::join!(
+            ledger.transfer(SESSION, a, b, cents(1), &ids[0], (1, 1)),
+            ledger.transfer("bob-session", a, b, cents(1), &ids[1], (1, 1)),
+        );
+        for refused in [ended, not_bobs] {
+            assert!(
+                matches!(refused, Err(Error::Unauthenticated(_))),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(ledger.balance(a, 1).await.unwrap(), 1_000);
+        assert_eq!(ledger.balance(b, 1).await.unwrap(), 0);
     }
 }
