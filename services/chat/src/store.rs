@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use township_store::{
-    Durability, SqlitePool,
+    Checkpoints, Durability, SqlitePool,
     sqlx::{self, Row},
 };
 
@@ -47,12 +47,26 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing) `<data_dir>/chat.db`.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(data_dir, "chat.db", Durability::Full, 1, SCHEMA)
-            .await
-            .context("cannot open the transcripts")?;
-        let reads = township_store::open(data_dir, "chat.db", Durability::Full, 4, SCHEMA)
-            .await
-            .context("cannot open the transcripts for reading")?;
+        let writes = township_store::open(
+            data_dir,
+            "chat.db",
+            Durability::Full,
+            Checkpoints::OnCommit,
+            1,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the transcripts")?;
+        let reads = township_store::open(
+            data_dir,
+            "chat.db",
+            Durability::Full,
+            Checkpoints::OnCommit,
+            4,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the transcripts for reading")?;
         Ok(Self { writes, reads })
     }
 

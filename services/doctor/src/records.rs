@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::Context;
 use township_store::{
-    Durability, SqlitePool,
+    Checkpoints, Durability, SqlitePool,
     sqlx::{self, Row, SqliteConnection},
 };
 
@@ -105,12 +105,26 @@ pub struct Records {
 impl Records {
     /// Opens (creating if missing) `<data_dir>/doctor.db`.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(data_dir, "doctor.db", Durability::Full, 1, SCHEMA)
-            .await
-            .context("cannot open the doctor's records")?;
-        let reads = township_store::open(data_dir, "doctor.db", Durability::Full, 4, SCHEMA)
-            .await
-            .context("cannot open the doctor's records for reading")?;
+        let writes = township_store::open(
+            data_dir,
+            "doctor.db",
+            Durability::Full,
+            Checkpoints::OnCommit,
+            1,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the doctor's records")?;
+        let reads = township_store::open(
+            data_dir,
+            "doctor.db",
+            Durability::Full,
+            Checkpoints::OnCommit,
+            4,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the doctor's records for reading")?;
         Ok(Self { writes, reads })
     }
 

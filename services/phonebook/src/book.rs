@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use township_store::{
-    Durability, SqlitePool,
+    Checkpoints, Durability, SqlitePool,
     sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
 };
 
@@ -150,13 +150,21 @@ impl Book {
     /// Opens (creating if missing) `<data_dir>/phonebook.db` and starts the writer task, which
     /// ends once every clone of the book is dropped, after committing what it was given.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(data_dir, "phonebook.db", Durability::Full, 1, SCHEMA)
-            .await
-            .context("cannot open the phone book")?;
+        let writes = township_store::open(
+            data_dir,
+            "phonebook.db",
+            Durability::Full,
+            Checkpoints::OnCommit,
+            1,
+            SCHEMA,
+        )
+        .await
+        .context("cannot open the phone book")?;
         let reads = township_store::open(
             data_dir,
             "phonebook.db",
             Durability::Full,
+            Checkpoints::OnCommit,
             READ_CONNECTIONS,
             SCHEMA,
         )

@@ -5,6 +5,11 @@
 //! Durability: WAL journal with `synchronous = FULL` by default, so a committed transaction survives
 //! a process kill *and* a power loss; services with hot write paths may choose `NORMAL` (survives
 //! `kill -9`, may lose the last commits on power loss) and say so in their docs.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its fsyncs) are SQLite's default
+//! for most services: the commit that takes the WAL past 1,000 pages does it, and waits for it.
+//! A service whose commits are its bottleneck moves them off that path with
+//! [`Checkpoints::InBackground`] and [`checkpoint_in_background`].
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -21,6 +26,20 @@ pub enum Durability {
     Normal,
 }
 
+/// Who copies the WAL back into the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// SQLite's default: the commit that takes the WAL past 1,000 pages (4 MiB).
+    OnCommit,
+    /// A task running [`checkpoint_in_background`]; a commit does it itself only once the WAL
+    /// passes [`FALLBACK_CHECKPOINT_PAGES`], should that task fall behind.
+    InBackground,
+}
+
+/// With [`Checkpoints::InBackground`], the WAL size (pages of 4 KiB) at which a commit
+/// checkpoints after all.
+pub const FALLBACK_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Opens (creating if missing) `<data_dir>/<file>` with a pool of at most `connections`
 /// connections, and runs `schema` (idempotent SQL, e.g. `CREATE TABLE IF NOT EXISTS ...`).
 /// Creates `data_dir` too.
@@ -32,6 +51,7 @@ pub async fn open(
     data_dir: &Path,
     file: &str,
     durability: Durability,
+    checkpoints: Checkpoints,
     connections: u32,
     schema: &'static str,
 ) -> anyhow::Result<SqlitePool> {
@@ -49,6 +69,12 @@ pub async fn open(
         })
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
+    let options = match checkpoints {
+        Checkpoints::OnCommit => options,
+        Checkpoints::InBackground => {
+            options.pragma("wal_autocheckpoint", FALLBACK_CHECKPOINT_PAGES.to_string())
+        }
+    };
     let pool = SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         // A ping before each use would be one more round trip to the connection's worker
@@ -62,4 +88,107 @@ pub async fn open(
         .await
         .with_context(|| format!("cannot create the schema in {}", path.display()))?;
     Ok(pool)
+}
+
+/// Checkpoints `pool`'s database every `interval` (PASSIVE: it never waits for, nor blocks,
+/// readers or writers) until the pool is closed, on one of `pool`'s connections, so that writers
+/// opened with [`Checkpoints::InBackground`] neither copy pages nor wait for fsyncs when they
+/// commit. A failed checkpoint is logged and tried again at the next tick.
+pub async fn checkpoint_in_background(pool: SqlitePool, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        ticks.tick().await;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %err, "background checkpoint failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB NOT NULL);";
+
+    /// Commits about 2,000 pages (8 MiB), one transaction of 16 rows of 4 KiB at a time.
+    async fn write_2000_pages(pool: &SqlitePool) {
+        for _ in 0..125 {
+            let mut tx = pool.begin().await.unwrap();
+            for _ in 0..16 {
+                sqlx::query("INSERT INTO t (v) VALUES (zeroblob(4000))")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    }
+
+    fn file_size(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("t.db")).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn commits_leave_checkpoints_to_the_background_task_when_asked_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |checkpoints| {
+            open(
+                dir.path(),
+                "t.db",
+                Durability::Normal,
+                checkpoints,
+                1,
+                SCHEMA,
+            )
+        };
+        let writes = open(Checkpoints::InBackground).await.unwrap();
+        let reads = open(Checkpoints::OnCommit).await.unwrap();
+        write_2000_pages(&writes).await;
+        assert!(
+            file_size(dir.path()) < 1 << 20,
+            "past 1,000 pages of WAL, commits did not copy them into the database file"
+        );
+
+        let background = tokio::spawn(checkpoint_in_background(
+            reads.clone(),
+            Duration::from_millis(10),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while file_size(dir.path()) < 7 << 20 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the background task checkpoints within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reads.close().await;
+        tokio::time::timeout(Duration::from_secs(30), background)
+            .await
+            .expect("the task ends once its pool is closed")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn by_default_a_commit_checkpoints_once_the_wal_passes_1000_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let writes = open(
+            dir.path(),
+            "t.db",
+            Durability::Normal,
+            Checkpoints::OnCommit,
+            1,
+            SCHEMA,
+        )
+        .await
+        .unwrap();
+        write_2000_pages(&writes).await;
+        assert!(file_size(dir.path()) > 4 << 20);
+    }
 }
