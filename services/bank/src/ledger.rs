@@ -16,7 +16,7 @@ use std::{path::Path, time::SystemTime};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
-use township_store::{Checkpoints, Durability, SqlitePool, sqlx};
+use township_store::{Checkpoints, Durability, Pools, SqlitePool, sqlx};
 
 use crate::{
     Error,
@@ -154,30 +154,21 @@ impl Ledger {
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let pool = township_store::open(
+        let Pools {
+            writes: pool,
+            reads,
+        } = township_store::open_pools(
             data_dir,
             "bank.db",
             Durability::Normal,
-            Checkpoints::InBackground,
-            1,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the bank's ledger")?;
-        let reads = township_store::open(
-            data_dir,
-            "bank.db",
-            Durability::Normal,
-            Checkpoints::OnCommit,
+            Checkpoints::InBackground {
+                every: CHECKPOINT_INTERVAL,
+            },
             4,
             SCHEMA,
         )
         .await
-        .context("cannot open the bank's ledger for reading")?;
-        tokio::spawn(township_store::checkpoint_in_background(
-            reads.clone(),
-            CHECKPOINT_INTERVAL,
-        ));
+        .context("cannot open the bank's ledger")?;
         let writer = start_writer_thread().context("cannot start the ledger's writer thread")?;
         let transfers = {
             let _on_writer = writer.enter();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use township_store::{
-    Checkpoints, Durability, SqlitePool,
+    Checkpoints, Durability, Pools, SqlitePool,
     sqlx::{self, Row},
 };
 
@@ -47,17 +47,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing) `<data_dir>/chat.db`.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(
-            data_dir,
-            "chat.db",
-            Durability::Full,
-            Checkpoints::OnCommit,
-            1,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the transcripts")?;
-        let reads = township_store::open(
+        let Pools { writes, reads } = township_store::open_pools(
             data_dir,
             "chat.db",
             Durability::Full,
@@ -66,7 +56,7 @@ impl Store {
             SCHEMA,
         )
         .await
-        .context("cannot open the transcripts for reading")?;
+        .context("cannot open the transcripts")?;
         Ok(Self { writes, reads })
     }
 

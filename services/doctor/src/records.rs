@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::Context;
 use township_store::{
-    Checkpoints, Durability, SqlitePool,
+    Checkpoints, Durability, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection},
 };
 
@@ -105,17 +105,7 @@ pub struct Records {
 impl Records {
     /// Opens (creating if missing) `<data_dir>/doctor.db`.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(
-            data_dir,
-            "doctor.db",
-            Durability::Full,
-            Checkpoints::OnCommit,
-            1,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the doctor's records")?;
-        let reads = township_store::open(
+        let Pools { writes, reads } = township_store::open_pools(
             data_dir,
             "doctor.db",
             Durability::Full,
@@ -124,7 +114,7 @@ impl Records {
             SCHEMA,
         )
         .await
-        .context("cannot open the doctor's records for reading")?;
+        .context("cannot open the doctor's records")?;
         Ok(Self { writes, reads })
     }
 

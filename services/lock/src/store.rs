@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use township_store::{Checkpoints, Durability, sqlx};
+use township_store::{Durability, sqlx};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS epoch (
     id    INTEGER PRIMARY KEY CHECK (id = 1),
@@ -19,15 +19,7 @@ const MAX_EPOCH: i64 = (1 << 23) - 1;
 /// Increments and returns the epoch stored in `<data_dir>/lock.db` (1 on first start). The
 /// increment is committed with a full fsync before any token of the new epoch is issued.
 pub async fn next_epoch(data_dir: &Path) -> anyhow::Result<u64> {
-    let pool = township_store::open(
-        data_dir,
-        "lock.db",
-        Durability::Full,
-        Checkpoints::OnCommit,
-        1,
-        SCHEMA,
-    )
-    .await?;
+    let pool = township_store::open(data_dir, "lock.db", Durability::Full, 1, SCHEMA).await?;
     let epoch: i64 = sqlx::query_scalar(
         "INSERT INTO epoch (id, value) VALUES (1, 1)
          ON CONFLICT (id) DO UPDATE SET value = value + 1

@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use township_store::{
-    Checkpoints, Durability, SqlitePool,
+    Checkpoints, Durability, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
 };
 
@@ -150,17 +150,7 @@ impl Book {
     /// Opens (creating if missing) `<data_dir>/phonebook.db` and starts the writer task, which
     /// ends once every clone of the book is dropped, after committing what it was given.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let writes = township_store::open(
-            data_dir,
-            "phonebook.db",
-            Durability::Full,
-            Checkpoints::OnCommit,
-            1,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the phone book")?;
-        let reads = township_store::open(
+        let Pools { writes, reads } = township_store::open_pools(
             data_dir,
             "phonebook.db",
             Durability::Full,
@@ -169,7 +159,7 @@ impl Book {
             SCHEMA,
         )
         .await
-        .context("cannot open the phone book for reading")?;
+        .context("cannot open the phone book")?;
         let token_key: Vec<u8> =
             sqlx::query_scalar("SELECT value FROM meta WHERE name = 'page_token_key'")
                 .fetch_one(&reads)

@@ -9,7 +9,7 @@
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) are SQLite's default
 //! for most services: the commit that takes the WAL past 1,000 pages does it, and waits for it.
 //! A service whose commits are its bottleneck moves them off that path with
-//! [`Checkpoints::InBackground`] and [`checkpoint_in_background`].
+//! [`Checkpoints::InBackground`].
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -31,34 +31,82 @@ pub enum Durability {
 pub enum Checkpoints {
     /// SQLite's default: the commit that takes the WAL past 1,000 pages (4 MiB).
     OnCommit,
-    /// A task running [`checkpoint_in_background`]; a commit does it itself only once the WAL
-    /// passes [`FALLBACK_CHECKPOINT_PAGES`], should that task fall behind.
-    InBackground,
+    /// A task on a reading connection, every `every` (see [`checkpoint_in_background`]); a
+    /// commit does it itself only once the WAL passes [`FALLBACK_CHECKPOINT_PAGES`], should that
+    /// task fall behind.
+    InBackground { every: Duration },
 }
 
 /// With [`Checkpoints::InBackground`], the WAL size (pages of 4 KiB) at which a commit
 /// checkpoints after all.
 pub const FALLBACK_CHECKPOINT_PAGES: u32 = 10_000;
 
-/// Opens (creating if missing) `<data_dir>/<file>` with a pool of at most `connections`
-/// connections, and runs `schema` (idempotent SQL, e.g. `CREATE TABLE IF NOT EXISTS ...`).
-/// Creates `data_dir` too.
+/// A service's database: one connection for write transactions and several for reads.
 ///
 /// SQLite allows one writer at a time and makes the others sleep-and-retry (`busy_timeout`): a
 /// pool of one connection for write transactions makes a process's writers queue in order instead,
 /// with no sleeping; readers use a separate, larger pool (WAL readers never wait for the writer).
-pub async fn open(
+#[derive(Clone, Debug)]
+pub struct Pools {
+    /// At most one connection.
+    pub writes: SqlitePool,
+    /// At most `readers` connections.
+    pub reads: SqlitePool,
+}
+
+/// Opens (creating if missing) `<data_dir>/<file>` as [`Pools`] with `readers` reading
+/// connections, and runs `schema`. With [`Checkpoints::InBackground`] it also starts the
+/// checkpointing task on the current runtime; the task ends when the pools are closed.
+pub async fn open_pools(
     data_dir: &Path,
     file: &str,
     durability: Durability,
     checkpoints: Checkpoints,
+    readers: u32,
+    schema: &'static str,
+) -> anyhow::Result<Pools> {
+    let autocheckpoint = match checkpoints {
+        Checkpoints::OnCommit => None,
+        Checkpoints::InBackground { .. } => Some(FALLBACK_CHECKPOINT_PAGES),
+    };
+    let writes = open_pool(data_dir, file, durability, autocheckpoint, 1, schema)
+        .await
+        .context("for writing")?;
+    let reads = open_pool(data_dir, file, durability, None, readers, schema)
+        .await
+        .context("for reading")?;
+    if let Checkpoints::InBackground { every } = checkpoints {
+        tokio::spawn(checkpoint_in_background(reads.clone(), every));
+    }
+    Ok(Pools { writes, reads })
+}
+
+/// Opens (creating if missing) `<data_dir>/<file>` with a pool of at most `connections`
+/// connections, and runs `schema` (idempotent SQL, e.g. `CREATE TABLE IF NOT EXISTS ...`).
+/// Creates `data_dir` too. Services that write and read use [`open_pools`].
+pub async fn open(
+    data_dir: &Path,
+    file: &str,
+    durability: Durability,
+    connections: u32,
+    schema: &'static str,
+) -> anyhow::Result<SqlitePool> {
+    open_pool(data_dir, file, durability, None, connections, schema).await
+}
+
+/// [`open`], where `autocheckpoint` (WAL pages) replaces SQLite's 1,000 if given.
+async fn open_pool(
+    data_dir: &Path,
+    file: &str,
+    durability: Durability,
+    autocheckpoint: Option<u32>,
     connections: u32,
     schema: &'static str,
 ) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let path = data_dir.join(file);
-    let options = SqliteConnectOptions::from_str("sqlite://")
+    let mut options = SqliteConnectOptions::from_str("sqlite://")
         .context("sqlite options")?
         .filename(&path)
         .create_if_missing(true)
@@ -69,12 +117,9 @@ pub async fn open(
         })
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
-    let options = match checkpoints {
-        Checkpoints::OnCommit => options,
-        Checkpoints::InBackground => {
-            options.pragma("wal_autocheckpoint", FALLBACK_CHECKPOINT_PAGES.to_string())
-        }
-    };
+    if let Some(pages) = autocheckpoint {
+        options = options.pragma("wal_autocheckpoint", pages.to_string());
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         // A ping before each use would be one more round trip to the connection's worker
@@ -138,18 +183,17 @@ mod tests {
     #[tokio::test]
     async fn commits_leave_checkpoints_to_the_background_task_when_asked_to() {
         let dir = tempfile::tempdir().unwrap();
-        let open = |checkpoints| {
-            open(
-                dir.path(),
-                "t.db",
-                Durability::Normal,
-                checkpoints,
-                1,
-                SCHEMA,
-            )
-        };
-        let writes = open(Checkpoints::InBackground).await.unwrap();
-        let reads = open(Checkpoints::OnCommit).await.unwrap();
+        let every = Duration::from_secs(3600);
+        let Pools { writes, reads } = open_pools(
+            dir.path(),
+            "t.db",
+            Durability::Normal,
+            Checkpoints::InBackground { every },
+            1,
+            SCHEMA,
+        )
+        .await
+        .unwrap();
         write_2000_pages(&writes).await;
         assert!(
             file_size(dir.path()) < 1 << 20,
@@ -178,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn by_default_a_commit_checkpoints_once_the_wal_passes_1000_pages() {
         let dir = tempfile::tempdir().unwrap();
-        let writes = open(
+        let Pools { writes, .. } = open_pools(
             dir.path(),
             "t.db",
             Durability::Normal,
