@@ -95,8 +95,7 @@ async fn measure(
 }
 
 async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
-    Channel::from_shared(format!("http://{addr}"))?
-        .connect()
+    server::dial(&addr.to_string())
         .await
         .context("connect to the bank")
 }

@@ -55,7 +55,7 @@ async fn fan_out(
 ) -> anyhow::Result<Row> {
     let mut channels = Vec::new();
     for _ in 0..members.div_ceil(MEMBERS_PER_CHANNEL) {
-        channels.push(Channel::from_shared(uri.to_owned())?.connect().await?);
+        channels.push(server::dial(uri).await?);
     }
     let epoch = Instant::now();
     let deliveries: Deliveries = Rc::new(RefCell::new(Histogram::new(3)?));

@@ -15,11 +15,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
-use tonic::{
-    client::Grpc,
-    codegen::http::uri::PathAndQuery,
-    transport::{Channel, Endpoint},
-};
+use tonic::{client::Grpc, codegen::http::uri::PathAndQuery, transport::Channel};
 
 /// The etcd binary, looked up on `PATH`.
 const BINARY: &str = "etcd";
@@ -157,9 +153,7 @@ pub struct Client {
 impl Client {
     /// Connects to etcd's client URL.
     pub async fn connect(uri: &str) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(uri.to_owned())
-            .context("bad etcd URL")?
-            .connect()
+        let channel = crate::server::dial(uri)
             .await
             .with_context(|| format!("cannot connect to etcd at {uri}"))?;
         Ok(Self {

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use township_proto::lock::v1::{
     AcquireRequest, LockTarget, Mode, ReleaseRequest, SessionRequest, SessionResponse,
     lock_service_client::LockServiceClient, session_request, session_response,
@@ -217,10 +217,7 @@ async fn measure_lock_server(
         duration,
         warmup,
         async |i| {
-            let channel = Endpoint::from_shared(uri.to_owned())?
-                .connect()
-                .await
-                .context("connect")?;
+            let channel = server::dial(uri).await.context("connect")?;
             Ok((channel, scenario.resource(i)))
         },
         move |(channel, resource), window| async move {

@@ -42,8 +42,7 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
         let rows = &mut report.rows;
         let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
         let server = server::start("phonebook-server", data.path(), &[]).await?;
-        let channel = Channel::from_shared(format!("http://{}", server.addr))?
-            .connect()
+        let channel = server::dial(&server.addr.to_string())
             .await
             .context("connect to the phone book")?;
         rows.push(load_book(&channel, size).await?);

@@ -15,9 +15,12 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+
+use township_client::Dialer;
 
 use crate::{load::Window, report::Footprint};
 
@@ -119,10 +122,16 @@ pub async fn cpu_during(window: Window, servers: &[&Server]) -> anyhow::Result<V
         .collect()
 }
 
+/// Connects once to a server or a reference at `addr` (`host:port` or `http://host:port`), the
+/// way every Township client dials (`township-client`). Nothing is retried: the benchmarks start
+/// their servers themselves and wait for them.
+pub async fn dial(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Dialer::new().connect(addr).await?)
+}
+
 /// Polls the standard health check (the whole server) until it answers SERVING.
 async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
+    let channel = dial(&addr.to_string())
         .await
         .context("connect for the health check")?;
     let mut health = HealthClient::new(channel);

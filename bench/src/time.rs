@@ -140,8 +140,7 @@ fn named(mut footprint: crate::report::Footprint, name: &str) -> crate::report::
 }
 
 async fn connect(uri: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(uri.to_owned())?
-        .connect()
+    server::dial(uri)
         .await
         .with_context(|| format!("connect to {uri}"))
 }

@@ -1,9 +1,14 @@
 //! Township's gRPC APIs as Rust types: messages, clients and servers generated from `proto/`, plus the
-//! encoded descriptor set that server reflection serves.
+//! encoded descriptor set that server reflection serves. Beside them, what every server and client
+//! agrees on outside the messages: [`town`] (each service's default port and address variable) and
+//! [`money`] (amounts as people write them).
 
 /// The encoded `FileDescriptorSet` of every Township `.proto` file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/township_descriptor.bin"));
+
+pub mod money;
+pub mod town;
 
 /// `township.time.v1`: the day/time service.
 pub mod time {

@@ -23,8 +23,7 @@ use tokio::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, transport::Channel};
-use township_cell::Mode;
-use township_lock::LockClient;
+use township_lock_client::{LockClient, Mode};
 use township_proto::lock::v1::{
     self as pb, Mode::Read, Mode::Write, lock_service_client::LockServiceClient,
 };

@@ -5,8 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use sha2::{Digest, Sha256};
-use township_cell::Mode;
-use township_lock::LockClient;
+use township_lock_client::{LockClient, Mode};
 
 use crate::{
     Error,
@@ -411,9 +410,7 @@ impl Bank {
                 done
             })
             .await
-            .map_err(|status| {
-                Error::LockUnavailable(format!("{:?}: {}", status.code(), status.message()))
-            })?
+            .map_err(|err| Error::LockUnavailable(err.to_string()))?
     }
 }
 

@@ -27,9 +27,9 @@ use std::{
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::Endpoint;
+use township_client::Dialer;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
-use township_lock::LockClient;
+use township_lock_client::LockClient;
 use township_proto::bank::v1::bank_service_server::BankServiceServer;
 
 pub use bank::{Bank, BankConfig};
@@ -37,7 +37,7 @@ pub use error::Error;
 pub use service::BankApi;
 
 /// The bank's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50055;
+pub const DEFAULT_PORT: u16 = township_proto::town::BANK.port;
 
 /// Everything the bank server needs.
 #[derive(Clone, Debug)]
@@ -62,13 +62,12 @@ pub struct Config {
 /// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ledger = ledger::Ledger::open(&config.data_dir).await?;
-    let uri = township_kit::config::endpoint_uri(&config.lock_addr).map_err(anyhow::Error::msg)?;
-    let channel = Endpoint::from_shared(uri)
-        .context("--lock-addr")?
+    // Lazily: the bank starts while its lock service is down, and reconnects by itself.
+    let channel = Dialer::new()
         .connect_timeout(Duration::from_secs(1))
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy();
+        .keepalive(Duration::from_secs(5))
+        .lazy(&config.lock_addr)
+        .context("--lock-addr")?;
     let owner = format!(
         "bank@{}/{}",
         listener.local_addr().context("listener address")?,

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::Parser;
 use township_bank::{BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token};
 use township_kit::{ServerArgs, config, net, shutdown};
+use township_proto::town;
 
 /// The Township bank (gRPC `township.bank.v1.BankService`).
 #[derive(Debug, Parser)]
@@ -14,7 +15,7 @@ struct Args {
     server: ServerArgs,
 
     /// The shared lock service, host:port.
-    #[arg(long, env = "TOWNSHIP_LOCK_ADDR", default_value = "127.0.0.1:50056")]
+    #[arg(long, env = town::LOCK.addr_env, default_value = town::LOCK.default_addr)]
     lock_addr: String,
 
     /// File holding the staff token (created with a random token if missing).

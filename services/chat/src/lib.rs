@@ -26,7 +26,7 @@ pub use error::Error;
 pub use service::ChatApi;
 
 /// The chat's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50053;
+pub const DEFAULT_PORT: u16 = township_proto::town::CHAT.port;
 
 /// Everything the chat server needs.
 #[derive(Clone, Debug)]

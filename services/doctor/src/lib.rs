@@ -57,7 +57,7 @@ pub use state::{EngineState, StateError};
 pub use transcript::{Transcript, TranscriptError, replay_classic, replay_script};
 
 /// The doctor's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50052;
+pub const DEFAULT_PORT: u16 = township_proto::town::DOCTOR.port;
 
 /// Everything the doctor server needs.
 #[derive(Clone, Debug)]

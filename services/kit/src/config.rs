@@ -154,18 +154,6 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
-/// Turns a user-given address (`host:port`, optionally with `http://`) into the URI tonic dials.
-pub fn endpoint_uri(text: &str) -> Result<String, String> {
-    let bare = strip_scheme(text.trim());
-    let (host, port) = bare
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{text}` is not a host:port address"))?;
-    if host.is_empty() || port.parse::<u16>().is_err() || bare.contains('/') {
-        return Err(format!("`{text}` is not a host:port address"));
-    }
-    Ok(format!("http://{bare}"))
-}
-
 fn strip_scheme(text: &str) -> &str {
     text.strip_prefix("http://").unwrap_or(text)
 }
@@ -183,23 +171,6 @@ mod tests {
         assert_eq!(parse_listen_addr("127.0.0.1:50051").unwrap().port(), 50051);
         assert!(parse_listen_addr("127.0.0.1").is_err());
         assert!(parse_listen_addr("nonsense:port").is_err());
-    }
-
-    #[test]
-    fn endpoint_uris_are_http_host_port() {
-        assert_eq!(
-            endpoint_uri("localhost:50051").unwrap(),
-            "http://localhost:50051"
-        );
-        assert_eq!(
-            endpoint_uri("http://10.0.0.1:1").unwrap(),
-            "http://10.0.0.1:1"
-        );
-        assert_eq!(endpoint_uri("[::1]:9").unwrap(), "http://[::1]:9");
-        assert!(endpoint_uri("localhost").is_err());
-        assert!(endpoint_uri(":50051").is_err());
-        assert!(endpoint_uri("host:99999").is_err());
-        assert!(endpoint_uri("https://host:1/path").is_err());
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! The Township lock service: readers/writers locks on named resources with leases and fencing
 //! tokens, shared by every process that asks (every bank replica first of all) — the classic
-//! readers/writers cell, across processes.
+//! readers/writers cell, across processes. Its client is a crate of its own,
+//! `township-lock-client`, so that callers never link this server.
 //!
 //! - [`table`]: the lock table itself (no gRPC): admission, leases, expiry, fencing tokens.
 //! - [`service`]: the gRPC API over the table; `session` serves its Session stream.
-//! - [`client`]: [`LockClient`], the cell's interface across the network, for other services.
 //! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
 
-pub mod client;
 mod error;
 pub mod service;
 mod session;
@@ -20,13 +19,12 @@ use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::lock::v1::lock_service_server::LockServiceServer;
 
-pub use client::LockClient;
 pub use error::Error;
 pub use service::LockApi;
 pub use table::LockTable;
 
 /// The lock service's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50056;
+pub const DEFAULT_PORT: u16 = township_proto::town::LOCK.port;
 
 /// What the lock service needs beyond the shared server options.
 #[derive(Clone, Debug)]

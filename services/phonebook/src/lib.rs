@@ -25,7 +25,7 @@ pub use service::PhoneBookApi;
 pub use types::Region;
 
 /// The phone book's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50054;
+pub const DEFAULT_PORT: u16 = township_proto::town::PHONEBOOK.port;
 
 /// Everything the phone book server needs.
 #[derive(Clone, Debug)]

@@ -18,7 +18,7 @@ pub use error::Error;
 pub use service::TimeApi;
 
 /// The time service's default gRPC port.
-pub const DEFAULT_PORT: u16 = 50051;
+pub const DEFAULT_PORT: u16 = township_proto::town::TIME.port;
 
 /// What the time service needs beyond the shared server options.
 #[derive(Clone, Debug)]

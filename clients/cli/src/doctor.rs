@@ -24,18 +24,13 @@ use township_proto::doctor::v1::{
 
 use crate::{
     Global,
-    connect::{connect, unary},
+    connect::{addr_of, connect, unary},
     error::CliError,
     print_json,
 };
+use township_proto::town;
 
 const SERVICE: &str = "doctor";
-
-/// The env var naming the doctor's address when no `--addr` is given.
-const ADDR_ENV: &str = "TOWNSHIP_DOCTOR_ADDR";
-
-/// The doctor's default address.
-const DEFAULT_ADDR: &str = "127.0.0.1:50052";
 
 /// The largest page of history the doctor serves; `--all` asks for pages this big unless told
 /// otherwise.
@@ -166,7 +161,7 @@ struct Doctor {
 impl Doctor {
     /// Connects: `--addr`, else env TOWNSHIP_DOCTOR_ADDR, else 127.0.0.1:50052.
     async fn connect(global: &Global) -> Result<Self, CliError> {
-        let addr = global.addr_for(ADDR_ENV, DEFAULT_ADDR);
+        let addr = addr_of(&town::DOCTOR, global);
         let channel = connect(SERVICE, &addr, global).await?;
         Ok(Self {
             client: DoctorServiceClient::new(channel),

@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 use tonic::{Code, Status};
-use township_bank::types::format_cents;
+use township_proto::money::format_cents;
 
 use crate::{
     Global,

@@ -33,18 +33,14 @@ use township_proto::chat::v1::{
 
 use crate::{
     Global,
-    connect::{connect, connect_streaming, root_cause, unary},
+    connect::{addr_of, connect, connect_streaming, unary},
     error::CliError,
     print_json,
 };
+use township_client::{Backoff, root_cause};
+use township_proto::town;
 
 const SERVICE: &str = "chat";
-
-/// The env var naming the chat's address when no `--addr` is given.
-const ADDR_ENV: &str = "TOWNSHIP_CHAT_ADDR";
-
-/// The chat's default address.
-const DEFAULT_ADDR: &str = "127.0.0.1:50053";
 
 /// The room joined when no `--room` is given (the server's default too).
 const DEFAULT_ROOM: &str = "lobby";
@@ -54,13 +50,6 @@ const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// The line that leaves the room (surrounding spaces do not matter).
 const QUIT: &str = "/quit";
-
-/// The first wait between two attempts to rejoin (or to resend a line); each further one waits
-/// twice as long, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-
-/// The longest wait between two attempts to rejoin or resend.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Input lines read ahead of the session.
 const READ_AHEAD: usize = 64;
@@ -85,7 +74,7 @@ shown, together with everything the room said up to that moment; Ctrl-C leaves a
 
 When the connection is lost or the server ends the stream (a restart, a dropped network, or the \
 server's idle timeout: the room then sees you leave and join again), the client says so on stderr \
-and rejoins by itself, retrying with backoff (200 ms doubling to 2 s) for \
+and rejoins by itself, retrying with backoff (about 200 ms doubling to 2 s, with jitter) for \
 up to --reconnect-for, and resumes after the last event it printed: no line is printed twice and \
 none is missed. Lines typed meanwhile are sent once it is back, each under the client message id \
 it was first sent with, so none is appended twice. While the server has not yet noticed the old \
@@ -185,7 +174,7 @@ impl Chat {
     /// connection sends HTTP/2 keepalive pings, so a dead server is noticed even while nothing
     /// is said.
     async fn connect(global: &Global, streaming: bool) -> Result<Self, CliError> {
-        let addr = global.addr_for(ADDR_ENV, DEFAULT_ADDR);
+        let addr = addr_of(&town::CHAT, global);
         let channel = if streaming {
             connect_streaming(SERVICE, &addr, global).await?
         } else {
@@ -478,7 +467,7 @@ impl Session<'_> {
         let (timeout, reconnect_for) = (self.timeout, self.reconnect_for);
         Box::pin(async move {
             let deadline = Instant::now() + reconnect_for;
-            let mut backoff = FIRST_BACKOFF;
+            let mut backoff = Backoff::new();
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -489,7 +478,8 @@ impl Session<'_> {
                     }
                     Err(status) => status,
                 };
-                if Instant::now() + backoff > deadline {
+                let wait = backoff.next_delay();
+                if Instant::now() + wait > deadline {
                     return Err(if is_local(&status) || status.code() == Code::Unavailable {
                         CliError::Unreachable {
                             service: SERVICE,
@@ -505,8 +495,7 @@ impl Session<'_> {
                         CliError::from_status(SERVICE, &addr, status)
                     });
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(wait).await;
             }
         })
     }
@@ -594,7 +583,7 @@ impl LineSender {
                 text: line.text,
                 client_message_id: line.id,
             };
-            let mut backoff = FIRST_BACKOFF;
+            let mut backoff = Backoff::new();
             let mut failing_since = None;
             loop {
                 let joined = *generation.borrow_and_update();
@@ -620,9 +609,8 @@ impl LineSender {
                             return; // The session is over.
                         }
                     }
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -39,15 +39,15 @@ pub struct Global {
     /// The service's address, host:port (an http:// in front is accepted). Default: the
     /// service's env var (e.g. TOWNSHIP_TIME_ADDR), else its default port on 127.0.0.1.
     #[arg(long, global = true, value_name = "ADDR")]
-    addr: Option<String>,
+    pub addr: Option<String>,
 
     /// Deadline for connecting and for each call.
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s",
           value_parser = humantime::parse_duration, env = "TOWNSHIP_TIMEOUT")]
-    timeout: Duration,
+    pub timeout: Duration,
 
-    /// How many more times to try connecting when the service is unreachable (exponential
-    /// backoff from 200 ms).
+    /// How many more times to try connecting when the service is unreachable (backoff of about
+    /// 200 ms doubling to 2 s, with jitter).
     #[arg(
         long,
         global = true,
@@ -55,21 +55,11 @@ pub struct Global {
         default_value_t = 3,
         env = "TOWNSHIP_RETRIES"
     )]
-    retries: u32,
+    pub retries: u32,
 
     /// Print results as JSON, one object per line.
     #[arg(long, global = true)]
-    json: bool,
-}
-
-impl Global {
-    /// The address for a service: `--addr`, else the env var `env`, else `default`.
-    fn addr_for(&self, env: &str, default: &str) -> String {
-        self.addr
-            .clone()
-            .or_else(|| std::env::var(env).ok().filter(|a| !a.trim().is_empty()))
-            .unwrap_or_else(|| default.to_owned())
-    }
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,18 +22,13 @@ use township_proto::phonebook::v1::{
 
 use crate::{
     Global,
-    connect::{connect, unary},
+    connect::{addr_of, connect, unary},
     error::CliError,
     print_json,
 };
+use township_proto::town;
 
 const SERVICE: &str = "phonebook";
-
-/// The env var naming the phone book's address when no `--addr` is given.
-const ADDR_ENV: &str = "TOWNSHIP_PHONEBOOK_ADDR";
-
-/// The phone book's default address.
-const DEFAULT_ADDR: &str = "127.0.0.1:50054";
 
 /// The largest page the phone book serves; `--all` asks for pages this big unless told otherwise.
 const MAX_PAGE: i32 = 1000;
@@ -281,7 +276,7 @@ struct PhoneBook {
 impl PhoneBook {
     /// Connects: `--addr`, else env TOWNSHIP_PHONEBOOK_ADDR, else 127.0.0.1:50054.
     async fn connect(global: &Global) -> Result<Self, CliError> {
-        let addr = global.addr_for(ADDR_ENV, DEFAULT_ADDR);
+        let addr = addr_of(&town::PHONEBOOK, global);
         let channel = connect(SERVICE, &addr, global).await?;
         Ok(Self {
             client: PhoneBookServiceClient::new(channel),

@@ -8,24 +8,25 @@ use std::{
     future::Future,
     io::IsTerminal,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use clap::{Args, Subcommand};
 use tonic::{Code, Request, Response, Status, metadata::AsciiMetadataValue, transport::Channel};
-use township_bank::types::{format_cents, parse_cents};
 use township_proto::bank::v1::{
     AmountRequest, ApplyInterestRequest, GetBalanceRequest, ListTransactionsRequest, LoginRequest,
     LogoutRequest, OpenAccountRequest, Transaction, TransferRequest,
     bank_service_client::BankServiceClient,
 };
+use township_proto::money::{format_cents, parse_cents};
 
 use crate::{
     Global,
-    connect::{connect, unary},
+    connect::{addr_of, connect, unary},
     error::CliError,
     print_json,
 };
+use township_client::Backoff;
+use township_proto::town;
 
 const SERVICE: &str = "bank";
 
@@ -34,9 +35,6 @@ const DEFAULT_ADMIN_TOKEN_FILE: &str = "./township-data/bank/admin-token";
 
 /// The env var holding the PIN when no `--pin-file` is given.
 const PIN_ENV: &str = "TOWNSHIP_BANK_PIN";
-
-/// The first retry of a call waits this long; each further retry waits twice as long.
-const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// The bank's largest page of history.
 const MAX_PAGE: usize = 1000;
@@ -394,7 +392,7 @@ pub struct Bank {
 impl Bank {
     /// Connects to the bank: `--addr`, else env TOWNSHIP_BANK_ADDR, else 127.0.0.1:50055.
     pub async fn connect(global: &Global) -> Result<Self, CliError> {
-        let addr = global.addr_for("TOWNSHIP_BANK_ADDR", "127.0.0.1:50055");
+        let addr = addr_of(&town::BANK, global);
         let channel = connect(SERVICE, &addr, global).await?;
         Ok(Self {
             client: BankServiceClient::new(channel),
@@ -440,7 +438,7 @@ impl Bank {
         M: Clone,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
-        let mut backoff = RETRY_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut retries_left = self.global.retries;
         loop {
             let mut request = unary(message.clone(), &self.global);
@@ -451,8 +449,7 @@ impl Bank {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if retries_left > 0 && is_transient(status.code()) => {
                     retries_left -= 1;
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(status) => return Err(status),
             }

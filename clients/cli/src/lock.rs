@@ -3,16 +3,17 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use township_cell::Mode;
-use township_lock::LockClient;
+use tonic::Status;
+use township_lock_client::{Error as LockError, LockClient, Mode};
 use township_proto::lock::v1::{InspectRequest, lock_service_client::LockServiceClient};
 
 use crate::{
     Global,
-    connect::{connect, unary},
+    connect::{addr_of, connect, unary},
     error::CliError,
     print_json,
 };
+use township_proto::town;
 
 const SERVICE: &str = "lock";
 
@@ -58,7 +59,7 @@ enum CliMode {
 
 /// Runs `township lock`.
 pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
-    let addr = global.addr_for("TOWNSHIP_LOCK_ADDR", "127.0.0.1:50056");
+    let addr = addr_of(&town::LOCK, global);
     let channel = connect(SERVICE, &addr, global).await?;
     match args.command {
         LockCommand::Acquire {
@@ -79,12 +80,12 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             let lease = client
                 .acquire(&[(&resource, mode)])
                 .await
-                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?;
+                .map_err(|err| lock_error(&addr, err))?;
             let token = lease.token(&resource).unwrap_or_default();
             if global.json {
                 print_json(&serde_json::json!({
                     "event": "acquired", "resource": resource, "lease_id": lease.id(),
-                    "fencing_token": token, "mode": format!("{mode:?}").to_lowercase(),
+                    "fencing_token": token, "mode": mode.as_str(),
                 }));
             } else {
                 println!(
@@ -100,7 +101,7 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             lease
                 .release()
                 .await
-                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?;
+                .map_err(|err| lock_error(&addr, err))?;
             if global.json {
                 print_json(
                     &serde_json::json!({ "event": "released", "resource": resource, "lost": lost }),
@@ -160,5 +161,28 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// The command's error for a failed [`LockClient`] call: a service that could not be reached
+/// exits 3, an answer exits 1 with its status code, as for every other command.
+fn lock_error(addr: &str, err: LockError) -> CliError {
+    let status = match err {
+        LockError::Unavailable(reason) => {
+            return CliError::Unreachable {
+                service: SERVICE,
+                addr: addr.to_owned(),
+                attempts: 1,
+                reason,
+            };
+        }
+        LockError::TimedOut(message) => Status::deadline_exceeded(message),
+        LockError::LeaseGone(message) => Status::not_found(message),
+        LockError::Refused { code, message } => Status::new(code, message),
+        LockError::OutOfTurn(message) => Status::internal(message),
+    };
+    CliError::Status {
+        service: SERVICE,
+        status,
     }
 }

@@ -10,10 +10,11 @@ use township_proto::time::v1::{
 
 use crate::{
     Global,
-    connect::{connect, unary},
+    connect::{addr_of, connect, unary},
     error::CliError,
     print_json,
 };
+use township_proto::town;
 
 const SERVICE: &str = "time";
 
@@ -36,7 +37,7 @@ pub struct TimeArgs {
 
 /// Runs `township time`.
 pub async fn run(args: TimeArgs, global: &Global) -> Result<(), CliError> {
-    let addr = global.addr_for("TOWNSHIP_TIME_ADDR", "127.0.0.1:50051");
+    let addr = addr_of(&town::TIME, global);
     let mut client = TimeServiceClient::new(connect(SERVICE, &addr, global).await?);
     let time_zone = args.time_zone.unwrap_or_default();
     if !args.watch {

@@ -21,55 +21,53 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+use township_proto::town;
+
 use crate::error::CliError;
 
 /// One server of the town.
 struct Server {
-    /// Short name, used for the data directory and the log file.
-    name: &'static str,
+    /// How it is found: its name (used for the data directory and the log file) and default port.
+    service: town::Service,
     /// Executable name, looked up beside `township`.
     binary: &'static str,
-    /// Offset from `--port-base` (50051): time 0, doctor 1, chat 2, phonebook 3, bank 4, lock 5.
-    port_offset: u16,
+}
+
+impl Server {
+    /// Its port's offset from `--port-base`, which is the time service's port: each server keeps
+    /// its place in the town's default ports.
+    fn port_offset(&self) -> u16 {
+        self.service.port - town::TIME.port
+    }
 }
 
 /// Every server, in start order (a service starts after the ones it depends on).
 const TOWN: &[Server] = &[
     Server {
-        name: "time",
+        service: town::TIME,
         binary: "time-server",
-        port_offset: 0,
     },
     Server {
-        name: "doctor",
+        service: town::DOCTOR,
         binary: "doctor-server",
-        port_offset: 1,
     },
     Server {
-        name: "chat",
+        service: town::CHAT,
         binary: "chat-server",
-        port_offset: 2,
     },
     Server {
-        name: "phonebook",
+        service: town::PHONEBOOK,
         binary: "phonebook-server",
-        port_offset: 3,
     },
     Server {
-        name: "lock",
+        service: town::LOCK,
         binary: "lock-server",
-        port_offset: LOCK_PORT_OFFSET,
     },
     Server {
-        name: "bank",
+        service: town::BANK,
         binary: "bank-server",
-        port_offset: 4,
     },
 ];
-
-/// The lock service's offset from `--port-base`; every server is told its address through
-/// `TOWNSHIP_LOCK_ADDR`.
-const LOCK_PORT_OFFSET: u16 = 5;
 
 /// How long a server has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -100,7 +98,7 @@ pub struct UpArgs {
     #[arg(
         long,
         value_name = "PORT",
-        default_value_t = 50051,
+        default_value_t = town::TIME.port,
         env = "TOWNSHIP_UP_PORT_BASE"
     )]
     port_base: u16,
@@ -134,8 +132,8 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     for (server, addr) in plan {
         let started = tokio::select! {
             started = start(server, addr, &bin_dir, &args, exits_tx.clone()) => started,
-            _ = interrupt.recv() => Err(anyhow!("interrupted while starting {}", server.name)),
-            _ = terminate.recv() => Err(anyhow!("terminated while starting {}", server.name)),
+            _ = interrupt.recv() => Err(anyhow!("interrupted while starting {}", server.service.name)),
+            _ = terminate.recv() => Err(anyhow!("terminated while starting {}", server.service.name)),
         };
         match started {
             Ok(server) => running.push(server),
@@ -184,19 +182,19 @@ fn plan(args: &UpArgs, bin_dir: &Path) -> anyhow::Result<Vec<(&'static Server, S
         }
         let port = args
             .port_base
-            .checked_add(server.port_offset)
+            .checked_add(server.port_offset())
             .ok_or_else(|| {
                 anyhow!(
                     "--port-base {} leaves no port for {}",
                     args.port_base,
-                    server.name
+                    server.service.name
                 )
             })?;
         let addr = SocketAddr::new(args.host, port);
         std::net::TcpListener::bind(addr).with_context(|| {
             format!(
                 "port {addr} for {} is not free (stop what holds it, or use --port-base)",
-                server.name
+                server.service.name
             )
         })?;
         plan.push((server, addr));
@@ -205,7 +203,8 @@ fn plan(args: &UpArgs, bin_dir: &Path) -> anyhow::Result<Vec<(&'static Server, S
 }
 
 fn lock_addr(args: &UpArgs) -> String {
-    SocketAddr::new(args.host, args.port_base.saturating_add(LOCK_PORT_OFFSET)).to_string()
+    let offset = town::LOCK.port - town::TIME.port;
+    SocketAddr::new(args.host, args.port_base.saturating_add(offset)).to_string()
 }
 
 /// Starts one server, waits for its `listening on` line and for SERVING.
@@ -216,12 +215,12 @@ async fn start(
     args: &UpArgs,
     exits: mpsc::UnboundedSender<(&'static str, std::io::Result<ExitStatus>)>,
 ) -> anyhow::Result<Running> {
-    let data_dir = args.data_dir.join(server.name);
+    let data_dir = args.data_dir.join(server.service.name);
     let log_dir = args.data_dir.join("logs");
     for dir in [&data_dir, &log_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let log = log_dir.join(format!("{}.log", server.name));
+    let log = log_dir.join(format!("{}.log", server.service.name));
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -234,7 +233,7 @@ async fn start(
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(&data_dir)
-        .env("TOWNSHIP_LOCK_ADDR", lock_addr(args))
+        .env(town::LOCK.addr_env, lock_addr(args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file);
@@ -253,7 +252,7 @@ async fn start(
         .id()
         .ok_or_else(|| anyhow!("{} exited at once", server.binary))?;
     let running = Running {
-        name: server.name,
+        name: server.service.name,
         addr,
         pid,
         log: log.clone(),
@@ -275,7 +274,7 @@ async fn start(
     };
     tokio::spawn(async move {
         let status = child.wait().await;
-        let _ = exits.send((server.name, status));
+        let _ = exits.send((server.service.name, status));
     });
     if announced.as_deref() != Some(&addr.to_string()) {
         kill(pid, libc::SIGKILL);

@@ -1,6 +1,10 @@
-//! [`LockClient`]: the readers/writers cell's interface across the network. It acquires, keeps
-//! the lease alive in the background while the caller works, hands the caller the fencing tokens,
-//! and always releases — on success, error, panic or cancellation.
+//! `township-lock-client`: the readers/writers cell's interface across the network. [`LockClient`]
+//! acquires, keeps the lease alive in the background while the caller works, hands the caller the
+//! fencing tokens, and always releases — on success, error, panic or cancellation.
+//!
+//! It speaks only the lock API (`township-proto`) and dials through `township-client`: a bank
+//! replica or the CLI links it without linking the lock server. Its types are plain values
+//! ([`Mode`], [`Grant`], [`Error`]), not protobuf messages or gRPC statuses.
 
 use std::{
     collections::HashMap,
@@ -15,11 +19,79 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, transport::Channel};
-use township_cell::Mode;
 use township_proto::lock::v1::{
     self as pb, lock_service_client::LockServiceClient, session_request::Op,
     session_response::Result as Answer,
 };
+
+/// How a resource is held: shared with other readers, or alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Shared: any number of readers at once, no writer.
+    Read,
+    /// Exclusive: one writer, no reader.
+    Write,
+}
+
+impl Mode {
+    /// The mode's name in lower case, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Read => "read",
+            Mode::Write => "write",
+        }
+    }
+}
+
+/// One resource of a granted lease, with the fencing token its holder presents to fenced storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The resource's name, e.g. `account/42`.
+    pub resource: String,
+    /// How it is held.
+    pub mode: Mode,
+    /// Greater than every token granted for this resource before: storage refuses older ones.
+    pub fencing_token: u64,
+}
+
+/// Why a lock call failed. Each says in words what the service or the network said, as a phrase
+/// for the caller to put after "the lock service ...: ".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The lock service could not be reached, or the session to it broke (the service then
+    /// releases the session's leases).
+    #[error("unreachable: {0}")]
+    Unavailable(String),
+    /// No grant within the wait, or no answer in time.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// The lease is no longer held: it expired, or was already released.
+    #[error("lease gone: {0}")]
+    LeaseGone(String),
+    /// The service answered something other than what was asked (a bug on one side).
+    #[error("answered out of turn: {0}")]
+    OutOfTurn(String),
+    /// The service refused the request (e.g. a bad resource name, or a ttl out of range).
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// The gRPC status code it answered.
+        code: Code,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::Unavailable => Error::Unavailable(message),
+            Code::DeadlineExceeded => Error::TimedOut(message),
+            Code::NotFound => Error::LeaseGone(message),
+            code => Error::Refused { code, message },
+        }
+    }
+}
 
 /// A client of the lock service. Cheap to clone; clones share the connection and one Session
 /// stream, over which every acquire and release goes (no call set-up per lock, and a release never
@@ -61,7 +133,7 @@ impl LockClient {
     /// Acquires every target at once (all or nothing) and keeps the lease alive until the
     /// returned [`HeldLease`] is released or dropped. If this future is dropped while waiting,
     /// a grant that arrives later is released at once.
-    pub async fn acquire(&self, targets: &[(&str, Mode)]) -> Result<HeldLease, Status> {
+    pub async fn acquire(&self, targets: &[(&str, Mode)]) -> Result<HeldLease, Error> {
         let request = pb::AcquireRequest {
             targets: targets
                 .iter()
@@ -100,7 +172,7 @@ impl LockClient {
         &self,
         resource: &str,
         work: impl AsyncFnOnce(&HeldLease) -> R,
-    ) -> Result<R, Status> {
+    ) -> Result<R, Error> {
         self.with_locks(&[(resource, Mode::Read)], work).await
     }
 
@@ -109,7 +181,7 @@ impl LockClient {
         &self,
         resource: &str,
         work: impl AsyncFnOnce(&HeldLease) -> R,
-    ) -> Result<R, Status> {
+    ) -> Result<R, Error> {
         self.with_locks(&[(resource, Mode::Write)], work).await
     }
 
@@ -120,7 +192,7 @@ impl LockClient {
         &self,
         targets: &[(&str, Mode)],
         work: impl AsyncFnOnce(&HeldLease) -> R,
-    ) -> Result<R, Status> {
+    ) -> Result<R, Error> {
         let lease = self.acquire(targets).await?;
         let result = work(&lease).await;
         drop(lease);
@@ -133,7 +205,8 @@ impl LockClient {
 #[derive(Debug)]
 pub struct HeldLease {
     session: SessionLink,
-    lease: pb::Lease,
+    id: String,
+    grants: Vec<Grant>,
     lost: Arc<AtomicBool>,
     keep_alive: CancellationToken,
     released: bool,
@@ -155,9 +228,22 @@ impl HeldLease {
             lost.clone(),
             keep_alive.clone(),
         ));
+        let grants = lease
+            .grants
+            .iter()
+            .map(|grant| Grant {
+                resource: grant.resource.clone(),
+                mode: match grant.mode() {
+                    pb::Mode::Read => Mode::Read,
+                    _ => Mode::Write,
+                },
+                fencing_token: grant.fencing_token,
+            })
+            .collect();
         Self {
             session,
-            lease,
+            id: lease.lease_id,
+            grants,
             lost,
             keep_alive,
             released: false,
@@ -166,21 +252,20 @@ impl HeldLease {
 
     /// The lease's id.
     pub fn id(&self) -> &str {
-        &self.lease.lease_id
+        &self.id
     }
 
     /// The fencing token granted for `resource`. Whoever stores data checks it.
     pub fn token(&self, resource: &str) -> Option<u64> {
-        self.lease
-            .grants
+        self.grants
             .iter()
             .find(|g| g.resource == resource)
             .map(|g| g.fencing_token)
     }
 
     /// Every grant, in the order asked.
-    pub fn grants(&self) -> &[pb::Grant] {
-        &self.lease.grants
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
     }
 
     /// True once the service has said the lease is gone (expired): its grants may now be held by
@@ -189,11 +274,12 @@ impl HeldLease {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Releases the lease now and waits for the answer. NOT_FOUND means it had already expired.
-    pub async fn release(mut self) -> Result<(), Status> {
+    /// Releases the lease now and waits for the answer. [`Error::LeaseGone`] means it had already
+    /// expired.
+    pub async fn release(mut self) -> Result<(), Error> {
         self.released = true;
         let release = Op::Release(pb::ReleaseRequest {
-            lease_id: self.lease.lease_id.clone(),
+            lease_id: self.id.clone(),
         });
         // The keep-alive stream stops only after the answer: its end would release the lease too,
         // and this release would then find it gone.
@@ -210,7 +296,7 @@ impl Drop for HeldLease {
     fn drop(&mut self) {
         self.keep_alive.cancel();
         if !self.released {
-            self.session.release_later(self.lease.lease_id.clone());
+            self.session.release_later(self.id.clone());
         }
     }
 }
@@ -354,8 +440,8 @@ fn deliver(
     }
 }
 
-fn unexpected(answer: &Answer) -> Status {
-    Status::internal(format!("lock-server answered out of turn: {answer:?}"))
+fn unexpected(answer: &Answer) -> Error {
+    Error::OutOfTurn(format!("{answer:?}"))
 }
 
 /// How long a Release may take before the client gives up on it (the lease then ends at its
@@ -406,5 +492,48 @@ async fn keep_alive_loop(
             },
             () = stop.cancelled() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_becomes_the_error_that_says_what_happened() {
+        let cases = [
+            (
+                Status::unavailable("connection refused"),
+                Error::Unavailable("connection refused".into()),
+            ),
+            (
+                Status::deadline_exceeded("no grant within 5s"),
+                Error::TimedOut("no grant within 5s".into()),
+            ),
+            (
+                Status::not_found("no such lease"),
+                Error::LeaseGone("no such lease".into()),
+            ),
+            (
+                Status::invalid_argument("resource: must not be empty"),
+                Error::Refused {
+                    code: Code::InvalidArgument,
+                    message: "resource: must not be empty".into(),
+                },
+            ),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(Error::from(status), expected);
+        }
+    }
+
+    #[test]
+    fn errors_read_as_phrases_about_the_lock_service() {
+        assert_eq!(
+            Error::TimedOut("no grant within 5s".into()).to_string(),
+            "timed out: no grant within 5s"
+        );
+        assert_eq!(Mode::Read.as_str(), "read");
+        assert_eq!(Mode::Write.as_str(), "write");
     }
 }

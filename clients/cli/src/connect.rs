@@ -1,0 +1,80 @@
+//! Dialling a service from the command line: the address from `--addr`, the service's
+//! environment variable or its default (`township_proto::town`), dialled through
+//! `township-client` with `--timeout` and `--retries`.
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use township_client::{DialError, Dialer};
+use township_proto::town;
+
+use crate::{Global, error::CliError};
+
+/// Connects to `service` at `addr` (`host:port`, optionally with `http://`), trying once plus
+/// `global.retries` more times with backoff. Calls on the channel have no deadline of their own:
+/// unary calls add `--timeout` with [`unary`], streams run until they end.
+pub async fn connect(
+    service: &'static str,
+    addr: &str,
+    global: &Global,
+) -> Result<Channel, CliError> {
+    dial(service, addr, dialer(global)).await
+}
+
+/// HTTP/2 keepalive of [`connect_streaming`]: a ping this often, and the connection is given up
+/// when one goes unanswered this long.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Like [`connect`], for a long-lived stream: HTTP/2 keepalive pings every 10 s (even with no
+/// call in flight) find a dead server or network within about 20 s, instead of the stream waiting
+/// forever.
+pub async fn connect_streaming(
+    service: &'static str,
+    addr: &str,
+    global: &Global,
+) -> Result<Channel, CliError> {
+    dial(service, addr, dialer(global).keepalive(STREAM_KEEPALIVE)).await
+}
+
+/// The address of `service`: `--addr`, else its environment variable (e.g.
+/// `TOWNSHIP_TIME_ADDR`), else its default on 127.0.0.1.
+pub fn addr_of(service: &town::Service, global: &Global) -> String {
+    global
+        .addr
+        .clone()
+        .or_else(|| {
+            std::env::var(service.addr_env)
+                .ok()
+                .filter(|a| !a.trim().is_empty())
+        })
+        .unwrap_or_else(|| service.default_addr.to_owned())
+}
+
+fn dialer(global: &Global) -> Dialer {
+    Dialer::new()
+        .connect_timeout(global.timeout)
+        .retries(global.retries)
+}
+
+async fn dial(service: &'static str, addr: &str, dialer: Dialer) -> Result<Channel, CliError> {
+    dialer.connect(addr).await.map_err(|err| match err {
+        DialError::BadAddress { reason, .. } => CliError::Usage(reason),
+        DialError::Unreachable {
+            addr,
+            attempts,
+            reason,
+        } => CliError::Unreachable {
+            service,
+            addr,
+            attempts,
+            reason,
+        },
+    })
+}
+
+/// A request for a unary call, with `--timeout` as its deadline (sent as `grpc-timeout`).
+pub fn unary<T>(message: T, global: &Global) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(global.timeout);
+    request
+}

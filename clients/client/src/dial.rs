@@ -1,0 +1,169 @@
+//! Dialling a service: one endpoint configuration, tries with backoff, and errors that tell a bad
+//! address apart from a service that did not answer.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Backoff, endpoint_uri};
+
+/// How to reach a service: the connect timeout, how many more tries after a failed connect, and
+/// HTTP/2 keepalive for long-lived streams. Cheap to copy; build one from the caller's settings
+/// and dial as many services with it as needed.
+#[derive(Clone, Copy, Debug)]
+pub struct Dialer {
+    connect_timeout: Duration,
+    retries: u32,
+    keepalive: Option<Duration>,
+}
+
+/// Why a service could not be dialled.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The address cannot be read (`reason` says why, quoting it).
+    #[error("{reason}")]
+    BadAddress { addr: String, reason: String },
+    /// Nothing answered at the address, after every try.
+    #[error("cannot reach {addr}: {reason} (tried {attempts} time{})", if *.attempts == 1 { "" } else { "s" })]
+    Unreachable {
+        addr: String,
+        attempts: u32,
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        reason: String,
+    },
+}
+
+impl Dialer {
+    /// One try with a 10 s connect timeout, and no keepalive.
+    pub fn new() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            retries: 0,
+            keepalive: None,
+        }
+    }
+
+    /// How long one connect may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many more times [`Dialer::connect`] tries after a failed connect, waiting a
+    /// [`Backoff`] between tries.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// HTTP/2 keepalive: a ping every `interval` (even with no call in flight), and the
+    /// connection is given up when one goes unanswered that long. For long-lived streams, so that
+    /// a dead server or network is found within about twice `interval` instead of never.
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = Some(interval);
+        self
+    }
+
+    /// Connects to `addr` (`host:port`, optionally with `http://`), trying once plus the retries.
+    /// Calls on the channel have no deadline of their own.
+    pub async fn connect(&self, addr: &str) -> Result<Channel, DialError> {
+        let endpoint = self.endpoint(addr)?;
+        let mut backoff = Backoff::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match endpoint.connect().await {
+                Ok(channel) => return Ok(channel),
+                Err(err) if attempts > self.retries => {
+                    return Err(DialError::Unreachable {
+                        addr: addr.to_owned(),
+                        attempts,
+                        reason: root_cause(&err),
+                    });
+                }
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
+    /// A channel to `addr` that connects on its first call, and reconnects by itself after the
+    /// service comes back: for a server whose dependency may start after it (the bank and its
+    /// lock service). Fails only on an address that cannot be read.
+    pub fn lazy(&self, addr: &str) -> Result<Channel, DialError> {
+        Ok(self.endpoint(addr)?.connect_lazy())
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, DialError> {
+        let bad = |reason: String| DialError::BadAddress {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let uri = endpoint_uri(addr).map_err(bad)?;
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| bad(format!("`{addr}` is not a valid address: {e}")))?
+            .connect_timeout(self.connect_timeout);
+        Ok(match self.keepalive {
+            Some(interval) => endpoint
+                .http2_keep_alive_interval(interval)
+                .keep_alive_timeout(interval)
+                .keep_alive_while_idle(true),
+            None => endpoint,
+        })
+    }
+}
+
+impl Default for Dialer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The innermost error message ("Connection refused (os error 111)"), which says the most.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_address_is_refused_before_any_try() {
+        let err = Dialer::new()
+            .retries(5)
+            .connect("nowhere")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DialError::BadAddress { reason, .. } if reason.contains("`nowhere`")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_after_every_try() {
+        // A port that was just free: bound, read, and closed again.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let err = Dialer::new()
+            .retries(2)
+            .connect(&format!("127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        match err {
+            DialError::Unreachable {
+                attempts, reason, ..
+            } => {
+                assert_eq!(attempts, 3);
+                assert!(reason.contains("refused"), "{reason}");
+            }
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+    }
+}

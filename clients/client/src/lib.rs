@@ -1,0 +1,18 @@
+//! How a Township client reaches a service, shared by the `township` CLI, the lock client (and so
+//! every bank replica) and the benchmarks: one reading of an address, one way to dial with retries,
+//! one backoff. Servers never link it, and it links no server crate.
+//!
+//! - [`endpoint_uri`]: a user's `host:port` (or `http://host:port`) as the URI tonic dials.
+//! - [`Dialer`]: connect now (retrying with [`Backoff`]) or lazily, with optional HTTP/2
+//!   keepalive for long-lived streams.
+//! - [`Backoff`]: exponential backoff with jitter, for any loop that retries.
+//!
+//! Later concerns of the client side (TLS settings, trace propagation) belong here too.
+
+mod addr;
+mod backoff;
+mod dial;
+
+pub use addr::endpoint_uri;
+pub use backoff::Backoff;
+pub use dial::{DialError, Dialer, root_cause};
