@@ -12,7 +12,8 @@ use township_proto::bank::v1::{
 
 use crate::{
     load::{self, Window},
-    report::{Report, Row},
+    report::Report,
+    row::Row,
     server,
 };
 

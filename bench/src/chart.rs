@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::Row;
+use crate::row::Row;
 
 const COLUMNS: usize = 3;
 const PANEL_W: f64 = 420.0;

@@ -16,10 +16,7 @@ use township_proto::chat::v1::{
     chat_service_client::ChatServiceClient,
 };
 
-use crate::{
-    report::{Report, Row},
-    server,
-};
+use crate::{report::Report, row::Row, server};
 
 /// Members per connection (HTTP/2 streams share a connection, as many clients behind one proxy).
 const MEMBERS_PER_CHANNEL: usize = 100;

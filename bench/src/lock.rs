@@ -20,7 +20,8 @@ use crate::{
     etcd,
     load::{self, Window},
     redis::{self, Reply},
-    report::{Report, Row},
+    report::Report,
+    row::Row,
     server,
 };
 

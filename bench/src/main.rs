@@ -14,6 +14,7 @@ mod lock;
 mod phonebook;
 mod redis;
 mod report;
+mod row;
 mod server;
 mod time;
 

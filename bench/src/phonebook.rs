@@ -17,7 +17,8 @@ use township_proto::phonebook::v1::{
 
 use crate::{
     load::{self, Window},
-    report::{Report, Row},
+    report::Report,
+    row::Row,
     server,
 };
 

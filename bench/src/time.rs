@@ -23,7 +23,8 @@ use township_proto::time::v1::{
 
 use crate::{
     load::{self, Window},
-    report::{Report, Row},
+    report::Report,
+    row::Row,
     server,
 };
 

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod classic;
+mod diagnostic;
 pub mod engine;
 mod error;
 pub mod hash;

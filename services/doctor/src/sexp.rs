@@ -5,14 +5,7 @@
 //! other run of characters up to white space, a parenthesis or `=`, and is upper-cased. A line
 //! whose first non-blank character is `;` is a comment. Columns count characters, from 1.
 
-use crate::script::{ScriptError, ScriptProblem};
-
-/// A place in the script text: 1-based line and 1-based column (in characters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Pos {
-    pub line: usize,
-    pub column: usize,
-}
+use crate::diagnostic::{Pos, ScriptError, ScriptProblem};
 
 /// One node of the script tree.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,9 +4,11 @@
 //! `township-lock-client`, so that callers never link this server.
 //!
 //! - [`table`]: the lock table itself (no gRPC): admission, leases, expiry, fencing tokens.
-//! - [`service`]: the gRPC API over the table; `session` serves its Session stream.
+//! - [`service`]: the gRPC API over the table (requests validated in `convert`); `session` serves
+//!   its Session stream.
 //! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
 
+mod convert;
 mod error;
 pub mod service;
 mod session;

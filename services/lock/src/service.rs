@@ -1,35 +1,21 @@
 //! The gRPC face of the lock service: validates requests into the table's types (in one place,
-//! below), calls the [`LockTable`], and maps errors to statuses.
+//! [`crate::convert`]), calls the [`LockTable`], and maps errors to statuses.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use township_cell::Mode;
 use township_kit::{Shutdown, status::grpc_timeout};
 use township_proto::lock::v1 as pb;
 use township_proto::lock::v1::lock_service_server::LockService;
 
 use crate::{
-    Error, session,
-    table::{self, LeaseId, LockTable},
+    Error,
+    convert::{MAX_WAIT, duration_to_pb, lease_to_pb, mode_to_pb, parse_acquire, parse_lease_id},
+    session,
+    table::LockTable,
 };
-
-/// Lease lifetime when the request gives none.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
-/// Shortest lease lifetime allowed.
-pub const MIN_TTL: Duration = Duration::from_secs(1);
-/// Longest lease lifetime allowed.
-pub const MAX_TTL: Duration = Duration::from_secs(300);
-/// Longest wait for a grant, whatever the request or its deadline says.
-pub const MAX_WAIT: Duration = Duration::from_secs(300);
-/// Most targets in one request.
-pub const MAX_TARGETS: usize = 64;
-/// Longest resource name, in bytes.
-pub const MAX_RESOURCE_BYTES: usize = 256;
-/// Longest owner text, in bytes.
-pub const MAX_OWNER_BYTES: usize = 256;
 
 /// Implements `township.lock.v1.LockService`.
 #[derive(Clone)]
@@ -203,195 +189,9 @@ fn wait_for(wait_timeout: Option<Duration>, deadline: Option<Duration>) -> Durat
         .unwrap_or(MAX_WAIT)
 }
 
-pub(crate) fn parse_acquire(
-    request: pb::AcquireRequest,
-) -> Result<(table::Request, Option<Duration>), Error> {
-    if request.targets.is_empty() {
-        return Err(Error::invalid(
-            "targets",
-            "give at least one resource to lock",
-        ));
-    }
-    if request.targets.len() > MAX_TARGETS {
-        return Err(Error::invalid(
-            "targets",
-            format!("at most {MAX_TARGETS} per request"),
-        ));
-    }
-    let mut targets: Vec<table::Target> = Vec::with_capacity(request.targets.len());
-    for (i, target) in request.targets.into_iter().enumerate() {
-        let resource = target.resource;
-        if resource.is_empty() || resource.len() > MAX_RESOURCE_BYTES {
-            return Err(Error::invalid(
-                format!("targets[{i}].resource"),
-                format!("must be 1 to {MAX_RESOURCE_BYTES} bytes"),
-            ));
-        }
-        if let Some(j) = targets.iter().position(|t| t.resource == resource) {
-            return Err(Error::invalid(
-                format!("targets[{i}].resource"),
-                format!("{resource:?} is already targets[{j}]"),
-            ));
-        }
-        let mode = match pb::Mode::try_from(target.mode) {
-            Ok(pb::Mode::Read) => Mode::Read,
-            Ok(pb::Mode::Write) => Mode::Write,
-            _ => {
-                return Err(Error::invalid(
-                    format!("targets[{i}].mode"),
-                    "must be MODE_READ or MODE_WRITE",
-                ));
-            }
-        };
-        targets.push(table::Target { resource, mode });
-    }
-    let ttl = match request.ttl {
-        None => DEFAULT_TTL,
-        Some(ttl) => Duration::try_from(ttl)
-            .ok()
-            .filter(|ttl| (MIN_TTL..=MAX_TTL).contains(ttl))
-            .ok_or_else(|| Error::invalid("ttl", "must be from 1s to 5m"))?,
-    };
-    let wait_timeout = request
-        .wait_timeout
-        .map(|wait| {
-            Duration::try_from(wait)
-                .ok()
-                .filter(|wait| *wait <= MAX_WAIT)
-                .ok_or_else(|| Error::invalid("wait_timeout", "must be from 0s to 5m"))
-        })
-        .transpose()?;
-    if request.owner.len() > MAX_OWNER_BYTES {
-        return Err(Error::invalid(
-            "owner",
-            format!("at most {MAX_OWNER_BYTES} bytes"),
-        ));
-    }
-    Ok((
-        table::Request {
-            targets,
-            ttl,
-            owner: request.owner,
-        },
-        wait_timeout,
-    ))
-}
-
-pub(crate) fn parse_lease_id(text: &str) -> Result<LeaseId, Error> {
-    if text.is_empty() {
-        return Err(Error::invalid("lease_id", "must not be empty"));
-    }
-    text.parse()
-}
-
-pub(crate) fn lease_to_pb(granted: table::Granted) -> pb::Lease {
-    pb::Lease {
-        lease_id: granted.lease.to_string(),
-        grants: granted
-            .grants
-            .into_iter()
-            .map(|g| pb::Grant {
-                resource: g.resource,
-                mode: mode_to_pb(g.mode).into(),
-                fencing_token: g.token,
-            })
-            .collect(),
-        expires_at: Some(granted.expires_at.into()),
-        ttl: duration_to_pb(granted.ttl),
-    }
-}
-
-fn mode_to_pb(mode: Mode) -> pb::Mode {
-    match mode {
-        Mode::Read => pb::Mode::Read,
-        Mode::Write => pb::Mode::Write,
-    }
-}
-
-fn duration_to_pb(duration: Duration) -> Option<prost_types::Duration> {
-    prost_types::Duration::try_from(duration).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn target(resource: &str, mode: pb::Mode) -> pb::LockTarget {
-        pb::LockTarget {
-            resource: resource.into(),
-            mode: mode.into(),
-        }
-    }
-
-    fn field_of(request: pb::AcquireRequest) -> String {
-        match parse_acquire(request) {
-            Err(Error::Invalid { field, .. }) => field,
-            other => panic!("expected an invalid field, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn bad_acquire_requests_name_the_field() {
-        let ok = || pb::AcquireRequest {
-            targets: vec![target("a", pb::Mode::Read)],
-            ..Default::default()
-        };
-        assert_eq!(field_of(pb::AcquireRequest::default()), "targets");
-        let mut r = ok();
-        r.targets.push(target("", pb::Mode::Write));
-        assert_eq!(field_of(r), "targets[1].resource");
-        let mut r = ok();
-        r.targets.push(target(&"x".repeat(257), pb::Mode::Write));
-        assert_eq!(field_of(r), "targets[1].resource");
-        let mut r = ok();
-        r.targets.push(target("a", pb::Mode::Write));
-        assert_eq!(field_of(r), "targets[1].resource");
-        let mut r = ok();
-        r.targets.push(target("b", pb::Mode::Unspecified));
-        assert_eq!(field_of(r), "targets[1].mode");
-        let mut r = ok();
-        r.targets[0].mode = 7;
-        assert_eq!(field_of(r), "targets[0].mode");
-        let mut r = ok();
-        r.ttl = Some(prost_types::Duration {
-            seconds: 0,
-            nanos: 999_999_999,
-        });
-        assert_eq!(field_of(r), "ttl");
-        let mut r = ok();
-        r.ttl = Some(prost_types::Duration {
-            seconds: 301,
-            nanos: 0,
-        });
-        assert_eq!(field_of(r), "ttl");
-        let mut r = ok();
-        r.wait_timeout = Some(prost_types::Duration {
-            seconds: -1,
-            nanos: 0,
-        });
-        assert_eq!(field_of(r), "wait_timeout");
-        let mut r = ok();
-        r.owner = "o".repeat(257);
-        assert_eq!(field_of(r), "owner");
-    }
-
-    #[test]
-    fn defaults_are_a_ten_second_lease_and_no_explicit_wait() {
-        let request = pb::AcquireRequest {
-            targets: vec![target("a", pb::Mode::Write)],
-            ..Default::default()
-        };
-        let (parsed, wait) = parse_acquire(request).unwrap();
-        assert_eq!(parsed.ttl, DEFAULT_TTL);
-        assert_eq!(wait, None);
-        assert_eq!(
-            parsed.targets,
-            vec![table::Target {
-                resource: "a".into(),
-                mode: Mode::Write
-            }]
-        );
-    }
 
     #[test]
     fn the_wait_ends_before_the_calls_deadline_and_never_exceeds_the_maximum() {

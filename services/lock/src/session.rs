@@ -14,7 +14,7 @@ use township_proto::lock::v1 as pb;
 
 use crate::{
     Error,
-    service::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id},
+    convert::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id},
     table::{Granted, LeaseId, LockTable},
 };
 
