@@ -20,6 +20,8 @@ mod pin;
 pub mod rules;
 mod schema;
 pub mod service;
+#[cfg(debug_assertions)]
+pub mod test_seam;
 mod transfers;
 pub mod types;
 mod writer;
