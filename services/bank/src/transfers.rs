@@ -9,9 +9,9 @@
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
 //! left by the ones before it, by the same rules as any money movement ([`crate::rules`]:
 //! exactly once per request id, fencing, no overdraft or overflow), so a batch is equivalent to
-//! running its transfers one after another. Two transfers with the same request id never share a batch: the
-//! later waits for the next one, where it finds the earlier one's outcome. If the transaction
-//! fails, none of the batch is applied and each transfer gets the error.
+//! running its transfers one after another. Two transfers with the same request id never share a
+//! batch: the later waits for the next one, where it finds the earlier one's outcome. If the
+//! transaction fails, none of the batch is applied and each transfer gets the error.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
