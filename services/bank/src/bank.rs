@@ -28,13 +28,9 @@ pub struct BankConfig {
     pub session_ttl: Duration,
     /// The interest rate of new accounts, in basis points per ApplyInterest.
     pub interest_rate_bp: i32,
-    /// Test-only: a pause between a lock grant and the transaction's commit, so tests can kill a
-    /// server in between. `None` (the default) in production.
-    pub delay_after_grant: Option<Duration>,
-    /// Test-only: a pause between a commit and its reply (the window in which a crash loses the
-    /// answer of an applied request), so tests can kill a server in between. `None` (the default)
-    /// in production.
-    pub delay_after_commit: Option<Duration>,
+    /// Debug builds only: pauses the integration tests put around each locked operation.
+    #[cfg(debug_assertions)]
+    pub test_delays: crate::test_seam::TestDelays,
 }
 
 /// A logged-in customer's session.
@@ -393,21 +389,12 @@ impl Bank {
         targets: &[(&str, Mode)],
         work: impl AsyncFnOnce(Vec<u64>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let (after_grant, after_commit) = (
-            self.config.delay_after_grant,
-            self.config.delay_after_commit,
-        );
+        #[cfg(debug_assertions)]
+        let work = async |tokens| self.config.test_delays.around(work, tokens).await;
         self.locks
             .with_locks(targets, async |lease| {
                 let tokens: Vec<u64> = lease.grants().iter().map(|g| g.fencing_token).collect();
-                if let Some(delay) = after_grant {
-                    tokio::time::sleep(delay).await;
-                }
-                let done = work(tokens).await;
-                if let (Ok(_), Some(delay)) = (&done, after_commit) {
-                    tokio::time::sleep(delay).await;
-                }
-                done
+                work(tokens).await
             })
             .await
             .map_err(|err| Error::LockUnavailable(err.to_string()))?

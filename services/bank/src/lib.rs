@@ -5,17 +5,27 @@
 //! so any number of bank replicas sharing one data file are as safe as one.
 //!
 //! - [`types`]: validated values (names, PINs, ids, amounts) and exact decimal parsing;
-//! - [`ledger`]: the storage, fenced and exactly-once; `transfers` group-commits transfers;
-//! - [`bank`]: the rules (sessions, three strikes, locking);
+//! - [`rules`]: the money rules (exactly once, fencing, no overdraft), pure and unit-tested;
+//! - [`ledger`]: the storage's typed API, fenced and exactly-once. Beneath it, `writer` is the
+//!   one writer every mutation goes through, `transfers` its group commit of transfers, `writes`
+//!   the SQL of the other mutations and `schema` the tables;
+//! - [`bank`]: the bank's behaviour (sessions, three strikes, locking);
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 pub mod bank;
+mod clock;
 mod error;
 pub mod ledger;
 mod pin;
+pub mod rules;
+mod schema;
 pub mod service;
+#[cfg(debug_assertions)]
+pub mod test_seam;
 mod transfers;
 pub mod types;
+mod writer;
+mod writes;
 
 use std::{
     io::Write,

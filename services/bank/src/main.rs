@@ -40,14 +40,23 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_BANK_LOCK_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     lock_wait: Duration,
 
+    #[cfg(debug_assertions)]
+    #[command(flatten)]
+    test_delays: TestDelayArgs,
+}
+
+/// The integration tests' hidden flags; debug builds only (see `township_bank::test_seam`).
+#[cfg(debug_assertions)]
+#[derive(Debug, clap::Args)]
+struct TestDelayArgs {
     /// Test only: pause this long between a lock grant and the commit, so tests can kill the
-    /// server in between. Never set in production.
-    #[arg(long, env = "TOWNSHIP_BANK_TEST_DELAY_AFTER_GRANT", hide = true, value_parser = humantime::parse_duration)]
+    /// server in between.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     test_delay_after_grant: Option<Duration>,
 
     /// Test only: pause this long between a commit and its reply, so tests can kill the server
-    /// after a request is applied and before it is answered. Never set in production.
-    #[arg(long, env = "TOWNSHIP_BANK_TEST_DELAY_AFTER_COMMIT", hide = true, value_parser = humantime::parse_duration)]
+    /// after a request is applied and before it is answered.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     test_delay_after_commit: Option<Duration>,
 }
 
@@ -74,8 +83,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         bank: BankConfig {
             session_ttl: args.session_ttl,
             interest_rate_bp: args.interest_rate_bp,
-            delay_after_grant: args.test_delay_after_grant,
-            delay_after_commit: args.test_delay_after_commit,
+            #[cfg(debug_assertions)]
+            test_delays: township_bank::test_seam::TestDelays {
+                after_grant: args.test_delays.test_delay_after_grant,
+                after_commit: args.test_delays.test_delay_after_commit,
+            },
         },
     };
     let shutdown = shutdown::on_signals();

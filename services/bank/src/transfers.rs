@@ -1,21 +1,22 @@
-//! Group commit of transfers, the bank's hottest path. Transfers that arrive while the writer is
-//! busy queue up; the writer then takes up to [`MAX_BATCH`] of them and does them all in one
-//! `BEGIN IMMEDIATE` transaction of two round trips to SQLite whatever their number (read the
-//! request ids, the accounts and the last ledger row; then write the balances, append the ledger
-//! rows, record the request ids and commit), so its cost per transfer falls as load rises. Nobody is answered before that transaction commits: every
-//! answered transfer survives `kill -9`.
+//! Group commit of transfers, the bank's hottest path. Transfers that arrive while the writer
+//! (see [`crate::writer`]) is busy queue up; it then takes up to [`MAX_BATCH`] of them and does
+//! them all in one `BEGIN IMMEDIATE` transaction of two round trips to SQLite whatever their
+//! number (read the request ids, the accounts and the last ledger row; then write the balances,
+//! append the ledger rows, record the request ids and commit), so its cost per transfer falls as
+//! load rises. Nobody is answered before that transaction commits: every answered transfer
+//! survives `kill -9`.
 //!
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
-//! left by the ones before it, by the same rules as a transfer on its own (exactly once per
-//! request id, fencing, no overdraft or overflow), so a batch is equivalent to running its
-//! transfers one after another. Two transfers with the same request id never share a batch: the
-//! later waits for the next one, where it finds the earlier one's outcome. If the transaction
-//! fails, none of the batch is applied and each transfer gets the error.
+//! left by the ones before it, by the same rules as any money movement ([`crate::rules`]:
+//! exactly once per request id, fencing, no overdraft or overflow), so a batch is equivalent to
+//! running its transfers one after another. Two transfers with the same request id never share a
+//! batch: the later waits for the next one, where it finds the earlier one's outcome. If the
+//! transaction fails, none of the batch is applied and each transfer gets the error.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use township_store::{
     SqlitePool,
     sqlx::{self, SqliteConnection},
@@ -23,10 +24,8 @@ use township_store::{
 
 use crate::{
     Error,
-    ledger::{
-        self, BALANCE_LIMIT, INSUFFICIENT_FUNDS, Receipt, apply, now_ms, prior_outcome,
-        refuse_older,
-    },
+    clock::now_ms,
+    rules::{self, AccountState, Leg, PriorRequest, Receipt, Refusal, Verdict, prior_outcome},
     types::{AccountId, Amount, RequestId},
 };
 
@@ -37,12 +36,19 @@ pub const MAX_BATCH: usize = 64;
 /// request, the fencing tokens of its WRITE locks (source, destination), and where its outcome
 /// goes.
 pub struct Transfer {
+    /// The hash of the session's token.
     pub session: String,
+    /// The source account.
     pub from: AccountId,
+    /// The destination account.
     pub to: AccountId,
+    /// How much moves.
     pub amount: Amount,
+    /// The client's request id: the transfer applies once per id.
     pub request_id: RequestId,
+    /// The fencing tokens of the WRITE locks on (source, destination).
     pub tokens: (u64, u64),
+    /// Where the outcome goes; answered only once the batch is committed.
     pub outcome: oneshot::Sender<Result<Receipt, Error>>,
 }
 
@@ -53,42 +59,22 @@ impl Transfer {
     }
 }
 
-/// Starts the writer on the current runtime; it runs until every sender is dropped.
-pub fn start_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Transfer> {
-    let (queue, queued) = mpsc::unbounded_channel();
-    tokio::spawn(write_batches(pool, queued));
-    queue
-}
-
-async fn write_batches(pool: SqlitePool, mut queued: mpsc::UnboundedReceiver<Transfer>) {
-    let mut waiting: VecDeque<Transfer> = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match queued.recv().await {
-                Some(transfer) => waiting.push_back(transfer),
-                None => return,
-            }
+/// Commits the next batch of `waiting` transfers (see [`take_batch`]) and answers each of them.
+/// If the transaction fails, none of the batch is applied and each transfer gets the error.
+pub async fn commit_batch(pool: &SqlitePool, waiting: &mut VecDeque<Transfer>) {
+    let batch = take_batch(waiting);
+    let outcomes = match commit(pool, &batch).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
+            batch
+                .iter()
+                .map(|_| Err(Error::Internal(format!("transfer batch: {err}"))))
+                .collect()
         }
-        while waiting.len() < MAX_BATCH {
-            match queued.try_recv() {
-                Ok(transfer) => waiting.push_back(transfer),
-                Err(_) => break,
-            }
-        }
-        let batch = take_batch(&mut waiting);
-        let outcomes = match commit(&pool, &batch).await {
-            Ok(outcomes) => outcomes,
-            Err(err) => {
-                tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
-                batch
-                    .iter()
-                    .map(|_| Err(Error::Internal(format!("transfer batch: {err}"))))
-                    .collect()
-            }
-        };
-        for (transfer, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = transfer.outcome.send(outcome);
-        }
+    };
+    for (transfer, outcome) in batch.into_iter().zip(outcomes) {
+        let _ = transfer.outcome.send(outcome);
     }
 }
 
@@ -110,10 +96,8 @@ fn take_batch(waiting: &mut VecDeque<Transfer>) -> Vec<Transfer> {
 }
 
 /// An account as the batch sees it: as read, then as changed by the transfers before.
-struct AccountState {
-    balance: i64,
-    fence_any: i64,
-    fence_write: i64,
+struct Seen {
+    state: AccountState,
     changed: bool,
 }
 
@@ -124,11 +108,7 @@ enum Decision {
     /// Applied: the two balances after it.
     Applied { from_after: i64, to_after: i64 },
     /// Refused by a money rule; recorded so a retry is refused the same way.
-    Refused {
-        refusal: Error,
-        rejection: &'static str,
-        balance: i64,
-    },
+    Refused(Refusal),
 }
 
 /// The first round trip to SQLite: opens the transaction and reads everything the batch's
@@ -206,15 +186,21 @@ async fn in_transaction(
         .await?;
     let unreadable = |e: serde_json::Error| Error::Internal(format!("transfer batch read: {e}"));
     let live: HashSet<(String, String)> = serde_json::from_str(&live).map_err(unreadable)?;
-    let mut priors: HashMap<String, ledger::PriorRow> =
+    let mut priors: HashMap<String, PriorRequest> =
         serde_json::from_str::<Vec<(String, String, String, i64, String)>>(&requests)
             .map_err(unreadable)?
             .into_iter()
-            .map(|(id, params, transaction, balance, rejection)| {
-                (id, (params, transaction, balance, rejection))
+            .map(|(id, params, transaction_id, balance_cents, rejection)| {
+                let prior = PriorRequest {
+                    params,
+                    transaction_id,
+                    balance_cents,
+                    rejection,
+                };
+                (id, prior)
             })
             .collect();
-    let mut accounts: HashMap<String, AccountState> =
+    let mut accounts: HashMap<String, Seen> =
         serde_json::from_str::<Vec<(String, i64, i64, i64)>>(&accounts)
             .map_err(unreadable)?
             .into_iter()
@@ -223,9 +209,12 @@ async fn in_transaction(
                     balance,
                     fence_any,
                     fence_write,
+                };
+                let seen = Seen {
+                    state,
                     changed: false,
                 };
-                (id, state)
+                (id, seen)
             })
             .collect();
     let mut next_row = last_row + 1;
@@ -248,8 +237,8 @@ async fn in_transaction(
 
     let changes: Vec<Value> = accounts
         .iter()
-        .filter(|(_, state)| state.changed)
-        .map(|(id, s)| json!([id, s.balance, s.fence_any, s.fence_write]))
+        .filter(|(_, seen)| seen.changed)
+        .map(|(id, Seen { state: s, .. })| json!([id, s.balance, s.fence_any, s.fence_write]))
         .collect();
     let mut ledger_rows: Vec<Value> = Vec::new();
     let mut records: Vec<Value> = Vec::new();
@@ -300,13 +289,10 @@ async fn in_transaction(
                 ]));
                 outcomes.push(Ok(receipt));
             }
-            Decision::Refused {
-                refusal,
-                rejection,
-                balance,
-            } => {
+            Decision::Refused(refusal) => {
+                let (rejection, balance) = refusal.stored();
                 records.push(json!([request_id, params, "", balance, rejection]));
-                outcomes.push(Err(refusal));
+                outcomes.push(Err(refusal.into()));
             }
         }
     }
@@ -325,8 +311,8 @@ async fn in_transaction(
 fn decide(
     transfer: &Transfer,
     params: &str,
-    prior: Option<ledger::PriorRow>,
-    accounts: &mut HashMap<String, AccountState>,
+    prior: Option<PriorRequest>,
+    accounts: &mut HashMap<String, Seen>,
 ) -> Decision {
     match prior_outcome(prior, params) {
         Ok(Some(receipt)) => return Decision::Answered(Ok(receipt)),
@@ -337,196 +323,36 @@ fn decide(
         return Decision::Answered(Err(Error::SameAccount));
     }
     let (from_token, to_token) = transfer.tokens;
-    let checked = |account: &AccountId, token: u64, field: &'static str| {
-        let state = accounts
-            .get(account.as_str())
-            .ok_or(Error::AccountNotFound { field })?;
-        let token = refuse_older(token, state.fence_any)?;
-        Ok::<_, Error>((state.balance, token))
-    };
-    let sides = checked(&transfer.from, from_token, "from_account_id")
-        .and_then(|from| Ok((from, checked(&transfer.to, to_token, "to_account_id")?)));
-    let ((from_balance, from_token), (to_balance, to_token)) = match sides {
-        Ok(sides) => sides,
+    let cents = transfer.amount.cents();
+    let state = |account: &AccountId| accounts.get(account.as_str()).map(|seen| seen.state);
+    let legs = [
+        Leg {
+            account: state(&transfer.from),
+            field: "from_account_id",
+            delta: -cents,
+            token: from_token,
+        },
+        Leg {
+            account: state(&transfer.to),
+            field: "to_account_id",
+            delta: cents,
+            token: to_token,
+        },
+    ];
+    let after = match rules::decide(legs) {
+        Ok(Verdict::Applied(after)) => after,
+        Ok(Verdict::Refused(refusal)) => return Decision::Refused(refusal),
         Err(err) => return Decision::Answered(Err(err)),
     };
-    let cents = transfer.amount.cents();
-    let after = apply(from_balance, -cents).and_then(|from| Ok((from, apply(to_balance, cents)?)));
-    let (from_after, to_after) = match after {
-        Ok(after) => after,
-        Err(refusal) => {
-            let (rejection, balance) = match &refusal {
-                Error::InsufficientFunds { balance_cents } => (INSUFFICIENT_FUNDS, *balance_cents),
-                _ => (BALANCE_LIMIT, 0),
-            };
-            return Decision::Refused {
-                refusal,
-                rejection,
-                balance,
-            };
-        }
-    };
-    for (account, balance, token) in [
-        (&transfer.from, from_after, from_token),
-        (&transfer.to, to_after, to_token),
-    ] {
-        if let Some(state) = accounts.get_mut(account.as_str()) {
-            state.balance = balance;
-            state.fence_any = state.fence_any.max(token);
-            state.fence_write = state.fence_write.max(token);
-            state.changed = true;
+    for (account, state) in [&transfer.from, &transfer.to].into_iter().zip(after) {
+        if let Some(seen) = accounts.get_mut(account.as_str()) {
+            seen.state = state;
+            seen.changed = true;
         }
     }
+    let [from_after, to_after] = after.map(|state| state.balance);
     Decision::Applied {
         from_after,
         to_after,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::task::JoinSet;
-
-    use super::*;
-    use crate::{ledger::Ledger, types::HolderName};
-
-    fn rid() -> RequestId {
-        RequestId::parse(&uuid::Uuid::new_v4().to_string()).unwrap()
-    }
-
-    fn cents(n: i64) -> Amount {
-        Amount::parse("amount_cents", n).unwrap()
-    }
-
-    /// A fresh ledger with one account of Ada's per balance given.
-    async fn ledger_with(balances: &[i64]) -> (tempfile::TempDir, Ledger, Vec<AccountId>) {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path()).await.unwrap();
-        let ada = HolderName::parse("holder_name", "Ada").unwrap();
-        let mut accounts = Vec::new();
-        for (i, balance) in balances.iter().enumerate() {
-            let hash = (i == 0).then_some("hash");
-            let account = ledger
-                .open_account(&rid(), &ada, hash, *balance, 0)
-                .await
-                .unwrap();
-            accounts.push(account);
-        }
-        ledger
-            .create_session(SESSION, &ada, now_ms(), i64::MAX)
-            .await
-            .unwrap();
-        (dir, ledger, accounts)
-    }
-
-    /// The token hash of Ada's session in [`ledger_with`].
-    const SESSION: &str = "ada-session";
-
-    #[tokio::test]
-    async fn concurrent_transfers_are_each_decided_as_if_done_one_after_another() {
-        let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
-        let (a, b) = (accounts[0].clone(), accounts[1].clone());
-        let ids: Vec<RequestId> = (0..30).map(|_| rid()).collect();
-        let mut running = JoinSet::new();
-        for id in &ids {
-            let (ledger, a, b, id) = (ledger.clone(), a.clone(), b.clone(), id.clone());
-            running.spawn(async move {
-                ledger
-                    .transfer(SESSION, &a, &b, cents(50), &id, (5, 5))
-                    .await
-            });
-        }
-        let outcomes = running.join_all().await;
-        let done = outcomes.iter().filter(|o| o.is_ok()).count();
-        let refused = outcomes
-            .iter()
-            .filter(|o| matches!(o, Err(Error::InsufficientFunds { .. })))
-            .count();
-        assert_eq!((done, refused), (20, 10), "{outcomes:?}");
-        assert_eq!(ledger.balance(&a, 5).await.unwrap(), 0);
-        assert_eq!(ledger.balance(&b, 5).await.unwrap(), 1_000);
-        let receipts: Vec<&Receipt> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-        let mut after: Vec<i64> = receipts.iter().map(|r| r.balance_cents).collect();
-        after.sort_unstable();
-        let expected: Vec<i64> = (0..20).map(|i| i * 50).collect();
-        assert_eq!(
-            after, expected,
-            "each applied transfer saw the ones before it"
-        );
-
-        for id in &ids {
-            let again = ledger
-                .transfer(SESSION, &a, &b, cents(50), id, (5, 5))
-                .await;
-            match again {
-                Ok(receipt) => assert!(receipts.contains(&&receipt)),
-                Err(Error::InsufficientFunds { .. }) => {}
-                other => panic!("a retry gets its first answer, not {other:?}"),
-            }
-        }
-        assert_eq!(ledger.balance(&a, 5).await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_same_request_id_sent_twice_at_once_applies_once() {
-        let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
-        let id = rid();
-        let first = ledger.transfer(SESSION, &accounts[0], &accounts[1], cents(100), &id, (1, 1));
-        let second = ledger.transfer(SESSION, &accounts[0], &accounts[1], cents(100), &id, (1, 1));
-        let (first, second) = tokio::join!(first, second);
-        assert_eq!(first.unwrap(), second.unwrap());
-        assert_eq!(ledger.balance(&accounts[0], 1).await.unwrap(), 900);
-        assert_eq!(ledger.balance(&accounts[1], 1).await.unwrap(), 100);
-    }
-
-    #[tokio::test]
-    async fn a_batch_reports_unknown_accounts_and_stale_tokens_per_transfer() {
-        let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
-        let (a, b) = (&accounts[0], &accounts[1]);
-        assert_eq!(
-            ledger.balance(a, 9).await.unwrap(),
-            1_000,
-            "a newer holder reads"
-        );
-        let nowhere = AccountId::new();
-        let ids = [rid(), rid(), rid()];
-        let (unknown, stale, fine) = tokio::join!(
-            ledger.transfer(SESSION, a, &nowhere, cents(1), &ids[0], (9, 9)),
-            ledger.transfer(SESSION, a, b, cents(1), &ids[1], (3, 9)),
-            ledger.transfer(SESSION, a, b, cents(1), &ids[2], (9, 9)),
-        );
-        assert!(matches!(
-            unknown,
-            Err(Error::AccountNotFound {
-                field: "to_account_id"
-            })
-        ));
-        assert!(matches!(stale, Err(Error::StaleLease { token: 3, .. })));
-        assert_eq!(fine.unwrap().balance_cents, 999);
-    }
-
-    #[tokio::test]
-    async fn a_transfer_is_refused_in_its_transaction_once_its_session_has_ended() {
-        let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
-        let (a, b) = (&accounts[0], &accounts[1]);
-        let bob = HolderName::parse("holder_name", "Bob").unwrap();
-        ledger
-            .create_session("bob-session", &bob, now_ms(), i64::MAX)
-            .await
-            .unwrap();
-        assert!(ledger.delete_session(SESSION).await.unwrap());
-        let ids = [rid(), rid()];
-        let (ended, not_bobs) = tokio::join!(
-            ledger.transfer(SESSION, a, b, cents(1), &ids[0], (1, 1)),
-            ledger.transfer("bob-session", a, b, cents(1), &ids[1], (1, 1)),
-        );
-        for refused in [ended, not_bobs] {
-            assert!(
-                matches!(refused, Err(Error::Unauthenticated(_))),
-                "{refused:?}"
-            );
-        }
-        assert_eq!(ledger.balance(a, 1).await.unwrap(), 1_000);
-        assert_eq!(ledger.balance(b, 1).await.unwrap(), 0);
     }
 }

@@ -1,0 +1,136 @@
+//! The ledger's one writer: every transaction that changes the database (or records a fenced
+//! read) is a job sent here, and one task on a thread of its own runs them, in turn, on the one
+//! write connection.
+//!
+//! - Transfers queue as [`Transfer`]s and are group-committed, up to
+//!   [`transfers::MAX_BATCH`] in one transaction (see [`crate::transfers`]).
+//! - Every other mutation is a [`Writer::run`] job: a transaction of its own.
+//!
+//! Each round commits the transfers waiting (if any), then runs the other jobs that were
+//! waiting, so neither kind starves the other.
+//!
+//! Completion guarantee: a job once queued runs to its end (commit or rollback) even if its
+//! caller has gone away — a cancelled gRPC call never leaves a transaction half done, nor an
+//! applied mutation unrecorded. Only then is its answer sent, and dropped if nobody waits.
+//!
+//! Why a thread of its own: each SQL statement is a hand-off to SQLite's worker thread and back;
+//! on the server's busy gRPC runtime every hand-back would wait behind other calls while the one
+//! write connection sits idle. Here the transactions run at SQLite's pace.
+
+use std::{collections::VecDeque, pin::Pin};
+
+use tokio::sync::{mpsc, oneshot};
+use township_store::SqlitePool;
+
+use crate::{
+    Error,
+    transfers::{self, MAX_BATCH, Transfer},
+};
+
+/// A transaction job: given the write pool, runs to its end and sends its own answer.
+type Job = Box<dyn FnOnce(SqlitePool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What the writer is sent.
+enum Work {
+    /// A transfer, for the next batch.
+    Transfer(Transfer),
+    /// Any other transaction.
+    Job(Job),
+}
+
+/// The handle to the writer. Cheap to clone; the writer stops once every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    queue: mpsc::UnboundedSender<Work>,
+}
+
+impl Writer {
+    /// Starts the writer over `pool` (the write pool: one connection) on a thread of its own,
+    /// which lives as long as the process.
+    pub fn start(pool: SqlitePool) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (queue, queued) = mpsc::unbounded_channel();
+        runtime.spawn(write(pool, queued));
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `work` (one transaction on the write pool) on the writer, and returns its answer.
+    pub async fn run<R, F, Fut>(&self, work: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(SqlitePool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |pool| {
+            Box::pin(async move {
+                let _ = answer.send(work(pool).await);
+            })
+        });
+        self.send(Work::Job(job))?;
+        answered
+            .await
+            .map_err(|_| Error::Internal("the ledger writer dropped a transaction".into()))?
+    }
+
+    /// Queues `transfer` for the next batch; its outcome goes to the transfer's own channel.
+    pub fn queue_transfer(&self, transfer: Transfer) -> Result<(), Error> {
+        self.send(Work::Transfer(transfer))
+    }
+
+    fn send(&self, work: Work) -> Result<(), Error> {
+        self.queue
+            .send(work)
+            .map_err(|_| Error::Internal("the ledger writer has stopped".into()))
+    }
+}
+
+/// The work waiting for the writer, by kind, each in arrival order.
+#[derive(Default)]
+struct Waiting {
+    transfers: VecDeque<Transfer>,
+    jobs: VecDeque<Job>,
+}
+
+impl Waiting {
+    fn add(&mut self, work: Work) {
+        match work {
+            Work::Transfer(transfer) => self.transfers.push_back(transfer),
+            Work::Job(job) => self.jobs.push_back(job),
+        }
+    }
+}
+
+/// The writer's loop: runs until every [`Writer`] is dropped.
+async fn write(pool: SqlitePool, mut queued: mpsc::UnboundedReceiver<Work>) {
+    let mut waiting = Waiting::default();
+    loop {
+        if waiting.transfers.is_empty() && waiting.jobs.is_empty() {
+            match queued.recv().await {
+                Some(work) => waiting.add(work),
+                None => return,
+            }
+        }
+        while waiting.transfers.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(work) => waiting.add(work),
+                Err(_) => break,
+            }
+        }
+        if !waiting.transfers.is_empty() {
+            transfers::commit_batch(&pool, &mut waiting.transfers).await;
+        }
+        for job in std::mem::take(&mut waiting.jobs) {
+            // A task of its own, awaited at once: a panicking job fails its caller (its answer
+            // is dropped), not the writer.
+            if let Err(err) = tokio::spawn(job(pool.clone())).await {
+                tracing::error!(error = %err, "a ledger transaction failed");
+            }
+        }
+    }
+}

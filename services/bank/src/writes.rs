@@ -1,0 +1,494 @@
+//! The SQL of every write transaction but the transfers' batch (see [`crate::transfers`]). Each
+//! function is one `BEGIN IMMEDIATE` transaction on the write pool and is run only as a job of
+//! the writer ([`crate::writer`]); the decisions in it are [`crate::rules`]'.
+//!
+//! A money movement (1) returns the original outcome if its request id was seen before, (2)
+//! admits the caller's fencing token against the account's record, (3) checks the money rules,
+//! and (4) writes the balance, the ledger row and the request id together. So a retry never
+//! applies twice, and a replica whose lock lease expired can neither write nor overwrite a newer
+//! holder's work. A fenced read writes too: it records the newest token to have looked.
+
+use township_store::{SqlitePool, sqlx};
+
+use crate::{
+    Error,
+    clock::now_ms,
+    rules::{
+        self, AccountState, Leg, Movement, PriorRequest, Receipt, Refusal, Verdict, prior_outcome,
+    },
+    types::{AccountId, Amount, HolderName, RequestId},
+};
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// One ledger row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The row's id (increasing).
+    pub id: i64,
+    /// OPEN, DEPOSIT, WITHDRAW, TRANSFER_IN, TRANSFER_OUT or INTEREST.
+    pub kind: String,
+    /// Signed: credits positive, debits negative.
+    pub amount_cents: i64,
+    /// The balance after this row.
+    pub balance_after_cents: i64,
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    /// The other account of a transfer, else empty.
+    pub counterparty: String,
+    /// The request that wrote it.
+    pub request_id: String,
+}
+
+async fn begin(pool: &SqlitePool) -> Result<Tx, Error> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+// ----- login failures and sessions -----
+
+/// Counts one more failed login for `name`, refused until `now_ms + lock_for(failures)`.
+/// Returns the new count.
+pub async fn record_login_failure(
+    pool: &SqlitePool,
+    name: &HolderName,
+    now_ms: i64,
+    lock_for: impl Fn(u32) -> i64,
+) -> Result<u32, Error> {
+    let mut tx = begin(pool).await?;
+    let failures: Option<i64> =
+        sqlx::query_scalar("SELECT failures FROM login_failures WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let failures = u32::try_from(failures.unwrap_or(0))
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    let until = now_ms.saturating_add(lock_for(failures));
+    sqlx::query(
+        "INSERT INTO login_failures (name, failures, locked_until_ms) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,
+                                          locked_until_ms = excluded.locked_until_ms",
+    )
+    .bind(name.as_str())
+    .bind(i64::from(failures))
+    .bind(until)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(failures)
+}
+
+/// Forgets `name`'s failed logins.
+pub async fn clear_login_failures(pool: &SqlitePool, name: &HolderName) -> Result<(), Error> {
+    sqlx::query("DELETE FROM login_failures WHERE name = ?")
+        .bind(name.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Stores a session (by the hash of its token) and drops expired ones.
+pub async fn create_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    name: &HolderName,
+    now_ms: i64,
+    expires_ms: i64,
+) -> Result<(), Error> {
+    let mut tx = begin(pool).await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO sessions (token_hash, holder_name, expires_ms) VALUES (?, ?, ?)")
+        .bind(token_hash)
+        .bind(name.as_str())
+        .bind(expires_ms)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends a session. Returns whether it existed.
+pub async fn delete_session(pool: &SqlitePool, token_hash: &str) -> Result<bool, Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+// ----- accounts and holders -----
+
+/// Opens an account for `holder` with `initial_cents`, creating the holder with `new_pin_hash`
+/// if given. Exactly once per request id: a retry returns the account it opened.
+pub async fn open_account(
+    pool: &SqlitePool,
+    request_id: &RequestId,
+    holder: &HolderName,
+    new_pin_hash: Option<&str>,
+    initial_cents: i64,
+    interest_rate_bp: i32,
+) -> Result<AccountId, Error> {
+    let params = format!("OPEN|{holder}|{initial_cents}");
+    let mut tx = begin(pool).await?;
+    if let Some(prior) = prior_outcome(prior_request(&mut tx, request_id).await?, &params)? {
+        return Ok(AccountId::from_stored(prior.transaction_id));
+    }
+    let now = now_ms();
+    if let Some(hash) = new_pin_hash {
+        insert_holder(&mut tx, holder, hash).await?;
+    }
+    let account = AccountId::new();
+    sqlx::query(
+        "INSERT INTO accounts (id, balance_cents, interest_rate_bp, created_ms) VALUES (?, ?, ?, ?)",
+    )
+    .bind(account.as_str())
+    .bind(initial_cents)
+    .bind(interest_rate_bp)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO account_holders (account_id, holder_name) VALUES (?, ?)")
+        .bind(account.as_str())
+        .bind(holder.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let row = Row {
+        account: &account,
+        request_id,
+        kind: "OPEN",
+        amount_cents: initial_cents,
+        balance_after_cents: initial_cents,
+    };
+    append(&mut tx, row).await?;
+    let receipt = Receipt {
+        transaction_id: account.as_str().to_owned(),
+        balance_cents: initial_cents,
+    };
+    record(&mut tx, request_id, &params, Ok(&receipt)).await?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given).
+pub async fn add_holder(
+    pool: &SqlitePool,
+    account: &AccountId,
+    holder: &HolderName,
+    new_pin_hash: Option<&str>,
+) -> Result<(), Error> {
+    let mut tx = begin(pool).await?;
+    if let Some(hash) = new_pin_hash {
+        insert_holder(&mut tx, holder, hash).await?;
+    }
+    sqlx::query("INSERT OR IGNORE INTO account_holders (account_id, holder_name) VALUES (?, ?)")
+        .bind(account.as_str())
+        .bind(holder.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert_holder(tx: &mut Tx, holder: &HolderName, pin_hash: &str) -> Result<(), Error> {
+    sqlx::query("INSERT INTO holders (name, pin_hash, created_ms) VALUES (?, ?, ?)")
+        .bind(holder.as_str())
+        .bind(pin_hash)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+// ----- fenced reads -----
+
+/// The balance, read under a READ lock whose grant carried `token`.
+pub async fn balance(pool: &SqlitePool, account: &AccountId, token: u64) -> Result<i64, Error> {
+    let mut tx = begin(pool).await?;
+    let balance = admit_read(&mut tx, account, token).await?;
+    tx.commit().await?;
+    Ok(balance)
+}
+
+/// Up to `limit` ledger rows older than row `before` (all, if `None`), newest first, read under
+/// a READ lock whose grant carried `token`.
+pub async fn history(
+    pool: &SqlitePool,
+    account: &AccountId,
+    token: u64,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Entry>, Error> {
+    let mut tx = begin(pool).await?;
+    admit_read(&mut tx, account, token).await?;
+    let rows: Vec<(i64, String, i64, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT id, kind, amount_cents, balance_after_cents, time_ms, counterparty, request_id
+         FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(account.as_str())
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, kind, amount_cents, balance_after_cents, time_ms, counterparty, request_id)| {
+                Entry {
+                    id,
+                    kind,
+                    amount_cents,
+                    balance_after_cents,
+                    time_ms,
+                    counterparty,
+                    request_id,
+                }
+            },
+        )
+        .collect())
+}
+
+/// The account's balance for a read under `token` (see [`AccountState::admit_read`]), recording
+/// the token as the newest to have looked if it is.
+async fn admit_read(tx: &mut Tx, account: &AccountId, token: u64) -> Result<i64, Error> {
+    let state = account_state(tx, account)
+        .await?
+        .ok_or(Error::AccountNotFound {
+            field: "account_id",
+        })?;
+    if let Some(fence_any) = state.admit_read(token)? {
+        sqlx::query("UPDATE accounts SET fence_any = ? WHERE id = ?")
+            .bind(fence_any)
+            .bind(account.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(state.balance)
+}
+
+// ----- money movements -----
+
+/// A deposit or withdrawal under a WRITE lock whose grant carried `token`. Exactly once per
+/// request id, refusals included.
+pub async fn move_money(
+    pool: &SqlitePool,
+    movement: Movement,
+    account: &AccountId,
+    amount: Amount,
+    request_id: &RequestId,
+    token: u64,
+) -> Result<Receipt, Error> {
+    let kind = movement.kind();
+    let params = format!("{kind}|{account}|{}", amount.cents());
+    let mut tx = begin(pool).await?;
+    if let Some(prior) = prior_outcome(prior_request(&mut tx, request_id).await?, &params)? {
+        return Ok(prior);
+    }
+    let delta = movement.delta(amount);
+    let leg = Leg {
+        account: account_state(&mut tx, account).await?,
+        field: "account_id",
+        delta,
+        token,
+    };
+    let after = match rules::decide([leg])? {
+        Verdict::Applied([after]) => after,
+        Verdict::Refused(refusal) => {
+            record(&mut tx, request_id, &params, Err(refusal)).await?;
+            tx.commit().await?;
+            return Err(refusal.into());
+        }
+    };
+    store_account(&mut tx, account, after).await?;
+    let row = Row {
+        account,
+        request_id,
+        kind,
+        amount_cents: delta,
+        balance_after_cents: after.balance,
+    };
+    let receipt = Receipt {
+        transaction_id: append(&mut tx, row).await?.to_string(),
+        balance_cents: after.balance,
+    };
+    record(&mut tx, request_id, &params, Ok(&receipt)).await?;
+    tx.commit().await?;
+    Ok(receipt)
+}
+
+/// Claims `request_id` for an interest run (a retry of the same run may continue it).
+pub async fn begin_interest(pool: &SqlitePool, request_id: &RequestId) -> Result<(), Error> {
+    const PARAMS: &str = "INTEREST";
+    let mut tx = begin(pool).await?;
+    if prior_outcome(prior_request(&mut tx, request_id).await?, PARAMS)?.is_none() {
+        let claim = Receipt {
+            transaction_id: String::new(),
+            balance_cents: 0,
+        };
+        record(&mut tx, request_id, PARAMS, Ok(&claim)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Credits `account` with its interest for run `request_id`, under a WRITE lock whose grant
+/// carried `token`. Returns the amount credited, or `None` when this run already credited it or
+/// the interest rounds to zero.
+pub async fn credit_interest(
+    pool: &SqlitePool,
+    account: &AccountId,
+    request_id: &RequestId,
+    token: u64,
+) -> Result<Option<i64>, Error> {
+    let mut tx = begin(pool).await?;
+    let done: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM ledger WHERE account_id = ? AND request_id = ?")
+            .bind(account.as_str())
+            .bind(request_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if done.is_some() {
+        return Ok(None);
+    }
+    let state = account_state(&mut tx, account)
+        .await?
+        .ok_or(Error::AccountNotFound {
+            field: "account_id",
+        })?;
+    state.admit_change(token)?;
+    let rate: i64 = sqlx::query_scalar("SELECT interest_rate_bp FROM accounts WHERE id = ?")
+        .bind(account.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    let interest = rules::interest_cents(state.balance, rate);
+    if interest == 0 {
+        return Ok(None);
+    }
+    let leg = Leg {
+        account: Some(state),
+        field: "account_id",
+        delta: interest,
+        token,
+    };
+    let after = match rules::decide([leg])? {
+        Verdict::Applied([after]) => after,
+        Verdict::Refused(refusal) => return Err(refusal.into()),
+    };
+    store_account(&mut tx, account, after).await?;
+    let row = Row {
+        account,
+        request_id,
+        kind: "INTEREST",
+        amount_cents: interest,
+        balance_after_cents: after.balance,
+    };
+    append(&mut tx, row).await?;
+    tx.commit().await?;
+    Ok(Some(interest))
+}
+
+// ----- the rows every mutation reads and writes -----
+
+/// The stored outcome of `request_id`, if it was seen before.
+async fn prior_request(tx: &mut Tx, request_id: &RequestId) -> Result<Option<PriorRequest>, Error> {
+    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?",
+    )
+    .bind(request_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(
+        |(params, transaction_id, balance_cents, rejection)| PriorRequest {
+            params,
+            transaction_id,
+            balance_cents,
+            rejection,
+        },
+    ))
+}
+
+/// Records `request_id`'s outcome — its receipt, or its refusal as [`Refusal::stored`] — so a
+/// retry gets it again.
+async fn record(
+    tx: &mut Tx,
+    request_id: &RequestId,
+    params: &str,
+    outcome: Result<&Receipt, Refusal>,
+) -> Result<(), Error> {
+    let (transaction_id, balance_cents, rejection) = match outcome {
+        Ok(receipt) => (receipt.transaction_id.as_str(), receipt.balance_cents, ""),
+        Err(refusal) => {
+            let (rejection, balance_cents) = refusal.stored();
+            ("", balance_cents, rejection)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(request_id.as_str())
+    .bind(params)
+    .bind(transaction_id)
+    .bind(balance_cents)
+    .bind(rejection)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The account's balance and fences, `None` if there is no such account.
+async fn account_state(tx: &mut Tx, account: &AccountId) -> Result<Option<AccountState>, Error> {
+    let row: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT balance_cents, fence_any, fence_write FROM accounts WHERE id = ?")
+            .bind(account.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(balance, fence_any, fence_write)| AccountState {
+        balance,
+        fence_any,
+        fence_write,
+    }))
+}
+
+/// Writes the account as a money movement left it.
+async fn store_account(tx: &mut Tx, account: &AccountId, state: AccountState) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE accounts SET balance_cents = ?, fence_any = ?, fence_write = ? WHERE id = ?",
+    )
+    .bind(state.balance)
+    .bind(state.fence_any)
+    .bind(state.fence_write)
+    .bind(account.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A ledger row to append (of no transfer: no counterparty).
+struct Row<'a> {
+    account: &'a AccountId,
+    request_id: &'a RequestId,
+    kind: &'static str,
+    amount_cents: i64,
+    balance_after_cents: i64,
+}
+
+/// Appends `row`; returns its id.
+async fn append(tx: &mut Tx, row: Row<'_>) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents, time_ms)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(row.account.as_str())
+    .bind(row.request_id.as_str())
+    .bind(row.kind)
+    .bind(row.amount_cents)
+    .bind(row.balance_after_cents)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?)
+}
