@@ -1,4 +1,5 @@
-//! The API contract's breaking-change check, against edits of the built descriptor set.
+//! The API contract, guarded: the built `.proto` files against the committed snapshot, and the
+//! breaking-change check against edits of the built descriptor set.
 
 mod support;
 
@@ -11,8 +12,24 @@ use support::{
 };
 use township_proto::contract::{Contract, ParseError, breaking_changes};
 
+const SNAPSHOT: &str = include_str!("../contract-snapshot.txt");
 const TRANSFER: &str = "township.bank.v1.TransferRequest";
 const NOTHING: [&str; 0] = [];
+
+#[test]
+fn the_built_contract_keeps_every_promise_of_the_committed_snapshot() {
+    let snapshot: Contract = SNAPSHOT.parse().expect("the committed snapshot parses");
+    let broken = breaking_changes(
+        &snapshot,
+        &Contract::built().expect("the built set decodes"),
+    );
+    assert!(
+        broken.is_empty(),
+        "breaking changes against proto/contract-snapshot.txt:\n{}\nIf deliberate: `cargo run -p \
+         township-proto --example update_contract`, and say why in proto/CHANGELOG.md.",
+        broken.join("\n")
+    );
+}
 
 #[test]
 fn the_snapshot_text_reads_back_as_the_contract_it_was_written_from() {
