@@ -63,3 +63,6 @@ pub mod chat {
         tonic::include_proto!("township.chat.v1");
     }
 }
+
+/// The API contract and its breaking-change check against the committed snapshot.
+pub mod contract;
