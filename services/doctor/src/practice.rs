@@ -248,11 +248,12 @@ impl Practice {
         (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
-    /// Up to `limit` exchanges of `patient` after position `after`, oldest first.
+    /// Up to `limit` exchanges of `patient` after the exchange `after` (`None`: from the first),
+    /// oldest first.
     pub async fn history(
         &self,
         patient: &PatientName,
-        after: i64,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Exchange>, Error> {
         self.records.history(patient.key(), after, limit).await

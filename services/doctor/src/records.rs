@@ -225,14 +225,20 @@ impl Records {
         Ok(outcome)
     }
 
-    /// Up to `limit` exchanges of the patient after position `after`, oldest first.
-    pub async fn history(&self, key: &str, after: i64, limit: u32) -> Result<Vec<Exchange>, Error> {
+    /// Up to `limit` exchanges of the patient after the exchange `after` (`None`: from the first;
+    /// ids start at 1), oldest first.
+    pub async fn history(
+        &self,
+        key: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Exchange>, Error> {
         let rows = sqlx::query(
             "SELECT id, session_id, time_ms, patient_text, doctor_text FROM exchanges \
              WHERE name_key = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(key)
-        .bind(after)
+        .bind(after.unwrap_or(0))
         .bind(i64::from(limit))
         .fetch_all(&self.reads)
         .await?;

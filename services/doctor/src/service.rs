@@ -96,7 +96,7 @@ impl DoctorService for DoctorApi {
         let HistoryQuery { patient, page } = HistoryQuery::parse(request.get_ref(), &self.tokens)?;
         let mut exchanges = self
             .practice
-            .history(&patient, page.after.unwrap_or(0), page.lookahead())
+            .history(&patient, page.after, page.lookahead())
             .await?;
         let next_page_token = page.finish(&self.tokens, &mut exchanges, |last| last.id);
         Ok(Response::new(pb::GetHistoryResponse {
