@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use township_kit::status::internal;
 use township_proto::phonebook::v1::{self as pb, phone_book_service_server::PhoneBookService};
 
 use crate::{
@@ -163,7 +164,8 @@ fn rejection(err: Error) -> pb::Rejection {
     };
     let message = match &err {
         Error::Invalid { problem, .. } => problem.clone(),
-        Error::Storage(_) | Error::Internal(_) => "internal error (see the server log)".to_owned(),
+        // Logged with its chain, and answered as opaquely as a failed call.
+        Error::Storage(_) | Error::Internal(_) => internal(&err).message().to_owned(),
         other => other.to_string(),
     };
     let existing_id = match &err {
