@@ -8,6 +8,7 @@ mod chat;
 mod chat_cli;
 mod cli;
 mod config;
+mod conventions;
 mod daytime;
 mod doctor;
 mod doctor_cli;

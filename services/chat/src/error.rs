@@ -28,6 +28,12 @@ pub enum Error {
     /// The client message id was used by another member in this room.
     #[error("client_message_id: already used by another member in this room: use a fresh id")]
     IdTaken,
+    /// A broken invariant.
+    #[error("internal: {0}")]
+    Internal(&'static str),
+    /// A task serving the request failed (it panicked or was cancelled).
+    #[error("a request task failed")]
+    Task(#[from] tokio::task::JoinError),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
@@ -50,7 +56,7 @@ impl From<Error> for Status {
             Error::NameTaken(_) => Status::new(Code::AlreadyExists, err.to_string()),
             Error::NotJoined { .. } => Status::new(Code::FailedPrecondition, err.to_string()),
             Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),
-            Error::Storage(_) => internal(&err),
+            Error::Internal(_) | Error::Task(_) | Error::Storage(_) => internal(&err),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The gRPC face of the chat: validates requests, calls [`Rooms`], maps errors; each Join stream
-//! is fed by a task of its own that delivers the stored transcript, then live events, with no gap
-//! and no duplicate.
+//! The gRPC face of the chat: reads each request into its domain request (see [`crate::types`]),
+//! calls [`Rooms`], and answers; errors leave through [`crate::Error`]'s one
+//! `From<Error> for Status`. Each Join stream is fed by a task of its own that delivers the stored
+//! transcript, then live events, with no gap and no duplicate.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
@@ -14,10 +15,11 @@ use township_kit::Shutdown;
 use township_proto::chat::v1::{self as pb, chat_service_server::ChatService};
 
 use crate::{
+    Error,
     event::{Event, Kind},
     rooms::{Membership, Rooms},
     store::CATCH_UP_BATCH,
-    types::{self, MemberName, RoomName},
+    types::{Join, Message, RoomName},
 };
 
 /// Events buffered between a member's task and its gRPC stream.
@@ -51,9 +53,11 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<Self::JoinStream>, Status> {
-        let r = request.into_inner();
-        let room = RoomName::parse(&r.room)?;
-        let name = MemberName::parse(&r.name)?;
+        let Join {
+            room,
+            name,
+            after_seq,
+        } = Join::try_from(request.into_inner())?;
         let (events, stream) = mpsc::channel(STREAM_BUFFER);
         let member = Member {
             rooms: self.rooms.clone(),
@@ -65,7 +69,6 @@ impl ChatService for ChatApi {
         // cancelled mid-join, the join still completes (a room's sequence never stops halfway
         // through an append) and the member, whose stream is gone, leaves at once.
         let (joined, join_result) = oneshot::channel();
-        let after_seq = r.after_seq;
         tokio::spawn(async move {
             match member.rooms.join(room, name, after_seq).await {
                 Ok(membership) => {
@@ -79,7 +82,7 @@ impl ChatService for ChatApi {
         });
         join_result
             .await
-            .map_err(|_| Status::internal("the join task ended early"))??;
+            .map_err(|_| Error::Internal("the join task ended without an answer"))??;
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 
@@ -87,16 +90,17 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
-        let r = request.into_inner();
-        let room = RoomName::parse(&r.room)?;
-        let name = MemberName::parse(&r.name)?;
-        let text = types::text(&r.text)?.to_owned();
-        let client_message_id = types::client_message_id(&r.client_message_id)?.to_owned();
+        let Message {
+            room,
+            name,
+            text,
+            client_message_id,
+        } = Message::try_from(request.into_inner())?;
         let rooms = self.rooms.clone();
         let seq =
             tokio::spawn(async move { rooms.send(&room, &name, &text, &client_message_id).await })
                 .await
-                .map_err(|err| Status::internal(format!("send task: {err}")))??;
+                .map_err(Error::from)??;
         Ok(Response::new(pb::SendResponse { seq }))
     }
 
@@ -104,7 +108,7 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::GetTranscriptRequest>,
     ) -> Result<Response<pb::GetTranscriptResponse>, Status> {
-        let room = RoomName::parse(&request.get_ref().room)?;
+        let room = RoomName::try_from(request.get_ref())?;
         let mut events = Vec::new();
         let mut after = 0;
         loop {

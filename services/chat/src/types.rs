@@ -1,4 +1,8 @@
-//! The chat's validated values: room names, member names and message text.
+//! The chat's validated values (room names, member names, message text) and each request message
+//! read once into the domain request a handler passes on: the handlers hold no validation of
+//! their own.
+
+use township_proto::chat::v1 as pb;
 
 use crate::Error;
 
@@ -124,6 +128,65 @@ pub fn client_message_id(id: &str) -> Result<&str, Error> {
     Ok(id.trim())
 }
 
+/// A Join request: who joins which room, resuming after which seq.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Join {
+    /// The room.
+    pub room: RoomName,
+    /// The member's name.
+    pub name: MemberName,
+    /// The last seq the member saw (0: the whole transcript); checked against the room by
+    /// [`Rooms::join`](crate::rooms::Rooms::join).
+    pub after_seq: u64,
+}
+
+impl TryFrom<pb::JoinRequest> for Join {
+    type Error = Error;
+
+    fn try_from(r: pb::JoinRequest) -> Result<Self, Error> {
+        Ok(Self {
+            room: RoomName::parse(&r.room)?,
+            name: MemberName::parse(&r.name)?,
+            after_seq: r.after_seq,
+        })
+    }
+}
+
+/// A Send request: one message from a member to a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The room.
+    pub room: RoomName,
+    /// The sender.
+    pub name: MemberName,
+    /// The text (see [`text`]).
+    pub text: String,
+    /// The client's id for the message, trimmed (empty: none); a retry with it is sent once.
+    pub client_message_id: String,
+}
+
+impl TryFrom<pb::SendRequest> for Message {
+    type Error = Error;
+
+    fn try_from(r: pb::SendRequest) -> Result<Self, Error> {
+        Ok(Self {
+            room: RoomName::parse(&r.room)?,
+            name: MemberName::parse(&r.name)?,
+            text: text(&r.text)?.to_owned(),
+            client_message_id: client_message_id(&r.client_message_id)?.to_owned(),
+        })
+    }
+}
+
+/// The room GetTranscript asks for.
+impl TryFrom<&pb::GetTranscriptRequest> for RoomName {
+    type Error = Error;
+
+    fn try_from(r: &pb::GetTranscriptRequest) -> Result<Self, Error> {
+        RoomName::parse(&r.room)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +219,30 @@ mod tests {
         assert!(text(&"a".repeat(4097)).is_err());
         assert!(text(&"é".repeat(2049)).is_err());
         assert!(text("  ").is_err());
+    }
+
+    #[test]
+    fn a_send_is_read_field_by_field_and_names_the_bad_one() {
+        let send = |room: &str, name: &str, text: &str, id: &str| pb::SendRequest {
+            room: room.into(),
+            name: name.into(),
+            text: text.into(),
+            client_message_id: id.into(),
+        };
+        let message = Message::try_from(send("", " Ada ", "hi", " m-1 ")).unwrap();
+        assert_eq!(message.room.as_str(), "lobby");
+        assert_eq!(message.name.as_str(), "Ada");
+        assert_eq!(message.client_message_id, "m-1");
+        let field = |err| match err {
+            Error::Invalid { field, .. } => field,
+            other => panic!("not INVALID_ARGUMENT: {other}"),
+        };
+        let bad_room = Message::try_from(send("A B", "", "", "")).unwrap_err();
+        assert_eq!(field(bad_room), "room");
+        let bad_text = Message::try_from(send("", "Ada", " ", "")).unwrap_err();
+        assert_eq!(field(bad_text), "text");
+        let long_id = "x".repeat(129);
+        let bad_id = Message::try_from(send("", "Ada", "hi", &long_id)).unwrap_err();
+        assert_eq!(field(bad_id), "client_message_id");
     }
 }

@@ -1,7 +1,10 @@
 //! The doctor's errors and how each reaches a client as a gRPC status.
 
 use tonic::{Code, Status};
-use township_kit::status::{internal, invalid_argument};
+use township_kit::{
+    paging::InvalidField,
+    status::{internal, invalid_argument},
+};
 
 /// Everything that can go wrong in a doctor request.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,13 @@ pub enum Error {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
+}
+
+/// A page size or page token the kit's paging refused.
+impl From<InvalidField> for Error {
+    fn from(err: InvalidField) -> Self {
+        Error::invalid(err.field, err.problem)
+    }
 }
 
 impl Error {

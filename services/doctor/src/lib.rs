@@ -15,6 +15,7 @@
 //!
 //! The service around it:
 //!
+//! - [`types`]: patients' names, what they say, and each request message read once;
 //! - [`records`]: patients, visits, exchanges and memories, append-only in SQLite;
 //! - [`practice`]: open sessions, names, idle timeouts, the engines meeting the records;
 //! - [`service`]: the gRPC API; [`run`] serves it.
@@ -41,6 +42,7 @@ pub mod service;
 mod sexp;
 pub mod state;
 pub mod transcript;
+pub mod types;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -77,13 +79,14 @@ pub struct Config {
 /// farewell, idle sessions end on their own meanwhile.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let records = records::Records::open(&config.data_dir).await?;
+    let tokens = records.page_tokens().await?;
     let practice = Arc::new(practice::Practice::new(
         config.doctor,
         records,
         config.idle_timeout,
     ));
     let reaper = tokio::spawn(end_idle_sessions(practice.clone(), shutdown.clone()));
-    let api = DoctorApi::new(practice, shutdown.clone());
+    let api = DoctorApi::new(practice, tokens, shutdown.clone());
     let server =
         DoctorServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);

@@ -9,88 +9,18 @@ use std::{
 
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
-use unicode_normalization::UnicodeNormalization;
 
 use crate::{
     Classic, ClassicState, Engine, EngineState, Reply, Script,
     error::Error,
     records::{Exchange, Outcome, Records},
+    types::PatientName,
 };
 
-/// Longest patient name, in characters after trimming.
-pub const MAX_NAME_CHARS: usize = 100;
-/// Longest line a patient may say, in characters.
-pub const MAX_TEXT_CHARS: usize = 2000;
 /// Most sessions open at once.
 pub const MAX_SESSIONS: usize = 10_000;
 /// What every session ends with.
 pub const FAREWELL: &str = "Have a nice day!";
-
-/// A patient's name: any Unicode text, 1 to 100 characters after trimming, no control characters.
-/// Names are data (stored in SQL columns), never paths. The same patient whatever the case, the
-/// white space, or how accents were typed (composed or not).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PatientName {
-    name: String,
-    key: String,
-}
-
-impl PatientName {
-    /// Validates the request field `field`.
-    pub fn parse(field: &'static str, text: &str) -> Result<Self, Error> {
-        let name = text.trim();
-        let chars = name.chars().count();
-        if chars == 0 {
-            return Err(Error::invalid(field, "must not be empty"));
-        }
-        if chars > MAX_NAME_CHARS {
-            return Err(Error::invalid(
-                field,
-                format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Error::invalid(field, "must not contain control characters"));
-        }
-        let folded: String = caseless::default_case_fold_str(&name.nfc().collect::<String>());
-        let key = folded
-            .nfc()
-            .collect::<String>()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(Self {
-            name: name.to_owned(),
-            key,
-        })
-    }
-
-    /// The name as given, trimmed.
-    pub fn as_str(&self) -> &str {
-        &self.name
-    }
-
-    /// How the records know the patient: Unicode NFC, case-folded (`Straße` = `STRASSE`), white
-    /// space collapsed.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-/// Validates what a patient says: 1 to 2000 characters, not only white space.
-pub fn patient_text(text: &str) -> Result<&str, Error> {
-    let chars = text.chars().count();
-    if text.trim().is_empty() {
-        return Err(Error::invalid("text", "must not be empty"));
-    }
-    if chars > MAX_TEXT_CHARS {
-        return Err(Error::invalid(
-            "text",
-            format!("must be at most {MAX_TEXT_CHARS} characters (got {chars})"),
-        ));
-    }
-    Ok(text)
-}
 
 /// Which doctor the server runs.
 #[derive(Clone, Debug)]
@@ -318,11 +248,12 @@ impl Practice {
         (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
-    /// Up to `limit` exchanges of `patient` after position `after`, oldest first.
+    /// Up to `limit` exchanges of `patient` after the exchange `after` (`None`: from the first),
+    /// oldest first.
     pub async fn history(
         &self,
         patient: &PatientName,
-        after: i64,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Exchange>, Error> {
         self.records.history(patient.key(), after, limit).await

@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::Context;
+use township_kit::paging::PageTokens;
 use township_store::{
     Checkpoints, Durability, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection},
@@ -52,6 +53,11 @@ CREATE TABLE IF NOT EXISTS recalls (
     memory_id   INTEGER PRIMARY KEY REFERENCES memories (id),
     exchange_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('page_token_key', randomblob(32));
 CREATE TRIGGER IF NOT EXISTS exchanges_are_append_only BEFORE UPDATE ON exchanges
 BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS exchanges_are_never_deleted BEFORE DELETE ON exchanges
@@ -116,6 +122,17 @@ impl Records {
         .await
         .context("cannot open the doctor's records")?;
         Ok(Self { writes, reads })
+    }
+
+    /// Signs and checks GetHistory's page tokens with the key kept in the records (created with
+    /// them), so that tokens outlive a restart.
+    pub async fn page_tokens(&self) -> anyhow::Result<PageTokens> {
+        let key: Vec<u8> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'page_token_key'")
+                .fetch_one(&self.reads)
+                .await
+                .context("cannot read the page token key")?;
+        PageTokens::new(&key).context("the stored page token key")
     }
 
     /// Records a new visit of the patient with match key `key` (shown as `name`) and returns
@@ -208,14 +225,20 @@ impl Records {
         Ok(outcome)
     }
 
-    /// Up to `limit` exchanges of the patient after position `after`, oldest first.
-    pub async fn history(&self, key: &str, after: i64, limit: u32) -> Result<Vec<Exchange>, Error> {
+    /// Up to `limit` exchanges of the patient after the exchange `after` (`None`: from the first;
+    /// ids start at 1), oldest first.
+    pub async fn history(
+        &self,
+        key: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Exchange>, Error> {
         let rows = sqlx::query(
             "SELECT id, session_id, time_ms, patient_text, doctor_text FROM exchanges \
              WHERE name_key = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(key)
-        .bind(after)
+        .bind(after.unwrap_or(0))
         .bind(i64::from(limit))
         .fetch_all(&self.reads)
         .await?;

@@ -1,25 +1,22 @@
-//! The gRPC face of the doctor: validates requests, calls the [`Practice`], maps errors; runs
-//! the interactive `Converse` stream from a task of its own.
+//! The gRPC face of the doctor: reads each request into its domain request (see
+//! [`crate::types`]), calls the [`Practice`], and answers; errors leave through
+//! [`crate::Error`]'s one `From<Error> for Status`. The interactive `Converse` stream runs from a
+//! task of its own.
 
 use std::{pin::Pin, sync::Arc};
 
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
-use township_kit::{Shutdown, status::invalid_argument};
-use township_proto::doctor::v1::{
-    self as pb, doctor_line, doctor_service_server::DoctorService, patient_line,
-};
+use township_kit::{Shutdown, paging::PageTokens};
+use township_proto::doctor::v1::{self as pb, doctor_line, doctor_service_server::DoctorService};
 
 use crate::{
     Reply,
-    practice::{Opened, PatientName, Practice, patient_text},
+    practice::{Opened, Practice},
+    types::{HistoryQuery, Say, StartSession, converse_opening, converse_text},
 };
 
-/// Default history page size.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Largest history page.
-const MAX_PAGE_SIZE: u32 = 1000;
 /// Doctor lines buffered for a slow Converse client.
 const CONVERSE_BUFFER: usize = 16;
 
@@ -27,13 +24,19 @@ const CONVERSE_BUFFER: usize = 16;
 #[derive(Clone)]
 pub struct DoctorApi {
     practice: Arc<Practice>,
+    tokens: PageTokens,
     shutdown: Shutdown,
 }
 
 impl DoctorApi {
-    /// Serves `practice`; open Converse streams end with a farewell when `shutdown` fires.
-    pub fn new(practice: Arc<Practice>, shutdown: Shutdown) -> Self {
-        Self { practice, shutdown }
+    /// Serves `practice`, signing history page tokens with `tokens`; open Converse streams end
+    /// with a farewell when `shutdown` fires.
+    pub fn new(practice: Arc<Practice>, tokens: PageTokens, shutdown: Shutdown) -> Self {
+        Self {
+            practice,
+            tokens,
+            shutdown,
+        }
     }
 }
 
@@ -43,7 +46,7 @@ impl DoctorService for DoctorApi {
         &self,
         request: Request<pb::StartSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        let patient = PatientName::parse("patient_name", &request.get_ref().patient_name)?;
+        let StartSession { patient } = StartSession::try_from(request.get_ref())?;
         let opened = self.practice.start(patient).await?;
         Ok(Response::new(session_to_pb(opened)))
     }
@@ -52,9 +55,8 @@ impl DoctorService for DoctorApi {
         &self,
         request: Request<pb::ReplyRequest>,
     ) -> Result<Response<pb::ReplyResponse>, Status> {
-        let r = request.get_ref();
-        let text = patient_text(&r.text)?;
-        let reply = self.practice.reply(&r.session_id, text).await?;
+        let Say { session_id, text } = Say::try_from(request.into_inner())?;
+        let reply = self.practice.reply(&session_id, &text).await?;
         Ok(Response::new(reply_to_pb(reply)))
     }
 
@@ -91,28 +93,12 @@ impl DoctorService for DoctorApi {
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        let r = request.into_inner();
-        let patient = PatientName::parse("patient_name", &r.patient_name)?;
-        let limit = match u32::try_from(r.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(n) => n.min(MAX_PAGE_SIZE),
-            Err(_) => return Err(invalid_argument("page_size", "must not be negative")),
-        };
-        let after = match r.page_token.as_str() {
-            "" => 0,
-            token => token
-                .strip_prefix("after-")
-                .and_then(|id| id.parse::<i64>().ok())
-                .filter(|id| *id > 0)
-                .ok_or_else(|| invalid_argument("page_token", "not a token GetHistory gave"))?,
-        };
-        let mut exchanges = self.practice.history(&patient, after, limit + 1).await?;
-        let more = exchanges.len() > limit as usize;
-        exchanges.truncate(limit as usize);
-        let next_page_token = match exchanges.last() {
-            Some(last) if more => format!("after-{}", last.id),
-            _ => String::new(),
-        };
+        let HistoryQuery { patient, page } = HistoryQuery::parse(request.get_ref(), &self.tokens)?;
+        let mut exchanges = self
+            .practice
+            .history(&patient, page.after, page.lookahead())
+            .await?;
+        let next_page_token = page.finish(&self.tokens, &mut exchanges, |last| last.id);
         Ok(Response::new(pb::GetHistoryResponse {
             exchanges: exchanges
                 .into_iter()
@@ -145,18 +131,7 @@ async fn converse(
         first = inbound.message() => first?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let name = match first.and_then(|line| line.kind) {
-        Some(patient_line::Kind::PatientName(name)) => name,
-        _ => {
-            return Err(invalid_argument(
-                "patient_name",
-                "the first message must name the patient",
-            ));
-        }
-    };
-    let opened = practice
-        .start(PatientName::parse("patient_name", &name)?)
-        .await?;
+    let opened = practice.start(converse_opening(first)?).await?;
     let session_id = opened.session_id.clone();
     let greeting = doctor_line::Kind::Greeting(session_to_pb(opened));
     let result = answer_lines(
@@ -206,22 +181,11 @@ async fn answer_lines(
             () = shutdown.cancelled() => return Ok(()),
         };
         let text = match line {
-            Ok(Some(pb::PatientLine {
-                kind: Some(patient_line::Kind::Text(text)),
-            })) => text,
-            Ok(Some(_)) => {
-                return Err(invalid_argument(
-                    "text",
-                    "only the first message names the patient; later ones carry text",
-                ));
-            }
+            Ok(Some(line)) => converse_text(line)?,
             // The client closed its side, or went away.
             Ok(None) | Err(_) => return Ok(()),
         };
-        let reply = practice
-            .reply(session_id, patient_text(&text)?)
-            .await
-            .map_err(Status::from)?;
+        let reply = practice.reply(session_id, &text).await?;
         next = Some(doctor_line::Kind::Reply(reply_to_pb(reply)));
     }
     Ok(())

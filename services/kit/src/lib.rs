@@ -8,10 +8,15 @@
 //! 4. the service's `run` builds a [`server::ServiceSet`] and awaits [`server::serve`], which adds
 //!    health, reflection, per-RPC tracing and limits, and shuts down gracefully when the
 //!    [`Shutdown`] token fires (see [`shutdown::on_signals`]).
+//!
+//! Handlers share two conventions from here: [`status`] (INVALID_ARGUMENT names its field;
+//! unexpected errors are an opaque INTERNAL with the chain logged) and [`paging`] (page sizes per
+//! AIP-158, and signed page tokens bound to their RPC, query and caller).
 
 pub mod config;
 pub mod health;
 pub mod net;
+pub mod paging;
 mod rpc_trace;
 pub mod server;
 pub mod shutdown;

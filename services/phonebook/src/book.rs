@@ -20,10 +20,12 @@ use township_store::{
     sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
 };
 
+use township_kit::paging::PageTokens;
+
 use crate::{
     Error,
     token::Cursor,
-    types::{EntryId, Etag, Label, Name, Number, Query},
+    types::{Change, EntryId, Etag, NewEntry, Number, Query},
 };
 
 const SCHEMA: &str = "
@@ -92,32 +94,6 @@ impl Entry {
     }
 }
 
-/// A validated entry to add.
-#[derive(Clone, Debug)]
-pub struct NewEntry {
-    /// Its name.
-    pub name: Name,
-    /// Its number.
-    pub number: Number,
-    /// Its label.
-    pub label: Label,
-}
-
-/// A validated change to an entry: the fields that are `Some` are replaced.
-#[derive(Clone, Debug)]
-pub struct Change {
-    /// The entry.
-    pub id: EntryId,
-    /// The etag the client last read.
-    pub etag: Etag,
-    /// A new name.
-    pub name: Option<Name>,
-    /// A new number.
-    pub number: Option<Number>,
-    /// A new label.
-    pub label: Option<Label>,
-}
-
 /// One write, as the writer task applies it.
 #[derive(Debug)]
 enum Write {
@@ -143,7 +119,7 @@ pub type Hit = (Entry, u8);
 pub struct Book {
     reads: SqlitePool,
     jobs: mpsc::Sender<Job>,
-    token_key: Arc<[u8]>,
+    tokens: PageTokens,
 }
 
 impl Book {
@@ -165,19 +141,20 @@ impl Book {
                 .fetch_one(&reads)
                 .await
                 .context("cannot read the page token key")?;
+        let tokens = PageTokens::new(&token_key).context("the stored page token key")?;
         let (jobs, queue) = mpsc::channel(1024);
         tokio::spawn(write_loop(writes, queue));
         Ok(Self {
             reads,
             jobs,
-            token_key: token_key.into(),
+            tokens,
         })
     }
 
-    /// The secret that signs this book's page tokens (kept in the database, so tokens outlive a
-    /// restart).
-    pub fn token_key(&self) -> Vec<u8> {
-        self.token_key.to_vec()
+    /// Signs and checks this book's page tokens, with the key kept in the database (so tokens
+    /// outlive a restart).
+    pub fn page_tokens(&self) -> &PageTokens {
+        &self.tokens
     }
 
     async fn submit(&self, writes: Vec<Write>) -> Result<Vec<Outcome>, Error> {
@@ -651,6 +628,7 @@ async fn delete(conn: &mut SqliteConnection, id: EntryId, etag: Option<Etag>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Label, Name};
 
     fn new_entry(name: &str, number: &str) -> NewEntry {
         NewEntry {

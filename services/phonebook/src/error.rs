@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use tonic::{Code, Status};
-use township_kit::status::{internal, invalid_argument};
+use township_kit::{
+    paging::InvalidField,
+    status::{internal, invalid_argument},
+};
 
 use crate::types::{EntryId, Etag};
 
@@ -44,6 +47,13 @@ pub enum Error {
 impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
         Error::Storage(Arc::new(err))
+    }
+}
+
+/// A page size or page token the kit's paging refused.
+impl From<InvalidField> for Error {
+    fn from(err: InvalidField) -> Self {
+        Error::invalid(err.field, err.problem)
     }
 }
 

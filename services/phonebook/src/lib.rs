@@ -2,9 +2,10 @@
 //! on disk. Numbers are validated and normalised with libphonenumber's rules, names are matched
 //! ignoring case, accents and spacing, and concurrent edits are guarded by etags.
 //!
-//! - [`types`]: validated values (names and their match keys, numbers, labels, ids, etags);
+//! - [`types`]: validated values (names and their match keys, numbers, labels, ids, etags) and
+//!   each request message read into a domain request;
 //! - [`book`]: the storage (reads in parallel, writes group-committed);
-//! - [`token`]: signed page tokens;
+//! - [`token`]: what page tokens carry and are bound to (the kit signs them);
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 pub mod book;

@@ -1,19 +1,18 @@
-//! The gRPC face of the phone book: validates requests into the book's types, signs and checks page
-//! tokens, calls [`Book`], maps errors.
+//! The gRPC face of the phone book: reads each request into its domain request (see `types`),
+//! calls [`Book`], and answers with the entries and the next page token; errors leave through
+//! [`Error`]'s one `From<Error> for Status`.
 
 use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use township_kit::status::internal;
 use township_proto::phonebook::v1::{self as pb, phone_book_service_server::PhoneBookService};
 
 use crate::{
     Error,
-    book::{Book, Change, Entry, NewEntry},
-    token::{PageTokens, Scope},
-    types::{
-        EntryId, Etag, Label, MAX_PAGE_SIZE, Name, Number, Query, Region, match_key, page_size,
-    },
+    book::{Book, Entry},
+    types::{Change, Deletion, EntryId, Listing, Lookup, NewEntry, Region, Search},
 };
 
 /// Entries buffered between the storage reader and a slow Export client.
@@ -23,64 +22,13 @@ const EXPORT_BUFFER: usize = 256;
 #[derive(Clone)]
 pub struct PhoneBookApi {
     book: Book,
-    tokens: PageTokens,
     region: Region,
 }
 
 impl PhoneBookApi {
     /// Serves `book`, reading national numbers in `region`.
     pub fn new(book: Book, region: Region) -> Self {
-        let tokens = PageTokens::new(book.token_key());
-        Self {
-            book,
-            tokens,
-            region,
-        }
-    }
-
-    fn new_entry(&self, r: &pb::AddEntryRequest) -> Result<NewEntry, Error> {
-        Ok(NewEntry {
-            name: Name::parse("name", &r.name)?,
-            number: Number::parse("number", &r.number, self.region)?,
-            label: Label::parse("label", &r.label)?,
-        })
-    }
-
-    fn change(&self, r: pb::UpdateEntryRequest) -> Result<Change, Error> {
-        let entry = r
-            .entry
-            .ok_or_else(|| Error::invalid("entry", "required: the entry's id and new values"))?;
-        let id = EntryId::parse("entry.id", &entry.id)?;
-        if r.etag.trim().is_empty() {
-            return Err(Error::invalid(
-                "etag",
-                "required: the etag of the entry as you last read it",
-            ));
-        }
-        let etag = Etag::parse("etag", &r.etag)?;
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        for path in &paths {
-            if !["name", "number", "label"].contains(&path.as_str()) {
-                return Err(Error::invalid(
-                    "update_mask",
-                    format!("{path:?} cannot be changed (name, number and label can)"),
-                ));
-            }
-        }
-        let wanted = |field: &str| paths.is_empty() || paths.iter().any(|p| p == field);
-        Ok(Change {
-            id,
-            etag,
-            name: wanted("name")
-                .then(|| Name::parse("entry.name", &entry.name))
-                .transpose()?,
-            number: wanted("number")
-                .then(|| Number::parse("entry.number", &entry.number, self.region))
-                .transpose()?,
-            label: wanted("label")
-                .then(|| Label::parse("entry.label", &entry.label))
-                .transpose()?,
-        })
+        Self { book, region }
     }
 }
 
@@ -90,7 +38,7 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::AddEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let entry = self.new_entry(request.get_ref())?;
+        let entry = NewEntry::parse(request.get_ref(), self.region)?;
         let added = self.book.add_one(entry).await?;
         Ok(Response::new(entry_to_pb(added)))
     }
@@ -99,20 +47,8 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::BatchAddEntriesRequest>,
     ) -> Result<Response<pb::BatchAddEntriesResponse>, Status> {
-        let requests = request.into_inner().requests;
-        if requests.is_empty() || requests.len() > MAX_PAGE_SIZE as usize {
-            return Err(Error::invalid(
-                "requests",
-                format!(
-                    "must hold 1 to {MAX_PAGE_SIZE} entries (got {})",
-                    requests.len()
-                ),
-            )
-            .into());
-        }
+        let parsed = NewEntry::parse_batch(request.get_ref(), self.region)?;
         // Valid entries go to storage in one commit; invalid ones are answered in place.
-        let parsed: Vec<Result<NewEntry, Error>> =
-            requests.iter().map(|r| self.new_entry(r)).collect();
         let valid: Vec<NewEntry> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
@@ -142,7 +78,7 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let id = EntryId::parse("id", &request.get_ref().id)?;
+        let id = EntryId::try_from(request.get_ref())?;
         Ok(Response::new(entry_to_pb(self.book.get(id).await?)))
     }
 
@@ -150,10 +86,7 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        let key = match_key(&request.get_ref().name);
-        if key.is_empty() {
-            return Err(Error::invalid("name", "must not be empty").into());
-        }
+        let Lookup { key } = Lookup::try_from(request.get_ref())?;
         let entries = self.book.lookup(&key).await?;
         Ok(Response::new(pb::LookupResponse {
             entries: entries.into_iter().map(entry_to_pb).collect(),
@@ -164,18 +97,14 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let r = request.into_inner();
-        let query = Query::parse(&r.query)?;
-        let limit = page_size(r.page_size)?;
-        let scope = Scope::Search(&query.key, &query.digits);
-        let after = self.tokens.check(scope, &r.page_token)?;
-        let mut hits = self.book.search(&query, after.as_ref(), limit + 1).await?;
-        let more = hits.len() > limit as usize;
-        hits.truncate(limit as usize);
-        let next_page_token = match hits.last() {
-            Some((last, group)) if more => self.tokens.issue(scope, &last.cursor(*group)),
-            _ => String::new(),
-        };
+        let Search { query, page } = Search::parse(request.get_ref(), self.book.page_tokens())?;
+        let mut hits = self
+            .book
+            .search(&query, page.after.as_ref(), page.lookahead())
+            .await?;
+        let next_page_token = page.finish(self.book.page_tokens(), &mut hits, |(last, group)| {
+            last.cursor(*group)
+        });
         Ok(Response::new(pb::SearchResponse {
             entries: hits.into_iter().map(|(e, _)| entry_to_pb(e)).collect(),
             next_page_token,
@@ -186,7 +115,7 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::UpdateEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let change = self.change(request.into_inner())?;
+        let change = Change::parse(request.into_inner(), self.region)?;
         Ok(Response::new(entry_to_pb(self.book.update(change).await?)))
     }
 
@@ -194,12 +123,7 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::DeleteEntryRequest>,
     ) -> Result<Response<pb::DeleteEntryResponse>, Status> {
-        let r = request.into_inner();
-        let id = EntryId::parse("id", &r.id)?;
-        let etag = match r.etag.trim() {
-            "" => None,
-            text => Some(Etag::parse("etag", text)?),
-        };
+        let Deletion { id, etag } = Deletion::try_from(request.get_ref())?;
         self.book.delete(id, etag).await?;
         Ok(Response::new(pb::DeleteEntryResponse {}))
     }
@@ -208,16 +132,13 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let r = request.into_inner();
-        let limit = page_size(r.page_size)?;
-        let after = self.tokens.check(Scope::List, &r.page_token)?;
-        let mut entries = self.book.list(after.as_ref(), limit + 1).await?;
-        let more = entries.len() > limit as usize;
-        entries.truncate(limit as usize);
-        let next_page_token = match entries.last() {
-            Some(last) if more => self.tokens.issue(Scope::List, &last.cursor(0)),
-            _ => String::new(),
-        };
+        let Listing { page } = Listing::parse(request.get_ref(), self.book.page_tokens())?;
+        let mut entries = self
+            .book
+            .list(page.after.as_ref(), page.lookahead())
+            .await?;
+        let next_page_token =
+            page.finish(self.book.page_tokens(), &mut entries, |last| last.cursor(0));
         Ok(Response::new(pb::ListEntriesResponse {
             entries: entries.into_iter().map(entry_to_pb).collect(),
             next_page_token,
@@ -243,7 +164,8 @@ fn rejection(err: Error) -> pb::Rejection {
     };
     let message = match &err {
         Error::Invalid { problem, .. } => problem.clone(),
-        Error::Storage(_) | Error::Internal(_) => "internal error (see the server log)".to_owned(),
+        // Logged with its chain, and answered as opaquely as a failed call.
+        Error::Storage(_) | Error::Internal(_) => internal(&err).message().to_owned(),
         other => other.to_string(),
     };
     let existing_id = match &err {

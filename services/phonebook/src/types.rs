@@ -1,6 +1,9 @@
 //! The phone book's validated values: names and their lookup keys, numbers (through
-//! libphonenumber's rules), labels, entry ids and page sizes. Everything a client sends passes
-//! through one of these parsers before it reaches storage.
+//! libphonenumber's rules), labels, entry ids and etags. Everything a client sends passes through
+//! one of these parsers before it reaches storage; the `request` submodule reads each request
+//! message with them, once.
+
+mod request;
 
 use std::{fmt, panic::AssertUnwindSafe, str::FromStr};
 
@@ -8,6 +11,8 @@ use phonenumber::{Mode, country};
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
 use crate::Error;
+
+pub use request::{Change, Deletion, Listing, Lookup, MAX_BATCH_ENTRIES, NewEntry, Search};
 
 /// Longest name, in characters after trimming.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -275,20 +280,6 @@ impl fmt::Display for Etag {
     }
 }
 
-/// Default page size.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Largest page size: larger requests are served this many.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-
-/// Reads a request's `page_size`: 0 means the default, more than the maximum means the maximum.
-pub fn page_size(requested: i32) -> Result<u32, Error> {
-    match u32::try_from(requested) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(n) => Ok(n.min(MAX_PAGE_SIZE)),
-        Err(_) => Err(Error::invalid("page_size", "must not be negative")),
-    }
-}
-
 /// A search: the query's name key, and its digits when it reads like (part of) a number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Query {
@@ -410,14 +401,6 @@ mod tests {
             assert!(EntryId::parse("id", alias).is_err(), "{alias}");
         }
         assert!(Etag::parse("etag", "v01").is_err());
-    }
-
-    #[test]
-    fn page_sizes_default_and_cap() {
-        assert_eq!(page_size(0).unwrap(), 50);
-        assert_eq!(page_size(7).unwrap(), 7);
-        assert_eq!(page_size(5000).unwrap(), 1000);
-        assert!(page_size(-1).is_err());
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The Township time service: the current time as ctime(3) text and as a timestamp, once
 //! (`GetTime`) or as a stream (`WatchTime`), plus an optional classic RFC 867 daytime listener.
 //!
-//! [`run`] serves it on a bound listener until the shutdown token fires; `main.rs` only parses
-//! the config, binds and awaits.
+//! [`clock`] is the domain, [`types`] reads each request once, and [`run`] serves it on a bound
+//! listener until the shutdown token fires; `main.rs` only parses the config, binds and awaits.
 
 pub mod clock;
 mod daytime;
 mod error;
 mod service;
+pub mod types;
 
 use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};

@@ -1,6 +1,6 @@
-//! The gRPC face of the time service: converts and validates requests, asks the clock, maps errors.
-
-use std::time::Duration;
+//! The gRPC face of the time service: reads each request into its domain request (see
+//! [`crate::types`]), asks the clock, and answers; errors leave through [`crate::Error`]'s one
+//! `From<Error> for Status`.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -12,8 +12,8 @@ use township_proto::time::v1::{
 use tracing::Instrument;
 
 use crate::{
-    Error,
-    clock::{GREETING, TimeOfDay, WatchInterval, Zone},
+    clock::{GREETING, TimeOfDay, Zone},
+    types::{TimeQuery, Watch},
 };
 
 /// Implements `township.time.v1.TimeService`.
@@ -30,39 +30,6 @@ impl TimeApi {
             default_zone,
             shutdown,
         }
-    }
-
-    /// The zone a request asks for: its own, or the server's default when empty.
-    fn zone(&self, requested: &str) -> Result<Zone, Error> {
-        if requested.trim().is_empty() {
-            Ok(self.default_zone)
-        } else {
-            requested.parse()
-        }
-    }
-}
-
-/// A watch request, validated.
-struct Watch {
-    interval: WatchInterval,
-    zone: Zone,
-}
-
-impl Watch {
-    fn from_request(api: &TimeApi, request: WatchTimeRequest) -> Result<Self, Error> {
-        let interval = match request.interval {
-            None => WatchInterval::DEFAULT,
-            Some(interval) => {
-                let shown = format!("{}s+{}ns", interval.seconds, interval.nanos);
-                Duration::try_from(interval)
-                    .map_err(|_| Error::IntervalOutOfRange(shown))?
-                    .try_into()?
-            }
-        };
-        Ok(Self {
-            interval,
-            zone: api.zone(&request.time_zone)?,
-        })
     }
 }
 
@@ -84,7 +51,7 @@ impl TimeService for TimeApi {
         &self,
         request: Request<GetTimeRequest>,
     ) -> Result<Response<TimeReply>, Status> {
-        let zone = self.zone(&request.get_ref().time_zone)?;
+        let TimeQuery { zone } = TimeQuery::parse(request.get_ref(), self.default_zone)?;
         Ok(Response::new(reply(TimeOfDay::now(zone))))
     }
 
@@ -94,7 +61,7 @@ impl TimeService for TimeApi {
         &self,
         request: Request<WatchTimeRequest>,
     ) -> Result<Response<Self::WatchTimeStream>, Status> {
-        let watch = Watch::from_request(self, request.into_inner())?;
+        let watch = Watch::parse(request.get_ref(), self.default_zone)?;
         let (tx, rx) = mpsc::channel(1);
         let shutdown = self.shutdown.clone();
         tokio::spawn(tick(watch, tx, shutdown).instrument(tracing::info_span!("watch_time")));
