@@ -1569,9 +1569,17 @@ async fn forged_or_foreign_page_tokens_are_invalid_argument() {
         expect_invalid(result, "page_token");
     }
     let status = expect_invalid(search(&rpc, "jones", 2, &token).await, "page_token");
-    assert!(status.message().contains("different query"), "{status:?}");
+    // A token for another query is refused like a forged one: the refusal reveals nothing.
+    assert_eq!(
+        status.message(),
+        "page_token: not a page token this service issued for this request"
+    );
     let status = expect_invalid(search(&rpc, "smith 1", 2, &token).await, "page_token");
-    assert!(status.message().contains("different query"), "{status:?}");
+    // A token for another query is refused like a forged one: the refusal reveals nothing.
+    assert_eq!(
+        status.message(),
+        "page_token: not a page token this service issued for this request"
+    );
     expect_invalid(list(&rpc, 2, &token).await, "page_token");
     expect_invalid(
         list(&rpc, 2, &flip_a_character(&list_token)).await,
