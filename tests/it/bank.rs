@@ -470,6 +470,40 @@ async fn history_pages_two_at_a_time_newest_first_and_a_forged_page_token_is_ref
 }
 
 #[tokio::test]
+async fn a_history_page_token_is_refused_for_another_account_or_another_session() {
+    let bank = TestBank::start().await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, bea) = bank.customer("Bea", "5678", 1_000).await;
+    for (account, session) in [(&a, &ada), (&b, &bea)] {
+        deposit(&bank.rpc, session, account, 10, &request_id())
+            .await
+            .unwrap();
+    }
+    let ada_token = page(&bank.rpc, &ada, &a, 1, "")
+        .await
+        .unwrap()
+        .next_page_token;
+    let bea_token = page(&bank.rpc, &bea, &b, 1, "")
+        .await
+        .unwrap()
+        .next_page_token;
+    assert!(!ada_token.is_empty() && !bea_token.is_empty());
+
+    // Bea's token on Ada's account, and Ada's token in another session of hers: refused like a
+    // forged one.
+    expect_invalid(page(&bank.rpc, &ada, &a, 1, &bea_token).await, "page_token");
+    let again = login(&bank.rpc, "Ada", "1234").await.unwrap().session_token;
+    expect_invalid(
+        page(&bank.rpc, &again, &a, 1, &ada_token).await,
+        "page_token",
+    );
+    // The genuine token, in its own session, goes on.
+    let rest = page(&bank.rpc, &ada, &a, 1, &ada_token).await.unwrap();
+    assert_eq!(rest.transactions.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+}
+
+#[tokio::test]
 async fn an_overdraft_is_refused_with_insufficient_funds_and_changes_nothing() {
     let bank = TestBank::start().await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
@@ -635,17 +669,20 @@ async fn bad_input_is_refused_naming_the_field() {
         transfer(rpc, &ada, &a, &a, 1, &request_id()).await,
         "to_account_id",
     );
-    for size in [-1, 1001, i32::MAX] {
+    // AIP-158, as in every service: a negative size is refused, one above 1000 is served as 1000.
+    for size in [-1, i32::MIN] {
         expect_invalid(page(rpc, &ada, &a, size, "").await, "page_size");
     }
-    assert_eq!(
-        page(rpc, &ada, &a, 1000, "")
-            .await
-            .unwrap()
-            .transactions
-            .len(),
-        1
-    );
+    for size in [1000, 1001, i32::MAX] {
+        assert_eq!(
+            page(rpc, &ada, &a, size, "")
+                .await
+                .unwrap()
+                .transactions
+                .len(),
+            1
+        );
+    }
 
     let add = pb::AddHolderRequest {
         account_id: a.clone(),

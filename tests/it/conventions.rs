@@ -2,7 +2,8 @@
 //! means 50, negative is INVALID_ARGUMENT naming `page_size`, above 1000 is served as 1000), page
 //! tokens (signed, bound to their RPC, query and caller, refused with one message that says
 //! nothing more specific), and INVALID_ARGUMENT naming its field with a `BadRequest` detail in
-//! every service. The bank joins these tests once it adopts the kit's paging.
+//! every service. The bank's history, which needs a session, follows the same paging; its tests
+//! are in `bank.rs`.
 
 use std::{path::Path, time::Duration};
 

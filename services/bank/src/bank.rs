@@ -54,6 +54,12 @@ pub struct OwnAccount {
 }
 
 impl OwnAccount {
+    /// The hash of the session that holds it: who is asking, for what binds to the caller
+    /// (page tokens).
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
     /// The account's id.
     pub fn id(&self) -> &AccountId {
         &self.account

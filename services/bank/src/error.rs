@@ -2,6 +2,7 @@
 //! where a client needs a machine-readable reason).
 
 use std::time::Duration;
+use township_kit::paging::InvalidField;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -81,6 +82,12 @@ pub enum Error {
     /// A broken invariant.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<InvalidField> for Error {
+    fn from(invalid: InvalidField) -> Self {
+        Error::invalid(invalid.field, invalid.problem)
+    }
 }
 
 impl Error {

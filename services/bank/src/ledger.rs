@@ -9,6 +9,7 @@
 //! [`crate::rules`]. So each runs to its end even if its caller goes away.
 
 use std::path::Path;
+use township_kit::paging::PageTokens;
 
 use anyhow::Context;
 use tokio::sync::oneshot;
@@ -52,6 +53,9 @@ pub struct Ledger {
     reads: SqlitePool,
     /// The one writer: every mutation and fenced read.
     writer: Writer,
+    /// Signs ListTransactions' page tokens, with a key kept in the database (so every replica
+    /// checks what another signed, and tokens outlive a restart).
+    page_tokens: PageTokens,
 }
 
 impl Ledger {
@@ -72,8 +76,19 @@ impl Ledger {
         )
         .await
         .context("cannot open the bank's ledger")?;
+        let key = township_store::secret(&writes, "page_token_key").await?;
+        let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
         let writer = Writer::start(writes).context("cannot start the ledger's writer thread")?;
-        Ok(Self { reads, writer })
+        Ok(Self {
+            reads,
+            writer,
+            page_tokens,
+        })
+    }
+
+    /// Signs and checks ListTransactions' page tokens.
+    pub fn page_tokens(&self) -> &PageTokens {
+        &self.page_tokens
     }
 
     // ----- holders, sessions, login failures -----

@@ -17,6 +17,7 @@ mod clock;
 mod error;
 pub mod ledger;
 mod pin;
+mod requests;
 pub mod rules;
 mod schema;
 pub mod service;
@@ -86,8 +87,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let locks = LockClient::new(channel, owner)
         .with_ttl(config.lock_ttl)
         .with_wait(config.lock_wait);
+    let page_tokens = ledger.page_tokens().clone();
     let bank = Arc::new(Bank::new(ledger, locks, config.bank.clone())?);
-    let api = BankApi::new(bank, &config.admin_token);
+    let api = BankApi::new(bank, &config.admin_token, page_tokens);
     let server =
         BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use township_kit::paging::{PageRequest, PageTokens, Scope};
 use township_proto::bank::v1::{self as pb, bank_service_server::BankService};
 
 use crate::{
     Error,
     bank::Bank,
     ledger::{Entry, Movement, Receipt},
-    types::{AccountId, Amount, HolderName, Pin, RequestId},
+    requests::{self, Credentials, NewAccount, NewHolder, TransferOrder},
+    types::{AccountId, RequestId},
 };
 
 /// Implements `township.bank.v1.BankService`.
@@ -18,14 +20,17 @@ use crate::{
 pub struct BankApi {
     bank: Arc<Bank>,
     admin_token: Arc<str>,
+    page_tokens: PageTokens,
 }
 
 impl BankApi {
-    /// Serves `bank`; staff calls must carry `admin_token`.
-    pub fn new(bank: Arc<Bank>, admin_token: &str) -> Self {
+    /// Serves `bank`; staff calls must carry `admin_token`; history page tokens are signed with
+    /// `page_tokens`.
+    pub fn new(bank: Arc<Bank>, admin_token: &str, page_tokens: PageTokens) -> Self {
         Self {
             bank,
             admin_token: admin_token.into(),
+            page_tokens,
         }
     }
 
@@ -66,20 +71,10 @@ impl BankService for BankApi {
         request: Request<pb::OpenAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         self.staff(&request)?;
-        let r = request.into_inner();
-        let holder = HolderName::parse("holder_name", &r.holder_name)?;
-        let pin = Pin::parse("pin", &r.pin)?;
-        if r.initial_deposit_cents < 0 || r.initial_deposit_cents > crate::types::MAX_AMOUNT_CENTS {
-            return Err(Error::invalid(
-                "initial_deposit_cents",
-                "must be from 0 to 100000000000 cents",
-            )
-            .into());
-        }
-        let request_id = RequestId::parse(&r.request_id)?;
+        let r = NewAccount::try_from(request.get_ref())?;
         let account = self
             .bank
-            .open_account(holder, pin, r.initial_deposit_cents, request_id)
+            .open_account(r.holder, r.pin, r.initial_deposit_cents, r.request_id)
             .await?;
         Ok(Response::new(account_to_pb(account)))
     }
@@ -89,12 +84,9 @@ impl BankService for BankApi {
         request: Request<pb::AddHolderRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let token = bearer(&request)?;
-        let r = request.get_ref();
-        let account = AccountId::parse("account_id", &r.account_id)?;
-        let holder = HolderName::parse("holder_name", &r.holder_name)?;
-        let pin = Pin::parse("pin", &r.pin)?;
-        let account = self.bank.authorize(token, account, "account_id").await?;
-        let account = self.bank.add_holder(account, holder, pin).await?;
+        let r = NewHolder::try_from(request.get_ref())?;
+        let account = self.bank.authorize(token, r.account, "account_id").await?;
+        let account = self.bank.add_holder(account, r.holder, r.pin).await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -102,10 +94,8 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let r = request.into_inner();
-        let name = HolderName::parse("holder_name", &r.holder_name)?;
-        let pin = Pin::parse("pin", &r.pin)?;
-        let session = self.bank.login(name, pin).await?;
+        let r = Credentials::try_from(request.get_ref())?;
+        let session = self.bank.login(r.name, r.pin).await?;
         Ok(Response::new(pb::LoginResponse {
             session_token: session.token,
             account_ids: session.accounts.iter().map(ToString::to_string).collect(),
@@ -155,16 +145,15 @@ impl BankService for BankApi {
         request: Request<pb::TransferRequest>,
     ) -> Result<Response<pb::Receipt>, Status> {
         let token = bearer(&request)?;
-        let r = request.get_ref();
-        let from = AccountId::parse("from_account_id", &r.from_account_id)?;
-        let to = AccountId::parse("to_account_id", &r.to_account_id)?;
-        let amount = Amount::parse("amount_cents", r.amount_cents)?;
-        let request_id = RequestId::parse(&r.request_id)?;
+        let r = TransferOrder::try_from(request.get_ref())?;
         let from = self
             .bank
-            .authorize_transfer(token, from, "from_account_id")
+            .authorize_transfer(token, r.from, "from_account_id")
             .await?;
-        let receipt = self.bank.transfer(from, to, amount, request_id).await?;
+        let receipt = self
+            .bank
+            .transfer(from, r.to, r.amount, r.request_id)
+            .await?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }
 
@@ -175,22 +164,19 @@ impl BankService for BankApi {
         let token = bearer(&request)?;
         let r = request.get_ref();
         let account = AccountId::parse("account_id", &r.account_id)?;
-        let page_size = match r.page_size {
-            0 => 50,
-            n @ 1..=1000 => n as u32,
-            _ => {
-                return Err(
-                    Error::invalid("page_size", "must be from 1 to 1000 (0 means 50)").into(),
-                );
-            }
-        };
-        let before = parse_page_token(&r.page_token)?;
         let account = self.bank.authorize(token, account, "account_id").await?;
-        let entries = self.bank.history(account, before, page_size).await?;
-        let next_page_token = match entries.last() {
-            Some(last) if entries.len() == page_size as usize => page_token(last.id),
-            _ => String::new(),
-        };
+        // Newest first: a page continues before the id of the last entry served. Its token is
+        // bound to the account and to the session that asked.
+        let scope = Scope::rpc("township.bank.v1.BankService/ListTransactions")
+            .query(account.id().as_str())
+            .caller(account.session());
+        let page = PageRequest::<i64>::read(&self.page_tokens, scope, r.page_size, &r.page_token)
+            .map_err(Error::from)?;
+        let mut entries = self
+            .bank
+            .history(account, page.after, page.lookahead())
+            .await?;
+        let next_page_token = page.finish(&self.page_tokens, &mut entries, |last| last.id);
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: entries.into_iter().map(entry_to_pb).collect(),
             next_page_token,
@@ -218,35 +204,14 @@ impl BankApi {
         movement: Movement,
     ) -> Result<Response<pb::Receipt>, Status> {
         let token = bearer(&request)?;
-        let r = request.get_ref();
-        let account = AccountId::parse("account_id", &r.account_id)?;
-        let amount = Amount::parse("amount_cents", r.amount_cents)?;
-        let request_id = RequestId::parse(&r.request_id)?;
-        let account = self.bank.authorize(token, account, "account_id").await?;
+        let r = requests::Movement::try_from(request.get_ref())?;
+        let account = self.bank.authorize(token, r.account, "account_id").await?;
         let receipt = self
             .bank
-            .move_money(movement, account, amount, request_id)
+            .move_money(movement, account, r.amount, r.request_id)
             .await?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }
-}
-
-const PAGE_TOKEN_PREFIX: &str = "before-";
-
-fn page_token(id: i64) -> String {
-    format!("{PAGE_TOKEN_PREFIX}{id:x}")
-}
-
-fn parse_page_token(token: &str) -> Result<Option<i64>, Error> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    token
-        .strip_prefix(PAGE_TOKEN_PREFIX)
-        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
-        .filter(|id| *id > 0)
-        .map(Some)
-        .ok_or_else(|| Error::invalid("page_token", "not a token this service issued"))
 }
 
 fn timestamp(ms: i64) -> prost_types::Timestamp {
@@ -287,15 +252,6 @@ fn entry_to_pb(entry: Entry) -> pb::Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_forged_ones_are_refused() {
-        assert_eq!(parse_page_token(&page_token(42)).unwrap(), Some(42));
-        assert_eq!(parse_page_token("").unwrap(), None);
-        for forged in ["42", "before-zz", "before--1", "before-0"] {
-            assert!(parse_page_token(forged).is_err(), "{forged}");
-        }
-    }
 
     #[test]
     fn bearer_tokens_are_read_and_other_schemes_refused() {

@@ -53,11 +53,6 @@ CREATE TABLE IF NOT EXISTS recalls (
     memory_id   INTEGER PRIMARY KEY REFERENCES memories (id),
     exchange_id INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('page_token_key', randomblob(32));
 CREATE TRIGGER IF NOT EXISTS exchanges_are_append_only BEFORE UPDATE ON exchanges
 BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS exchanges_are_never_deleted BEFORE DELETE ON exchanges
@@ -127,11 +122,7 @@ impl Records {
     /// Signs and checks GetHistory's page tokens with the key kept in the records (created with
     /// them), so that tokens outlive a restart.
     pub async fn page_tokens(&self) -> anyhow::Result<PageTokens> {
-        let key: Vec<u8> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'page_token_key'")
-                .fetch_one(&self.reads)
-                .await
-                .context("cannot read the page token key")?;
+        let key = township_store::secret(&self.writes, "page_token_key").await?;
         PageTokens::new(&key).context("the stored page token key")
     }
 

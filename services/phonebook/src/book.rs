@@ -43,11 +43,6 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_in_name_order ON entries (name_key, id);
 CREATE INDEX IF NOT EXISTS entries_by_number ON entries (number);
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('page_token_key', randomblob(32));
 ";
 
 /// The columns every entry query selects, in [`entry_from_row`]'s terms.
@@ -136,11 +131,7 @@ impl Book {
         )
         .await
         .context("cannot open the phone book")?;
-        let token_key: Vec<u8> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'page_token_key'")
-                .fetch_one(&reads)
-                .await
-                .context("cannot read the page token key")?;
+        let token_key = township_store::secret(&writes, "page_token_key").await?;
         let tokens = PageTokens::new(&token_key).context("the stored page token key")?;
         let (jobs, queue) = mpsc::channel(1024);
         tokio::spawn(write_loop(writes, queue));

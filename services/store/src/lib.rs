@@ -135,6 +135,33 @@ async fn open_pool(
     Ok(pool)
 }
 
+/// Bytes in a [`secret`].
+pub const SECRET_BYTES: usize = 32;
+
+/// A secret of this database, e.g. the key that signs its page tokens: [`SECRET_BYTES`] random
+/// bytes that SQLite makes the first time `name` is asked for, kept in the database's `meta`
+/// table. Every process that opens the file, and every later run, gets the same bytes, so what
+/// one replica signed another can check, and a restart invalidates nothing; two processes asking
+/// at once agree (`INSERT OR IGNORE`). Give it the write pool. The secret is as private as the
+/// database file is.
+pub async fn secret(writes: &SqlitePool, name: &str) -> anyhow::Result<Vec<u8>> {
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        .execute(writes)
+        .await
+        .context("cannot create the meta table")?;
+    sqlx::query("INSERT OR IGNORE INTO meta (name, value) VALUES (?, randomblob(?))")
+        .bind(name)
+        .bind(SECRET_BYTES as i64)
+        .execute(writes)
+        .await
+        .with_context(|| format!("cannot make the secret {name}"))?;
+    sqlx::query_scalar("SELECT value FROM meta WHERE name = ?")
+        .bind(name)
+        .fetch_one(writes)
+        .await
+        .with_context(|| format!("cannot read the secret {name}"))
+}
+
 /// Checkpoints `pool`'s database every `interval` (PASSIVE: it never waits for, nor blocks,
 /// readers or writers) until the pool is closed, on one of `pool`'s connections, so that writers
 /// opened with [`Checkpoints::InBackground`] neither copy pages nor wait for fsyncs when they
@@ -178,6 +205,28 @@ mod tests {
 
     fn file_size(dir: &Path) -> u64 {
         std::fs::metadata(dir.join("t.db")).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_made_once_and_the_same_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let pool = open(dir.path(), "t.db", Durability::Full, 1, SCHEMA)
+                .await
+                .unwrap();
+            let key = secret(&pool, "page_token_key").await.unwrap();
+            assert_eq!(secret(&pool, "page_token_key").await.unwrap(), key);
+            let other = secret(&pool, "another").await.unwrap();
+            assert_ne!(other, key, "each name has its own secret");
+            pool.close().await;
+            key
+        };
+        assert_eq!(first.len(), SECRET_BYTES);
+        assert_ne!(first, vec![0; SECRET_BYTES]);
+        let pool = open(dir.path(), "t.db", Durability::Full, 1, SCHEMA)
+            .await
+            .unwrap();
+        assert_eq!(secret(&pool, "page_token_key").await.unwrap(), first);
     }
 
     #[tokio::test]

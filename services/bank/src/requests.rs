@@ -1,0 +1,166 @@
+//! Each request message read once into the bank's types (`TryFrom<&pb::X>`), every bad field
+//! named: the handlers in `service` then act on values that are already valid.
+
+use township_proto::bank::v1 as pb;
+
+use crate::{
+    Error,
+    types::{AccountId, Amount, HolderName, MAX_AMOUNT_CENTS, Pin, RequestId},
+};
+
+/// OpenAccount: a new account for a holder (created with `pin` if new), with a first deposit.
+pub struct NewAccount {
+    pub holder: HolderName,
+    pub pin: Pin,
+    /// From 0 to [`MAX_AMOUNT_CENTS`].
+    pub initial_deposit_cents: i64,
+    pub request_id: RequestId,
+}
+
+impl TryFrom<&pb::OpenAccountRequest> for NewAccount {
+    type Error = Error;
+
+    fn try_from(r: &pb::OpenAccountRequest) -> Result<Self, Error> {
+        let holder = HolderName::parse("holder_name", &r.holder_name)?;
+        let pin = Pin::parse("pin", &r.pin)?;
+        if !(0..=MAX_AMOUNT_CENTS).contains(&r.initial_deposit_cents) {
+            return Err(Error::invalid(
+                "initial_deposit_cents",
+                format!("must be from 0 to {MAX_AMOUNT_CENTS} cents"),
+            ));
+        }
+        Ok(Self {
+            holder,
+            pin,
+            initial_deposit_cents: r.initial_deposit_cents,
+            request_id: RequestId::parse(&r.request_id)?,
+        })
+    }
+}
+
+/// AddHolder: another holder of an account, with their PIN if they are new.
+pub struct NewHolder {
+    pub account: AccountId,
+    pub holder: HolderName,
+    pub pin: Pin,
+}
+
+impl TryFrom<&pb::AddHolderRequest> for NewHolder {
+    type Error = Error;
+
+    fn try_from(r: &pb::AddHolderRequest) -> Result<Self, Error> {
+        Ok(Self {
+            account: AccountId::parse("account_id", &r.account_id)?,
+            holder: HolderName::parse("holder_name", &r.holder_name)?,
+            pin: Pin::parse("pin", &r.pin)?,
+        })
+    }
+}
+
+/// Login: a holder's name and PIN.
+pub struct Credentials {
+    pub name: HolderName,
+    pub pin: Pin,
+}
+
+impl TryFrom<&pb::LoginRequest> for Credentials {
+    type Error = Error;
+
+    fn try_from(r: &pb::LoginRequest) -> Result<Self, Error> {
+        Ok(Self {
+            name: HolderName::parse("holder_name", &r.holder_name)?,
+            pin: Pin::parse("pin", &r.pin)?,
+        })
+    }
+}
+
+/// Deposit or Withdraw: an amount for an account, once per request id.
+pub struct Movement {
+    pub account: AccountId,
+    pub amount: Amount,
+    pub request_id: RequestId,
+}
+
+impl TryFrom<&pb::AmountRequest> for Movement {
+    type Error = Error;
+
+    fn try_from(r: &pb::AmountRequest) -> Result<Self, Error> {
+        Ok(Self {
+            account: AccountId::parse("account_id", &r.account_id)?,
+            amount: Amount::parse("amount_cents", r.amount_cents)?,
+            request_id: RequestId::parse(&r.request_id)?,
+        })
+    }
+}
+
+/// Transfer: an amount from one account to another, once per request id.
+pub struct TransferOrder {
+    pub from: AccountId,
+    pub to: AccountId,
+    pub amount: Amount,
+    pub request_id: RequestId,
+}
+
+impl TryFrom<&pb::TransferRequest> for TransferOrder {
+    type Error = Error;
+
+    fn try_from(r: &pb::TransferRequest) -> Result<Self, Error> {
+        Ok(Self {
+            from: AccountId::parse("from_account_id", &r.from_account_id)?,
+            to: AccountId::parse("to_account_id", &r.to_account_id)?,
+            amount: Amount::parse("amount_cents", r.amount_cents)?,
+            request_id: RequestId::parse(&r.request_id)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of<T>(result: Result<T, Error>) -> String {
+        match result {
+            Err(Error::Invalid { field, .. }) => field,
+            Err(other) => panic!("expected an invalid field, got {other:?}"),
+            Ok(_) => panic!("expected an invalid field, got a valid request"),
+        }
+    }
+
+    #[test]
+    fn an_initial_deposit_may_be_zero_but_not_negative_nor_above_the_largest_amount() {
+        let request = |cents| pb::OpenAccountRequest {
+            holder_name: "ada".into(),
+            pin: "1234".into(),
+            initial_deposit_cents: cents,
+            request_id: "6f1c5a0e-8b7e-4c7a-9a53-1f0d2a3b4c5d".into(),
+        };
+        assert!(NewAccount::try_from(&request(0)).is_ok());
+        assert!(NewAccount::try_from(&request(MAX_AMOUNT_CENTS)).is_ok());
+        for bad in [-1, MAX_AMOUNT_CENTS + 1] {
+            assert_eq!(
+                field_of(NewAccount::try_from(&request(bad))),
+                "initial_deposit_cents"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_names_the_first_bad_field() {
+        let ok = || pb::TransferRequest {
+            from_account_id: AccountId::new().to_string(),
+            to_account_id: AccountId::new().to_string(),
+            amount_cents: 100,
+            request_id: "0b5e2f3a-1c4d-4e6f-8a9b-7c2d1e0f3a4b".into(),
+        };
+        assert!(TransferOrder::try_from(&ok()).is_ok());
+        let mut r = ok();
+        r.to_account_id = "nope".into();
+        assert_eq!(field_of(TransferOrder::try_from(&r)), "to_account_id");
+        let mut r = ok();
+        r.amount_cents = 0;
+        assert_eq!(field_of(TransferOrder::try_from(&r)), "amount_cents");
+        let mut r = ok();
+        r.request_id = String::new();
+        assert_eq!(field_of(TransferOrder::try_from(&r)), "request_id");
+    }
+}
