@@ -33,8 +33,8 @@ counting the header) and the line of the file it starts on, with the reason, the
 --json, one object per rejected row and a summary object last.
 
 Exit codes: 0 every row was added; 1 one or more rows were rejected (or the phone book answered an \
-error); 2 the file cannot be read or has no `name` or `number` column; 3 the phone book could not \
-be reached.";
+error); 2 the file cannot be opened or has no `name` or `number` column; 3 the phone book could \
+not be reached; 6 the file could not be read part way (the rows before were imported).";
 
 const EXPORT_HELP: &str = "Columns: id, name, number (E.164), display_number, label, etag, \
 create_time and update_time (RFC 3339, UTC). FILE is written under a temporary name in its own \
