@@ -21,6 +21,7 @@ mod health;
 mod input;
 mod lock;
 mod output;
+mod pages;
 mod phonebook;
 mod time;
 mod up;

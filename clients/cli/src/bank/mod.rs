@@ -16,11 +16,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use tonic::Status;
 use township_proto::bank::v1::{ApplyInterestRequest, OpenAccountRequest};
-use township_proto::money::{format_cents, parse_cents};
+use township_proto::money::parse_cents;
 
-use crate::{error::CliError, global::Global, output::print_json};
+use crate::{error::CliError, global::Global};
 use credentials::{admin_token, read_pin};
 pub use print::{print_balance, print_history, print_moved};
+use print::{print_interest, print_opened};
 use session::new_request_id;
 pub use session::{Bank, Movement, Session};
 
@@ -203,22 +204,7 @@ async fn open(args: OpenArgs, global: &Global) -> Result<(), CliError> {
         })
         .await
         .map_err(|status| bank.error(status))?;
-    if global.json {
-        print_json(&serde_json::json!({
-            "account_id": account.account_id,
-            "holders": account.holders,
-            "balance_cents": account.balance_cents,
-            "balance": format_cents(account.balance_cents),
-            "interest_rate_bp": account.interest_rate_bp,
-        }));
-    } else {
-        println!(
-            "opened account {} for {}: balance {}",
-            account.account_id,
-            account.holders.join(", "),
-            format_cents(account.balance_cents)
-        );
-    }
+    print_opened(global, &account);
     Ok(())
 }
 
@@ -234,24 +220,7 @@ async fn interest(staff: &Staff, global: &Global) -> Result<(), CliError> {
         })
         .await
         .map_err(|status| bank.error(status))?;
-    let total = format_cents(reply.total_interest_cents);
-    if global.json {
-        print_json(&serde_json::json!({
-            "accounts_credited": reply.accounts_credited,
-            "total_interest_cents": reply.total_interest_cents,
-            "total_interest": total,
-        }));
-    } else {
-        let plural = if reply.accounts_credited == 1 {
-            ""
-        } else {
-            "s"
-        };
-        println!(
-            "credited interest to {} account{plural}: {total} in total",
-            reply.accounts_credited
-        );
-    }
+    print_interest(global, &reply);
     Ok(())
 }
 

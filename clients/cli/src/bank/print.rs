@@ -1,11 +1,53 @@
 //! How `township bank` and `township atm` print balances, receipts and history: one line each
 //! for people, or one JSON object each with `--json`.
 
-use township_proto::bank::v1::Transaction;
+use township_proto::bank::v1::{Account, ApplyInterestResponse, Transaction};
 use township_proto::money::format_cents;
 
 use super::session::{Moved, Movement};
 use crate::{global::Global, output::print_json};
+
+/// Prints a newly opened account: `opened account ID for NAME: balance 12.34`.
+pub(super) fn print_opened(global: &Global, account: &Account) {
+    if global.json {
+        print_json(&serde_json::json!({
+            "account_id": account.account_id,
+            "holders": account.holders,
+            "balance_cents": account.balance_cents,
+            "balance": format_cents(account.balance_cents),
+            "interest_rate_bp": account.interest_rate_bp,
+        }));
+    } else {
+        println!(
+            "opened account {} for {}: balance {}",
+            account.account_id,
+            account.holders.join(", "),
+            format_cents(account.balance_cents)
+        );
+    }
+}
+
+/// Prints what applying interest did: `credited interest to 3 accounts: 1.23 in total`.
+pub(super) fn print_interest(global: &Global, reply: &ApplyInterestResponse) {
+    let total = format_cents(reply.total_interest_cents);
+    if global.json {
+        print_json(&serde_json::json!({
+            "accounts_credited": reply.accounts_credited,
+            "total_interest_cents": reply.total_interest_cents,
+            "total_interest": total,
+        }));
+    } else {
+        let plural = if reply.accounts_credited == 1 {
+            ""
+        } else {
+            "s"
+        };
+        println!(
+            "credited interest to {} account{plural}: {total} in total",
+            reply.accounts_credited
+        );
+    }
+}
 
 /// Prints a balance: `balance 12.34`.
 pub fn print_balance(global: &Global, account: &str, cents: i64) {

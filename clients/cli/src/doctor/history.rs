@@ -6,19 +6,12 @@ use township_proto::doctor::v1::{Exchange, GetHistoryRequest};
 use super::{HistoryArgs, connect};
 use crate::{connect::unary, error::CliError, global::Global, output::print_json};
 
-/// The largest page of history the doctor serves; `--all` asks for pages this big unless told
-/// otherwise.
-const MAX_PAGE: i32 = 1000;
-
 /// Prints one page of the patient's history (with a hint to the next one), or every page with
 /// `--all`.
 pub(super) async fn history(args: HistoryArgs, global: &Global) -> Result<(), CliError> {
     let doctor = connect(global).await?;
-    let page_size = args
-        .page_size
-        .unwrap_or(if args.all { MAX_PAGE } else { 0 });
-    let mut page_token = args.page_token.clone().unwrap_or_default();
-    let continued = !page_token.is_empty();
+    let page_size = args.paging.page_size();
+    let mut page_token = args.paging.first_token();
     let mut shown = 0usize;
     let mut session = String::new();
     loop {
@@ -37,22 +30,13 @@ pub(super) async fn history(args: HistoryArgs, global: &Global) -> Result<(), Cl
             print_exchange(global, exchange, &mut session);
         }
         shown += page.exchanges.len();
-        let next = page.next_page_token;
-        if next.is_empty() {
-            break;
+        match args.paging.after_page(page.next_page_token, global) {
+            Some(next) => page_token = next,
+            None => break,
         }
-        if !args.all {
-            if global.json {
-                print_json(&serde_json::json!({ "next_page_token": next }));
-            } else {
-                println!("next page: --page-token {next}");
-            }
-            break;
-        }
-        page_token = next;
     }
     if shown == 0 && !global.json {
-        if continued {
+        if args.paging.continues() {
             println!("no more exchanges");
         } else {
             println!("no history for {:?}", args.name);

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use township_proto::doctor::v1::doctor_service_client::DoctorServiceClient;
 use township_proto::town;
 
-use crate::{connect::Connection, error::CliError, global::Global};
+use crate::{connect::Connection, error::CliError, global::Global, pages::Paging};
 
 const DOCTOR_HELP: &str =
     "`township doctor --name NAME` is short for `township doctor talk --name \
@@ -88,18 +88,8 @@ struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     name: String,
 
-    /// Exchanges per page, 1 to 1000 (default: the server's, 50; 1000 with --all).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=1000))]
-    page_size: Option<i32>,
-
-    /// Start from this page token, which the previous page printed.
-    #[arg(long, value_name = "TOKEN")]
-    page_token: Option<String>,
-
-    /// Print every page, not just the first; without it a page that has more after it ends with
-    /// `next page: --page-token TOKEN` (with --json, a `{"next_page_token": ...}` object).
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    paging: Paging,
 }
 
 /// Runs `township doctor`.

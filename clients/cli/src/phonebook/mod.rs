@@ -17,7 +17,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use tonic::transport::Channel;
 use township_proto::phonebook::v1::phone_book_service_client::PhoneBookServiceClient;
 
-use crate::{connect::Connection, error::CliError, global::Global};
+use crate::{connect::Connection, error::CliError, global::Global, pages::Paging};
 
 const PHONEBOOK_HELP: &str = "The phone book's address: --addr, else env TOWNSHIP_PHONEBOOK_ADDR, \
 else 127.0.0.1:50054. With --json every entry is one JSON object on its own line, with the fields \
@@ -110,23 +110,6 @@ enum PhonebookCommand {
         /// (CSV, or one JSON object per entry with --json).
         file: Option<PathBuf>,
     },
-}
-
-/// Flags of `township phonebook search` and `list`.
-#[derive(Debug, Args)]
-struct Paging {
-    /// Entries per page, 1 to 1000 (default: the server's, 50; 1000 with --all).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=1000))]
-    page_size: Option<i32>,
-
-    /// Start from this page token, which the previous page printed.
-    #[arg(long, value_name = "TOKEN")]
-    page_token: Option<String>,
-
-    /// Print every page, not just the first; without it a page that has more after it ends with
-    /// `next page: --page-token TOKEN` (with --json, a `{"next_page_token": ...}` object).
-    #[arg(long)]
-    all: bool,
 }
 
 /// Flags of `township phonebook update`.

@@ -3,11 +3,8 @@
 
 use township_proto::phonebook::v1::{ListEntriesRequest, SearchRequest};
 
-use super::{Paging, connect, entries::print_entry};
-use crate::{connect::unary, error::CliError, global::Global, output::print_json};
-
-/// The largest page the phone book serves; `--all` asks for pages this big unless told otherwise.
-const MAX_PAGE: i32 = 1000;
+use super::{connect, entries::print_entry};
+use crate::{connect::unary, error::CliError, global::Global, pages::Paging};
 
 /// What `search` and `list` page through.
 pub(super) enum Listing {
@@ -22,11 +19,8 @@ pub(super) async fn paged(
     global: &Global,
 ) -> Result<(), CliError> {
     let book = connect(global).await?;
-    let page_size = paging
-        .page_size
-        .unwrap_or(if paging.all { MAX_PAGE } else { 0 });
-    let mut page_token = paging.page_token.clone().unwrap_or_default();
-    let continued = !page_token.is_empty();
+    let page_size = paging.page_size();
+    let mut page_token = paging.first_token();
     let mut shown = 0usize;
     loop {
         let mut client = book.client();
@@ -60,21 +54,13 @@ pub(super) async fn paged(
             print_entry(global, "", entry);
         }
         shown += entries.len();
-        if next.is_empty() {
-            break;
+        match paging.after_page(next, global) {
+            Some(next) => page_token = next,
+            None => break,
         }
-        if !paging.all {
-            if global.json {
-                print_json(&serde_json::json!({ "next_page_token": next }));
-            } else {
-                println!("next page: --page-token {next}");
-            }
-            break;
-        }
-        page_token = next;
     }
     if shown == 0 && !global.json {
-        match (&listing, continued) {
+        match (&listing, paging.continues()) {
             (_, true) => println!("no more entries"),
             (Listing::Search(query), false) => println!("no entries match {query:?}"),
             (Listing::List, false) => println!("the phone book is empty"),
