@@ -130,3 +130,40 @@ impl From<anyhow::Error> for CliError {
         CliError::Local(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_failure_exits_with_the_code_the_help_gives_it() {
+        let local = CliError::Local(anyhow::anyhow!("cannot write out.csv"));
+        let up = CliError::Up(anyhow::anyhow!("port in use"));
+        let unexpected = CliError::Unexpected {
+            service: "doctor",
+            message: "a second greeting".into(),
+        };
+        let cases = [
+            (
+                unexpected,
+                EXIT_SERVICE_ERROR,
+                "1 the service answered with an error",
+            ),
+            (
+                CliError::Usage("no --name".into()),
+                EXIT_USAGE,
+                "2 bad usage",
+            ),
+            (up, EXIT_UP_FAILED, "5 up failed"),
+            (local, EXIT_LOCAL, "6 a local failure part way"),
+        ];
+        for (err, code, help) in cases {
+            assert_eq!(err.exit_code(), code, "{err}");
+            assert!(EXIT_CODES.contains(help), "{help:?} not in {EXIT_CODES:?}");
+        }
+        assert_eq!(
+            CliError::from(anyhow::anyhow!("stdin")).exit_code(),
+            EXIT_LOCAL
+        );
+    }
+}

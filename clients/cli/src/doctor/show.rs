@@ -5,7 +5,7 @@ use std::io::Write;
 
 use township_proto::doctor::v1::{ReplyResponse, Session};
 
-use crate::{error::CliError, output::write_line as line};
+use crate::{error::CliError, output::write_line};
 
 /// The prompt before each line on a terminal.
 const PROMPT: &str = "> ";
@@ -26,7 +26,7 @@ impl Output {
 
     pub(super) fn greeting(self, session: &Session) -> Result<(), CliError> {
         if self.json {
-            line(serde_json::json!({
+            write_line(serde_json::json!({
                 "session_id": session.session_id,
                 "greeting": session.greeting,
                 "display_greeting": session.display_greeting,
@@ -34,32 +34,32 @@ impl Output {
                 "previous_visits": session.previous_visits,
             }))
         } else if self.interactive() {
-            line(or_text(&session.display_greeting, &session.greeting))
+            write_line(or_text(&session.display_greeting, &session.greeting))
         } else {
-            line(&session.greeting)
+            write_line(&session.greeting)
         }
     }
 
     pub(super) fn reply(self, input: &str, reply: &ReplyResponse) -> Result<(), CliError> {
         if self.json {
-            line(serde_json::json!({
+            write_line(serde_json::json!({
                 "input": input,
                 "text": reply.text,
                 "display_text": reply.display_text,
             }))
         } else if self.interactive() {
-            line(or_text(&reply.display_text, &reply.text))
+            write_line(or_text(&reply.display_text, &reply.text))
         } else {
-            line(&reply.text)
+            write_line(&reply.text)
         }
     }
 
     /// The farewell, except from a pipe without `--json` (one line per input line, no more).
     pub(super) fn farewell(self, farewell: &str) -> Result<(), CliError> {
         if self.json {
-            line(serde_json::json!({ "farewell": farewell }))
+            write_line(serde_json::json!({ "farewell": farewell }))
         } else if self.interactive() {
-            line(farewell)
+            write_line(farewell)
         } else {
             Ok(())
         }
