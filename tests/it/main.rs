@@ -7,6 +7,7 @@ mod bank_invariant;
 mod chat;
 mod chat_cli;
 mod cli;
+mod completions;
 mod config;
 mod conventions;
 mod daytime;

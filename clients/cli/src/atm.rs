@@ -10,9 +10,10 @@ use tonic::{Code, Status};
 use township_proto::money::format_cents;
 
 use crate::{
-    Global,
     bank::{self, Bank, Movement, Session},
     error::CliError,
+    global::Global,
+    input::read_line,
 };
 
 /// Wrong PINs (or names) the ATM accepts before it gives up.
@@ -247,9 +248,9 @@ fn message(status: Status) -> String {
     status.message().to_owned()
 }
 
-/// Reads the customer's answers a line at a time, from stdin. On a terminal the PIN is read
-/// without echo; from a pipe every answer (the PIN too) is the next line, and a newline follows
-/// each prompt so the transcript stays readable. An unreadable stdin counts as its end.
+/// Reads the customer's answers a line at a time, from stdin, each trimmed. On a terminal the PIN
+/// is read without echo; from a pipe every answer (the PIN too) is the next line, and a newline
+/// follows each prompt so the transcript stays readable. An unreadable stdin counts as its end.
 ///
 /// Reading blocks the thread: the session is one conversation, and the runtime's worker threads
 /// keep the connection going meanwhile.
@@ -272,15 +273,11 @@ impl LineReader {
     fn ask(&mut self, prompt: &str) -> Option<String> {
         print!("{prompt}");
         let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let read = self.input.read_line(&mut line);
+        let line = read_line(&mut self.input);
         if !self.terminal {
             println!();
         }
-        match read {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line.trim().to_owned()),
-        }
+        line.map(|answer| answer.trim().to_owned())
     }
 
     /// Like [`LineReader::ask`], without echo on a terminal.

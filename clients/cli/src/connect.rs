@@ -1,6 +1,7 @@
 //! Dialling a service from the command line: the address from `--addr`, the service's
 //! environment variable or its default (`township_proto::town`), dialled through
-//! `township-client` with `--timeout` and `--retries`.
+//! `township-client` with `--timeout` and `--retries`; and [`Connection`], the one connection
+//! type every command holds: its client, and what names the service in errors.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use tonic::transport::Channel;
 use township_client::{DialError, Dialer};
 use township_proto::town;
 
-use crate::{Global, error::CliError};
+use crate::{error::CliError, global::Global};
 
 /// Connects to `service` at `addr` (`host:port`, optionally with `http://`), trying once plus
 /// `global.retries` more times with backoff. Calls on the channel have no deadline of their own:
@@ -48,6 +49,73 @@ pub fn addr_of(service: &town::Service, global: &Global) -> String {
                 .filter(|a| !a.trim().is_empty())
         })
         .unwrap_or_else(|| service.default_addr.to_owned())
+}
+
+/// A connection to one service: a tonic client `C` on one channel, with the service's name and
+/// address so that every failed call becomes the same [`CliError`].
+pub struct Connection<C> {
+    client: C,
+    service: &'static str,
+    addr: String,
+}
+
+impl<C: Clone> Connection<C> {
+    /// Connects to `service` at its address ([`addr_of`]) and makes its client with `client`
+    /// (e.g. `PhoneBookServiceClient::new`).
+    pub async fn open(
+        service: &town::Service,
+        global: &Global,
+        client: impl FnOnce(Channel) -> C,
+    ) -> Result<Self, CliError> {
+        let addr = addr_of(service, global);
+        let channel = connect(service.name, &addr, global).await?;
+        Ok(Self::on(channel, service.name, addr, client))
+    }
+
+    /// Like [`Connection::open`], on a [`connect_streaming`] channel for long-lived streams.
+    pub async fn open_streaming(
+        service: &town::Service,
+        global: &Global,
+        client: impl FnOnce(Channel) -> C,
+    ) -> Result<Self, CliError> {
+        let addr = addr_of(service, global);
+        let channel = connect_streaming(service.name, &addr, global).await?;
+        Ok(Self::on(channel, service.name, addr, client))
+    }
+
+    /// A connection on a channel already dialled to `service` at `addr`.
+    pub fn on(
+        channel: Channel,
+        service: &'static str,
+        addr: String,
+        client: impl FnOnce(Channel) -> C,
+    ) -> Self {
+        Self {
+            client: client(channel),
+            service,
+            addr,
+        }
+    }
+
+    /// A client on the shared channel.
+    pub fn client(&self) -> C {
+        self.client.clone()
+    }
+
+    /// The command's error for a failed call (see [`CliError::from_status`]).
+    pub fn error(&self, status: tonic::Status) -> CliError {
+        CliError::from_status(self.service, &self.addr, status)
+    }
+
+    /// The service's short name, as errors name it.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// The address dialled.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
 }
 
 fn dialer(global: &Global) -> Dialer {

@@ -1,4 +1,5 @@
-//! The CLI's errors and their documented exit codes.
+//! The CLI's errors and their documented exit codes: each kind of failure has one code, and
+//! the help text ([`EXIT_CODES`]), `main.rs`'s header and the README say the same.
 
 use std::fmt;
 
@@ -12,6 +13,16 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 pub const EXIT_NOT_SERVING: u8 = 4;
 /// Exit code: `township up` could not start or keep the town running.
 pub const EXIT_UP_FAILED: u8 = 5;
+/// Exit code: something on this machine failed part way: a file, stdin or stdout could not be
+/// read or written, or the command was interrupted before it finished (e.g. an export).
+pub const EXIT_LOCAL: u8 = 6;
+
+/// The exit codes, as `township --help` lists them.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 the service answered with an error; 2 bad \
+usage (including a file named on the command line that cannot be opened); 3 the service could not \
+be reached (after --retries); 4 health: not SERVING; 5 up failed; 6 a local failure part way (a \
+file, stdin or stdout could not be read or written, or the command was interrupted, e.g. an \
+export).";
 
 /// Why a command failed; each kind has its own exit code.
 #[derive(Debug)]
@@ -35,8 +46,16 @@ pub enum CliError {
     Rejected(String),
     /// A health probe found the service not SERVING.
     NotServing { addr: String, status: String },
-    /// Anything else (local I/O, `township up`).
-    Other(anyhow::Error),
+    /// The service answered something this client cannot make sense of (it broke the protocol).
+    Unexpected {
+        service: &'static str,
+        message: String,
+    },
+    /// `township up` failed.
+    Up(anyhow::Error),
+    /// Something on this machine failed part way (a file, stdin, stdout, a signal handler), or
+    /// the command was interrupted.
+    Local(anyhow::Error),
 }
 
 impl CliError {
@@ -45,9 +64,12 @@ impl CliError {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Unreachable { .. } => EXIT_UNREACHABLE,
-            CliError::Status { .. } | CliError::Rejected(_) => EXIT_SERVICE_ERROR,
+            CliError::Status { .. } | CliError::Rejected(_) | CliError::Unexpected { .. } => {
+                EXIT_SERVICE_ERROR
+            }
             CliError::NotServing { .. } => EXIT_NOT_SERVING,
-            CliError::Other(_) => EXIT_UP_FAILED,
+            CliError::Up(_) => EXIT_UP_FAILED,
+            CliError::Local(_) => EXIT_LOCAL,
         }
     }
 
@@ -93,13 +115,55 @@ impl fmt::Display for CliError {
             }
             CliError::Rejected(message) => write!(f, "{message}"),
             CliError::NotServing { addr, status } => write!(f, "{addr} is {status}"),
-            CliError::Other(err) => write!(f, "{err:#}"),
+            CliError::Unexpected { service, message } => {
+                write!(f, "the {service} service answered unexpectedly: {message}")
+            }
+            CliError::Up(err) | CliError::Local(err) => write!(f, "{err:#}"),
         }
     }
 }
 
+/// A local failure (see [`CliError::Local`]); `township up` maps its own failures to
+/// [`CliError::Up`] instead.
 impl From<anyhow::Error> for CliError {
     fn from(err: anyhow::Error) -> Self {
-        CliError::Other(err)
+        CliError::Local(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_failure_exits_with_the_code_the_help_gives_it() {
+        let local = CliError::Local(anyhow::anyhow!("cannot write out.csv"));
+        let up = CliError::Up(anyhow::anyhow!("port in use"));
+        let unexpected = CliError::Unexpected {
+            service: "doctor",
+            message: "a second greeting".into(),
+        };
+        let cases = [
+            (
+                unexpected,
+                EXIT_SERVICE_ERROR,
+                "1 the service answered with an error",
+            ),
+            (
+                CliError::Usage("no --name".into()),
+                EXIT_USAGE,
+                "2 bad usage",
+            ),
+            (up, EXIT_UP_FAILED, "5 up failed"),
+            (local, EXIT_LOCAL, "6 a local failure part way"),
+        ];
+        for (err, code, help) in cases {
+            assert_eq!(err.exit_code(), code, "{err}");
+            assert!(EXIT_CODES.contains(help), "{help:?} not in {EXIT_CODES:?}");
+        }
+        assert_eq!(
+            CliError::from(anyhow::anyhow!("stdin")).exit_code(),
+            EXIT_LOCAL
+        );
     }
 }

@@ -7,11 +7,14 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    Global,
-    connect::{connect, unary},
+    connect::{Connection, connect, unary},
     error::CliError,
-    print_json,
+    global::Global,
+    output::print_json,
 };
+
+/// The name errors give the probed server.
+const SERVICE: &str = "health";
 
 /// Arguments of `township health`.
 #[derive(Debug, Args)]
@@ -31,8 +34,10 @@ pub async fn run(args: HealthArgs, global: &Global) -> Result<(), CliError> {
     let addr = args.target.or_else(|| global.addr.clone()).ok_or_else(|| {
         CliError::Usage("health: give the server's address (ADDR or --addr)".into())
     })?;
-    let mut client = HealthClient::new(connect("health", &addr, global).await?);
-    let reply = client
+    let channel = connect(SERVICE, &addr, global).await?;
+    let health = Connection::on(channel, SERVICE, addr, HealthClient::new);
+    let reply = health
+        .client()
         .check(unary(
             HealthCheckRequest {
                 service: args.service.clone(),
@@ -46,8 +51,9 @@ pub async fn run(args: HealthArgs, global: &Global) -> Result<(), CliError> {
             .as_str_name()
             .to_owned(),
         Err(status) if status.code() == tonic::Code::NotFound => "SERVICE_UNKNOWN".to_owned(),
-        Err(status) => return Err(CliError::from_status("health", &addr, status)),
+        Err(status) => return Err(health.error(status)),
     };
+    let addr = health.addr().to_owned();
     if global.json {
         print_json(&serde_json::json!({ "addr": addr, "service": args.service, "status": status }));
     } else {

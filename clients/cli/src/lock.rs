@@ -3,19 +3,17 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use tonic::Status;
+use tonic::{Status, transport::Channel};
 use township_lock_client::{Error as LockError, LockClient, Mode};
 use township_proto::lock::v1::{InspectRequest, lock_service_client::LockServiceClient};
 
 use crate::{
-    Global,
-    connect::{addr_of, connect, unary},
+    connect::{Connection, unary},
     error::CliError,
-    print_json,
+    global::Global,
+    output::print_json,
 };
 use township_proto::town;
-
-const SERVICE: &str = "lock";
 
 /// `township lock ...`.
 #[derive(Debug, Args)]
@@ -59,8 +57,9 @@ enum CliMode {
 
 /// Runs `township lock`.
 pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
-    let addr = addr_of(&town::LOCK, global);
-    let channel = connect(SERVICE, &addr, global).await?;
+    // The channel itself is the client: a `LockClient` for leases, a `LockServiceClient` for
+    // inspecting.
+    let lock = Connection::open(&town::LOCK, global, |channel| channel).await?;
     match args.command {
         LockCommand::Acquire {
             resource,
@@ -74,13 +73,13 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
                 CliMode::Write => Mode::Write,
             };
             let owner = format!("township-cli@{}", std::process::id());
-            let client = LockClient::new(channel, owner)
+            let client = LockClient::new(lock.client(), owner)
                 .with_ttl(ttl)
                 .with_wait(wait);
             let lease = client
                 .acquire(&[(&resource, mode)])
                 .await
-                .map_err(|err| lock_error(&addr, err))?;
+                .map_err(|err| lock_error(&lock, err))?;
             let token = lease.token(&resource).unwrap_or_default();
             if global.json {
                 print_json(&serde_json::json!({
@@ -101,7 +100,7 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             lease
                 .release()
                 .await
-                .map_err(|err| lock_error(&addr, err))?;
+                .map_err(|err| lock_error(&lock, err))?;
             if global.json {
                 print_json(
                     &serde_json::json!({ "event": "released", "resource": resource, "lost": lost }),
@@ -112,7 +111,7 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             Ok(())
         }
         LockCommand::Inspect { prefix } => {
-            let mut client = LockServiceClient::new(channel);
+            let mut client = LockServiceClient::new(lock.client());
             let reply = client
                 .inspect(unary(
                     InspectRequest {
@@ -121,7 +120,7 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
                     global,
                 ))
                 .await
-                .map_err(|s| CliError::from_status(SERVICE, &addr, s))?
+                .map_err(|s| lock.error(s))?
                 .into_inner();
             for resource in reply.resources {
                 if global.json {
@@ -166,12 +165,12 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
 
 /// The command's error for a failed [`LockClient`] call: a service that could not be reached
 /// exits 3, an answer exits 1 with its status code, as for every other command.
-fn lock_error(addr: &str, err: LockError) -> CliError {
+fn lock_error(lock: &Connection<Channel>, err: LockError) -> CliError {
     let status = match err {
         LockError::Unavailable(reason) => {
             return CliError::Unreachable {
-                service: SERVICE,
-                addr: addr.to_owned(),
+                service: lock.service(),
+                addr: lock.addr().to_owned(),
                 attempts: 1,
                 reason,
             };
@@ -182,7 +181,7 @@ fn lock_error(addr: &str, err: LockError) -> CliError {
         LockError::OutOfTurn(message) => Status::internal(message),
     };
     CliError::Status {
-        service: SERVICE,
+        service: lock.service(),
         status,
     }
 }

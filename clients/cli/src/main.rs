@@ -1,8 +1,13 @@
-//! `township`: thin command-line clients for every Township service, a gRPC health probe, and
-//! `township up`, which runs the whole town on this machine.
+//! `township`: thin command-line clients for every Township service, a gRPC health probe,
+//! `township up`, which runs the whole town on this machine, and the CLI's own shell completions
+//! and man pages. This file only parses the command line, builds the runtime, dispatches to the
+//! command's module and maps its result to the exit code.
 //!
-//! Exit codes: 0 success; 1 the service answered with an error; 2 bad usage; 3 the service could
-//! not be reached (after `--retries`); 4 `health` found the service not SERVING; 5 `up` failed.
+//! Exit codes: 0 success; 1 the service answered with an error; 2 bad usage (including a file
+//! named on the command line that cannot be opened); 3 the service could not be reached (after
+//! `--retries`); 4 `health` found the service not SERVING; 5 `up` failed; 6 a local failure part
+//! way (a file, stdin or stdout could not be read or written, or the command was interrupted,
+//! e.g. an export).
 
 mod atm;
 mod bank;
@@ -10,15 +15,25 @@ mod chat;
 mod connect;
 mod doctor;
 mod error;
+mod generate;
+mod global;
 mod health;
+mod input;
 mod lock;
+mod output;
+mod pages;
 mod phonebook;
 mod time;
 mod up;
 
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::{
+    error::{CliError, EXIT_CODES},
+    global::Global,
+};
 
 /// Township's command-line client.
 #[derive(Debug, Parser)]
@@ -28,38 +43,6 @@ struct Cli {
     global: Global,
     #[command(subcommand)]
     command: Command,
-}
-
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 the service answered with an error; 2 bad \
-usage; 3 the service could not be reached (after --retries); 4 health: not SERVING; 5 up failed.";
-
-/// Flags every subcommand accepts, before or after the subcommand's name.
-#[derive(Debug, Clone, Args)]
-pub struct Global {
-    /// The service's address, host:port (an http:// in front is accepted). Default: the
-    /// service's env var (e.g. TOWNSHIP_TIME_ADDR), else its default port on 127.0.0.1.
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub addr: Option<String>,
-
-    /// Deadline for connecting and for each call.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "10s",
-          value_parser = humantime::parse_duration, env = "TOWNSHIP_TIMEOUT")]
-    pub timeout: Duration,
-
-    /// How many more times to try connecting when the service is unreachable (backoff of about
-    /// 200 ms doubling to 2 s, with jitter).
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        default_value_t = 3,
-        env = "TOWNSHIP_RETRIES"
-    )]
-    pub retries: u32,
-
-    /// Print results as JSON, one object per line.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +69,10 @@ enum Command {
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
     Up(up::UpArgs),
+    /// Print a shell completion script for `township` on stdout.
+    Completions(generate::CompletionsArgs),
+    /// Write man pages for `township` and each of its subcommands into a directory.
+    Man(generate::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,7 +85,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("township: cannot start the async runtime: {err}");
-            return ExitCode::from(error::EXIT_UP_FAILED);
+            return ExitCode::from(error::EXIT_LOCAL);
         }
     };
     let result = runtime.block_on(async move {
@@ -112,21 +99,18 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args, &cli.global).await,
             Command::Chat(args) => chat::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
+            Command::Completions(args) => generate::completions(args, Cli::command()),
+            Command::Man(args) => generate::man(args, Cli::command()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `health` already printed the status it found; anything else gets its one line.
-            if !matches!(err, error::CliError::NotServing { .. }) {
+            if !matches!(err, CliError::NotServing { .. }) {
                 eprintln!("township: {err}");
             }
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// Prints one JSON value on its own line.
-fn print_json(value: &serde_json::Value) {
-    println!("{value}");
 }

@@ -9,14 +9,12 @@ use township_proto::time::v1::{
 };
 
 use crate::{
-    Global,
-    connect::{addr_of, connect, unary},
+    connect::{Connection, unary},
     error::CliError,
-    print_json,
+    global::Global,
+    output::print_json,
 };
 use township_proto::town;
-
-const SERVICE: &str = "time";
 
 /// Flags of `township time`.
 #[derive(Debug, Args)]
@@ -37,14 +35,14 @@ pub struct TimeArgs {
 
 /// Runs `township time`.
 pub async fn run(args: TimeArgs, global: &Global) -> Result<(), CliError> {
-    let addr = addr_of(&town::TIME, global);
-    let mut client = TimeServiceClient::new(connect(SERVICE, &addr, global).await?);
+    let time = Connection::open(&town::TIME, global, TimeServiceClient::new).await?;
+    let mut client = time.client();
     let time_zone = args.time_zone.unwrap_or_default();
     if !args.watch {
         let reply = client
             .get_time(unary(GetTimeRequest { time_zone }, global))
             .await
-            .map_err(|s| CliError::from_status(SERVICE, &addr, s))?
+            .map_err(|s| time.error(s))?
             .into_inner();
         print_reply(&reply, global, true);
         return Ok(());
@@ -59,7 +57,7 @@ pub async fn run(args: TimeArgs, global: &Global) -> Result<(), CliError> {
     let mut stream = client
         .watch_time(request)
         .await
-        .map_err(|s| CliError::from_status(SERVICE, &addr, s))?
+        .map_err(|s| time.error(s))?
         .into_inner();
     let mut greeting = None;
     loop {
@@ -69,7 +67,7 @@ pub async fn run(args: TimeArgs, global: &Global) -> Result<(), CliError> {
                     print_reply(&reply, global, false);
                     greeting = Some(reply.greeting);
                 }
-                Some(Err(status)) => return Err(CliError::from_status(SERVICE, &addr, status)),
+                Some(Err(status)) => return Err(time.error(status)),
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => break,

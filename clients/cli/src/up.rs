@@ -116,8 +116,13 @@ struct Running {
     log: PathBuf,
 }
 
-/// Runs `township up`.
+/// Runs `township up`; whatever fails, it exits with `up`'s own code.
 pub async fn run(args: UpArgs) -> Result<(), CliError> {
+    run_town(args).await.map_err(CliError::Up)
+}
+
+/// Starts the town, waits for Ctrl-C, SIGTERM or a server that stops, and stops the town.
+async fn run_town(args: UpArgs) -> anyhow::Result<()> {
     let bin_dir = std::env::current_exe()
         .context("cannot find the township executable")?
         .parent()
@@ -139,7 +144,7 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
             Ok(server) => running.push(server),
             Err(err) => {
                 stop(&running, &mut exits).await;
-                return Err(err.into());
+                return Err(err);
             }
         }
     }
@@ -165,7 +170,7 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     };
     eprintln!("township: stopping every server");
     stop(&running, &mut exits).await;
-    outcome.map_err(CliError::from)
+    outcome
 }
 
 /// Checks that every binary exists and every port is free before anything starts.

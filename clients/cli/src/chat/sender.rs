@@ -1,0 +1,96 @@
+//! The lines a chat member types, sent one at a time in order, each retried under its client
+//! message id until the chat acknowledges it, so none is appended twice.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tonic::{Code, Status, transport::Channel};
+use township_client::Backoff;
+use township_proto::chat::v1::{SendRequest, chat_service_client::ChatServiceClient};
+
+use super::{SERVICE, is_local};
+use crate::error::CliError;
+
+/// A line to send, with the client message id it keeps through every retry.
+pub(super) struct Outgoing {
+    pub(super) id: String,
+    pub(super) text: String,
+}
+
+/// Whether a failed Send is worth trying again (with the same client message id): the chat was
+/// not reached, the answer was lost, or the member is not joined yet after a restart.
+fn worth_resending(status: &Status) -> bool {
+    is_local(status)
+        || matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::FailedPrecondition
+        )
+}
+
+/// Sends the typed lines one at a time, in order, each until the chat acknowledges it.
+pub(super) struct LineSender {
+    pub(super) client: ChatServiceClient<Channel>,
+    pub(super) addr: String,
+    pub(super) room: String,
+    pub(super) name: String,
+    pub(super) timeout: Duration,
+    /// A line still not sent this long after its first failure is given up.
+    pub(super) give_up_after: Duration,
+}
+
+impl LineSender {
+    /// Sends every line of `outgoing` until it closes; publishes the highest seq acknowledged on
+    /// `acked`. A line that fails because the chat was not reached, or before the session
+    /// rejoined, is sent again — at once when the session has rejoined (`generation` moved on),
+    /// else after a backoff — with the same client message id. A line the chat refuses is
+    /// reported on stderr and dropped.
+    pub(super) async fn run(
+        mut self,
+        mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+        mut generation: watch::Receiver<u64>,
+        acked: watch::Sender<u64>,
+    ) {
+        while let Some(line) = outgoing.recv().await {
+            let request = SendRequest {
+                room: self.room.clone(),
+                name: self.name.clone(),
+                text: line.text,
+                client_message_id: line.id,
+            };
+            let mut backoff = Backoff::new();
+            let mut failing_since = None;
+            loop {
+                let joined = *generation.borrow_and_update();
+                let mut call = tonic::Request::new(request.clone());
+                call.set_timeout(self.timeout);
+                let status = match self.client.send(call).await {
+                    Ok(reply) => {
+                        let seq = reply.into_inner().seq;
+                        acked.send_modify(|highest| *highest = (*highest).max(seq));
+                        break;
+                    }
+                    Err(status) => status,
+                };
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if !worth_resending(&status) || since.elapsed() > self.give_up_after {
+                    let err = CliError::from_status(SERVICE, &self.addr, status);
+                    eprintln!("township: not sent: {err}");
+                    break;
+                }
+                tokio::select! {
+                    changed = generation.wait_for(|g| *g > joined) => {
+                        if changed.is_err() {
+                            return; // The session is over.
+                        }
+                    }
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+}
