@@ -2,11 +2,10 @@
 //! where a client needs a machine-readable reason).
 
 use std::time::Duration;
-use township_kit::paging::InvalidField;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{internal, invalid_argument};
+use township_kit::status::{InvalidField, internal, invalid_argument};
 
 /// The `domain` of every `ErrorInfo` the bank attaches.
 pub const ERROR_DOMAIN: &str = "bank.township";
@@ -15,13 +14,8 @@ pub const ERROR_DOMAIN: &str = "bank.township";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid.
-    #[error("{field}: {problem}")]
-    Invalid {
-        /// The field, e.g. `amount_cents`.
-        field: String,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     /// No account with this id.
     #[error("{field}: no such account")]
     AccountNotFound {
@@ -84,19 +78,10 @@ pub enum Error {
     Internal(String),
 }
 
-impl From<InvalidField> for Error {
-    fn from(invalid: InvalidField) -> Self {
-        Error::invalid(invalid.field, invalid.problem)
-    }
-}
-
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Error::Invalid(InvalidField::new(field, problem))
     }
 
     /// The `ErrorInfo` reason for errors clients act on.
@@ -115,7 +100,7 @@ impl Error {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {
-            Error::Invalid { field, problem } => return invalid_argument(field, problem.clone()),
+            Error::Invalid(invalid) => return invalid.into(),
             Error::Storage(_) | Error::Internal(_) => return internal(&err),
             Error::AccountNotFound { .. } => Code::NotFound,
             Error::NotYourAccount { .. } | Error::NotStaff | Error::PinMismatch => {

@@ -117,10 +117,11 @@ impl TryFrom<&pb::TransferRequest> for TransferOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
     fn field_of<T>(result: Result<T, Error>) -> String {
         match result {
-            Err(Error::Invalid { field, .. }) => field,
+            Err(Error::Invalid(InvalidField { field, .. })) => field,
             Err(other) => panic!("expected an invalid field, got {other:?}"),
             Ok(_) => panic!("expected an invalid field, got a valid request"),
         }

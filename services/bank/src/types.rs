@@ -158,6 +158,7 @@ impl Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
     #[test]
     fn values_are_validated_with_the_field_named() {
@@ -177,7 +178,9 @@ mod tests {
         assert!(Amount::parse("amount_cents", -1).is_err());
         assert!(Amount::parse("amount_cents", MAX_AMOUNT_CENTS + 1).is_err());
         assert!(RequestId::parse("not-a-uuid").is_err());
-        let Err(Error::Invalid { field, .. }) = AccountId::parse("to_account_id", "42") else {
+        let Err(Error::Invalid(InvalidField { field, .. })) =
+            AccountId::parse("to_account_id", "42")
+        else {
             panic!("expected invalid")
         };
         assert_eq!(field, "to_account_id");

@@ -1,19 +1,14 @@
 //! The chat's errors and how each reaches a client as a gRPC status.
 
 use tonic::{Code, Status};
-use township_kit::status::{internal, invalid_argument};
+use township_kit::status::{InvalidField, internal};
 
 /// Everything that can go wrong in a chat request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid.
-    #[error("{field}: {problem}")]
-    Invalid {
-        /// The field, e.g. `text`.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     /// A live member of the room already has this name.
     #[error("name: {0:?} is already in this room: pick another name, or wait until they leave")]
     NameTaken(String),
@@ -42,17 +37,14 @@ pub enum Error {
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
-        Error::Invalid {
-            field,
-            problem: problem.into(),
-        }
+        Error::Invalid(InvalidField::new(field, problem))
     }
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
-            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::Invalid(invalid) => invalid.into(),
             Error::NameTaken(_) => Status::new(Code::AlreadyExists, err.to_string()),
             Error::NotJoined { .. } => Status::new(Code::FailedPrecondition, err.to_string()),
             Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),

@@ -190,6 +190,7 @@ impl TryFrom<&pb::GetTranscriptRequest> for RoomName {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
     #[test]
     fn rooms_default_to_the_lobby_and_use_a_small_alphabet() {
@@ -234,7 +235,7 @@ mod tests {
         assert_eq!(message.name.as_str(), "Ada");
         assert_eq!(message.client_message_id, "m-1");
         let field = |err| match err {
-            Error::Invalid { field, .. } => field,
+            Error::Invalid(InvalidField { field, .. }) => field,
             other => panic!("not INVALID_ARGUMENT: {other}"),
         };
         let bad_room = Message::try_from(send("A B", "", "", "")).unwrap_err();

@@ -1,22 +1,14 @@
 //! The doctor's errors and how each reaches a client as a gRPC status.
 
 use tonic::{Code, Status};
-use township_kit::{
-    paging::InvalidField,
-    status::{internal, invalid_argument},
-};
+use township_kit::status::{InvalidField, internal};
 
 /// Everything that can go wrong in a doctor request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid.
-    #[error("{field}: {problem}")]
-    Invalid {
-        /// The field, e.g. `text`.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     /// No open session with this id (never opened, ended, or idle too long).
     #[error("session_id: no open session {0:?} (it ended or was idle too long): start a new one")]
     NoSession(String),
@@ -28,27 +20,17 @@ pub enum Error {
     Storage(#[from] township_store::sqlx::Error),
 }
 
-/// A page size or page token the kit's paging refused.
-impl From<InvalidField> for Error {
-    fn from(err: InvalidField) -> Self {
-        Error::invalid(err.field, err.problem)
-    }
-}
-
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
-        Error::Invalid {
-            field,
-            problem: problem.into(),
-        }
+        Error::Invalid(InvalidField::new(field, problem))
     }
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
-            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::Invalid(invalid) => invalid.into(),
             Error::NoSession(_) => Status::new(Code::NotFound, err.to_string()),
             Error::Full(_) => Status::new(Code::ResourceExhausted, err.to_string()),
             Error::Storage(_) => internal(&err),

@@ -166,10 +166,11 @@ fn history_scope(patient: &PatientName) -> Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
-    fn field(err: Error) -> &'static str {
+    fn field(err: Error) -> String {
         match err {
-            Error::Invalid { field, .. } => field,
+            Error::Invalid(InvalidField { field, .. }) => field,
             other => panic!("not INVALID_ARGUMENT: {other}"),
         }
     }

@@ -10,9 +10,8 @@
 //!   `page_token`, and the message says nothing more specific. `next_page_token` is empty on the
 //!   last page.
 //!
-//! Both return [`InvalidField`], which each service turns into its own error enum (one
-//! `From<InvalidField>` for its `Error`), so that every status still leaves through the service's
-//! one `From<Error> for Status`.
+//! Both return [`InvalidField`], which each service's error enum carries as its `Invalid`
+//! variant, so that every status still leaves through the service's one `From<Error> for Status`.
 //!
 //! A listing handler reads its request into a [`PageRequest`], reads one row more than the page
 //! (to learn whether another page follows), and lets [`PageRequest::finish`] cut the rows to the
@@ -47,16 +46,7 @@ mod token;
 pub use size::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSize};
 pub use token::{MIN_KEY_BYTES, PageTokens, Position, Scope};
 
-/// A request field that paging refused: the field's name and what is wrong with it, for the
-/// service's own INVALID_ARGUMENT.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct InvalidField {
-    /// The request field, `page_size` or `page_token`.
-    pub field: &'static str,
-    /// What is wrong with it, for people.
-    pub problem: &'static str,
-}
+pub use crate::status::InvalidField;
 
 /// One page request, read: how many items, where the page starts, and the scope its next token
 /// is bound to. `P` is the service's [`Position`].

@@ -5,6 +5,34 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// A request field that is invalid: its name and what is wrong with it. Every service's error enum
+/// carries it as its `Invalid` variant (`#[from]`), and it becomes INVALID_ARGUMENT naming the
+/// field ([`invalid_argument`]), so a bad field reads the same in every service.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    /// The request field, e.g. `page_size` or `targets[1].resource`.
+    pub field: String,
+    /// What is wrong with it, for people.
+    pub problem: String,
+}
+
+impl InvalidField {
+    /// `field` is invalid because of `problem`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<&InvalidField> for Status {
+    fn from(invalid: &InvalidField) -> Self {
+        invalid_argument(&invalid.field, invalid.problem.clone())
+    }
+}
+
 /// INVALID_ARGUMENT for `field`: the message starts with the field name, and a `BadRequest` detail
 /// carries it for clients that read rich errors.
 pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {

@@ -144,6 +144,7 @@ pub(crate) fn duration_to_pb(duration: Duration) -> Option<prost_types::Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
     fn target(resource: &str, mode: pb::Mode) -> pb::LockTarget {
         pb::LockTarget {
@@ -154,7 +155,7 @@ mod tests {
 
     fn field_of(request: pb::AcquireRequest) -> String {
         match parse_acquire(request) {
-            Err(Error::Invalid { field, .. }) => field,
+            Err(Error::Invalid(InvalidField { field, .. })) => field,
             other => panic!("expected an invalid field, got {other:?}"),
         }
     }

@@ -3,19 +3,14 @@
 use std::time::Duration;
 
 use tonic::Status;
-use township_kit::status::{internal, invalid_argument};
+use township_kit::status::{InvalidField, internal};
 
 /// Everything that can go wrong in a lock request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid.
-    #[error("{field}: {problem}")]
-    Invalid {
-        /// The field, e.g. `targets[1].mode`.
-        field: String,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     /// The targets were not granted within the allowed wait.
     #[error("not granted within {0:?}")]
     WaitTimedOut(Duration),
@@ -36,17 +31,14 @@ pub enum Error {
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Error::Invalid(InvalidField::new(field, problem))
     }
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
-            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::Invalid(invalid) => invalid.into(),
             Error::WaitTimedOut(_) => Status::deadline_exceeded(err.to_string()),
             Error::LeaseNotFound => Status::not_found(err.to_string()),
             Error::TokensExhausted | Error::ShuttingDown => Status::unavailable(err.to_string()),

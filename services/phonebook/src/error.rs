@@ -3,10 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Code, Status};
-use township_kit::{
-    paging::InvalidField,
-    status::{internal, invalid_argument},
-};
+use township_kit::status::{InvalidField, internal};
 
 use crate::types::{EntryId, Etag};
 
@@ -14,13 +11,8 @@ use crate::types::{EntryId, Etag};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid.
-    #[error("{field}: {problem}")]
-    Invalid {
-        /// The field, e.g. `number`.
-        field: String,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     /// No entry with this id.
     #[error("no entry with id {0}")]
     NotFound(EntryId),
@@ -50,27 +42,17 @@ impl From<township_store::sqlx::Error> for Error {
     }
 }
 
-/// A page size or page token the kit's paging refused.
-impl From<InvalidField> for Error {
-    fn from(err: InvalidField) -> Self {
-        Error::invalid(err.field, err.problem)
-    }
-}
-
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Error::Invalid(InvalidField::new(field, problem))
     }
 
     /// The status code this error is answered with, and its canonical name (as batch results
     /// report it).
     pub fn code(&self) -> (Code, &'static str) {
         match self {
-            Error::Invalid { .. } => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+            Error::Invalid(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
             Error::NotFound(_) => (Code::NotFound, "NOT_FOUND"),
             Error::Duplicate(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
             Error::StaleEtag { .. } => (Code::Aborted, "ABORTED"),
@@ -83,7 +65,7 @@ impl Error {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
-            Error::Invalid { field, problem } => invalid_argument(field, problem.clone()),
+            Error::Invalid(invalid) => invalid.into(),
             Error::Storage(_) | Error::Internal(_) => internal(&err),
             _ => Status::new(err.code().0, err.to_string()),
         }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
-use township_kit::status::internal;
+use township_kit::status::{InvalidField, internal};
 use township_proto::phonebook::v1::{self as pb, phone_book_service_server::PhoneBookService};
 
 use crate::{
@@ -159,11 +159,11 @@ impl PhoneBookService for PhoneBookApi {
 
 fn rejection(err: Error) -> pb::Rejection {
     let field = match &err {
-        Error::Invalid { field, .. } => field.clone(),
+        Error::Invalid(InvalidField { field, .. }) => field.clone(),
         _ => String::new(),
     };
     let message = match &err {
-        Error::Invalid { problem, .. } => problem.clone(),
+        Error::Invalid(InvalidField { problem, .. }) => problem.clone(),
         // Logged with its chain, and answered as opaquely as a failed call.
         Error::Storage(_) | Error::Internal(_) => internal(&err).message().to_owned(),
         other => other.to_string(),

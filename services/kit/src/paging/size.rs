@@ -18,10 +18,10 @@ impl PageSize {
         match u32::try_from(page_size) {
             Ok(0) => Ok(Self(DEFAULT_PAGE_SIZE)),
             Ok(n) => Ok(Self(n.min(MAX_PAGE_SIZE))),
-            Err(_) => Err(InvalidField {
-                field: "page_size",
-                problem: "must not be negative (0 means the default, 50)",
-            }),
+            Err(_) => Err(InvalidField::new(
+                "page_size",
+                "must not be negative (0 means the default, 50)",
+            )),
         }
     }
 

@@ -146,10 +146,10 @@ impl PageTokens {
         if token.is_empty() {
             return Ok(None);
         }
-        let refused = InvalidField {
-            field: "page_token",
-            problem: "not a page token this service issued for this request",
-        };
+        let refused = InvalidField::new(
+            "page_token",
+            "not a page token this service issued for this request",
+        );
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| refused.clone())?;
         if bytes.len() < 1 + TAG_BYTES || bytes[0] != FORMAT_VERSION {
             return Err(refused);

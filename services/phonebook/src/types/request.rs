@@ -199,6 +199,7 @@ impl Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use township_kit::status::InvalidField;
 
     fn us() -> Region {
         "US".parse().unwrap()
@@ -206,7 +207,7 @@ mod tests {
 
     fn field(err: Error) -> String {
         match err {
-            Error::Invalid { field, .. } => field,
+            Error::Invalid(InvalidField { field, .. }) => field,
             other => panic!("not INVALID_ARGUMENT: {other}"),
         }
     }
