@@ -2,7 +2,10 @@
 //! read once into the domain request a handler passes on: the handlers hold no validation of
 //! their own.
 
-use township_kit::paging::{PageRequest, PageTokens, Scope};
+use township_kit::{
+    fields,
+    paging::{PageRequest, PageTokens, Scope},
+};
 use township_proto::doctor::v1::{self as pb, doctor_service_server::SERVICE_NAME, patient_line};
 use unicode_normalization::UnicodeNormalization;
 
@@ -25,20 +28,7 @@ pub struct PatientName {
 impl PatientName {
     /// Validates the request field `field`.
     pub fn parse(field: &'static str, text: &str) -> Result<Self, Error> {
-        let name = text.trim();
-        let chars = name.chars().count();
-        if chars == 0 {
-            return Err(Error::invalid(field, "must not be empty"));
-        }
-        if chars > MAX_NAME_CHARS {
-            return Err(Error::invalid(
-                field,
-                format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Error::invalid(field, "must not contain control characters"));
-        }
+        let name = fields::one_line(field, text, MAX_NAME_CHARS)?;
         let folded: String = caseless::default_case_fold_str(&name.nfc().collect::<String>());
         let key = folded
             .nfc()

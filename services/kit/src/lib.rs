@@ -9,11 +9,14 @@
 //!    health, reflection, per-RPC tracing and limits, and shuts down gracefully when the
 //!    [`Shutdown`] token fires (see [`shutdown::on_signals`]).
 //!
-//! Handlers share two conventions from here: [`status`] (INVALID_ARGUMENT names its field;
-//! unexpected errors are an opaque INTERNAL with the chain logged) and [`paging`] (page sizes per
-//! AIP-158, and signed page tokens bound to their RPC, query and caller).
+//! Handlers share three conventions from here: [`status`] (a bad field is an
+//! [`status::InvalidField`], INVALID_ARGUMENT naming it; unexpected errors are an opaque INTERNAL
+//! with the chain logged), [`fields`] (the text rules more than one service applies) and
+//! [`paging`] (page sizes per AIP-158, and signed page tokens bound to their RPC, query and
+//! caller).
 
 pub mod config;
+pub mod fields;
 pub mod health;
 pub mod net;
 pub mod paging;

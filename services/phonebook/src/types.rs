@@ -8,6 +8,7 @@ mod request;
 use std::{fmt, panic::AssertUnwindSafe, str::FromStr};
 
 use phonenumber::{Mode, country};
+use township_kit::fields;
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
 use crate::Error;
@@ -68,17 +69,7 @@ pub struct Name {
 impl Name {
     /// Validates `text` as the request field `field`.
     pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        let chars = text.chars().count();
-        if chars == 0 {
-            return Err(Error::invalid(field, "must not be empty"));
-        }
-        if chars > MAX_NAME_CHARS {
-            return Err(Error::invalid(
-                field,
-                format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
-            ));
-        }
+        let text = fields::one_line(field, text, MAX_NAME_CHARS)?;
         if text.chars().any(is_forbidden) {
             return Err(Error::invalid(
                 field,
