@@ -9,10 +9,10 @@
 //! [`crate::rules`]. So each runs to its end even if its caller goes away.
 
 use std::path::Path;
-use township_kit::paging::PageTokens;
 
 use anyhow::Context;
 use tokio::sync::oneshot;
+use township_kit::paging::PageTokens;
 use township_store::{Checkpoints, Durability, Pools, SqlitePool, sqlx};
 
 use crate::{
