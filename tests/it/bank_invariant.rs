@@ -27,10 +27,11 @@ use tonic::{Code, Status};
 use township_proto::bank::v1 as pb;
 use township_tests::{ServiceProcess, free_port};
 
-use crate::bank::{
+use crate::support::bank::{
     Rpc, admin_token, assert_adds_up, balance, client, deposit, ledger, login, open_account,
-    reason, transfer, try_bank_server, try_lock_server, withdraw,
+    transfer, try_bank_server, try_lock_server, withdraw,
 };
+use crate::support::status::reason;
 
 /// Concurrent clients.
 const CLIENTS: usize = 16;
