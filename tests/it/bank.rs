@@ -3,16 +3,11 @@
 //! joint accounts, interest, an unreachable lock service, and a kill -9 right after an
 //! acknowledged deposit.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
-use tonic::{Code, Request, Status, transport::Channel};
-use tonic_types::StatusExt;
-use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
-use township_tests::{ServiceProcess, free_port, spawn_service, spawn_service_at};
+use tonic::{Code, Request};
+use township_proto::bank::v1::{self as pb};
+use township_tests::free_port;
 
 use crate::support::{bank::*, process::CALL_TIMEOUT, status::*};
 

@@ -17,8 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::AsyncBufReadExt;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::doctor::v1::{self as pb, doctor_line};

@@ -5,8 +5,6 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
-    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -14,21 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tempfile::TempDir;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout},
-    sync::mpsc,
-    task::JoinHandle,
-};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, transport::Channel};
+use tonic::Code;
 use township_cell::Mode;
 use township_lock::LockClient;
-use township_proto::lock::v1::{
-    self as pb, Mode::Read, Mode::Write, lock_service_client::LockServiceClient,
-};
-use township_tests::{Output, ServiceProcess, grpcurl, run, spawn_service, township};
+use township_proto::lock::v1::{self as pb, Mode::Read, Mode::Write};
 
 use crate::support::{cli::json, lock::*, status::expect_code, wait::wait_until};
 

@@ -3,10 +3,7 @@
 //! the checks on receipts, errors and ledgers. The bank tests, the CLI tests' servers and the
 //! chaos test (`bank_invariant`) all use them.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use crate::support::{
     process::{CALL_TIMEOUT, try_server},
@@ -16,7 +13,7 @@ use tempfile::TempDir;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
 use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
-use township_tests::{ServiceProcess, free_port, spawn_service, spawn_service_at};
+use township_tests::ServiceProcess;
 
 pub type Rpc = BankServiceClient<Channel>;
 

@@ -1,16 +1,7 @@
 //! The lock service's test helpers: a lock-server on a data directory, requests and one function
 //! per RPC, what Inspect shows, an open Session stream, a CLI process holding a lock, and grpcurl.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use tempfile::TempDir;
 use tokio::{
@@ -20,13 +11,11 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Status, transport::Channel};
 
 use crate::support::{grpcurl::grpcurl_call, wait::wait_until};
-use township_proto::lock::v1::{
-    self as pb, Mode::Read, Mode::Write, lock_service_client::LockServiceClient,
-};
-use township_tests::{Output, ServiceProcess, grpcurl, run, spawn_service, township};
+use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
+use township_tests::{Output, ServiceProcess, spawn_service, township};
 
 pub type Rpc = LockServiceClient<Channel>;
 
