@@ -3,10 +3,7 @@
 //! amounts, one-line errors with their exit codes, retries with the same request id while the
 //! bank answers UNAVAILABLE, and an ATM session driven through piped stdin.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::process::Stdio;
 
 use tokio::process::Command;
 use township_tests::{Output, binary, closed_port, health_status, run, township};
@@ -14,6 +11,7 @@ use township_tests::{Output, binary, closed_port, health_status, run, township};
 use crate::support::{
     bank_cli::*,
     cli::{LIMIT, json, one_error_line},
+    wait::wait_until,
 };
 
 #[tokio::test]
@@ -236,8 +234,12 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
     assert!(line.contains("lock service is unavailable"), "{line}");
     assert!(!line.contains("cannot reach"), "{line}");
 
-    let started = Instant::now();
-    let deposit = town
+    wait_until("the bank logs the refusal", LIMIT, async || {
+        refused_deposits(&town) >= 1
+    })
+    .await;
+    let refused_before = refused_deposits(&town);
+    let mut deposit = town
         .command(
             &["bank", "deposit", &ada, "2.50", "--name", "Ada", "--json"],
             Some(PIN),
@@ -245,7 +247,17 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
         .args(["--retries", "8"])
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(
+        "the bank answers the deposit UNAVAILABLE (its log says so)",
+        LIMIT,
+        async || refused_deposits(&town) > refused_before,
+    )
+    .await;
+    assert!(
+        deposit.try_wait().unwrap().is_none(),
+        "after an UNAVAILABLE the deposit waits for the lock service: {}",
+        town.bank.logs()
+    );
     let lock_dir = tempfile::tempdir().unwrap();
     let _lock = Command::new(binary("lock-server"))
         .args(["--listen", &lock_addr, "--data-dir", path(&lock_dir)])
@@ -264,10 +276,6 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "it waited for the lock service"
-    );
     let receipt = json(&out);
     assert_eq!(receipt["balance_cents"], 1250, "{receipt}");
     assert!(health_status(town.bank.addr, "").await.is_ok());

@@ -115,3 +115,12 @@ impl Town {
         piped(self.command(&full, None), answers).await
     }
 }
+
+/// How many Deposit calls the town's bank-server has logged as answered UNAVAILABLE.
+pub fn refused_deposits(town: &Town) -> usize {
+    town.bank
+        .logs()
+        .lines()
+        .filter(|l| l.contains("BankService/Deposit") && l.contains("Unavailable"))
+        .count()
+}
