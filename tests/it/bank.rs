@@ -9,7 +9,7 @@ use tonic::{Code, Request};
 use township_proto::bank::v1::{self as pb};
 use township_tests::free_port;
 
-use crate::support::{bank::*, process::CALL_TIMEOUT, status::*};
+use crate::support::{bank::*, process::CALL_TIMEOUT, status::*, wait::wait_until};
 
 // ----- the happy path and the ledger -----
 
@@ -799,8 +799,14 @@ async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_b
         );
         tokio::spawn(async move { transfer(&rpc, &ada, &a, &b, 250, &id).await })
     };
-    // The commit takes milliseconds; the kill comes well inside the 3 s before the answer.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The kill comes as soon as the transfer is committed (its request id is in the database),
+    // well inside the 3 s before the answer.
+    wait_until(
+        "the transfer is committed",
+        Duration::from_secs(20),
+        async || committed(bank.data_dir.path(), &id).await,
+    )
+    .await;
     let mut server = bank.server;
     server.signal(libc::SIGKILL);
     server

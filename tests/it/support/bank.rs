@@ -9,6 +9,7 @@ use crate::support::{
     process::{CALL_TIMEOUT, try_server},
     status::{expect_code, reason},
 };
+use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 use tempfile::TempDir;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
@@ -336,4 +337,21 @@ pub async fn assert_three_strikes_lock(rpc: &Rpc, name: &str, pin: &str) {
         delay > Duration::from_secs(20) && delay <= Duration::from_secs(30),
         "about 30 s: {delay:?}"
     );
+}
+
+/// Whether the bank on `data_dir` has committed the request `request_id` (read straight from its
+/// database, which a reply delayed after the commit cannot hide, unlike a read under its locks).
+pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database");
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM requests WHERE request_id = ?1")
+        .bind(request_id)
+        .fetch_one(&mut db)
+        .await
+        .expect("read the bank's requests");
+    found > 0
 }
