@@ -10,6 +10,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -573,31 +577,37 @@ async fn a_frozen_client_is_noticed_through_keepalive_and_its_name_freed_within_
 #[tokio::test]
 async fn a_member_who_sends_nothing_is_let_go_after_the_idle_timeout_and_one_who_keeps_sending_stays()
  {
-    let (_dir, server, rpc) = chat(&["--idle-timeout", "1s"]).await;
+    let (_dir, server, rpc) = chat(&["--idle-timeout", "2s"]).await;
     let chatty_rpc = connect(&server).await;
     let started = Instant::now();
     let mut quiet = joined(&rpc, "idle", "quiet", 0).await;
     let mut chatty = joined(&chatty_rpc, "idle", "chatty", 0).await;
 
-    let talking = tokio::spawn(async move {
-        let mut seqs = Vec::new();
-        let until = Instant::now() + Duration::from_secs(4);
-        let mut i = 0;
-        while Instant::now() < until {
-            i += 1;
-            seqs.push(
-                sent(
-                    &chatty_rpc,
-                    "idle",
-                    "chatty",
-                    &format!("still here {i}"),
-                    "",
-                )
-                .await,
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    // Chatty sends a line every 300 ms until quiet has been let go and five lines are sent (for
+    // 60 s at most).
+    let quiet_gone = Arc::new(AtomicBool::new(false));
+    let talking = tokio::spawn({
+        let quiet_gone = Arc::clone(&quiet_gone);
+        async move {
+            let mut seqs = Vec::new();
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut i = 0;
+            while (!quiet_gone.load(Ordering::SeqCst) || seqs.len() < 5) && Instant::now() < until {
+                i += 1;
+                seqs.push(
+                    sent(
+                        &chatty_rpc,
+                        "idle",
+                        "chatty",
+                        &format!("still here {i}"),
+                        "",
+                    )
+                    .await,
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            (chatty_rpc, seqs)
         }
-        (chatty_rpc, seqs)
     });
 
     let seen = within(
@@ -608,11 +618,12 @@ async fn a_member_who_sends_nothing_is_let_go_after_the_idle_timeout_and_one_who
     .await;
     let ended_after = started.elapsed();
     assert!(
-        ended_after >= Duration::from_secs(1),
+        ended_after >= Duration::from_secs(2),
         "not let go before the idle timeout: {ended_after:?}"
     );
     assert_eq!(seen.first().map(what).as_deref(), Some("quiet joined"));
     let left = wait_for_event(&rpc, "idle", "quiet left (idle)").await;
+    quiet_gone.store(true, Ordering::SeqCst);
     let (chatty_rpc, seqs) = talking.await.expect("chatty keeps sending");
     assert!(seqs.len() >= 5, "{seqs:?}");
 

@@ -540,14 +540,20 @@ async fn twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines() {
 
 #[tokio::test]
 async fn an_idle_session_ends_by_itself_and_a_busy_one_stays_open() {
-    let (_dir, _server, rpc) = doctor(&["--idle-timeout", "1s"]).await;
+    let (_dir, server, rpc) = doctor(&["--idle-timeout", "2s"]).await;
     let idle = visit(&rpc, "Idle Ivan").await;
     say(&rpc, &idle.session_id, "Hello.").await;
     let busy = visit(&rpc, "Busy Beatrice").await;
 
-    let until = Instant::now() + Duration::from_secs(4);
+    // The busy patient talks (a line every 100 ms) until the server logs an idle session ended.
+    let until = Instant::now() + Duration::from_secs(30);
     let mut said_lines = 0;
-    while Instant::now() < until {
+    while server.log_line(IDLE_ENDED, Duration::ZERO).await.is_none() {
+        assert!(
+            Instant::now() < until,
+            "no idle session ended within 30 s: {}",
+            server.logs()
+        );
         say(&rpc, &busy.session_id, "I see.").await;
         said_lines += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -963,7 +969,10 @@ async fn an_idle_conversation_ends_and_a_late_line_is_not_stored() {
     let session = talk.greeting().await;
     talk.send(text_line("Hello.")).await;
     talk.reply().await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    server
+        .log_line(IDLE_ENDED, Duration::from_secs(30))
+        .await
+        .expect("the idle session ends");
 
     // Either the doctor already said farewell and ended the stream, or the late line is refused
     // with NOT_FOUND naming the session; it is never answered as if nothing happened.

@@ -42,6 +42,8 @@ pub const GREETING: &str = "GOOD DAY. I AM HERE TO LISTEN. WHAT IS ON YOUR MIND"
 pub const DISPLAY_GREETING: &str = "Good day. I am here to listen. What is on your mind?";
 /// The classic doctor's greeting.
 pub const CLASSIC_GREETING: &str = "Good day. What would you like to talk about?";
+/// What the doctor-server logs when its reaper has ended idle sessions.
+pub const IDLE_ENDED: &str = "idle sessions ended";
 /// What every session ends with.
 pub const FAREWELL: &str = "Have a nice day!";
 
