@@ -4,15 +4,9 @@
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use township_tests::{Output, closed_port, run, spawn_service, township};
+use township_tests::{closed_port, spawn_service, township};
 
-use crate::support::wait::within;
-
-async fn township_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = township();
-    command.args(args).envs(env.iter().copied());
-    run(command, Duration::from_secs(60)).await
-}
+use crate::support::{cli::township_with, wait::within};
 
 #[tokio::test]
 async fn township_time_prints_the_ctime_line_then_the_greeting() {

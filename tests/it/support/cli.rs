@@ -5,10 +5,17 @@ use std::{process::Stdio, time::Duration};
 
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, process::Command};
-use township_tests::Output;
+use township_tests::{Output, run, township};
 
 /// How long one CLI run may take on a loaded machine.
 pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `township ARGS` with `env` to its end (stdin empty).
+pub async fn township_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = township();
+    command.args(args).envs(env.iter().copied());
+    run(command, LIMIT).await
+}
 
 /// Runs `command` with `input` piped into its stdin (then closed), to its end within [`LIMIT`].
 pub async fn piped(mut command: Command, input: &str) -> Output {

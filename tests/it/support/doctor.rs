@@ -23,7 +23,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::doctor::v1::{
     self as pb, doctor_line, doctor_service_client::DoctorServiceClient, patient_line,
 };
-use township_tests::{Output, ServiceProcess, binary, health_status, run};
+use township_tests::{Output, ServiceProcess, binary, health_status};
 
 pub type Rpc = DoctorServiceClient<Channel>;
 
@@ -165,15 +165,9 @@ pub async fn doctor(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
 
 /// Runs doctor-server with `args` to its end (it must not start serving) and returns its output.
 pub async fn doctor_server_refusing(args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(binary("doctor-server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    run(command, Duration::from_secs(20)).await
+    let mut full = vec!["--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    run_binary("doctor-server", &full, &[]).await
 }
 
 // ----- calls -----

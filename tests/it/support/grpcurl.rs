@@ -36,3 +36,11 @@ pub fn json_values(out: &Output) -> Vec<serde_json::Value> {
         .collect::<Result<_, _>>()
         .unwrap_or_else(|err| panic!("grpcurl printed JSON ({err}): {out:?}"))
 }
+
+/// Runs `grpcurl -plaintext [-d DATA] ADDR ARGS...` (bounded: 30 s), which must succeed.
+pub async fn grpcurl_at(addr: SocketAddr, data: Option<&str>, args: &[&str]) -> Output {
+    let command = grpcurl_command(addr, data, &[], args);
+    let out = run(command, Duration::from_secs(30)).await;
+    assert_eq!(out.code, Some(0), "grpcurl {args:?}: {out:?}");
+    out
+}

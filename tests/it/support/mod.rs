@@ -13,4 +13,5 @@ pub mod phonebook;
 pub mod phonebook_cli;
 pub mod process;
 pub mod status;
+pub mod time;
 pub mod wait;

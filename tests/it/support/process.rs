@@ -2,10 +2,14 @@
 //! server on a data directory, a fixed address for one restarted on the same port, a channel with
 //! the tests' timeouts, and a stop that checks how the server exited.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, process::Stdio, time::Duration};
+
+use tokio::process::Command;
 
 use tonic::transport::{Channel, Endpoint};
-use township_tests::{ServiceProcess, free_port, spawn_service, spawn_service_at};
+use township_tests::{
+    Output, ServiceProcess, binary, free_port, run, spawn_service, spawn_service_at,
+};
 
 /// The longest any single call may take before the test calls it hung.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,4 +78,31 @@ pub async fn stop(mut server: ServiceProcess, signal: libc::c_int) {
             server.logs()
         );
     }
+}
+
+/// A base port such that base..base+6 are free right now (for `township up`, which starts every
+/// server on consecutive ports).
+pub fn free_port_range() -> u16 {
+    for attempt in 0..200u16 {
+        let base = 20_000 + (std::process::id() as u16 % 1000) * 30 + attempt * 7;
+        let free = (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// Runs `binary` with `args` and `env` to its end (bounded: 20 s), for servers that must refuse
+/// to start, and returns its output.
+pub async fn run_binary(binary_name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary(binary_name));
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    run(command, Duration::from_secs(20)).await
 }
