@@ -2,6 +2,7 @@
 
 pub mod bank;
 pub mod bank_cli;
+pub mod chaos;
 pub mod chat;
 pub mod chat_cli;
 pub mod cli;
