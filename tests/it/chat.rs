@@ -19,14 +19,13 @@ use std::{
 
 use tokio::task::JoinSet;
 use tonic::{Code, transport::Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::chat::v1::{self as pb, chat_event::Kind};
-use township_tests::{health_status, run};
+use township_tests::run;
 
 use crate::support::{
     chat::*,
     grpcurl::json_values,
-    process::{CALL_TIMEOUT, EXIT_TIMEOUT, stop},
+    process::{CALL_TIMEOUT, EXIT_TIMEOUT, assert_serving, stop},
     status::*,
     wait::within,
 };
@@ -1072,14 +1071,7 @@ async fn grpcurl_join_streams_the_transcript_then_live_events_until_its_max_time
 #[tokio::test]
 async fn health_reports_the_chat_service_serving() {
     let (_dir, server, _rpc) = chat(&[]).await;
-    assert_eq!(
-        health_status(server.addr, SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_eq!(
-        health_status(server.addr, "").await.unwrap(),
-        ServingStatus::Serving
-    );
+    assert_serving(&server, SERVICE).await;
 }
 
 #[tokio::test]

@@ -18,9 +18,8 @@ use std::{
 };
 
 use tonic::Code;
-use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::doctor::v1::{self as pb, doctor_line};
-use township_tests::{grpcurl, health_status, run};
+use township_tests::{grpcurl, run};
 
 use crate::support::{cli::json, doctor::*, process::*, status::*};
 
@@ -1238,12 +1237,5 @@ async fn grpcurl_starts_a_session_and_gets_a_reply() {
 #[tokio::test]
 async fn health_reports_the_doctor_serving() {
     let (_dir, server, _rpc) = doctor(&[]).await;
-    assert_eq!(
-        health_status(server.addr, SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_eq!(
-        health_status(server.addr, "").await.unwrap(),
-        ServingStatus::Serving
-    );
+    assert_serving(&server, SERVICE).await;
 }

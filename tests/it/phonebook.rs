@@ -16,11 +16,10 @@ use std::{
 use tokio::sync::Barrier;
 use tokio_stream::StreamExt;
 use tonic::{Code, transport::Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::phonebook::v1::{
     self as pb, add_result::Outcome, phone_book_service_client::PhoneBookServiceClient,
 };
-use township_tests::{grpcurl, health_status, run};
+use township_tests::{grpcurl, run};
 
 use crate::support::{cli::json, phonebook::*, process::*, status::*};
 
@@ -1616,12 +1615,5 @@ async fn grpcurl_adds_and_looks_up_an_entry() {
 #[tokio::test]
 async fn health_reports_the_phone_book_serving() {
     let (_dir, server, _rpc) = phonebook().await;
-    assert_eq!(
-        health_status(server.addr, SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_eq!(
-        health_status(server.addr, "").await.unwrap(),
-        ServingStatus::Serving
-    );
+    assert_serving(&server, SERVICE).await;
 }

@@ -136,20 +136,11 @@ pub async fn search(
 
 /// Every Search page from `token` on (`""`: from the start), concatenated.
 pub async fn search_from(rpc: &Rpc, query: &str, page_size: i32, token: &str) -> Vec<pb::Entry> {
-    let mut entries = Vec::new();
-    let mut token = token.to_owned();
-    loop {
-        let page = search(rpc, query, page_size, &token).await.unwrap();
-        assert!(
-            page.entries.len() <= page_size as usize,
-            "at most {page_size} per page: {page:?}"
-        );
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            return entries;
-        }
-        token = page.next_page_token;
-    }
+    every_page(page_size, token, async |token| {
+        let page = search(rpc, query, page_size, token).await.unwrap();
+        (page.entries, page.next_page_token)
+    })
+    .await
 }
 
 pub async fn list(
@@ -169,19 +160,34 @@ pub async fn list(
 
 /// Every ListEntries page from `token` on (`""`: from the start), concatenated.
 pub async fn list_from(rpc: &Rpc, page_size: i32, token: &str) -> Vec<pb::Entry> {
+    every_page(page_size, token, async |token| {
+        let page = list(rpc, page_size, token).await.unwrap();
+        (page.entries, page.next_page_token)
+    })
+    .await
+}
+
+/// The entries of every page `next` returns from `token` on, concatenated; `next` gives a page's
+/// entries and the next page's token (`""` after the last), and no page may hold more than
+/// `page_size`.
+async fn every_page(
+    page_size: i32,
+    token: &str,
+    mut next: impl AsyncFnMut(&str) -> (Vec<pb::Entry>, String),
+) -> Vec<pb::Entry> {
     let mut entries = Vec::new();
     let mut token = token.to_owned();
     loop {
-        let page = list(rpc, page_size, &token).await.unwrap();
+        let (page, next_token) = next(&token).await;
         assert!(
-            page.entries.len() <= page_size as usize,
+            page.len() <= page_size as usize,
             "at most {page_size} per page: {page:?}"
         );
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
+        entries.extend(page);
+        if next_token.is_empty() {
             return entries;
         }
-        token = page.next_page_token;
+        token = next_token;
     }
 }
 

@@ -5,10 +5,11 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use tokio::process::Command;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use tonic::transport::{Channel, Endpoint};
 use township_tests::{
-    Output, ServiceProcess, binary, free_port, run, spawn_service, spawn_service_at,
+    Output, ServiceProcess, binary, free_port, health_status, run, spawn_service, spawn_service_at,
 };
 
 /// The longest any single call may take before the test calls it hung.
@@ -105,4 +106,15 @@ pub async fn run_binary(binary_name: &str, args: &[&str], env: &[(&str, &str)]) 
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     run(command, Duration::from_secs(20)).await
+}
+
+/// Asserts that health reports SERVING for the whole server and for `service`.
+pub async fn assert_serving(server: &ServiceProcess, service: &str) {
+    for name in [service, ""] {
+        let status = health_status(server.addr, name).await;
+        assert!(
+            matches!(status, Ok(ServingStatus::Serving)),
+            "health of {name:?}: {status:?}"
+        );
+    }
 }
