@@ -16,6 +16,7 @@ use tonic_types::StatusExt;
 use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
 use township_tests::ServiceProcess;
 
+/// A bank client.
 pub type Rpc = BankServiceClient<Channel>;
 
 // ----- processes -----
@@ -92,6 +93,7 @@ pub struct TestBank {
 }
 
 impl TestBank {
+    /// A lock-server and a bank-server with no extra flags.
     pub async fn start() -> Self {
         Self::start_with(&[]).await
     }
@@ -141,6 +143,7 @@ pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// OpenAccount, as staff (`admin` is the admin token), with a fresh request id.
 pub async fn open_account(
     rpc: &Rpc,
     admin: &str,
@@ -160,6 +163,7 @@ pub async fn open_account(
         .map(|r| r.into_inner())
 }
 
+/// Login.
 pub async fn login(rpc: &Rpc, name: &str, pin: &str) -> Result<pb::LoginResponse, Status> {
     let request = pb::LoginRequest {
         holder_name: name.into(),
@@ -168,6 +172,7 @@ pub async fn login(rpc: &Rpc, name: &str, pin: &str) -> Result<pb::LoginResponse
     rpc.clone().login(request).await.map(|r| r.into_inner())
 }
 
+/// GetBalance, with the session `token`.
 pub async fn balance(rpc: &Rpc, token: &str, account: &str) -> Result<i64, Status> {
     let request = pb::GetBalanceRequest {
         account_id: account.into(),
@@ -178,6 +183,7 @@ pub async fn balance(rpc: &Rpc, token: &str, account: &str) -> Result<i64, Statu
         .map(|r| r.into_inner().balance_cents)
 }
 
+/// The request of a deposit or withdrawal.
 pub fn amount(account: &str, cents: i64, id: &str) -> pb::AmountRequest {
     pb::AmountRequest {
         account_id: account.into(),
@@ -186,6 +192,7 @@ pub fn amount(account: &str, cents: i64, id: &str) -> pb::AmountRequest {
     }
 }
 
+/// Deposit, with the session `token` and request id `id`.
 pub async fn deposit(
     rpc: &Rpc,
     token: &str,
@@ -197,6 +204,7 @@ pub async fn deposit(
     rpc.clone().deposit(request).await.map(|r| r.into_inner())
 }
 
+/// Withdraw, with the session `token` and request id `id`.
 pub async fn withdraw(
     rpc: &Rpc,
     token: &str,
@@ -208,6 +216,7 @@ pub async fn withdraw(
     rpc.clone().withdraw(request).await.map(|r| r.into_inner())
 }
 
+/// Transfer, with the session `token` and request id `id`.
 pub async fn transfer(
     rpc: &Rpc,
     token: &str,
@@ -228,6 +237,7 @@ pub async fn transfer(
         .map(|r| r.into_inner())
 }
 
+/// One page of ListTransactions (newest first).
 pub async fn page(
     rpc: &Rpc,
     token: &str,
@@ -262,6 +272,7 @@ pub async fn ledger(rpc: &Rpc, token: &str, account: &str) -> Result<Vec<pb::Tra
     panic!("the ledger of {account} never ends")
 }
 
+/// ApplyInterest, as staff: (accounts credited, total interest in cents).
 pub async fn apply_interest(rpc: &Rpc, admin: &str, id: &str) -> Result<(i32, i64), Status> {
     let request = pb::ApplyInterestRequest {
         request_id: id.into(),
@@ -309,6 +320,7 @@ pub fn assert_adds_up(ledger: &[pb::Transaction], balance: i64) -> i64 {
     running
 }
 
+/// The kind of each ledger row.
 pub fn kinds(ledger: &[pb::Transaction]) -> Vec<&str> {
     ledger.iter().map(|t| t.kind.as_str()).collect()
 }

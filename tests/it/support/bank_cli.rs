@@ -41,6 +41,7 @@ pub async fn bank_using(lock_addr: &str, extra: &[&str]) -> (ServiceProcess, Tem
     (bank, dir)
 }
 
+/// A temporary directory as a UTF-8 path.
 pub fn path(dir: &TempDir) -> &str {
     dir.path().to_str().expect("a UTF-8 temp path")
 }

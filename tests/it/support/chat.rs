@@ -19,7 +19,9 @@ use township_proto::chat::v1::{
 };
 use township_tests::ServiceProcess;
 
+/// A chat client.
 pub type Rpc = ChatServiceClient<Channel>;
+/// The events of a Join stream.
 pub type Events = Streaming<pb::ChatEvent>;
 
 /// The service's fully qualified name (health, reflection, grpcurl).
@@ -43,6 +45,7 @@ pub async fn connect(server: &ServiceProcess) -> Rpc {
     connect_to(Endpoint::from_shared(server.uri()).expect("valid uri")).await
 }
 
+/// A client connected through `endpoint` (for tests that tune the connection).
 pub async fn connect_to(endpoint: Endpoint) -> Rpc {
     let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
@@ -63,6 +66,7 @@ pub async fn chat(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
 
 // ----- calls -----
 
+/// Join, bounded by [`CALL_TIMEOUT`]: the event stream.
 pub async fn join(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -> Result<Events, Status> {
     let request = pb::JoinRequest {
         room: room.into(),
@@ -96,6 +100,7 @@ pub async fn join_when_free(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -
     }
 }
 
+/// Send, bounded by [`CALL_TIMEOUT`]: the message's seq.
 pub async fn send(rpc: &Rpc, room: &str, name: &str, text: &str, id: &str) -> Result<u64, Status> {
     let request = pb::SendRequest {
         room: room.into(),
@@ -115,6 +120,7 @@ pub async fn sent(rpc: &Rpc, room: &str, name: &str, text: &str, id: &str) -> u6
         .unwrap_or_else(|status| panic!("{name} sends {text:?} to {room:?}: {status:?}"))
 }
 
+/// GetTranscript, bounded by [`CALL_TIMEOUT`].
 pub async fn try_transcript(rpc: &Rpc, room: &str) -> Result<pb::GetTranscriptResponse, Status> {
     let request = pb::GetTranscriptRequest { room: room.into() };
     within(
@@ -126,6 +132,7 @@ pub async fn try_transcript(rpc: &Rpc, room: &str) -> Result<pb::GetTranscriptRe
     .map(|r| r.into_inner())
 }
 
+/// GetTranscript, which must succeed.
 pub async fn transcript(rpc: &Rpc, room: &str) -> pb::GetTranscriptResponse {
     try_transcript(rpc, room)
         .await
@@ -142,6 +149,7 @@ pub async fn story(rpc: &Rpc, room: &str) -> Vec<String> {
         .collect()
 }
 
+/// ListRooms, which must succeed.
 pub async fn rooms(rpc: &Rpc) -> Vec<pb::Room> {
     within(
         "ListRooms",

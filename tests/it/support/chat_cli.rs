@@ -50,6 +50,7 @@ impl Chat {
         }
     }
 
+    /// A chat-server on `listen` with `args`.
     pub async fn spawn(listen: &str, args: &[String]) -> ServiceProcess {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         spawn_service_at("chat-server", listen, &args)
@@ -117,6 +118,7 @@ impl Chat {
         }
     }
 
+    /// The room's transcript, asked over gRPC.
     pub async fn transcript(&self, room: &str) -> Vec<ChatEvent> {
         let mut client = ChatServiceClient::new(self.server.channel().await);
         client
@@ -150,6 +152,7 @@ pub struct Ended {
 }
 
 impl Member {
+    /// Starts `command` with its stdin piped and its output collected.
     pub fn spawn(mut command: Command) -> Self {
         command.stdin(Stdio::piped());
         let mut child = command.spawn().expect("township starts");
@@ -323,6 +326,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy on an ephemeral loopback port forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

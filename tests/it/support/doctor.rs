@@ -25,6 +25,7 @@ use township_proto::doctor::v1::{
 };
 use township_tests::{Output, ServiceProcess, binary, health_status};
 
+/// A doctor client.
 pub type Rpc = DoctorServiceClient<Channel>;
 
 /// The service's fully qualified name (health, reflection, grpcurl).
@@ -172,6 +173,7 @@ pub async fn doctor_server_refusing(args: &[&str]) -> Output {
 
 // ----- calls -----
 
+/// StartSession.
 pub async fn start(rpc: &Rpc, name: &str) -> Result<pb::Session, Status> {
     let request = pb::StartSessionRequest {
         patient_name: name.into(),
@@ -189,6 +191,7 @@ pub async fn visit(rpc: &Rpc, name: &str) -> pb::Session {
         .unwrap_or_else(|status| panic!("StartSession({name:?}): {status:?}"))
 }
 
+/// Reply.
 pub async fn reply(rpc: &Rpc, session_id: &str, text: &str) -> Result<pb::ReplyResponse, Status> {
     let request = pb::ReplyRequest {
         session_id: session_id.into(),
@@ -204,6 +207,7 @@ pub async fn say(rpc: &Rpc, session_id: &str, text: &str) -> pb::ReplyResponse {
         .unwrap_or_else(|status| panic!("Reply({text:?}): {status:?}"))
 }
 
+/// EndSession: the farewell.
 pub async fn end(rpc: &Rpc, session_id: &str) -> Result<String, Status> {
     let request = pb::EndSessionRequest {
         session_id: session_id.into(),
@@ -214,6 +218,7 @@ pub async fn end(rpc: &Rpc, session_id: &str) -> Result<String, Status> {
         .map(|r| r.into_inner().farewell)
 }
 
+/// One page of GetHistory.
 pub async fn history_page(
     rpc: &Rpc,
     name: &str,
@@ -296,6 +301,7 @@ pub fn patient(prefix: &str) -> String {
     format!("{prefix} {}", uuid::Uuid::new_v4().simple())
 }
 
+/// Now, in seconds since the Unix epoch.
 pub fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -356,6 +362,7 @@ pub struct LocalDoctor {
 }
 
 impl LocalDoctor {
+    /// A doctor-server started in `cwd` with `--data-dir data_dir`, once SERVING.
     pub async fn start(cwd: &Path, data_dir: &str) -> Self {
         let mut child = tokio::process::Command::new(binary("doctor-server"))
             .current_dir(cwd)
@@ -392,6 +399,7 @@ impl LocalDoctor {
         }
     }
 
+    /// A client of it.
     pub async fn client(&self) -> Rpc {
         let channel = Endpoint::from_shared(format!("http://{}", self.addr))
             .unwrap()
@@ -411,12 +419,14 @@ pub struct Conversation {
     pub rx: Streaming<pb::DoctorLine>,
 }
 
+/// The first line of a conversation: the patient's name.
 pub fn name_line(name: &str) -> pb::PatientLine {
     pb::PatientLine {
         kind: Some(patient_line::Kind::PatientName(name.into())),
     }
 }
 
+/// A line the patient says.
 pub fn text_line(text: &str) -> pb::PatientLine {
     pb::PatientLine {
         kind: Some(patient_line::Kind::Text(text.into())),
@@ -441,6 +451,7 @@ impl Conversation {
         Self { tx: Some(tx), rx }
     }
 
+    /// Sends `line`.
     pub async fn send(&self, line: pb::PatientLine) {
         self.tx
             .as_ref()
@@ -463,6 +474,7 @@ impl Conversation {
             .map(|line| line.map(|l| l.kind.expect("every doctor line has a kind")))
     }
 
+    /// The next doctor line, which must be the greeting.
     pub async fn greeting(&mut self) -> pb::Session {
         match self.next().await {
             Some(Ok(doctor_line::Kind::Greeting(session))) => session,
@@ -470,6 +482,7 @@ impl Conversation {
         }
     }
 
+    /// The next doctor line, which must be a reply.
     pub async fn reply(&mut self) -> pb::ReplyResponse {
         match self.next().await {
             Some(Ok(doctor_line::Kind::Reply(reply))) => reply,

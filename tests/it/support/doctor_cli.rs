@@ -134,6 +134,7 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// Opens a pseudo-terminal pair.
     pub fn open() -> Self {
         // SAFETY: plain libc calls on a descriptor this function owns; `name` is a buffer of the
         // length passed, which ptsname_r NUL-terminates.
@@ -173,6 +174,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// Starts `township doctor ARGS` against `doctor` on a new terminal.
     pub fn start(doctor: &Practice, args: &[&str]) -> Self {
         let terminal = Terminal::open();
         let mut command = doctor.command(args);

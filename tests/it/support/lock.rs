@@ -17,6 +17,7 @@ use crate::support::{grpcurl::grpcurl_call, wait::wait_until};
 use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
 use township_tests::{Output, ServiceProcess, spawn_service, township};
 
+/// A raw lock-service client.
 pub type Rpc = LockServiceClient<Channel>;
 
 /// A generous bound for anything that should happen "at once" on a loaded machine.
@@ -41,6 +42,7 @@ pub async fn lock_server() -> (TempDir, ServiceProcess, Rpc) {
     (dir, server, rpc)
 }
 
+/// One resource in `mode`.
 pub fn target(resource: &str, mode: pb::Mode) -> pb::LockTarget {
     pb::LockTarget {
         resource: resource.into(),
@@ -48,6 +50,7 @@ pub fn target(resource: &str, mode: pb::Mode) -> pb::LockTarget {
     }
 }
 
+/// `d` as a protobuf duration.
 pub fn duration(d: Duration) -> Option<prost_types::Duration> {
     Some(prost_types::Duration::try_from(d).unwrap())
 }
@@ -75,6 +78,7 @@ pub fn ask_ttl(
     }
 }
 
+/// Acquire.
 pub async fn acquire(rpc: &Rpc, request: pb::AcquireRequest) -> Result<pb::Lease, Status> {
     rpc.clone().acquire(request).await.map(|r| r.into_inner())
 }
@@ -97,6 +101,7 @@ pub async fn granted_soon(task: JoinHandle<Result<pb::Lease, Status>>) -> pb::Le
         .expect("the waiter is granted")
 }
 
+/// Release.
 pub async fn release(rpc: &Rpc, lease_id: &str) -> Result<(), Status> {
     let request = pb::ReleaseRequest {
         lease_id: lease_id.into(),
@@ -104,6 +109,7 @@ pub async fn release(rpc: &Rpc, lease_id: &str) -> Result<(), Status> {
     rpc.clone().release(request).await.map(drop)
 }
 
+/// Refresh.
 pub async fn refresh(rpc: &Rpc, lease_id: &str) -> Result<(), Status> {
     let request = pb::RefreshRequest {
         lease_id: lease_id.into(),
@@ -157,6 +163,7 @@ pub async fn wait_for_waiters(rpc: &Rpc, resource: &str, expected: &[&str]) {
     .await;
 }
 
+/// `owners` as owned strings, to compare with [`holders`] and [`waiters`].
 pub fn strings(owners: &[&str]) -> Vec<String> {
     owners.iter().map(|s| s.to_string()).collect()
 }
@@ -202,6 +209,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// Opens a Session stream.
     pub async fn open(rpc: &Rpc) -> Session {
         let (requests, rx) = mpsc::channel(16);
         let answers = rpc
@@ -213,11 +221,13 @@ impl Session {
         Session { requests, answers }
     }
 
+    /// Asks for `request` as request `request_id`.
     pub async fn acquire(&self, request_id: u64, request: pb::AcquireRequest) {
         self.send(request_id, pb::session_request::Op::Acquire(request))
             .await;
     }
 
+    /// Releases `lease_id` as request `request_id`.
     pub async fn release(&self, request_id: u64, lease_id: &str) {
         let release = pb::ReleaseRequest {
             lease_id: lease_id.into(),
@@ -226,6 +236,7 @@ impl Session {
             .await;
     }
 
+    /// Sends `op` as request `request_id`.
     pub async fn send(&self, request_id: u64, op: pb::session_request::Op) {
         let request = pb::SessionRequest {
             request_id,

@@ -1,4 +1,8 @@
-//! What the integration tests share, one module per concern.
+//! What the integration tests share, one module per concern: starting and stopping servers
+//! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
+//! (`cli`) and grpcurl (`grpcurl`); per service, its calls and checks (`bank`, `chat`, `doctor`,
+//! `lock`, `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's
+//! machinery (`chaos`). Test files hold only tests.
 
 pub mod bank;
 pub mod bank_cli;

@@ -16,6 +16,7 @@ use township_proto::phonebook::v1::{
 };
 use township_tests::{Output, ServiceProcess};
 
+/// A phone book client.
 pub type Rpc = PhoneBookServiceClient<Channel>;
 
 /// The service's fully qualified name (health, reflection, grpcurl).
@@ -54,6 +55,7 @@ pub fn us_e164(n: u32) -> String {
     format!("+1201555{n:04}")
 }
 
+/// The request to add an entry.
 pub fn request(name: &str, number: &str, label: &str) -> pb::AddEntryRequest {
     pb::AddEntryRequest {
         name: name.into(),
@@ -62,6 +64,7 @@ pub fn request(name: &str, number: &str, label: &str) -> pb::AddEntryRequest {
     }
 }
 
+/// AddEntry.
 pub async fn add(rpc: &Rpc, name: &str, number: &str, label: &str) -> Result<pb::Entry, Status> {
     rpc.clone()
         .add_entry(request(name, number, label))
@@ -107,11 +110,13 @@ pub async fn batch_added(rpc: &Rpc, requests: Vec<pb::AddEntryRequest>) -> Vec<p
     outcomes.iter().map(|o| accepted(o).clone()).collect()
 }
 
+/// GetEntry.
 pub async fn get(rpc: &Rpc, id: &str) -> Result<pb::Entry, Status> {
     let request = pb::GetEntryRequest { id: id.into() };
     rpc.clone().get_entry(request).await.map(|r| r.into_inner())
 }
 
+/// Lookup: the entries.
 pub async fn lookup(rpc: &Rpc, name: &str) -> Result<Vec<pb::Entry>, Status> {
     let request = pb::LookupRequest { name: name.into() };
     rpc.clone()
@@ -120,6 +125,7 @@ pub async fn lookup(rpc: &Rpc, name: &str) -> Result<Vec<pb::Entry>, Status> {
         .map(|r| r.into_inner().entries)
 }
 
+/// One Search page.
 pub async fn search(
     rpc: &Rpc,
     query: &str,
@@ -143,6 +149,7 @@ pub async fn search_from(rpc: &Rpc, query: &str, page_size: i32, token: &str) ->
     .await
 }
 
+/// One ListEntries page.
 pub async fn list(
     rpc: &Rpc,
     page_size: i32,
@@ -211,6 +218,7 @@ pub async fn update(
         .map(|r| r.into_inner())
 }
 
+/// DeleteEntry (`etag` may be empty).
 pub async fn delete(rpc: &Rpc, id: &str, etag: &str) -> Result<(), Status> {
     let request = pb::DeleteEntryRequest {
         id: id.into(),
@@ -244,10 +252,12 @@ pub fn id_number(entry: &pb::Entry) -> i64 {
         .unwrap_or_else(|_| panic!("ids are whole numbers: {entry:?}"))
 }
 
+/// The ids of `entries`, in order.
 pub fn ids(entries: &[pb::Entry]) -> Vec<String> {
     entries.iter().map(|e| e.id.clone()).collect()
 }
 
+/// The names of `entries`, in order.
 pub fn names(entries: &[pb::Entry]) -> Vec<String> {
     entries.iter().map(|e| e.name.clone()).collect()
 }
@@ -268,6 +278,7 @@ pub fn millis(ts: &Option<prost_types::Timestamp>) -> i64 {
     ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
 }
 
+/// Now, in ms since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

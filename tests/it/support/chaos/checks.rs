@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// The chaos plan's seed: `BANK_INVARIANT_SEED`, or one from the clock.
 pub fn seed() -> u64 {
     match std::env::var("BANK_INVARIANT_SEED") {
         Ok(text) => text

@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// A mutation a client asks for.
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
     Deposit { account: usize, cents: i64 },
@@ -35,6 +36,7 @@ impl Op {
 /// A ledger row an applied request writes: (account, kind, signed amount, counterparty).
 pub type Row = (usize, &'static str, i64, Option<usize>);
 
+/// How a request was finally answered.
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// Answered with a receipt: applied exactly once.
@@ -64,6 +66,7 @@ pub enum Answer {
     Retry(Status),
 }
 
+/// What one attempt's answer means for the request.
 pub fn classify(result: Result<pb::Receipt, Status>) -> Answer {
     match result {
         Ok(receipt) => Answer::Applied(receipt),
@@ -113,6 +116,7 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Counts an attempt that failed with `status`.
     pub fn note_error(&self, status: &Status) {
         *self
             .errors
@@ -186,6 +190,7 @@ pub async fn drive(
     }
 }
 
+/// Now, in ms since the Unix epoch.
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -193,6 +198,7 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The name of replica `replica` in messages.
 pub fn replica_name(replica: usize) -> &'static str {
     ["bank-a", "bank-b"][replica]
 }

@@ -13,6 +13,7 @@ pub struct Replica {
 pub struct InFlight<'a>(pub &'a AtomicUsize);
 
 impl<'a> InFlight<'a> {
+    /// Counts one call in flight until dropped.
     pub fn enter(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::SeqCst);
         Self(counter)

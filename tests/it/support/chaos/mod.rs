@@ -51,7 +51,9 @@ pub const RESOLVE_BUDGET: Duration = Duration::from_secs(45);
 /// bank replicas while the lock-server is frozen (each also kills the lock-server): 9 bank-server
 /// and 5 lock-server kills in all.
 pub const PLAIN_BANK_KILLS: usize = 1;
+/// Plain kill -9s of the lock-server (see [`PLAIN_BANK_KILLS`]).
 pub const PLAIN_LOCK_KILLS: usize = 1;
+/// Kill -9s of both bank replicas while the lock-server is frozen (see [`PLAIN_BANK_KILLS`]).
 pub const FREEZE_KILLS: usize = 4;
 /// The least the workload must get answered for the run to count.
 pub const MIN_ANSWERED: usize = 1_000;
@@ -67,13 +69,16 @@ pub const REPLICA_FLAGS: &[&str] = &[
     "--test-delay-after-commit",
     "5ms",
 ];
+/// The account holders and their PINs.
 pub const HOLDERS: [(&str, &str); 3] = [("Ada", "1111"), ("Bob", "2222"), ("Cy", "3333")];
+/// How many accounts each holder opens.
 pub const ACCOUNTS_PER_HOLDER: usize = 2;
 
 /// SplitMix64: small, seedable, good enough to pick operations and moments.
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next number.
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -92,6 +97,7 @@ impl Rng {
         low + self.next() % (high - low + 1)
     }
 
+    /// A duration of `low..=high` ms.
     pub fn millis(&mut self, low: u64, high: u64) -> Duration {
         Duration::from_millis(self.between(low, high))
     }
