@@ -16,7 +16,7 @@ use std::{
 
 use crate::support::{
     cli::{LIMIT, json_lines, piped},
-    doctor::doctor_server,
+    doctor::{self, DOCTOR_TRANSCRIPT, doctor_server},
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -73,7 +73,7 @@ impl Practice {
     }
 }
 
-/// The doctor's own files: Township's script and the transcript replayed against it.
+/// A file of the doctor service (its script).
 pub fn doctor_file(path: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../services/doctor")
@@ -81,26 +81,19 @@ pub fn doctor_file(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The first `n` exchanges of the engine's transcript (`> input`, then `< expected text`).
+/// The first `n` exchanges of the engine's transcript (input, expected text).
 pub fn transcript(n: usize) -> Vec<(String, String)> {
-    let text = doctor_file("tests/transcripts/doctor.txt");
-    let mut exchanges = Vec::new();
-    let mut input = None;
-    for line in text.lines().map(str::trim_end) {
-        if let Some(said) = line.strip_prefix("> ") {
-            input = Some(said.to_owned());
-        } else if let Some(answer) = line.strip_prefix("< ") {
-            let said = input.take().expect("a `>` line before each `<` line");
-            exchanges.push((said, answer.to_owned()));
-        }
-    }
+    let exchanges = doctor::transcript(DOCTOR_TRANSCRIPT);
     assert!(
         exchanges.len() >= n,
         "the transcript has {}",
         exchanges.len()
     );
-    exchanges.truncate(n);
     exchanges
+        .into_iter()
+        .take(n)
+        .map(|line| (line.input, line.expected))
+        .collect()
 }
 
 /// The script's greeting as the engine gives it: the words of its first list, one space apart.
