@@ -706,8 +706,7 @@ async fn hostile_and_unicode_names_are_just_names_and_nothing_leaves_the_data_di
     let root = tempfile::tempdir().unwrap();
     let cwd = root.path().join("a").join("b");
     std::fs::create_dir_all(&cwd).unwrap();
-    let server = LocalDoctor::start(&cwd, "data").await;
-    let rpc = server.client().await;
+    let (_server, rpc) = doctor_in(&cwd, "data").await;
 
     let ordinary = visit(&rpc, "Ordinary Olga").await;
     say(&rpc, &ordinary.session_id, "Hello.").await;

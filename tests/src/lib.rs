@@ -126,7 +126,17 @@ pub async fn spawn_service_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, "127.0.0.1:0", args, env).await
+    start_service(binary_name, "127.0.0.1:0", args, env, None).await
+}
+
+/// [`spawn_service`] in the working directory `cwd` (the harness otherwise starts servers in the
+/// test's own): for what a server does with relative paths.
+pub async fn spawn_service_in(
+    cwd: &Path,
+    binary_name: &str,
+    args: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, "127.0.0.1:0", args, &[], Some(cwd)).await
 }
 
 /// [`spawn_service`] on a fixed `listen` address, e.g. `127.0.0.1:<port>` from [`free_port`]: for
@@ -136,7 +146,7 @@ pub async fn spawn_service_at(
     listen: &str,
     args: &[&str],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, listen, args, &[]).await
+    start_service(binary_name, listen, args, &[], None).await
 }
 
 async fn start_service(
@@ -144,8 +154,12 @@ async fn start_service(
     listen: &str,
     args: &[&str],
     env: &[(&str, &str)],
+    cwd: Option<&Path>,
 ) -> anyhow::Result<ServiceProcess> {
     let mut command = Command::new(binary(binary_name));
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(["--listen", listen])
         .args(args)

@@ -5,16 +5,17 @@
 
 use std::{path::Path, time::Duration};
 
-use crate::support::{
-    process::{CALL_TIMEOUT, try_server},
-    status::{expect_code, reason},
-};
 use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 use tempfile::TempDir;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
 use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
 use township_tests::ServiceProcess;
+
+use crate::support::{
+    process::{CALL_TIMEOUT, try_server},
+    status::{expect_code, reason},
+};
 
 /// A bank client.
 pub type Rpc = BankServiceClient<Channel>;

@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 
+use tempfile::TempDir;
+use tokio::process::Command;
+use township_tests::{Output, ServiceProcess, run, township};
+
 use crate::support::{
     bank::{bank_server, lock_server},
     cli::{LIMIT, json, piped},
 };
-use tempfile::TempDir;
-use tokio::process::Command;
-use township_tests::{Output, ServiceProcess, run, township};
 
 /// The PIN every test holder uses, unless a test says otherwise.
 pub const PIN: &str = "4321";

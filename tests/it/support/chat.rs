@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{grpcurl::grpcurl_command, process::*, wait::within};
 use chrono::{DateTime, SecondsFormat};
 use tempfile::TempDir;
 use tonic::{
@@ -18,6 +17,8 @@ use township_proto::chat::v1::{
     self as pb, chat_event::Kind, chat_service_client::ChatServiceClient,
 };
 use township_tests::ServiceProcess;
+
+use crate::support::{grpcurl::grpcurl_command, process::*, wait::within};
 
 /// A chat client.
 pub type Rpc = ChatServiceClient<Channel>;

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{cli::LIMIT, wait::wait_until};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::{
@@ -24,6 +23,8 @@ use township_proto::chat::v1::{
     chat_service_client::ChatServiceClient,
 };
 use township_tests::{Output, ServiceProcess, free_port, run, spawn_service_at, township};
+
+use crate::support::{cli::LIMIT, wait::wait_until};
 
 /// A chat-server on a fixed address and its own data directory, so it can be restarted in place.
 pub struct Chat {

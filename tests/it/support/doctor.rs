@@ -4,26 +4,22 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::support::{grpcurl::grpcurl_call, process::*, status::expect_code};
 use tempfile::TempDir;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{
     Code, Status, Streaming,
     transport::{Channel, Endpoint},
 };
-use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::doctor::v1::{
     self as pb, doctor_line, doctor_service_client::DoctorServiceClient, patient_line,
 };
-use township_tests::{Output, ServiceProcess, binary, health_status};
+use township_tests::{Output, ServiceProcess, spawn_service_in};
+
+use crate::support::{grpcurl::grpcurl_call, process::*, status::expect_code};
 
 /// A doctor client.
 pub type Rpc = DoctorServiceClient<Channel>;
@@ -354,61 +350,14 @@ pub fn tree(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A doctor-server started in a working directory of the test's choosing (the harness starts
-/// servers in the test's own). Killed when dropped.
-pub struct LocalDoctor {
-    _child: tokio::process::Child,
-    pub addr: std::net::SocketAddr,
-}
-
-impl LocalDoctor {
-    /// A doctor-server started in `cwd` with `--data-dir data_dir`, once SERVING.
-    pub async fn start(cwd: &Path, data_dir: &str) -> Self {
-        let mut child = tokio::process::Command::new(binary("doctor-server"))
-            .current_dir(cwd)
-            .args(["--listen", "127.0.0.1:0", "--data-dir", data_dir])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("doctor-server starts");
-        let stdout = child.stdout.take().unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(30), async {
-            BufReader::new(stdout).lines().next_line().await
-        })
+/// A doctor-server started in `cwd` with `--data-dir data_dir` (a relative one is taken from
+/// `cwd`), and a client of it.
+pub async fn doctor_in(cwd: &Path, data_dir: &str) -> (ServiceProcess, Rpc) {
+    let server = spawn_service_in(cwd, "doctor-server", &["--data-dir", data_dir])
         .await
-        .expect("a `listening on` line in time")
-        .unwrap()
-        .expect("a first stdout line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .expect("listening on ...")
-            .parse()
-            .unwrap();
-        let serving = tokio::time::timeout(Duration::from_secs(30), async {
-            while !matches!(health_status(addr, "").await, Ok(ServingStatus::Serving)) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        assert!(serving.is_ok(), "SERVING in time");
-        Self {
-            _child: child,
-            addr,
-        }
-    }
-
-    /// A client of it.
-    pub async fn client(&self) -> Rpc {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .timeout(CALL_TIMEOUT)
-            .connect()
-            .await
-            .unwrap();
-        DoctorServiceClient::new(channel)
-    }
+        .expect("the doctor-server starts");
+    let rpc = client(&server).await;
+    (server, rpc)
 }
 
 // ----- Converse -----

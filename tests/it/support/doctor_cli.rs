@@ -14,10 +14,6 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{
-    cli::{LIMIT, json_lines, piped},
-    doctor::{self, DOCTOR_TRANSCRIPT, doctor_server},
-};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -26,6 +22,11 @@ use tokio::{
     process::{Child, Command},
 };
 use township_tests::{Output, ServiceProcess, run, township};
+
+use crate::support::{
+    cli::{LIMIT, json_lines, piped},
+    doctor::{self, DOCTOR_TRANSCRIPT, doctor_server},
+};
 
 /// A doctor-server (Township's own script) on a fresh data directory.
 pub struct Practice {

@@ -13,9 +13,10 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, transport::Channel};
 
-use crate::support::{grpcurl::grpcurl_call, wait::wait_until};
 use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
 use township_tests::{Output, ServiceProcess, spawn_service, township};
+
+use crate::support::{grpcurl::grpcurl_call, wait::wait_until};
 
 /// A raw lock-service client.
 pub type Rpc = LockServiceClient<Channel>;

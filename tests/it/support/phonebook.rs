@@ -7,7 +7,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::support::{grpcurl::grpcurl_call, process::*};
 use tempfile::TempDir;
 use tokio_stream::StreamExt;
 use tonic::{Status, transport::Channel};
@@ -15,6 +14,8 @@ use township_proto::phonebook::v1::{
     self as pb, add_result::Outcome, phone_book_service_client::PhoneBookServiceClient,
 };
 use township_tests::{Output, ServiceProcess};
+
+use crate::support::{grpcurl::grpcurl_call, process::*};
 
 /// A phone book client.
 pub type Rpc = PhoneBookServiceClient<Channel>;

@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use crate::support::{
-    cli::{LIMIT, json_lines},
-    phonebook::phonebook_server,
-};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::Command;
 use township_tests::{Output, ServiceProcess, run, township};
+
+use crate::support::{
+    cli::{LIMIT, json_lines},
+    phonebook::phonebook_server,
+};
 
 /// A phonebook-server on a fresh data directory.
 pub struct Book {
