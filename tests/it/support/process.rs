@@ -2,14 +2,13 @@
 //! server on a data directory, a fixed address for one restarted on the same port, a channel with
 //! the tests' timeouts, and a stop that checks how the server exited.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{path::Path, time::Duration};
 
-use tokio::process::Command;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use tonic::transport::{Channel, Endpoint};
 use township_tests::{
-    Output, ServiceProcess, binary, free_port, health_status, run, spawn_service, spawn_service_at,
+    Output, ServiceProcess, command, free_port, health_status, run, spawn_service, spawn_service_at,
 };
 
 /// The longest any single call may take before the test calls it hung.
@@ -97,14 +96,8 @@ pub fn free_port_range() -> u16 {
 /// Runs `binary` with `args` and `env` to its end (bounded: 20 s), for servers that must refuse
 /// to start, and returns its output.
 pub async fn run_binary(binary_name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(binary(binary_name));
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = command(binary_name);
+    command.args(args).envs(env.iter().copied());
     run(command, Duration::from_secs(20)).await
 }
 
