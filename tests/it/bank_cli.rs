@@ -3,155 +3,16 @@
 //! amounts, one-line errors with their exit codes, retries with the same request id while the
 //! bank answers UNAVAILABLE, and an ATM session driven through piped stdin.
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    time::{Duration, Instant},
+use std::process::Stdio;
+
+use tokio::process::Command;
+use township_tests::{Output, binary, closed_port, health_status, run, township};
+
+use crate::support::{
+    bank_cli::*,
+    cli::{LIMIT, json, one_error_line},
+    wait::wait_until,
 };
-
-use tempfile::TempDir;
-use tokio::{io::AsyncWriteExt, process::Command};
-use township_tests::{
-    Output, ServiceProcess, binary, closed_port, health_status, run, spawn_service, township,
-};
-
-/// How long one CLI run may take on a loaded machine.
-const LIMIT: Duration = Duration::from_secs(60);
-/// The PIN every test holder uses, unless a test says otherwise.
-const PIN: &str = "4321";
-
-/// A bank-server (and, usually, the lock-server it uses), each on a fresh data directory.
-struct Town {
-    bank: ServiceProcess,
-    bank_dir: TempDir,
-    _lock: Option<(ServiceProcess, TempDir)>,
-}
-
-/// A running lock-server and a bank-server that uses it.
-async fn town() -> Town {
-    let lock_dir = tempfile::tempdir().unwrap();
-    let lock = spawn_service("lock-server", &["--data-dir", path(&lock_dir)])
-        .await
-        .unwrap();
-    let (bank, bank_dir) = bank_server(&lock.addr.to_string(), &[]).await;
-    Town {
-        bank,
-        bank_dir,
-        _lock: Some((lock, lock_dir)),
-    }
-}
-
-/// A bank-server whose lock service is at `lock_addr` (which may be down), with `extra` flags.
-async fn bank_server(lock_addr: &str, extra: &[&str]) -> (ServiceProcess, TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["--data-dir", path(&dir), "--lock-addr", lock_addr];
-    args.extend_from_slice(extra);
-    let bank = spawn_service("bank-server", &args).await.unwrap();
-    (bank, dir)
-}
-
-fn path(dir: &TempDir) -> &str {
-    dir.path().to_str().expect("a UTF-8 temp path")
-}
-
-impl Town {
-    /// The admin token file the bank-server wrote in its data directory.
-    fn admin_token_file(&self) -> PathBuf {
-        self.bank_dir.path().join("admin-token")
-    }
-
-    /// `township --addr <bank> ARGS`, with TOWNSHIP_BANK_PIN set to `pin` (or unset).
-    fn command(&self, args: &[&str], pin: Option<&str>) -> Command {
-        let mut command = township();
-        command
-            .arg("--addr")
-            .arg(self.bank.addr.to_string())
-            .args(args)
-            .env_remove("TOWNSHIP_BANK_PIN")
-            .env_remove("TOWNSHIP_BANK_ADMIN_TOKEN_FILE");
-        if let Some(pin) = pin {
-            command.env("TOWNSHIP_BANK_PIN", pin);
-        }
-        command
-    }
-
-    /// Runs `township --addr <bank> bank ARGS` as a customer whose PIN is `pin`.
-    async fn bank(&self, args: &[&str], pin: &str) -> Output {
-        let mut full = vec!["bank"];
-        full.extend_from_slice(args);
-        run(self.command(&full, Some(pin)), LIMIT).await
-    }
-
-    /// Runs `township bank ARGS --name NAME` with the usual PIN.
-    async fn bank_as(&self, name: &str, args: &[&str]) -> Output {
-        let mut full = args.to_vec();
-        full.extend(["--name", name]);
-        self.bank(&full, PIN).await
-    }
-
-    /// Runs a staff command, `township bank ARGS --admin-token-file <the bank's>`.
-    async fn staff(&self, args: &[&str], pin: &str) -> Output {
-        let token_file = self.admin_token_file();
-        let mut full = args.to_vec();
-        full.extend(["--admin-token-file", token_file.to_str().unwrap()]);
-        self.bank(&full, pin).await
-    }
-
-    /// Opens an account for `name` with `initial` and returns its id.
-    async fn open(&self, name: &str, initial: &str) -> String {
-        let out = self
-            .staff(
-                &["--json", "open", "--name", name, "--initial", initial],
-                PIN,
-            )
-            .await;
-        json(&out)["account_id"]
-            .as_str()
-            .expect("an account id")
-            .to_owned()
-    }
-
-    /// The balance of `account` in cents, asked through the CLI as `name`.
-    async fn balance(&self, name: &str, account: &str) -> i64 {
-        let out = self.bank_as(name, &["balance", account, "--json"]).await;
-        json(&out)["balance_cents"].as_i64().expect("cents")
-    }
-
-    /// Runs `township atm ARGS` with `answers` piped into its stdin.
-    async fn atm(&self, args: &[&str], answers: &str) -> Output {
-        let mut full = vec!["atm"];
-        full.extend_from_slice(args);
-        let mut command = self.command(&full, None);
-        command.stdin(Stdio::piped());
-        let mut child = command.spawn().expect("the ATM starts");
-        let mut stdin = child.stdin.take().expect("a stdin pipe");
-        stdin.write_all(answers.as_bytes()).await.unwrap();
-        drop(stdin);
-        let output = tokio::time::timeout(LIMIT, child.wait_with_output())
-            .await
-            .expect("the ATM finishes")
-            .unwrap();
-        Output {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-/// The single JSON object a successful `--json` command printed.
-fn json(out: &Output) -> serde_json::Value {
-    assert_eq!(out.code, Some(0), "{out:?}");
-    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("JSON ({e}): {out:?}"))
-}
-
-/// The one stderr line of a failed command, checked to be in the CLI's format.
-fn one_error_line(out: &Output) -> &str {
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {out:?}");
-    assert!(lines[0].starts_with("township: "), "{out:?}");
-    lines[0]
-}
 
 #[tokio::test]
 async fn open_reports_the_initial_deposit_exactly_in_cents_and_as_text() {
@@ -353,7 +214,7 @@ async fn staff_commands_need_the_admin_token_and_interest_credits_every_account(
 async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back() {
     let lock_port = closed_port();
     let lock_addr = format!("127.0.0.1:{lock_port}");
-    let (bank, bank_dir) = bank_server(&lock_addr, &["--lock-wait", "1s"]).await;
+    let (bank, bank_dir) = bank_using(&lock_addr, &["--lock-wait", "1s"]).await;
     let town = Town {
         bank,
         bank_dir,
@@ -373,8 +234,12 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
     assert!(line.contains("lock service is unavailable"), "{line}");
     assert!(!line.contains("cannot reach"), "{line}");
 
-    let started = Instant::now();
-    let deposit = town
+    wait_until("the bank logs the refusal", LIMIT, async || {
+        refused_deposits(&town) >= 1
+    })
+    .await;
+    let refused_before = refused_deposits(&town);
+    let mut deposit = town
         .command(
             &["bank", "deposit", &ada, "2.50", "--name", "Ada", "--json"],
             Some(PIN),
@@ -382,7 +247,17 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
         .args(["--retries", "8"])
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(
+        "the bank answers the deposit UNAVAILABLE (its log says so)",
+        LIMIT,
+        async || refused_deposits(&town) > refused_before,
+    )
+    .await;
+    assert!(
+        deposit.try_wait().unwrap().is_none(),
+        "after an UNAVAILABLE the deposit waits for the lock service: {}",
+        town.bank.logs()
+    );
     let lock_dir = tempfile::tempdir().unwrap();
     let _lock = Command::new(binary("lock-server"))
         .args(["--listen", &lock_addr, "--data-dir", path(&lock_dir)])
@@ -401,10 +276,6 @@ async fn a_deposit_is_retried_with_its_request_id_until_the_lock_service_is_back
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "it waited for the lock service"
-    );
     let receipt = json(&out);
     assert_eq!(receipt["balance_cents"], 1250, "{receipt}");
     assert!(health_status(town.bank.addr, "").await.is_ok());

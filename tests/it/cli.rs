@@ -3,13 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use township_tests::{Output, closed_port, run, spawn_service, township};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use township_tests::{closed_port, spawn_service, township};
 
-async fn township_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = township();
-    command.args(args).envs(env.iter().copied());
-    run(command, Duration::from_secs(60)).await
-}
+use crate::support::{cli::township_with, wait::within};
 
 #[tokio::test]
 async fn township_time_prints_the_ctime_line_then_the_greeting() {
@@ -89,13 +86,28 @@ async fn township_time_watch_prints_a_line_per_interval_until_the_server_stops()
     let addr = server.addr.to_string();
     let mut command = township();
     command.args(["time", "--addr", &addr, "--watch", "--interval", "200ms"]);
-    let cli = command.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut cli = command.spawn().unwrap();
+    let mut stdout = BufReader::new(cli.stdout.take().expect("a stdout pipe")).lines();
+    let mut lines = Vec::new();
+    within("two ticks", Duration::from_secs(20), async {
+        while lines.len() < 2 {
+            let tick = stdout.next_line().await.unwrap();
+            lines.push(tick.expect("a tick before the end"));
+        }
+    })
+    .await;
     server.signal(libc::SIGTERM);
-    let out = tokio::time::timeout(Duration::from_secs(20), cli.wait_with_output())
-        .await
-        .expect("the CLI ends when the stream ends")
-        .unwrap();
+    let out = within(
+        "the CLI ends when the stream ends",
+        Duration::from_secs(20),
+        async {
+            while let Some(line) = stdout.next_line().await.unwrap() {
+                lines.push(line);
+            }
+            cli.wait_with_output().await.unwrap()
+        },
+    )
+    .await;
     assert_eq!(
         server
             .wait_exit(Duration::from_secs(15))
@@ -104,13 +116,11 @@ async fn township_time_watch_prints_a_line_per_interval_until_the_server_stops()
         Some(0)
     );
     assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines.len() >= 3,
         "several ticks then the greeting: {lines:?}"
     );
-    assert_eq!(lines.last(), Some(&"Have a nice day!"));
+    assert_eq!(lines.last().map(String::as_str), Some("Have a nice day!"));
     for line in &lines[..lines.len() - 1] {
         chrono::NaiveDateTime::parse_from_str(line, "%a %b %e %H:%M:%S %Y").expect("ctime text");
     }

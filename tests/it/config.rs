@@ -3,17 +3,13 @@
 use std::time::Duration;
 
 use township_proto::time::v1::{GetTimeRequest, time_service_client::TimeServiceClient};
-use township_tests::{binary, run, spawn_service_with_env};
+use township_tests::spawn_service_with_env;
 
+use crate::support::process::run_binary;
+
+/// Runs the time-server with `args` and `env` to its end.
 async fn time_server(args: &[&str], env: &[(&str, &str)]) -> township_tests::Output {
-    let mut command = tokio::process::Command::new(binary("time-server"));
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    run(command, Duration::from_secs(20)).await
+    run_binary("time-server", args, env).await
 }
 
 #[tokio::test]

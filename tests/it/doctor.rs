@@ -9,401 +9,18 @@
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
-    process::Stdio,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use tempfile::TempDir;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    sync::mpsc,
-};
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
-use tonic::{
-    Code, Status, Streaming,
-    transport::{Channel, Endpoint},
-};
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_types::StatusExt;
-use township_proto::doctor::v1::{
-    self as pb, doctor_line, doctor_service_client::DoctorServiceClient, patient_line,
-};
-use township_tests::{
-    Output, ServiceProcess, binary, free_port, grpcurl, health_status, run, spawn_service,
-    spawn_service_at,
-};
+use tonic::Code;
+use township_proto::doctor::v1::{self as pb, doctor_line};
 
-type Rpc = DoctorServiceClient<Channel>;
-
-/// The service's fully qualified name (health, reflection, grpcurl).
-const SERVICE: &str = "township.doctor.v1.DoctorService";
-/// The longest any single call may take before the test calls it hung.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a stopped or killed server may take to exit.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Township's own DOCTOR script's transcript (the engine's tests replay it in-process).
-const DOCTOR_TRANSCRIPT: &str = include_str!("../../services/doctor/tests/transcripts/doctor.txt");
-/// The classic mode's transcript; its header names the seed it was recorded with.
-const CLASSIC_TRANSCRIPT: &str =
-    include_str!("../../services/doctor/tests/transcripts/classic.txt");
-/// The default script's greeting, as `text`.
-const GREETING: &str = "GOOD DAY. I AM HERE TO LISTEN. WHAT IS ON YOUR MIND";
-/// The same greeting for people.
-const DISPLAY_GREETING: &str = "Good day. I am here to listen. What is on your mind?";
-/// The classic doctor's greeting.
-const CLASSIC_GREETING: &str = "Good day. What would you like to talk about?";
-/// What every session ends with.
-const FAREWELL: &str = "Have a nice day!";
-
-// ----- transcripts -----
-
-/// One `> input` and the `< reply` expected to it.
-#[derive(Clone, Debug)]
-struct Line {
-    input: String,
-    expected: String,
-    /// The 1-based line of the expected reply in the transcript file.
-    at: usize,
-}
-
-/// Reads a transcript: `> input` then `< expected reply`; `#` lines and blank lines are comments.
-/// One space after the marker belongs to the syntax; trailing white space is not part of a line.
-fn transcript(text: &str) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut pending: Option<String> = None;
-    for (index, raw) in text.lines().enumerate() {
-        let content = raw.trim_end();
-        if content.trim_start().is_empty() || content.starts_with('#') {
-            continue;
-        }
-        let unmark = |rest: &str| rest.strip_prefix(' ').unwrap_or(rest).to_owned();
-        if let Some(input) = content.strip_prefix('>') {
-            assert!(pending.is_none(), "line {}: two inputs in a row", index + 1);
-            pending = Some(unmark(input));
-        } else if let Some(expected) = content.strip_prefix('<') {
-            let input = pending
-                .take()
-                .unwrap_or_else(|| panic!("line {}: a reply with no input", index + 1));
-            lines.push(Line {
-                input,
-                expected: unmark(expected),
-                at: index + 1,
-            });
-        } else {
-            panic!("line {}: not a transcript line: {raw:?}", index + 1);
-        }
-    }
-    assert!(pending.is_none(), "the transcript ends with an input");
-    lines
-}
-
-/// The seed a transcript's header comment says it was recorded with (`... seeded with N ...`).
-fn transcript_seed(text: &str) -> String {
-    text.lines()
-        .take_while(|line| line.starts_with('#'))
-        .find_map(|line| {
-            let rest = &line[line.find("seeded with ")? + "seeded with ".len()..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            (!digits.is_empty()).then_some(digits)
-        })
-        .expect("the classic transcript's header names its seed")
-}
-
-/// The words of a reply without case or punctuation, to compare `text` with `display_text`.
-fn bare_words(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Asserts that `display` is sentence case of `text`: the same words, the first letter a
-/// capital, nothing shouted but the pronoun I, and a final `.`, `?` or `!`.
-#[track_caller]
-fn assert_sentence_case(text: &str, display: &str) {
-    assert_eq!(
-        bare_words(text),
-        bare_words(display),
-        "{text:?} / {display:?}"
-    );
-    assert!(
-        display.chars().next().is_some_and(char::is_uppercase),
-        "starts with a capital: {display:?}"
-    );
-    assert!(
-        display.ends_with(['.', '?', '!']),
-        "ends a sentence: {display:?}"
-    );
-    for word in display.split_whitespace() {
-        let core = word.trim_end_matches([',', '.', '?', '!']);
-        let shouted = core.chars().skip(1).any(char::is_uppercase);
-        assert!(!shouted, "{word:?} is not shouted in {display:?}");
-    }
-}
-
-// ----- processes -----
-
-/// A doctor-server on `dir`, on `listen` (`None`: an ephemeral port), with `extra` flags.
-async fn doctor_server(dir: &Path, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
-    let mut args = vec!["--data-dir", dir.to_str().expect("a UTF-8 temp path")];
-    args.extend_from_slice(extra);
-    match listen {
-        Some(listen) => spawn_service_at("doctor-server", listen, &args).await,
-        None => spawn_service("doctor-server", &args).await,
-    }
-    .expect("the doctor-server starts")
-}
-
-/// A client with its own connection to `server`.
-async fn client(server: &ServiceProcess) -> Rpc {
-    let channel = Endpoint::from_shared(server.uri())
-        .expect("valid uri")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .expect("connect to the doctor");
-    DoctorServiceClient::new(channel)
-}
-
-/// A doctor (with `extra` flags) on a fresh data directory and a client of it (keep the
-/// `TempDir` alive as long as the server).
-async fn doctor(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = doctor_server(dir.path(), None, extra).await;
-    let rpc = client(&server).await;
-    (dir, server, rpc)
-}
-
-/// A loopback address below the ephemeral range, for a server restarted on the same address.
-fn fixed_address() -> String {
-    format!("127.0.0.1:{}", free_port())
-}
-
-/// Stops `server` with `signal` and waits for it to exit; SIGTERM must end it with code 0.
-async fn stop(mut server: ServiceProcess, signal: libc::c_int) {
-    server.signal(signal);
-    let status = server
-        .wait_exit(EXIT_TIMEOUT)
-        .await
-        .expect("the doctor-server exits");
-    if signal == libc::SIGKILL {
-        assert_eq!(status.code(), None, "killed by a signal");
-    } else {
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "a graceful stop exits 0: {}",
-            server.logs()
-        );
-    }
-}
-
-/// Runs doctor-server with `args` to its end (it must not start serving) and returns its output.
-async fn doctor_server_refusing(args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(binary("doctor-server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    run(command, Duration::from_secs(20)).await
-}
-
-// ----- calls -----
-
-async fn start(rpc: &Rpc, name: &str) -> Result<pb::Session, Status> {
-    let request = pb::StartSessionRequest {
-        patient_name: name.into(),
-    };
-    rpc.clone()
-        .start_session(request)
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// StartSession, which must succeed.
-async fn visit(rpc: &Rpc, name: &str) -> pb::Session {
-    start(rpc, name)
-        .await
-        .unwrap_or_else(|status| panic!("StartSession({name:?}): {status:?}"))
-}
-
-async fn reply(rpc: &Rpc, session_id: &str, text: &str) -> Result<pb::ReplyResponse, Status> {
-    let request = pb::ReplyRequest {
-        session_id: session_id.into(),
-        text: text.into(),
-    };
-    rpc.clone().reply(request).await.map(|r| r.into_inner())
-}
-
-/// Reply, which must succeed.
-async fn say(rpc: &Rpc, session_id: &str, text: &str) -> pb::ReplyResponse {
-    reply(rpc, session_id, text)
-        .await
-        .unwrap_or_else(|status| panic!("Reply({text:?}): {status:?}"))
-}
-
-async fn end(rpc: &Rpc, session_id: &str) -> Result<String, Status> {
-    let request = pb::EndSessionRequest {
-        session_id: session_id.into(),
-    };
-    rpc.clone()
-        .end_session(request)
-        .await
-        .map(|r| r.into_inner().farewell)
-}
-
-async fn history_page(
-    rpc: &Rpc,
-    name: &str,
-    page_size: i32,
-    page_token: &str,
-) -> Result<pb::GetHistoryResponse, Status> {
-    let request = pb::GetHistoryRequest {
-        patient_name: name.into(),
-        page_size,
-        page_token: page_token.into(),
-    };
-    rpc.clone()
-        .get_history(request)
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// A patient's whole history, oldest first, read `page_size` at a time.
-async fn history_in_pages(rpc: &Rpc, name: &str, page_size: i32) -> Vec<pb::Exchange> {
-    let mut exchanges = Vec::new();
-    let mut token = String::new();
-    for _ in 0..100_000 {
-        let page = history_page(rpc, name, page_size, &token)
-            .await
-            .unwrap_or_else(|status| panic!("GetHistory({name:?}): {status:?}"));
-        if page_size > 0 {
-            assert!(
-                page.exchanges.len() <= page_size as usize,
-                "at most {page_size} a page: {page:?}"
-            );
-        }
-        exchanges.extend(page.exchanges);
-        if page.next_page_token.is_empty() {
-            return exchanges;
-        }
-        token = page.next_page_token;
-    }
-    panic!("the history of {name:?} never ends")
-}
-
-/// A patient's whole history, oldest first (in pages of 1000).
-async fn history(rpc: &Rpc, name: &str) -> Vec<pb::Exchange> {
-    history_in_pages(rpc, name, 1000).await
-}
-
-/// (patient text, doctor text) of each exchange.
-fn said(exchanges: &[pb::Exchange]) -> Vec<(String, String)> {
-    exchanges
-        .iter()
-        .map(|e| (e.patient_text.clone(), e.doctor_text.clone()))
-        .collect()
-}
-
-/// What a transcript says should be in the history for `lines`.
-fn expected_said(lines: &[Line]) -> Vec<(String, String)> {
-    lines
-        .iter()
-        .map(|l| (l.input.clone(), l.expected.clone()))
-        .collect()
-}
-
-/// Says every input of `lines` in session `session_id`, asserting each reply's `text` is exactly
-/// the expected one; returns the replies.
-async fn replay(rpc: &Rpc, session_id: &str, lines: &[Line]) -> Vec<pb::ReplyResponse> {
-    let mut replies = Vec::new();
-    for line in lines {
-        let answer = say(rpc, session_id, &line.input).await;
-        assert_eq!(
-            answer.text, line.expected,
-            "transcript line {}: the reply to {:?}",
-            line.at, line.input
-        );
-        replies.push(answer);
-    }
-    replies
-}
-
-/// A unique patient name for this test run.
-fn patient(prefix: &str) -> String {
-    format!("{prefix} {}", uuid::Uuid::new_v4().simple())
-}
-
-fn unix_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
-
-// ----- checks -----
-
-/// Asserts that `result` is the error `code` and returns its status.
-#[track_caller]
-fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Err(status) if status.code() == code => status,
-        other => panic!("expected {code:?}, got {other:?}"),
-    }
-}
-
-/// Asserts that `result` is INVALID_ARGUMENT naming `field`, in the message and as a BadRequest.
-#[track_caller]
-fn expect_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
-    let status = expect_code(result, Code::InvalidArgument);
-    assert!(
-        status.message().starts_with(&format!("{field}: ")),
-        "the message names {field}: {status:?}"
-    );
-    let violations = status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.clone())
-        .unwrap_or_default();
-    assert!(
-        violations.iter().any(|v| v.field == field),
-        "a BadRequest names {field}: {status:?}"
-    );
-    status
-}
-
-/// Asserts that `result` is NOT_FOUND naming the field `session_id` and the id itself.
-#[track_caller]
-fn expect_no_session<T: std::fmt::Debug>(result: Result<T, Status>, session_id: &str) {
-    let status = expect_code(result, Code::NotFound);
-    assert!(
-        status.message().starts_with("session_id"),
-        "the message names session_id: {status:?}"
-    );
-    assert!(
-        status.message().contains(session_id),
-        "the message names the session {session_id:?}: {status:?}"
-    );
-}
+use crate::support::{cli::json, doctor::*, grpcurl::grpcurl_at, process::*, status::*};
 
 // ----- the transcripts over gRPC -----
 
@@ -805,13 +422,6 @@ async fn a_patient_keeps_talking_when_the_server_comes_back_in_another_mode() {
 
 // ----- concurrency -----
 
-/// The memory tag in a MEMORY reply about `YOUR CAT <TAG> PURRS`, if this is one.
-fn cat_tag(text: &str) -> Option<String> {
-    let rest = &text[text.find("YOUR CAT ")? + "YOUR CAT ".len()..];
-    let tag = rest.strip_suffix(" PURRS")?;
-    Some(tag.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_memory_queue() {
     let (_dir, server, rpc) = doctor(&[]).await;
@@ -928,14 +538,20 @@ async fn twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines() {
 
 #[tokio::test]
 async fn an_idle_session_ends_by_itself_and_a_busy_one_stays_open() {
-    let (_dir, _server, rpc) = doctor(&["--idle-timeout", "1s"]).await;
+    let (_dir, server, rpc) = doctor(&["--idle-timeout", "2s"]).await;
     let idle = visit(&rpc, "Idle Ivan").await;
     say(&rpc, &idle.session_id, "Hello.").await;
     let busy = visit(&rpc, "Busy Beatrice").await;
 
-    let until = Instant::now() + Duration::from_secs(4);
+    // The busy patient talks (a line every 100 ms) until the server logs an idle session ended.
+    let until = Instant::now() + Duration::from_secs(30);
     let mut said_lines = 0;
-    while Instant::now() < until {
+    while server.log_line(IDLE_ENDED, Duration::ZERO).await.is_none() {
+        assert!(
+            Instant::now() < until,
+            "no idle session ended within 30 s: {}",
+            server.logs()
+        );
         say(&rpc, &busy.session_id, "I see.").await;
         said_lines += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1089,8 +705,7 @@ async fn hostile_and_unicode_names_are_just_names_and_nothing_leaves_the_data_di
     let root = tempfile::tempdir().unwrap();
     let cwd = root.path().join("a").join("b");
     std::fs::create_dir_all(&cwd).unwrap();
-    let server = LocalDoctor::start(&cwd, "data").await;
-    let rpc = server.client().await;
+    let (_server, rpc) = doctor_in(&cwd, "data").await;
 
     let ordinary = visit(&rpc, "Ordinary Olga").await;
     say(&rpc, &ordinary.session_id, "Hello.").await;
@@ -1186,161 +801,7 @@ async fn a_name_typed_composed_or_decomposed_is_the_same_patient() {
     assert_eq!(history(&rpc, decomposed).await.len(), 1);
 }
 
-/// Every file under `root`, relative to it.
-fn tree(root: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// A doctor-server started in a working directory of the test's choosing (the harness starts
-/// servers in the test's own). Killed when dropped.
-struct LocalDoctor {
-    _child: tokio::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl LocalDoctor {
-    async fn start(cwd: &Path, data_dir: &str) -> Self {
-        let mut child = tokio::process::Command::new(binary("doctor-server"))
-            .current_dir(cwd)
-            .args(["--listen", "127.0.0.1:0", "--data-dir", data_dir])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("doctor-server starts");
-        let stdout = child.stdout.take().unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(30), async {
-            BufReader::new(stdout).lines().next_line().await
-        })
-        .await
-        .expect("a `listening on` line in time")
-        .unwrap()
-        .expect("a first stdout line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .expect("listening on ...")
-            .parse()
-            .unwrap();
-        let serving = tokio::time::timeout(Duration::from_secs(30), async {
-            while !matches!(health_status(addr, "").await, Ok(ServingStatus::Serving)) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        assert!(serving.is_ok(), "SERVING in time");
-        Self {
-            _child: child,
-            addr,
-        }
-    }
-
-    async fn client(&self) -> Rpc {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .timeout(CALL_TIMEOUT)
-            .connect()
-            .await
-            .unwrap();
-        DoctorServiceClient::new(channel)
-    }
-}
-
 // ----- Converse -----
-
-/// An open Converse stream: lines go in through `tx`, doctor lines come out of `rx`.
-struct Conversation {
-    tx: Option<mpsc::Sender<pb::PatientLine>>,
-    rx: Streaming<pb::DoctorLine>,
-}
-
-fn name_line(name: &str) -> pb::PatientLine {
-    pb::PatientLine {
-        kind: Some(patient_line::Kind::PatientName(name.into())),
-    }
-}
-
-fn text_line(text: &str) -> pb::PatientLine {
-    pb::PatientLine {
-        kind: Some(patient_line::Kind::Text(text.into())),
-    }
-}
-
-impl Conversation {
-    /// Opens a Converse stream (no call deadline: a conversation may last).
-    async fn open(server_uri: String) -> Self {
-        let channel = Endpoint::from_shared(server_uri)
-            .unwrap()
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect to the doctor");
-        let (tx, outbound) = mpsc::channel(16);
-        let rx = DoctorServiceClient::new(channel)
-            .converse(ReceiverStream::new(outbound))
-            .await
-            .expect("Converse opens")
-            .into_inner();
-        Self { tx: Some(tx), rx }
-    }
-
-    async fn send(&self, line: pb::PatientLine) {
-        self.tx
-            .as_ref()
-            .expect("the client side is open")
-            .send(line)
-            .await
-            .expect("the stream takes the line");
-    }
-
-    /// Closes the client side.
-    fn close(&mut self) {
-        self.tx = None;
-    }
-
-    /// The next doctor line, an error, or the end (`None`).
-    async fn next(&mut self) -> Option<Result<doctor_line::Kind, Status>> {
-        tokio::time::timeout(CALL_TIMEOUT, self.rx.next())
-            .await
-            .expect("the doctor answers in time")
-            .map(|line| line.map(|l| l.kind.expect("every doctor line has a kind")))
-    }
-
-    async fn greeting(&mut self) -> pb::Session {
-        match self.next().await {
-            Some(Ok(doctor_line::Kind::Greeting(session))) => session,
-            other => panic!("expected a greeting, got {other:?}"),
-        }
-    }
-
-    async fn reply(&mut self) -> pb::ReplyResponse {
-        match self.next().await {
-            Some(Ok(doctor_line::Kind::Reply(reply))) => reply,
-            other => panic!("expected a reply, got {other:?}"),
-        }
-    }
-
-    /// The error the stream ends with.
-    async fn error(&mut self) -> Status {
-        match self.next().await {
-            Some(Err(status)) => status,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn converse_greets_replies_and_says_farewell_when_the_patient_closes() {
@@ -1505,7 +966,10 @@ async fn an_idle_conversation_ends_and_a_late_line_is_not_stored() {
     let session = talk.greeting().await;
     talk.send(text_line("Hello.")).await;
     talk.reply().await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    server
+        .log_line(IDLE_ENDED, Duration::from_secs(30))
+        .await
+        .expect("the idle session ends");
 
     // Either the doctor already said farewell and ended the stream, or the late line is refused
     // with NOT_FOUND naming the session; it is never answered as if nothing happened.
@@ -1695,31 +1159,10 @@ async fn a_custom_script_given_with_script_is_the_one_used() {
 
 // ----- grpcurl and health -----
 
-/// `grpcurl -plaintext -d DATA ADDR township.doctor.v1.DoctorService/METHOD`.
-async fn grpcurl_doctor(server: &ServiceProcess, method: &str, data: &str) -> Output {
-    let mut command = grpcurl();
-    command
-        .args(["-plaintext", "-d", data])
-        .arg(server.addr.to_string())
-        .arg(format!("{SERVICE}/{method}"));
-    run(command, Duration::from_secs(30)).await
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert_eq!(out.code, Some(0), "{out:?}");
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {}", out.stdout))
-}
-
 #[tokio::test]
 async fn grpcurl_starts_a_session_and_gets_a_reply() {
     let (_dir, server, rpc) = doctor(&[]).await;
-    let mut command = grpcurl();
-    command
-        .arg("-plaintext")
-        .arg(server.addr.to_string())
-        .arg("list");
-    let out = run(command, Duration::from_secs(30)).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = grpcurl_at(server.addr, None, &["list"]).await;
     assert!(out.stdout.lines().any(|l| l == SERVICE), "{}", out.stdout);
 
     let session =
@@ -1786,12 +1229,5 @@ async fn grpcurl_starts_a_session_and_gets_a_reply() {
 #[tokio::test]
 async fn health_reports_the_doctor_serving() {
     let (_dir, server, _rpc) = doctor(&[]).await;
-    assert_eq!(
-        health_status(server.addr, SERVICE).await.unwrap(),
-        ServingStatus::Serving
-    );
-    assert_eq!(
-        health_status(server.addr, "").await.unwrap(),
-        ServingStatus::Serving
-    );
+    assert_serving(&server, SERVICE).await;
 }

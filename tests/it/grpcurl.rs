@@ -2,29 +2,9 @@
 
 use std::time::Duration;
 
-use township_tests::{Output, grpcurl, run, spawn_service};
+use township_tests::{run, spawn_service};
 
-/// `grpcurl -plaintext [-d DATA] ADDR ARGS...` (grpcurl wants its flags before the address).
-fn grpcurl_command(
-    addr: std::net::SocketAddr,
-    data: Option<&str>,
-    args: &[&str],
-) -> tokio::process::Command {
-    let mut command = grpcurl();
-    command.arg("-plaintext");
-    if let Some(data) = data {
-        command.args(["-d", data]);
-    }
-    command.arg(addr.to_string()).args(args);
-    command
-}
-
-async fn grpcurl_at(addr: std::net::SocketAddr, data: Option<&str>, args: &[&str]) -> Output {
-    let command = grpcurl_command(addr, data, args);
-    let out = run(command, Duration::from_secs(30)).await;
-    assert_eq!(out.code, Some(0), "grpcurl {args:?}: {out:?}");
-    out
-}
+use crate::support::grpcurl::{grpcurl_at, grpcurl_command};
 
 #[tokio::test]
 async fn grpcurl_list_shows_the_time_health_and_reflection_services() {
@@ -103,6 +83,7 @@ async fn grpcurl_sees_a_bad_zone_as_invalid_argument_with_a_readable_detail() {
     let command = grpcurl_command(
         server.addr,
         Some(data),
+        &[],
         &["township.time.v1.TimeService/GetTime"],
     );
     let out = run(command, Duration::from_secs(30)).await;

@@ -10,7 +10,7 @@ use tonic_health::pb::{
 use township_proto::time::v1::{WatchTimeRequest, time_service_client::TimeServiceClient};
 use township_tests::{health_status, spawn_service};
 
-const TIME_SERVICE: &str = "township.time.v1.TimeService";
+use crate::support::time::TIME_SERVICE;
 
 #[tokio::test]
 async fn health_reports_serving_for_the_server_and_for_the_time_service() {

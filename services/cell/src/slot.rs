@@ -35,6 +35,11 @@ impl<T> Slot<T> {
             .wait_until(Option::is_none, |slot| *slot = Some(item));
     }
 
+    /// How many threads are blocked in [`Self::put`] or [`Self::take`] (see [`Monitor::parked`]).
+    pub fn parked(&self) -> usize {
+        self.item.parked()
+    }
+
     /// Waits until the slot holds an item, then takes it out.
     pub fn take(&self) -> T {
         loop {
@@ -104,6 +109,12 @@ impl<T> BroadcastSlot<T> {
             })
             .collect();
         (slot, handles)
+    }
+
+    /// How many threads are blocked in [`Self::put`] or [`Consumer::take`] (see
+    /// [`Monitor::parked`]).
+    pub fn parked(&self) -> usize {
+        self.round.parked()
     }
 
     /// Waits until every registered consumer has taken the current item, then puts `item`.

@@ -4,12 +4,21 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use township_cell::{BroadcastSlot, Slot};
 
-/// Long enough for a thread that should not be blocked to get through.
-const GRACE: Duration = Duration::from_millis(50);
+/// How long a thread may take to start and block, on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Waits until `parked()` counts `threads` blocked threads; fails the test after [`PATIENCE`].
+fn wait_until_parked(what: &str, threads: usize, parked: impl Fn() -> usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while parked() < threads {
+        assert!(Instant::now() < deadline, "{what} never blocked");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
 
 #[test]
 fn a_slot_hands_over_every_item_exactly_once_in_order() {
@@ -31,7 +40,7 @@ fn put_waits_while_the_slot_is_full() {
             slot.put("second");
             second_put.store(true, Ordering::SeqCst);
         });
-        thread::sleep(GRACE);
+        wait_until_parked("the second put", 1, || slot.parked());
         assert!(
             !second_put.load(Ordering::SeqCst),
             "put went through a full slot"
@@ -52,7 +61,7 @@ fn take_waits_while_the_slot_is_empty() {
             taken.store(true, Ordering::SeqCst);
             item
         });
-        thread::sleep(GRACE);
+        wait_until_parked("the take", 1, || slot.parked());
         assert!(
             !taken.load(Ordering::SeqCst),
             "take returned from an empty slot"
@@ -92,7 +101,7 @@ fn broadcast_put_waits_until_every_consumer_has_taken() {
             second_put.store(true, Ordering::SeqCst);
         })
     };
-    thread::sleep(GRACE);
+    wait_until_parked("the second put", 1, || slot.parked());
     assert!(
         !second_put.load(Ordering::SeqCst),
         "put before consumer 2 took item 1"

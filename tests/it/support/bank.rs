@@ -1,0 +1,370 @@
+//! The bank's test helpers: a lock-server and bank-server (one replica or several sharing a data
+//! directory), one function per RPC with the session or admin token, reading a whole ledger, and
+//! the checks on receipts, errors and ledgers. The bank tests, the CLI tests' servers and the
+//! chaos test (`bank_invariant`) all use them.
+
+use std::{path::Path, time::Duration};
+
+use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+use tempfile::TempDir;
+use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
+use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
+use township_tests::ServiceProcess;
+
+use crate::support::{
+    process::{CALL_TIMEOUT, try_server},
+    status::{expect_code, reason},
+};
+
+/// A bank client.
+pub type Rpc = BankServiceClient<Channel>;
+
+// ----- processes -----
+
+/// A lock-server keeping its fencing epoch in `dir`, on `listen` (`None`: an ephemeral port).
+pub async fn try_lock_server(dir: &Path, listen: Option<&str>) -> anyhow::Result<ServiceProcess> {
+    let args = ["--data-dir", dir.to_str().expect("a UTF-8 temp path")];
+    try_server("lock-server", listen, &args).await
+}
+
+/// [`try_lock_server`], which must start.
+pub async fn lock_server(dir: &Path, listen: Option<&str>) -> ServiceProcess {
+    try_lock_server(dir, listen)
+        .await
+        .expect("the lock-server starts")
+}
+
+/// A bank-server on `data_dir` using the lock service at `lock_addr`, on `listen` (`None`: an
+/// ephemeral port), with `extra` flags.
+pub async fn try_bank_server(
+    data_dir: &Path,
+    lock_addr: &str,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    let mut args = vec![
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 temp path"),
+        "--lock-addr",
+        lock_addr,
+    ];
+    args.extend_from_slice(extra);
+    try_server("bank-server", listen, &args).await
+}
+
+/// [`try_bank_server`], which must start.
+pub async fn bank_server(
+    data_dir: &Path,
+    lock_addr: &str,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> ServiceProcess {
+    try_bank_server(data_dir, lock_addr, listen, extra)
+        .await
+        .expect("the bank-server starts")
+}
+
+/// The staff token the bank-server created in its data directory.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("the bank-server wrote <data-dir>/admin-token")
+        .trim()
+        .to_owned()
+}
+
+/// A client of the bank at `addr` that connects when first used (and again after a restart).
+pub fn client(addr: &str, timeout: Duration) -> Rpc {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .connect_lazy();
+    BankServiceClient::new(channel)
+}
+
+/// A lock-server and one bank-server, each on a fresh temporary directory.
+pub struct TestBank {
+    pub data_dir: TempDir,
+    _lock_dir: TempDir,
+    pub lock: ServiceProcess,
+    pub server: ServiceProcess,
+    pub admin: String,
+    pub rpc: Rpc,
+}
+
+impl TestBank {
+    /// A lock-server and a bank-server with no extra flags.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`TestBank::start`], the bank-server with `extra` flags.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let lock_dir = tempfile::tempdir().unwrap();
+        let data_dir = tempfile::tempdir().unwrap();
+        let lock = lock_server(lock_dir.path(), None).await;
+        let server = bank_server(data_dir.path(), &lock.addr.to_string(), None, extra).await;
+        let admin = admin_token(data_dir.path());
+        let rpc = client(&server.addr.to_string(), CALL_TIMEOUT);
+        Self {
+            data_dir,
+            _lock_dir: lock_dir,
+            lock,
+            server,
+            admin,
+            rpc,
+        }
+    }
+
+    /// Opens an account (as staff) and logs its holder in: (account id, session token).
+    pub async fn customer(&self, name: &str, pin: &str, cents: i64) -> (String, String) {
+        let account = open_account(&self.rpc, &self.admin, name, pin, cents)
+            .await
+            .unwrap();
+        let session = login(&self.rpc, name, pin).await.unwrap();
+        (account.account_id, session.session_token)
+    }
+}
+
+// ----- calls -----
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII token"),
+    );
+    request
+}
+
+/// A fresh client-chosen request id.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// OpenAccount, as staff (`admin` is the admin token), with a fresh request id.
+pub async fn open_account(
+    rpc: &Rpc,
+    admin: &str,
+    name: &str,
+    pin: &str,
+    cents: i64,
+) -> Result<pb::Account, Status> {
+    let request = pb::OpenAccountRequest {
+        holder_name: name.into(),
+        pin: pin.into(),
+        initial_deposit_cents: cents,
+        request_id: request_id(),
+    };
+    rpc.clone()
+        .open_account(authed(admin, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Login.
+pub async fn login(rpc: &Rpc, name: &str, pin: &str) -> Result<pb::LoginResponse, Status> {
+    let request = pb::LoginRequest {
+        holder_name: name.into(),
+        pin: pin.into(),
+    };
+    rpc.clone().login(request).await.map(|r| r.into_inner())
+}
+
+/// GetBalance, with the session `token`.
+pub async fn balance(rpc: &Rpc, token: &str, account: &str) -> Result<i64, Status> {
+    let request = pb::GetBalanceRequest {
+        account_id: account.into(),
+    };
+    rpc.clone()
+        .get_balance(authed(token, request))
+        .await
+        .map(|r| r.into_inner().balance_cents)
+}
+
+/// The request of a deposit or withdrawal.
+pub fn amount(account: &str, cents: i64, id: &str) -> pb::AmountRequest {
+    pb::AmountRequest {
+        account_id: account.into(),
+        amount_cents: cents,
+        request_id: id.into(),
+    }
+}
+
+/// Deposit, with the session `token` and request id `id`.
+pub async fn deposit(
+    rpc: &Rpc,
+    token: &str,
+    account: &str,
+    cents: i64,
+    id: &str,
+) -> Result<pb::Receipt, Status> {
+    let request = authed(token, amount(account, cents, id));
+    rpc.clone().deposit(request).await.map(|r| r.into_inner())
+}
+
+/// Withdraw, with the session `token` and request id `id`.
+pub async fn withdraw(
+    rpc: &Rpc,
+    token: &str,
+    account: &str,
+    cents: i64,
+    id: &str,
+) -> Result<pb::Receipt, Status> {
+    let request = authed(token, amount(account, cents, id));
+    rpc.clone().withdraw(request).await.map(|r| r.into_inner())
+}
+
+/// Transfer, with the session `token` and request id `id`.
+pub async fn transfer(
+    rpc: &Rpc,
+    token: &str,
+    from: &str,
+    to: &str,
+    cents: i64,
+    id: &str,
+) -> Result<pb::Receipt, Status> {
+    let request = pb::TransferRequest {
+        from_account_id: from.into(),
+        to_account_id: to.into(),
+        amount_cents: cents,
+        request_id: id.into(),
+    };
+    rpc.clone()
+        .transfer(authed(token, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// One page of ListTransactions (newest first).
+pub async fn page(
+    rpc: &Rpc,
+    token: &str,
+    account: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<pb::ListTransactionsResponse, Status> {
+    let request = pb::ListTransactionsRequest {
+        account_id: account.into(),
+        page_size,
+        page_token: page_token.into(),
+    };
+    rpc.clone()
+        .list_transactions(authed(token, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The account's whole ledger, read page by page, OLDEST first.
+pub async fn ledger(rpc: &Rpc, token: &str, account: &str) -> Result<Vec<pb::Transaction>, Status> {
+    let mut rows = Vec::new();
+    let mut next = String::new();
+    for _ in 0..10_000 {
+        let reply = page(rpc, token, account, 1000, &next).await?;
+        rows.extend(reply.transactions);
+        if reply.next_page_token.is_empty() {
+            rows.reverse();
+            return Ok(rows);
+        }
+        next = reply.next_page_token;
+    }
+    panic!("the ledger of {account} never ends")
+}
+
+/// ApplyInterest, as staff: (accounts credited, total interest in cents).
+pub async fn apply_interest(rpc: &Rpc, admin: &str, id: &str) -> Result<(i32, i64), Status> {
+    let request = pb::ApplyInterestRequest {
+        request_id: id.into(),
+    };
+    let reply = rpc
+        .clone()
+        .apply_interest(authed(admin, request))
+        .await?
+        .into_inner();
+    Ok((reply.accounts_credited, reply.total_interest_cents))
+}
+
+// ----- checks -----
+
+/// Asserts FAILED_PRECONDITION with ErrorInfo INSUFFICIENT_FUNDS.
+#[track_caller]
+pub fn expect_insufficient_funds<T: std::fmt::Debug>(result: Result<T, Status>) {
+    let status = expect_code(result, Code::FailedPrecondition);
+    assert_eq!(
+        reason(&status).as_deref(),
+        Some("INSUFFICIENT_FUNDS"),
+        "{status:?}"
+    );
+}
+
+/// Asserts that `ledger` (oldest first) adds up: it opens with OPEN, every row's balance_after is
+/// the previous one plus its amount, and the last one is `balance`. Returns the sum of amounts.
+#[track_caller]
+pub fn assert_adds_up(ledger: &[pb::Transaction], balance: i64) -> i64 {
+    assert_eq!(
+        ledger.first().map(|t| t.kind.as_str()),
+        Some("OPEN"),
+        "{ledger:?}"
+    );
+    let mut running = 0i64;
+    for row in ledger {
+        running += row.amount_cents;
+        assert_eq!(
+            row.balance_after_cents, running,
+            "row {row:?} of {ledger:?}"
+        );
+        assert!(row.balance_after_cents >= 0, "never negative: {row:?}");
+    }
+    assert_eq!(running, balance, "the balance is the sum of the ledger");
+    running
+}
+
+/// The kind of each ledger row.
+pub fn kinds(ledger: &[pb::Transaction]) -> Vec<&str> {
+    ledger.iter().map(|t| t.kind.as_str()).collect()
+}
+
+/// Three failed logins for `name`, then the right `pin`: refused for a while, with RetryInfo.
+pub async fn assert_three_strikes_lock(rpc: &Rpc, name: &str, pin: &str) {
+    for strike in 1..=3 {
+        let status = expect_code(login(rpc, name, "0000").await, Code::Unauthenticated);
+        assert!(
+            !status.message().contains("too many"),
+            "strike {strike}: {status:?}"
+        );
+    }
+    let status = expect_code(login(rpc, name, pin).await, Code::ResourceExhausted);
+    assert_eq!(
+        reason(&status).as_deref(),
+        Some("TOO_MANY_ATTEMPTS"),
+        "{status:?}"
+    );
+    let delay = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .unwrap_or_else(|| panic!("RetryInfo with a delay: {status:?}"));
+    assert!(
+        delay > Duration::from_secs(20) && delay <= Duration::from_secs(30),
+        "about 30 s: {delay:?}"
+    );
+}
+
+/// Whether the bank on `data_dir` has committed the request `request_id` (read straight from its
+/// database, which a reply delayed after the commit cannot hide, unlike a read under its locks).
+pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database");
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM requests WHERE request_id = ?1")
+        .bind(request_id)
+        .fetch_one(&mut db)
+        .await
+        .expect("read the bank's requests");
+    found > 0
+}

@@ -1,0 +1,104 @@
+//! The machinery of the bank chaos test (`bank_invariant`): two bank replicas sharing a data
+//! directory and a lock-server, clients that retry every mutation with its request id until it is
+//! answered, the record of what each request was answered, a seeded plan of kill -9s, and the
+//! final check that the ledgers explain every balance.
+
+mod checks;
+mod clients;
+mod cluster;
+mod kills;
+
+pub use checks::*;
+pub use clients::*;
+pub use cluster::*;
+pub use kills::*;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+use tonic::{Code, Status};
+use township_proto::bank::v1 as pb;
+use township_tests::ServiceProcess;
+
+use crate::support::bank::{
+    Rpc, assert_adds_up, balance, client, deposit, ledger, transfer, try_bank_server,
+    try_lock_server, withdraw,
+};
+use crate::support::status::reason;
+
+/// Concurrent clients.
+pub const CLIENTS: usize = 16;
+/// How long the clients keep issuing new requests: at least this long, and until the chaos plan
+/// is done and [`MIN_ANSWERED`] operations are answered (a slow machine gets more time), but
+/// never past [`HARD_STOP`].
+pub const WORKLOAD: Duration = Duration::from_secs(30);
+/// At most this many requests are issued in all.
+pub const MAX_OPS: usize = 20_000;
+/// The workload ends by then even if the chaos plan is still running.
+pub const HARD_STOP: Duration = Duration::from_secs(50);
+/// One attempt of one request may take this long before the client gives up on it and retries.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the final phase may spend getting an answer for every unanswered request.
+pub const RESOLVE_BUDGET: Duration = Duration::from_secs(45);
+/// The chaos plan: plain kill -9s of a bank replica and of the lock-server, and kill -9s of both
+/// bank replicas while the lock-server is frozen (each also kills the lock-server): 9 bank-server
+/// and 5 lock-server kills in all.
+pub const PLAIN_BANK_KILLS: usize = 1;
+/// Plain kill -9s of the lock-server (see [`PLAIN_BANK_KILLS`]).
+pub const PLAIN_LOCK_KILLS: usize = 1;
+/// Kill -9s of both bank replicas while the lock-server is frozen (see [`PLAIN_BANK_KILLS`]).
+pub const FREEZE_KILLS: usize = 4;
+/// The least the workload must get answered for the run to count.
+pub const MIN_ANSWERED: usize = 1_000;
+/// Every replica's flags beyond the shared ones: short leases, a pause between each lock grant
+/// and its commit so that kills land in between, and a short one between each commit and its
+/// answer so that some applied requests may lose their answer (their retries must then get the
+/// original receipt; `bank::a_transfer_applied_but_unanswered_...` makes sure of one).
+pub const REPLICA_FLAGS: &[&str] = &[
+    "--lock-ttl",
+    "2s",
+    "--test-delay-after-grant",
+    "30ms",
+    "--test-delay-after-commit",
+    "5ms",
+];
+/// The account holders and their PINs.
+pub const HOLDERS: [(&str, &str); 3] = [("Ada", "1111"), ("Bob", "2222"), ("Cy", "3333")];
+/// How many accounts each holder opens.
+pub const ACCOUNTS_PER_HOLDER: usize = 2;
+
+/// SplitMix64: small, seedable, good enough to pick operations and moments.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A number in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+
+    /// A duration of `low..=high` ms.
+    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(self.between(low, high))
+    }
+}

@@ -1,0 +1,456 @@
+//! The doctor's test helpers: transcripts read from the engine's files, a doctor-server on a data
+//! directory (or in a working directory of the test's choosing), one function per RPC, an open
+//! Converse stream, and the checks on replies and errors.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::{
+    Code, Status, Streaming,
+    transport::{Channel, Endpoint},
+};
+use township_proto::doctor::v1::{
+    self as pb, doctor_line, doctor_service_client::DoctorServiceClient, patient_line,
+};
+use township_tests::{Output, ServiceProcess, spawn_service_in};
+
+use crate::support::{grpcurl::grpcurl_call, process::*, status::expect_code};
+
+/// A doctor client.
+pub type Rpc = DoctorServiceClient<Channel>;
+
+/// The service's fully qualified name (health, reflection, grpcurl).
+pub const SERVICE: &str = "township.doctor.v1.DoctorService";
+
+/// Township's own DOCTOR script's transcript (the engine's tests replay it in-process).
+pub const DOCTOR_TRANSCRIPT: &str =
+    include_str!("../../../services/doctor/tests/transcripts/doctor.txt");
+/// The classic mode's transcript; its header names the seed it was recorded with.
+pub const CLASSIC_TRANSCRIPT: &str =
+    include_str!("../../../services/doctor/tests/transcripts/classic.txt");
+/// The default script's greeting, as `text`.
+pub const GREETING: &str = "GOOD DAY. I AM HERE TO LISTEN. WHAT IS ON YOUR MIND";
+/// The same greeting for people.
+pub const DISPLAY_GREETING: &str = "Good day. I am here to listen. What is on your mind?";
+/// The classic doctor's greeting.
+pub const CLASSIC_GREETING: &str = "Good day. What would you like to talk about?";
+/// What the doctor-server logs when its reaper has ended idle sessions.
+pub const IDLE_ENDED: &str = "idle sessions ended";
+/// What every session ends with.
+pub const FAREWELL: &str = "Have a nice day!";
+
+// ----- transcripts -----
+
+/// One `> input` and the `< reply` expected to it.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub input: String,
+    pub expected: String,
+    /// The 1-based line of the expected reply in the transcript file.
+    pub at: usize,
+}
+
+/// Reads a transcript: `> input` then `< expected reply`; `#` lines and blank lines are comments.
+/// One space after the marker belongs to the syntax; trailing white space is not part of a line.
+pub fn transcript(text: &str) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut pending: Option<String> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let content = raw.trim_end();
+        if content.trim_start().is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let unmark = |rest: &str| rest.strip_prefix(' ').unwrap_or(rest).to_owned();
+        if let Some(input) = content.strip_prefix('>') {
+            assert!(pending.is_none(), "line {}: two inputs in a row", index + 1);
+            pending = Some(unmark(input));
+        } else if let Some(expected) = content.strip_prefix('<') {
+            let input = pending
+                .take()
+                .unwrap_or_else(|| panic!("line {}: a reply with no input", index + 1));
+            lines.push(Line {
+                input,
+                expected: unmark(expected),
+                at: index + 1,
+            });
+        } else {
+            panic!("line {}: not a transcript line: {raw:?}", index + 1);
+        }
+    }
+    assert!(pending.is_none(), "the transcript ends with an input");
+    lines
+}
+
+/// The seed a transcript's header comment says it was recorded with (`... seeded with N ...`).
+pub fn transcript_seed(text: &str) -> String {
+    text.lines()
+        .take_while(|line| line.starts_with('#'))
+        .find_map(|line| {
+            let rest = &line[line.find("seeded with ")? + "seeded with ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            (!digits.is_empty()).then_some(digits)
+        })
+        .expect("the classic transcript's header names its seed")
+}
+
+/// The words of a reply without case or punctuation, to compare `text` with `display_text`.
+pub fn bare_words(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Asserts that `display` is sentence case of `text`: the same words, the first letter a
+/// capital, nothing shouted but the pronoun I, and a final `.`, `?` or `!`.
+#[track_caller]
+pub fn assert_sentence_case(text: &str, display: &str) {
+    assert_eq!(
+        bare_words(text),
+        bare_words(display),
+        "{text:?} / {display:?}"
+    );
+    assert!(
+        display.chars().next().is_some_and(char::is_uppercase),
+        "starts with a capital: {display:?}"
+    );
+    assert!(
+        display.ends_with(['.', '?', '!']),
+        "ends a sentence: {display:?}"
+    );
+    for word in display.split_whitespace() {
+        let core = word.trim_end_matches([',', '.', '?', '!']);
+        let shouted = core.chars().skip(1).any(char::is_uppercase);
+        assert!(!shouted, "{word:?} is not shouted in {display:?}");
+    }
+}
+
+// ----- processes -----
+
+/// A doctor-server on `dir`, on `listen` (`None`: an ephemeral port), with `extra` flags.
+pub async fn doctor_server(dir: &Path, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
+    server_on("doctor-server", dir, listen, extra).await
+}
+
+/// A client with its own connection to `server`.
+pub async fn client(server: &ServiceProcess) -> Rpc {
+    DoctorServiceClient::new(connect(server, Some(CALL_TIMEOUT)).await)
+}
+
+/// A doctor (with `extra` flags) on a fresh data directory and a client of it (keep the
+/// `TempDir` alive as long as the server).
+pub async fn doctor(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = doctor_server(dir.path(), None, extra).await;
+    let rpc = client(&server).await;
+    (dir, server, rpc)
+}
+
+/// Runs doctor-server with `args` to its end (it must not start serving) and returns its output.
+pub async fn doctor_server_refusing(args: &[&str]) -> Output {
+    let mut full = vec!["--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    run_binary("doctor-server", &full, &[]).await
+}
+
+// ----- calls -----
+
+/// StartSession.
+pub async fn start(rpc: &Rpc, name: &str) -> Result<pb::Session, Status> {
+    let request = pb::StartSessionRequest {
+        patient_name: name.into(),
+    };
+    rpc.clone()
+        .start_session(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// StartSession, which must succeed.
+pub async fn visit(rpc: &Rpc, name: &str) -> pb::Session {
+    start(rpc, name)
+        .await
+        .unwrap_or_else(|status| panic!("StartSession({name:?}): {status:?}"))
+}
+
+/// Reply.
+pub async fn reply(rpc: &Rpc, session_id: &str, text: &str) -> Result<pb::ReplyResponse, Status> {
+    let request = pb::ReplyRequest {
+        session_id: session_id.into(),
+        text: text.into(),
+    };
+    rpc.clone().reply(request).await.map(|r| r.into_inner())
+}
+
+/// Reply, which must succeed.
+pub async fn say(rpc: &Rpc, session_id: &str, text: &str) -> pb::ReplyResponse {
+    reply(rpc, session_id, text)
+        .await
+        .unwrap_or_else(|status| panic!("Reply({text:?}): {status:?}"))
+}
+
+/// EndSession: the farewell.
+pub async fn end(rpc: &Rpc, session_id: &str) -> Result<String, Status> {
+    let request = pb::EndSessionRequest {
+        session_id: session_id.into(),
+    };
+    rpc.clone()
+        .end_session(request)
+        .await
+        .map(|r| r.into_inner().farewell)
+}
+
+/// One page of GetHistory.
+pub async fn history_page(
+    rpc: &Rpc,
+    name: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<pb::GetHistoryResponse, Status> {
+    let request = pb::GetHistoryRequest {
+        patient_name: name.into(),
+        page_size,
+        page_token: page_token.into(),
+    };
+    rpc.clone()
+        .get_history(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// A patient's whole history, oldest first, read `page_size` at a time.
+pub async fn history_in_pages(rpc: &Rpc, name: &str, page_size: i32) -> Vec<pb::Exchange> {
+    let mut exchanges = Vec::new();
+    let mut token = String::new();
+    for _ in 0..100_000 {
+        let page = history_page(rpc, name, page_size, &token)
+            .await
+            .unwrap_or_else(|status| panic!("GetHistory({name:?}): {status:?}"));
+        if page_size > 0 {
+            assert!(
+                page.exchanges.len() <= page_size as usize,
+                "at most {page_size} a page: {page:?}"
+            );
+        }
+        exchanges.extend(page.exchanges);
+        if page.next_page_token.is_empty() {
+            return exchanges;
+        }
+        token = page.next_page_token;
+    }
+    panic!("the history of {name:?} never ends")
+}
+
+/// A patient's whole history, oldest first (in pages of 1000).
+pub async fn history(rpc: &Rpc, name: &str) -> Vec<pb::Exchange> {
+    history_in_pages(rpc, name, 1000).await
+}
+
+/// (patient text, doctor text) of each exchange.
+pub fn said(exchanges: &[pb::Exchange]) -> Vec<(String, String)> {
+    exchanges
+        .iter()
+        .map(|e| (e.patient_text.clone(), e.doctor_text.clone()))
+        .collect()
+}
+
+/// What a transcript says should be in the history for `lines`.
+pub fn expected_said(lines: &[Line]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|l| (l.input.clone(), l.expected.clone()))
+        .collect()
+}
+
+/// Says every input of `lines` in session `session_id`, asserting each reply's `text` is exactly
+/// the expected one; returns the replies.
+pub async fn replay(rpc: &Rpc, session_id: &str, lines: &[Line]) -> Vec<pb::ReplyResponse> {
+    let mut replies = Vec::new();
+    for line in lines {
+        let answer = say(rpc, session_id, &line.input).await;
+        assert_eq!(
+            answer.text, line.expected,
+            "transcript line {}: the reply to {:?}",
+            line.at, line.input
+        );
+        replies.push(answer);
+    }
+    replies
+}
+
+/// A unique patient name for this test run.
+pub fn patient(prefix: &str) -> String {
+    format!("{prefix} {}", uuid::Uuid::new_v4().simple())
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+// ----- checks -----
+
+/// Asserts that `result` is NOT_FOUND naming the field `session_id` and the id itself.
+#[track_caller]
+pub fn expect_no_session<T: std::fmt::Debug>(result: Result<T, Status>, session_id: &str) {
+    let status = expect_code(result, Code::NotFound);
+    assert!(
+        status.message().starts_with("session_id"),
+        "the message names session_id: {status:?}"
+    );
+    assert!(
+        status.message().contains(session_id),
+        "the message names the session {session_id:?}: {status:?}"
+    );
+}
+
+// ----- replies -----
+
+/// The memory tag in a MEMORY reply about `YOUR CAT <TAG> PURRS`, if this is one.
+pub fn cat_tag(text: &str) -> Option<String> {
+    let rest = &text[text.find("YOUR CAT ")? + "YOUR CAT ".len()..];
+    let tag = rest.strip_suffix(" PURRS")?;
+    Some(tag.to_owned())
+}
+
+// ----- files -----
+
+/// Every file under `root`, relative to it.
+pub fn tree(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A doctor-server started in `cwd` with `--data-dir data_dir` (a relative one is taken from
+/// `cwd`), and a client of it.
+pub async fn doctor_in(cwd: &Path, data_dir: &str) -> (ServiceProcess, Rpc) {
+    let server = spawn_service_in(cwd, "doctor-server", &["--data-dir", data_dir])
+        .await
+        .expect("the doctor-server starts");
+    let rpc = client(&server).await;
+    (server, rpc)
+}
+
+// ----- Converse -----
+
+/// An open Converse stream: lines go in through `tx`, doctor lines come out of `rx`.
+pub struct Conversation {
+    pub tx: Option<mpsc::Sender<pb::PatientLine>>,
+    pub rx: Streaming<pb::DoctorLine>,
+}
+
+/// The first line of a conversation: the patient's name.
+pub fn name_line(name: &str) -> pb::PatientLine {
+    pb::PatientLine {
+        kind: Some(patient_line::Kind::PatientName(name.into())),
+    }
+}
+
+/// A line the patient says.
+pub fn text_line(text: &str) -> pb::PatientLine {
+    pb::PatientLine {
+        kind: Some(patient_line::Kind::Text(text.into())),
+    }
+}
+
+impl Conversation {
+    /// Opens a Converse stream (no call deadline: a conversation may last).
+    pub async fn open(server_uri: String) -> Self {
+        let channel = Endpoint::from_shared(server_uri)
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connect to the doctor");
+        let (tx, outbound) = mpsc::channel(16);
+        let rx = DoctorServiceClient::new(channel)
+            .converse(ReceiverStream::new(outbound))
+            .await
+            .expect("Converse opens")
+            .into_inner();
+        Self { tx: Some(tx), rx }
+    }
+
+    /// Sends `line`.
+    pub async fn send(&self, line: pb::PatientLine) {
+        self.tx
+            .as_ref()
+            .expect("the client side is open")
+            .send(line)
+            .await
+            .expect("the stream takes the line");
+    }
+
+    /// Closes the client side.
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+
+    /// The next doctor line, an error, or the end (`None`).
+    pub async fn next(&mut self) -> Option<Result<doctor_line::Kind, Status>> {
+        tokio::time::timeout(CALL_TIMEOUT, self.rx.next())
+            .await
+            .expect("the doctor answers in time")
+            .map(|line| line.map(|l| l.kind.expect("every doctor line has a kind")))
+    }
+
+    /// The next doctor line, which must be the greeting.
+    pub async fn greeting(&mut self) -> pb::Session {
+        match self.next().await {
+            Some(Ok(doctor_line::Kind::Greeting(session))) => session,
+            other => panic!("expected a greeting, got {other:?}"),
+        }
+    }
+
+    /// The next doctor line, which must be a reply.
+    pub async fn reply(&mut self) -> pb::ReplyResponse {
+        match self.next().await {
+            Some(Ok(doctor_line::Kind::Reply(reply))) => reply,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    /// The error the stream ends with.
+    pub async fn error(&mut self) -> Status {
+        match self.next().await {
+            Some(Err(status)) => status,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
+// ----- grpcurl -----
+
+/// `grpcurl -plaintext -d DATA ADDR township.doctor.v1.DoctorService/METHOD`.
+pub async fn grpcurl_doctor(server: &ServiceProcess, method: &str, data: &str) -> Output {
+    grpcurl_call(server.addr, SERVICE, method, data).await
+}

@@ -1,0 +1,22 @@
+//! What the integration tests share, one module per concern: starting and stopping servers
+//! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
+//! (`cli`) and grpcurl (`grpcurl`); per service, its calls and checks (`bank`, `chat`, `doctor`,
+//! `lock`, `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's
+//! machinery (`chaos`). Test files hold only tests.
+
+pub mod bank;
+pub mod bank_cli;
+pub mod chaos;
+pub mod chat;
+pub mod chat_cli;
+pub mod cli;
+pub mod doctor;
+pub mod doctor_cli;
+pub mod grpcurl;
+pub mod lock;
+pub mod phonebook;
+pub mod phonebook_cli;
+pub mod process;
+pub mod status;
+pub mod time;
+pub mod wait;
