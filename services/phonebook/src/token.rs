@@ -5,8 +5,6 @@
 use township_kit::paging::{Position, Scope};
 use township_proto::phonebook::v1::phone_book_service_server::SERVICE_NAME;
 
-use crate::types::Query;
-
 /// Where a page starts: after the entry with this name key and id, in this group (Search lists
 /// prefix matches as group 0, then other matches as group 1; ListEntries has one group, 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,12 +43,12 @@ pub fn list_scope() -> Scope {
     Scope::rpc(&format!("{SERVICE_NAME}/ListEntries"))
 }
 
-/// The scope of Search tokens: bound to the query's key and digits, so the same query in other
-/// case or spacing continues and any other query does not.
-pub fn search_scope(query: &Query) -> Scope {
+/// The scope of Search tokens: bound to the query's match key and digits (see `types::Query`), so
+/// the same query in other case or spacing continues and any other query does not.
+pub fn search_scope(key: &str, digits: &str) -> Scope {
     Scope::rpc(&format!("{SERVICE_NAME}/Search"))
-        .query(&query.key)
-        .query(&query.digits)
+        .query(key)
+        .query(digits)
 }
 
 #[cfg(test)]
@@ -58,6 +56,12 @@ mod tests {
     use township_kit::paging::PageTokens;
 
     use super::*;
+    use crate::types::Query;
+
+    fn query_scope(text: &str) -> Scope {
+        let query = Query::parse(text).unwrap();
+        search_scope(&query.key, &query.digits)
+    }
 
     fn tokens() -> PageTokens {
         PageTokens::new(&[7; 32]).unwrap()
@@ -73,19 +77,19 @@ mod tests {
 
     #[test]
     fn a_token_reads_back_as_its_cursor() {
-        let scope = search_scope(&Query::parse("Zoë").unwrap());
+        let scope = query_scope("Zoë");
         let token = tokens().issue(&scope, &cursor());
-        let same_query = search_scope(&Query::parse("  ZOE ").unwrap());
+        let same_query = query_scope("  ZOE ");
         assert_eq!(tokens().check(&same_query, &token), Ok(Some(cursor())));
     }
 
     #[test]
     fn a_token_only_serves_the_query_and_rpc_it_came_from() {
-        let token = tokens().issue(&search_scope(&Query::parse("ada").unwrap()), &cursor());
-        let other = search_scope(&Query::parse("bob").unwrap());
+        let token = tokens().issue(&query_scope("ada"), &cursor());
+        let other = query_scope("bob");
         assert!(tokens().check::<Cursor>(&other, &token).is_err());
         assert!(tokens().check::<Cursor>(&list_scope(), &token).is_err());
-        let digits = search_scope(&Query::parse("201").unwrap());
+        let digits = query_scope("201");
         let token = tokens().issue(&digits, &cursor());
         let same_key_as_text = Query {
             digits: String::new(),
@@ -93,7 +97,10 @@ mod tests {
         };
         assert!(
             tokens()
-                .check::<Cursor>(&search_scope(&same_key_as_text), &token)
+                .check::<Cursor>(
+                    &search_scope(&same_key_as_text.key, &same_key_as_text.digits),
+                    &token
+                )
                 .is_err()
         );
     }

@@ -176,7 +176,12 @@ impl Search {
     /// Reads a Search request; its page token must be one `tokens` issued for this query.
     pub fn parse(r: &pb::SearchRequest, tokens: &PageTokens) -> Result<Self, Error> {
         let query = Query::parse(&r.query)?;
-        let page = PageRequest::read(tokens, search_scope(&query), r.page_size, &r.page_token)?;
+        let page = PageRequest::read(
+            tokens,
+            search_scope(&query.key, &query.digits),
+            r.page_size,
+            &r.page_token,
+        )?;
         Ok(Self { query, page })
     }
 }
