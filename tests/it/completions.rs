@@ -2,46 +2,7 @@
 //! the main man page name every top-level subcommand, and each subcommand has its own page. The
 //! subcommands are read from `township --help`, so a new one is checked without touching this file.
 
-use std::{collections::BTreeSet, time::Duration};
-
-use township_tests::{Output, run, township};
-
-async fn township_with(args: &[&str]) -> Output {
-    let mut command = township();
-    command.args(args);
-    run(command, Duration::from_secs(60)).await
-}
-
-/// The top-level subcommands that `township --help` lists (without clap's own `help`).
-async fn subcommands() -> Vec<String> {
-    let out = township_with(&["--help"]).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let listed: Vec<String> = out
-        .stdout
-        .lines()
-        .skip_while(|line| line.trim() != "Commands:")
-        .skip(1)
-        .take_while(|line| !line.trim().is_empty())
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != "help")
-        .map(str::to_owned)
-        .collect();
-    for expected in ["time", "phonebook", "up", "completions", "man"] {
-        assert!(
-            listed.iter().any(|name| name == expected),
-            "`township --help` lists {listed:?}, without {expected}:\n{}",
-            out.stdout
-        );
-    }
-    listed
-}
-
-/// The words of a script: runs of letters, digits, `_` and `-`.
-fn words(text: &str) -> BTreeSet<&str> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .filter(|word| !word.is_empty())
-        .collect()
-}
+use crate::support::cli::{subcommands, township_with, words};
 
 #[tokio::test]
 async fn each_completion_script_names_every_subcommand() {
@@ -52,7 +13,7 @@ async fn each_completion_script_names_every_subcommand() {
         ("fish", "complete -c township"),
     ];
     for (shell, marker) in shells {
-        let out = township_with(&["completions", shell]).await;
+        let out = township_with(&["completions", shell], &[]).await;
         assert_eq!(out.code, Some(0), "{shell}: {out:?}");
         assert!(out.stderr.is_empty(), "{shell}: {}", out.stderr);
         assert!(
@@ -71,7 +32,7 @@ async fn each_completion_script_names_every_subcommand() {
 
 #[tokio::test]
 async fn an_unknown_shell_is_bad_usage() {
-    let out = township_with(&["completions", "tcsh"]).await;
+    let out = township_with(&["completions", "tcsh"], &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
@@ -81,7 +42,7 @@ async fn man_writes_a_page_for_township_naming_every_subcommand_and_one_page_eac
     let subcommands = subcommands().await;
     let dir = tempfile::tempdir().unwrap();
     let man_dir = dir.path().join("man1");
-    let out = township_with(&["man", man_dir.to_str().unwrap()]).await;
+    let out = township_with(&["man", man_dir.to_str().unwrap()], &[]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 

@@ -1,7 +1,8 @@
 //! Running the `township` CLI and reading what it printed: stdin piped in, the single JSON object
-//! or the JSON lines of `--json`, and the one-line error format (`township: ...`).
+//! or the JSON lines of `--json`, the one-line error format (`township: ...`), the subcommands
+//! `township --help` lists, and the words of a generated script.
 
-use std::{process::Stdio, time::Duration};
+use std::{collections::BTreeSet, process::Stdio, time::Duration};
 
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, process::Command};
@@ -67,4 +68,36 @@ pub fn one_error_line(out: &Output) -> &str {
     assert_eq!(lines.len(), 1, "one line: {out:?}");
     assert!(lines[0].starts_with("township: "), "{out:?}");
     lines[0]
+}
+
+/// The top-level subcommands that `township --help` lists (without clap's own `help`), checked to
+/// include `time`, `phonebook`, `up`, `completions` and `man`.
+pub async fn subcommands() -> Vec<String> {
+    let out = township_with(&["--help"], &[]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let listed: Vec<String> = out
+        .stdout
+        .lines()
+        .skip_while(|line| line.trim() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    for expected in ["time", "phonebook", "up", "completions", "man"] {
+        assert!(
+            listed.iter().any(|name| name == expected),
+            "`township --help` lists {listed:?}, without {expected}:\n{}",
+            out.stdout
+        );
+    }
+    listed
+}
+
+/// The words of a generated script (a shell completion): runs of letters, digits, `_` and `-`.
+pub fn words(text: &str) -> BTreeSet<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .filter(|word| !word.is_empty())
+        .collect()
 }

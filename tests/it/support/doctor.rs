@@ -1,6 +1,7 @@
 //! The doctor's test helpers: transcripts read from the engine's files, a doctor-server on a data
-//! directory (or in a working directory of the test's choosing), one function per RPC, an open
-//! Converse stream, and the checks on replies and errors.
+//! directory (or in a working directory of the test's choosing), one function per RPC, many
+//! exchanges from several sessions at once, an open Converse stream, and the checks on replies and
+//! errors.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,7 +9,7 @@ use std::{
 };
 
 use tempfile::TempDir;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinSet};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{
     Code, Status, Streaming,
@@ -230,6 +231,25 @@ pub async fn history_page(
         .get_history(request)
         .await
         .map(|r| r.into_inner())
+}
+
+/// Gives `name` `count` exchanges (`I dream of line N.`), from `sessions` sessions at once.
+pub async fn exchanges(rpc: &Rpc, name: &str, count: usize, sessions: usize) {
+    let mut talking = JoinSet::new();
+    for session in 0..sessions {
+        let rpc = rpc.clone();
+        let name = name.to_owned();
+        let lines = (session..count).step_by(sessions).collect::<Vec<_>>();
+        talking.spawn(async move {
+            let session_id = visit(&rpc, &name).await.session_id;
+            for line in lines {
+                say(&rpc, &session_id, &format!("I dream of line {line}.")).await;
+            }
+        });
+    }
+    while let Some(done) = talking.join_next().await {
+        done.expect("a session talks");
+    }
 }
 
 /// A patient's whole history, oldest first, read `page_size` at a time.

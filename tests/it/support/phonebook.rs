@@ -1,5 +1,6 @@
 //! The phone book's test helpers: a phonebook-server on a data directory, one function per RPC,
-//! paging through Search and ListEntries, the checks on entries, and page-token forgery.
+//! a book of many people added in batches, paging through Search and ListEntries, the checks on
+//! entries, and page-token forgery.
 
 use std::{
     collections::HashSet,
@@ -22,6 +23,8 @@ pub type Rpc = PhoneBookServiceClient<Channel>;
 
 /// The service's fully qualified name (health, reflection, grpcurl).
 pub const SERVICE: &str = "township.phonebook.v1.PhoneBookService";
+/// The most requests one BatchAddEntries takes.
+pub const MAX_BATCH: usize = 1000;
 
 // ----- processes -----
 
@@ -109,6 +112,17 @@ pub fn rejected(outcome: &Outcome) -> &pb::Rejection {
 pub async fn batch_added(rpc: &Rpc, requests: Vec<pb::AddEntryRequest>) -> Vec<pb::Entry> {
     let outcomes = batch(rpc, requests).await.expect("the batch is taken");
     outcomes.iter().map(|o| accepted(o).clone()).collect()
+}
+
+/// Adds `count` people named `Person 0000`, `Person 0001`, ... with the numbers [`us`]`(0)`, ...
+/// (at most [`MAX_BATCH`] per call), each of which must be added.
+pub async fn people(rpc: &Rpc, count: usize) {
+    let requests: Vec<_> = (0..count)
+        .map(|i| request(&format!("Person {i:04}"), &us(i as u32), ""))
+        .collect();
+    for chunk in requests.chunks(MAX_BATCH) {
+        batch_added(rpc, chunk.to_vec()).await;
+    }
 }
 
 /// GetEntry.
