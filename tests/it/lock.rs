@@ -18,7 +18,7 @@ use tonic::Code;
 use township_lock_client::{LockClient, Mode};
 use township_proto::lock::v1::{self as pb, Mode::Read, Mode::Write};
 
-use crate::support::{cli::json, lock::*, status::expect_code, wait::wait_until};
+use crate::support::{cli::json, lock::*, rng::Rng, status::expect_code, wait::wait_until};
 
 #[tokio::test]
 async fn readers_share_a_resource_and_a_writer_excludes_everyone() {
@@ -416,81 +416,6 @@ async fn fencing_tokens_keep_growing_across_a_kill_9_and_restart() {
     );
 }
 
-/// A tiny deterministic random source (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-#[derive(Default)]
-struct ResourceLog {
-    readers: usize,
-    writers: usize,
-    max_token: u64,
-    max_write_token: u64,
-}
-
-/// Watches, from the clients' side, who is inside each resource. A client enters after its grant
-/// arrives and exits before it asks to release, so what it sees is within the server's own hold.
-#[derive(Default)]
-struct Checker {
-    resources: Mutex<HashMap<String, ResourceLog>>,
-    violations: Mutex<Vec<String>>,
-}
-
-impl Checker {
-    fn enter(&self, resource: &str, mode: Mode, token: u64) {
-        let mut resources = self.resources.lock().unwrap();
-        let log = resources.entry(resource.to_owned()).or_default();
-        let mut problems = Vec::new();
-        if log.writers > 0 {
-            problems.push(format!("{mode:?} entered {resource} while a writer was in"));
-        }
-        if mode == Mode::Write && log.readers > 0 {
-            problems.push(format!(
-                "a writer entered {resource} with {} readers in",
-                log.readers
-            ));
-        }
-        match mode {
-            Mode::Write if token <= log.max_token => problems.push(format!(
-                "WRITE token {token:#x} on {resource} not above {:#x}",
-                log.max_token
-            )),
-            Mode::Read if token <= log.max_write_token => problems.push(format!(
-                "READ token {token:#x} on {resource} not above WRITE token {:#x}",
-                log.max_write_token
-            )),
-            _ => {}
-        }
-        log.max_token = log.max_token.max(token);
-        match mode {
-            Mode::Read => log.readers += 1,
-            Mode::Write => {
-                log.writers += 1;
-                log.max_write_token = log.max_write_token.max(token);
-            }
-        }
-        drop(resources);
-        self.violations.lock().unwrap().extend(problems);
-    }
-
-    fn exit(&self, resource: &str, mode: Mode) {
-        let mut resources = self.resources.lock().unwrap();
-        let log = resources.get_mut(resource).expect("entered before");
-        match mode {
-            Mode::Read => log.readers -= 1,
-            Mode::Write => log.writers -= 1,
-        }
-    }
-}
-
 #[tokio::test]
 async fn stress_32_clients_never_overlap_a_writer_and_tokens_only_grow() {
     const CLIENTS: u64 = 32;
@@ -516,10 +441,10 @@ async fn stress_32_clients_never_overlap_a_writer_and_tokens_only_grow() {
                 if enough || elapsed >= Duration::from_secs(60) || mine >= MAX_PER_CLIENT {
                     break;
                 }
-                let first = rng.below(3) as usize;
+                let first = rng.below(3);
                 let mut targets = vec![RESOURCES[first]];
                 if rng.below(5) == 0 {
-                    targets.push(RESOURCES[(first + 1 + rng.below(2) as usize) % 3]);
+                    targets.push(RESOURCES[(first + 1 + rng.below(2)) % 3]);
                 }
                 let targets: Vec<(&str, Mode)> = targets
                     .into_iter()
@@ -538,7 +463,7 @@ async fn stress_32_clients_never_overlap_a_writer_and_tokens_only_grow() {
                 for &(resource, mode) in &targets {
                     checker.enter(resource, mode, lease.token(resource).unwrap());
                 }
-                tokio::time::sleep(Duration::from_millis(rng.below(3))).await;
+                tokio::time::sleep(rng.millis(0, 2)).await;
                 for &(resource, mode) in &targets {
                     checker.exit(resource, mode);
                 }
@@ -569,12 +494,6 @@ async fn stress_32_clients_never_overlap_a_writer_and_tokens_only_grow() {
         .unwrap()
         .into_inner();
     assert!(left.resources.is_empty(), "all released: {left:?}");
-}
-
-#[derive(Default)]
-struct Waits {
-    grants: usize,
-    longest: Duration,
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The lock service's test helpers: a lock-server on a data directory, requests and one function
-//! per RPC, what Inspect shows, an open Session stream, a CLI process holding a lock, and grpcurl.
+//! per RPC, what Inspect shows, an open Session stream, a CLI process holding a lock, grpcurl,
+//! and the stress tests' bookkeeping (a client-side overlap checker, grant waits).
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Mutex, time::Duration};
 
 use tempfile::TempDir;
 use tokio::{
@@ -13,6 +14,7 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, transport::Channel};
 
+use township_lock_client::Mode;
 use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
 use township_tests::{Output, ServiceProcess, spawn_service, township};
 
@@ -271,4 +273,82 @@ impl Session {
             other => panic!("expected the error of request {request_id}, got {other:?}"),
         }
     }
+}
+
+// ----- the stress and starvation tests' bookkeeping -----
+
+#[derive(Default)]
+/// Who is inside one resource, and the highest fencing tokens seen there.
+pub struct ResourceLog {
+    readers: usize,
+    writers: usize,
+    max_token: u64,
+    max_write_token: u64,
+}
+
+/// Watches, from the clients' side, who is inside each resource. A client enters after its grant
+/// arrives and exits before it asks to release, so what it sees is within the server's own hold.
+#[derive(Default)]
+pub struct Checker {
+    resources: Mutex<HashMap<String, ResourceLog>>,
+    /// Every overlap or out-of-order token seen, in words.
+    pub violations: Mutex<Vec<String>>,
+}
+
+impl Checker {
+    /// A client holding `token` in `mode` enters `resource`; what it should not see is noted.
+    pub fn enter(&self, resource: &str, mode: Mode, token: u64) {
+        let mut resources = self.resources.lock().unwrap();
+        let log = resources.entry(resource.to_owned()).or_default();
+        let mut problems = Vec::new();
+        if log.writers > 0 {
+            problems.push(format!("{mode:?} entered {resource} while a writer was in"));
+        }
+        if mode == Mode::Write && log.readers > 0 {
+            problems.push(format!(
+                "a writer entered {resource} with {} readers in",
+                log.readers
+            ));
+        }
+        match mode {
+            Mode::Write if token <= log.max_token => problems.push(format!(
+                "WRITE token {token:#x} on {resource} not above {:#x}",
+                log.max_token
+            )),
+            Mode::Read if token <= log.max_write_token => problems.push(format!(
+                "READ token {token:#x} on {resource} not above WRITE token {:#x}",
+                log.max_write_token
+            )),
+            _ => {}
+        }
+        log.max_token = log.max_token.max(token);
+        match mode {
+            Mode::Read => log.readers += 1,
+            Mode::Write => {
+                log.writers += 1;
+                log.max_write_token = log.max_write_token.max(token);
+            }
+        }
+        drop(resources);
+        self.violations.lock().unwrap().extend(problems);
+    }
+
+    /// A client in `mode` leaves `resource`.
+    pub fn exit(&self, resource: &str, mode: Mode) {
+        let mut resources = self.resources.lock().unwrap();
+        let log = resources.get_mut(resource).expect("entered before");
+        match mode {
+            Mode::Read => log.readers -= 1,
+            Mode::Write => log.writers -= 1,
+        }
+    }
+}
+
+/// How often one kind of client was granted, and its longest wait.
+#[derive(Default)]
+pub struct Waits {
+    /// Grants received.
+    pub grants: usize,
+    /// The longest wait for one.
+    pub longest: Duration,
 }

@@ -2,7 +2,8 @@
 //! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
 //! (`cli`) and grpcurl (`grpcurl`); per service, its calls and checks (`bank`, `chat`, `doctor`,
 //! `lock`, `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's
-//! machinery (`chaos`). Test files hold only tests.
+//! machinery (`chaos`), with its seedable random source (`rng`), shared with the lock's stress test.
+//! Test files hold only tests.
 
 pub mod bank;
 pub mod bank_cli;
@@ -17,6 +18,7 @@ pub mod lock;
 pub mod phonebook;
 pub mod phonebook_cli;
 pub mod process;
+pub mod rng;
 pub mod status;
 pub mod time;
 pub mod wait;

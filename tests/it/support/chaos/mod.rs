@@ -3,6 +3,8 @@
 //! answered, the record of what each request was answered, a seeded plan of kill -9s, and the
 //! final check that the ledgers explain every balance.
 
+pub use super::rng::Rng;
+
 mod checks;
 mod clients;
 mod cluster;
@@ -73,32 +75,3 @@ pub const REPLICA_FLAGS: &[&str] = &[
 pub const HOLDERS: [(&str, &str); 3] = [("Ada", "1111"), ("Bob", "2222"), ("Cy", "3333")];
 /// How many accounts each holder opens.
 pub const ACCOUNTS_PER_HOLDER: usize = 2;
-
-/// SplitMix64: small, seedable, good enough to pick operations and moments.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next number.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A number in `low..=high`.
-    pub fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-
-    /// A duration of `low..=high` ms.
-    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(self.between(low, high))
-    }
-}
