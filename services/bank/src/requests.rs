@@ -10,10 +10,13 @@ use crate::{
 
 /// OpenAccount: a new account for a holder (created with `pin` if new), with a first deposit.
 pub struct NewAccount {
+    /// Who holds it.
     pub holder: HolderName,
+    /// The holder's PIN: set if the holder is new, checked if not.
     pub pin: Pin,
     /// From 0 to [`MAX_AMOUNT_CENTS`].
     pub initial_deposit_cents: i64,
+    /// The client's id for this opening: a retry opens nothing new.
     pub request_id: RequestId,
 }
 
@@ -40,8 +43,11 @@ impl TryFrom<&pb::OpenAccountRequest> for NewAccount {
 
 /// AddHolder: another holder of an account, with their PIN if they are new.
 pub struct NewHolder {
+    /// The account, one the caller holds.
     pub account: AccountId,
+    /// The holder to add.
     pub holder: HolderName,
+    /// Their PIN: set if they are new, checked if not.
     pub pin: Pin,
 }
 
@@ -59,7 +65,9 @@ impl TryFrom<&pb::AddHolderRequest> for NewHolder {
 
 /// Login: a holder's name and PIN.
 pub struct Credentials {
+    /// The holder's name.
     pub name: HolderName,
+    /// Their PIN.
     pub pin: Pin,
 }
 
@@ -76,8 +84,11 @@ impl TryFrom<&pb::LoginRequest> for Credentials {
 
 /// Deposit or Withdraw: an amount for an account, once per request id.
 pub struct Movement {
+    /// The account, one the caller holds.
     pub account: AccountId,
+    /// How much.
     pub amount: Amount,
+    /// The client's id for this movement: it applies once.
     pub request_id: RequestId,
 }
 
@@ -95,9 +106,13 @@ impl TryFrom<&pb::AmountRequest> for Movement {
 
 /// Transfer: an amount from one account to another, once per request id.
 pub struct TransferOrder {
+    /// The source, one the caller holds.
     pub from: AccountId,
+    /// The destination, any account.
     pub to: AccountId,
+    /// How much moves.
     pub amount: Amount,
+    /// The client's id for this transfer: it applies once.
     pub request_id: RequestId,
 }
 
