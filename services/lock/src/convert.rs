@@ -1,6 +1,7 @@
 //! The lock API's messages and the table's types, converted in one place: requests are validated
-//! into [`table::Request`]s (each bad field named), grants become [`pb::Lease`]s. Used by the
-//! unary RPCs and by the Session stream alike.
+//! into [`table::Request`]s (each bad field named), grants become [`pb::Lease`]s and what
+//! Inspect sees becomes [`pb::ResourceState`]s. Used by the unary RPCs and by the Session stream
+//! alike.
 
 use std::time::Duration;
 
@@ -128,8 +129,36 @@ pub(crate) fn lease_to_pb(granted: table::Granted) -> pb::Lease {
     }
 }
 
+/// What Inspect shows of one resource, as the API's ResourceState.
+pub(crate) fn resource_to_pb(view: table::ResourceView) -> pb::ResourceState {
+    pb::ResourceState {
+        resource: view.resource,
+        holders: view
+            .holders
+            .into_iter()
+            .map(|h| pb::Holder {
+                lease_id: h.lease.to_string(),
+                owner: h.owner,
+                mode: mode_to_pb(h.mode).into(),
+                fencing_token: h.token,
+                lease_age: duration_to_pb(h.age),
+                expires_at: Some(h.expires_at.into()),
+            })
+            .collect(),
+        waiters: view
+            .waiters
+            .into_iter()
+            .map(|w| pb::Waiter {
+                owner: w.owner,
+                mode: mode_to_pb(w.mode).into(),
+                waiting_for: duration_to_pb(w.waiting_for),
+            })
+            .collect(),
+    }
+}
+
 /// A mode as the API's.
-pub(crate) fn mode_to_pb(mode: Mode) -> pb::Mode {
+fn mode_to_pb(mode: Mode) -> pb::Mode {
     match mode {
         Mode::Read => pb::Mode::Read,
         Mode::Write => pb::Mode::Write,
@@ -137,7 +166,7 @@ pub(crate) fn mode_to_pb(mode: Mode) -> pb::Mode {
 }
 
 /// A duration as the API's (none if it does not fit).
-pub(crate) fn duration_to_pb(duration: Duration) -> Option<prost_types::Duration> {
+fn duration_to_pb(duration: Duration) -> Option<prost_types::Duration> {
     prost_types::Duration::try_from(duration).ok()
 }
 

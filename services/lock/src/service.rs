@@ -12,7 +12,7 @@ use township_proto::lock::v1::lock_service_server::LockService;
 
 use crate::{
     Error,
-    convert::{MAX_WAIT, duration_to_pb, lease_to_pb, mode_to_pb, parse_acquire, parse_lease_id},
+    convert::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id, resource_to_pb},
     session,
     table::LockTable,
 };
@@ -107,30 +107,7 @@ impl LockService for LockApi {
             .table
             .inspect(&request.get_ref().resource_prefix)
             .into_iter()
-            .map(|view| pb::ResourceState {
-                resource: view.resource,
-                holders: view
-                    .holders
-                    .into_iter()
-                    .map(|h| pb::Holder {
-                        lease_id: h.lease.to_string(),
-                        owner: h.owner,
-                        mode: mode_to_pb(h.mode).into(),
-                        fencing_token: h.token,
-                        lease_age: duration_to_pb(h.age),
-                        expires_at: Some(h.expires_at.into()),
-                    })
-                    .collect(),
-                waiters: view
-                    .waiters
-                    .into_iter()
-                    .map(|w| pb::Waiter {
-                        owner: w.owner,
-                        mode: mode_to_pb(w.mode).into(),
-                        waiting_for: duration_to_pb(w.waiting_for),
-                    })
-                    .collect(),
-            })
+            .map(resource_to_pb)
             .collect();
         Ok(Response::new(pb::InspectResponse { resources }))
     }
