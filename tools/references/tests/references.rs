@@ -9,7 +9,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use township_references::{
@@ -265,17 +265,20 @@ fn stopping_a_redis_that_died_on_its_own_says_so_and_still_removes_its_dir() {
     let raw = libc::pid_t::try_from(pid).expect("PIDs fit pid_t");
     // SAFETY: kill has no memory-safety preconditions; the PID is Redis's, not yet reaped.
     assert_eq!(unsafe { libc::kill(raw, libc::SIGKILL) }, 0);
-    let error = loop {
-        // Wait until the kill has landed: /proc/PID/stat shows a zombie ("Z").
+    // Wait (bounded) until the kill has landed: /proc/PID/stat shows a zombie ("Z").
+    let began = Instant::now();
+    loop {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         if stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
         {
-            break redis.stop().expect_err("stop reports the death");
+            break;
         }
+        assert!(began.elapsed() < TIMEOUT, "Redis did not die of SIGKILL");
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
+    let error = redis.stop().expect_err("stop reports the death");
     let message = format!("{error:#}");
     assert!(message.contains("already exited"), "{message}");
     assert!(
