@@ -1,5 +1,7 @@
-//! Bank: durable transfers per second and their latency with the lock service in the loop, with
-//! one bank replica and with two replicas sharing one data file and one lock service.
+//! Bank: transfers per second and their latency with the lock service in the loop, with one
+//! bank replica and with two replicas sharing one data file and one lock service; beside the one
+//! replica, in alternating rounds, PostgreSQL's own pgbench (TPC-B and simple update) on a
+//! throwaway PostgreSQL, the reference a user would otherwise pick.
 
 use std::time::Duration;
 
@@ -9,12 +11,15 @@ use tonic::{Request, transport::Channel};
 use township_proto::bank::v1::{
     LoginRequest, OpenAccountRequest, TransferRequest, bank_service_client::BankServiceClient,
 };
+use township_references::Postgres;
 
 use crate::{
-    load::{self, Window},
-    report::Report,
-    row::Row,
+    load::{self, Plan, Window},
+    pgbench::{self, Pgbench},
+    report::{Reference, Report},
+    row::{Durable, Row},
     server,
+    targets::Target,
 };
 
 /// Accounts the clients move money between (random pairs: a little contention, as at a real bank).
@@ -23,23 +28,82 @@ const ACCOUNTS: usize = 200;
 /// trips, and 64, enough to keep the bank busy, which is how its capacity is measured.
 const CLIENTS: [usize; 2] = [16, 64];
 const PIN: &str = "2468";
+/// pgbench's scale: 16 branches (one per client at 16), 1.6 million accounts.
+const SCALE: u32 = 16;
+/// What the bank promises of an acknowledged transfer today.
+const BANK: Durable =
+    Durable::No("SQLite WAL, synchronous=NORMAL: survives a crash, not a power loss");
+const POSTGRES: Durable = Durable::Yes("fsync on, synchronous_commit on");
+/// Why the bank's targets against pgbench are not met, however fast it is, until it is
+/// power-loss durable like its reference.
+const NOT_LIKE_FOR_LIKE: &str = "the bank is not yet power-loss durable (synchronous=NORMAL), pgbench is; the bank-abuse issue makes it so";
 
-/// Runs the bank scenarios, each against fresh servers.
-pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Report> {
+/// The systems measured in each bank scenario.
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Bank,
+    Pgbench(pgbench::Script),
+}
+
+/// PostgreSQL with pgbench's tables.
+struct Pgsql {
+    postgres: Postgres,
+    pgbench: Pgbench,
+    version: String,
+    scale: u32,
+}
+
+/// Runs the bank scenarios, each against fresh servers; pgbench's database is made once.
+pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    let mut reference = start_postgres(if smoke { 1 } else { SCALE }, &mut report).await;
     for replicas in [1, 2] {
         for clients in CLIENTS {
-            measure(replicas, clients, duration, warmup, &mut report).await?;
+            measure(plan, replicas, clients, &mut reference, &mut report).await?;
         }
+    }
+    if let Ok(running) = reference {
+        tokio::task::spawn_blocking(move || running.postgres.stop())
+            .await
+            .context("stop PostgreSQL")??;
     }
     Ok(report)
 }
 
+/// Starts PostgreSQL and initializes pgbench's tables at `scale`, or says why it could not.
+async fn start_postgres(scale: u32, report: &mut Report) -> Result<Pgsql, String> {
+    let package = township_references::POSTGRES_PACKAGE;
+    let started = async {
+        let Some(version) = township_references::postgres_version()? else {
+            anyhow::bail!("not installed: apt-get install {package}");
+        };
+        report.references.push(Reference {
+            name: "PostgreSQL".into(),
+            version: version.clone(),
+        });
+        let postgres = tokio::task::spawn_blocking(Postgres::start)
+            .await
+            .context("start PostgreSQL")??;
+        let pgbench = Pgbench::init(&postgres, scale).await?;
+        Ok(Pgsql {
+            postgres,
+            pgbench,
+            version,
+            scale,
+        })
+    };
+    started.await.map_err(|err: anyhow::Error| {
+        let why = format!("{err:#}");
+        eprintln!("township-bench: PostgreSQL is not measured: {why}");
+        why
+    })
+}
+
 async fn measure(
+    plan: &Plan,
     replicas: usize,
     clients: usize,
-    duration: Duration,
-    warmup: Duration,
+    reference: &mut Result<Pgsql, String>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let lock_dir = tempfile::tempdir().context("temporary dir")?;
@@ -58,34 +122,70 @@ async fn measure(
     let accounts = open_accounts(&first, admin.trim()).await?;
     let token = login(&first).await?;
 
-    let window = Window::starting_now(warmup, duration);
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let channel = connect(banks[i % banks.len()].addr).await?;
-        let client = Client {
-            rpc: BankServiceClient::new(channel),
-            token: token.clone(),
-            accounts: accounts.clone(),
-        };
-        tasks.push(tokio::task::spawn_local(
-            client.transfers(i as u64 + 1, window),
-        ));
+    let scripts = [pgbench::Script::SimpleUpdate, pgbench::Script::TpcB];
+    let mut systems = vec![System::Bank];
+    if replicas == 1 && reference.is_ok() {
+        systems.extend(scripts.map(System::Pgbench));
     }
     let servers: Vec<&server::Server> = std::iter::once(&lock).chain(&banks).collect();
-    let (histogram, cpu) = tokio::join!(load::merge(tasks), server::cpu_during(window, &servers));
-    let (histogram, cpu) = (histogram?, cpu?);
+    let mut cpu = vec![Duration::ZERO; servers.len()];
+    let mut transfers = 0u64;
+    let measured = plan
+        .alternate(&systems, async |system, window| match system {
+            System::Bank => {
+                let round = transfer_round(&banks, clients, &token, &accounts, window);
+                let (histogram, used) = tokio::join!(round, server::cpu_during(window, &servers));
+                let histogram = histogram?;
+                for (total, used) in cpu.iter_mut().zip(used?) {
+                    *total += used;
+                }
+                transfers += histogram.len();
+                Ok(histogram)
+            }
+            System::Pgbench(script) => match reference {
+                Ok(running) => running.pgbench.round(*script, clients, window).await,
+                Err(why) => anyhow::bail!("PostgreSQL is not running: {why}"),
+            },
+        })
+        .await?;
     let name = format!(
         "bank: transfers, {clients} clients, {replicas} replica{}",
         if replicas == 1 { "" } else { "s" }
     );
-    report.rows.push(Row::from_histogram(
-        name,
-        "bank-server",
-        &histogram,
-        duration,
-    ));
+    let mut rows = vec![measured[0].row(&name, "bank-server", BANK)?];
+    if replicas == 1 {
+        for (i, script) in scripts.into_iter().enumerate() {
+            rows.push(match &*reference {
+                Ok(running) => {
+                    let system = format!(
+                        "PostgreSQL {}, {} (scale {})",
+                        running.version,
+                        script.name(),
+                        running.scale
+                    );
+                    measured[i + 1].row(&name, system, POSTGRES)?
+                }
+                Err(why) => Row::missing(
+                    &name,
+                    format!("PostgreSQL, {}", script.name()),
+                    POSTGRES,
+                    why,
+                ),
+            });
+        }
+    }
+
+    if replicas == 1 && clients == 16 {
+        for (i, at_least) in [1.0, 2.0].into_iter().enumerate() {
+            let target = format!("bank ≥ {at_least}× {}, 16 clients", scripts[i].name());
+            let target = Target::ratio_at_least(target, &rows[0], &rows[i + 1], at_least)
+                .not_met_while(Some(NOT_LIKE_FOR_LIKE));
+            report.targets.push(target);
+        }
+    }
+    report.rows.extend(rows);
     let replicas_named = format!("{replicas} bank replica(s), {clients} clients");
-    let transfers = histogram.len().max(1) as f64;
+    let transfers = transfers.max(1) as f64;
     for (server, cpu) in servers.iter().zip(cpu) {
         let mut footprint = server.footprint()?;
         footprint.server = format!("{} (with {replicas_named})", footprint.server);
@@ -93,6 +193,29 @@ async fn measure(
         report.footprints.push(footprint);
     }
     Ok(())
+}
+
+/// One round of `clients` closed-loop clients transferring, spread over the replicas.
+async fn transfer_round(
+    banks: &[server::Server],
+    clients: usize,
+    token: &str,
+    accounts: &[String],
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let channel = connect(banks[i % banks.len()].addr).await?;
+        let client = Client {
+            rpc: BankServiceClient::new(channel),
+            token: token.to_owned(),
+            accounts: accounts.to_vec(),
+        };
+        tasks.push(tokio::task::spawn_local(
+            client.transfers(i as u64 + 1, window),
+        ));
+    }
+    load::merge(tasks).await
 }
 
 async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {

@@ -196,13 +196,18 @@ mod tests {
     use hdrhistogram::Histogram;
 
     use super::*;
+    use crate::row::{Durable, Rounds};
 
     fn row(scenario: &str, system: &str, scale: u64) -> Row {
         let mut hist = Histogram::<u64>::new(3).unwrap();
         for i in 1..=1000 {
             hist.record(i * scale).unwrap();
         }
-        Row::from_histogram(scenario, system, &hist, Duration::from_secs(1))
+        let mut rounds = Rounds::default();
+        rounds.add(hist, Duration::from_secs(1)).unwrap();
+        rounds
+            .row(scenario, system, Durable::NotApplicable)
+            .unwrap()
     }
 
     const CHAT: &str = "chat: fan-out to 1000 members, 10 messages/s (deliveries/s) × 2";
@@ -212,7 +217,12 @@ mod tests {
         let rows = [
             row("lock: 1 client", "lock-server", 1),
             row("lock: 1 client", "etcd <&> 3.4", 3),
-            Row::missing("lock: 1 client", "Redis", "not installed"),
+            Row::missing(
+                "lock: 1 client",
+                "Redis",
+                Durable::NotApplicable,
+                "not installed",
+            ),
             row(CHAT, "chat-server", 50),
         ];
         let svg = latency_svg("Township & friends", &rows);
@@ -226,7 +236,12 @@ mod tests {
 
     #[test]
     fn a_scenario_with_only_a_missing_row_still_gets_a_panel() {
-        let rows = [Row::missing("kv: 1 client", "etcd", "not installed")];
+        let rows = [Row::missing(
+            "kv: 1 client",
+            "etcd",
+            Durable::NotApplicable,
+            "not installed",
+        )];
         let svg = latency_svg("t", &rows);
         assert_eq!(svg.matches("<polyline").count(), 0);
         assert!(svg.contains("kv: 1 client"));

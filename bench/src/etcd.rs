@@ -1,148 +1,16 @@
-//! etcd as a reference for the lock benchmark: starting a single-member etcd on loopback with a
-//! temporary data directory, and a small client for the three v3 RPCs a lock cycle needs
-//! (LeaseGrant, Lock, Unlock), with the messages declared here rather than generated.
-//!
-//! etcd is a Go program and would spread over every core; it runs with `GOMAXPROCS=1` so that it
-//! gets one core, like each Township server (started with `TOKIO_WORKER_THREADS=1`). Its default
-//! durability is kept: it fsyncs its write-ahead log before acknowledging a write.
+//! etcd as a reference for the lock benchmark: a small client for the three v3 RPCs a lock cycle
+//! needs (LeaseGrant, Lock, Unlock), with the messages declared here rather than generated. The
+//! server itself is started by `township-references` (one member, one core, its default
+//! durability: the write-ahead log fsynced before a write is acknowledged).
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
 use tonic::{client::Grpc, codegen::http::uri::PathAndQuery, transport::Channel};
-
-/// The etcd binary, looked up on `PATH`.
-const BINARY: &str = "etcd";
-
-/// How long etcd may take to answer after it is spawned.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The deadline sent with every RPC, so a stuck etcd ends the benchmark instead of hanging it
 /// (the same bound as the lock-server's `wait_timeout`).
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The installed etcd's version, e.g. "3.4.23", from `etcd --version`; `None` when there is no
-/// etcd on `PATH`.
-pub async fn version() -> anyhow::Result<Option<String>> {
-    let output = match Command::new(BINARY).arg("--version").output().await {
-        Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).context("cannot run `etcd --version`"),
-    };
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = text
-        .lines()
-        .find_map(|line| line.strip_prefix("etcd Version:"))
-        .map(|v| v.trim().to_owned())
-        .with_context(|| format!("unexpected `etcd --version` output {text:?}"))?;
-    Ok(Some(version))
-}
-
-/// A running single-member etcd, killed when dropped (the process before its data directory).
-pub struct Etcd {
-    /// The etcd process, killed on drop if not stopped before.
-    child: Child,
-    /// Its client URL, e.g. "http://127.0.0.1:40123".
-    pub uri: String,
-    /// Its data directory and log, removed after the process is killed.
-    _data: tempfile::TempDir,
-}
-
-/// Starts etcd on two free loopback ports (client and peer) with a fresh data directory and
-/// waits until it grants a lease (at most 30 s). It runs with `GOMAXPROCS=1`, one core like each
-/// Township server, and with its default durability (WAL fsynced on every write).
-pub async fn start() -> anyhow::Result<Etcd> {
-    let data = tempfile::tempdir().context("cannot create a temporary dir for etcd")?;
-    let (client_port, peer_port) = {
-        let client = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-        let peer = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-        (
-            client.local_addr().context("client port")?.port(),
-            peer.local_addr().context("peer port")?.port(),
-        )
-    };
-    let uri = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let log_path = data.path().join("etcd.log");
-    let log = std::fs::File::create(&log_path).context("cannot create etcd's log file")?;
-    let log_err = log.try_clone().context("cannot share etcd's log file")?;
-    let mut child = Command::new(BINARY)
-        .arg("--name")
-        .arg("default")
-        .arg("--data-dir")
-        .arg(data.path().join("data"))
-        .arg("--listen-client-urls")
-        .arg(&uri)
-        .arg("--advertise-client-urls")
-        .arg(&uri)
-        .arg("--listen-peer-urls")
-        .arg(&peer)
-        .arg("--initial-advertise-peer-urls")
-        .arg(&peer)
-        .arg("--initial-cluster")
-        .arg(format!("default={peer}"))
-        .args(["--initial-cluster-state", "new"])
-        .args(["--logger", "zap", "--log-level", "error"])
-        .env("GOMAXPROCS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start etcd")?;
-    let began = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().context("cannot poll etcd")? {
-            bail!("etcd exited with {status}: {}", log_tail(&log_path));
-        }
-        if began.elapsed() > START_TIMEOUT {
-            bail!(
-                "etcd did not answer within {START_TIMEOUT:?}: {}",
-                log_tail(&log_path)
-            );
-        }
-        let answered = async {
-            let mut client = Client::connect(&uri).await?;
-            client.lease_grant(5).await
-        };
-        if tokio::time::timeout(Duration::from_secs(1), answered)
-            .await
-            .is_ok_and(|granted| granted.is_ok())
-        {
-            return Ok(Etcd {
-                child,
-                uri,
-                _data: data,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Etcd {
-    /// Kills the process and waits for it to end, so none is left behind (dropping only sends the
-    /// signal).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.child.kill().await.context("cannot stop etcd")
-    }
-}
-
-/// The last lines of etcd's log, to explain a failed start.
-fn log_tail(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(5)..].join(" / ")
-        }
-        Err(err) => format!("(no log: {err})"),
-    }
-}
 
 /// A client of etcd's v3 gRPC API, limited to what a lock cycle uses. Each holds its own
 /// connection.

@@ -15,8 +15,44 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tokio::{sync::Semaphore, task::JoinHandle};
 
+use crate::row::Rounds;
+
 /// How long an open-loop run waits for its last operations after the window ends.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// How each scenario is measured: its systems take turns for `rounds` rounds, each round a
+/// warm-up and then a measured `round`, so a machine that gets busier for a while slows them
+/// alike, and the spread of the rounds shows how far a figure can be trusted.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub rounds: u32,
+    pub warmup: Duration,
+    pub round: Duration,
+}
+
+impl Plan {
+    /// A window for one round, starting now.
+    pub fn window(&self) -> Window {
+        Window::starting_now(self.warmup, self.round)
+    }
+
+    /// Runs one round of each of `systems` in turn, [`Plan::rounds`] times; `measure` runs a
+    /// round of one system within the window it is given and returns its latencies (µs).
+    /// Returns each system's rounds, in the order of `systems`.
+    pub async fn alternate<S>(
+        &self,
+        systems: &[S],
+        mut measure: impl AsyncFnMut(&S, Window) -> anyhow::Result<Histogram<u64>>,
+    ) -> anyhow::Result<Vec<Rounds>> {
+        let mut measured: Vec<Rounds> = systems.iter().map(|_| Rounds::default()).collect();
+        for _ in 0..self.rounds {
+            for (system, rounds) in systems.iter().zip(&mut measured) {
+                rounds.add(measure(system, self.window()).await?, self.round)?;
+            }
+        }
+        Ok(measured)
+    }
+}
 
 /// When measuring starts (after the warm-up) and when every client stops.
 #[derive(Clone, Copy, Debug)]

@@ -1,10 +1,10 @@
 //! Lock service: acquire+release cycles per second and their latency, for 1 client, 16 clients on
-//! distinct resources, and 16 clients on one resource (every cycle a hand-off). Each scenario is
-//! measured on the lock-server, then on its references in the same run: etcd's v3 Lock API and
-//! the usual single-node Redis lock (`SET NX PX`, Lua compare-and-delete release), all durable.
-//! A reference that is not installed or does not start gets a row saying so, never a figure.
-
-use std::time::{Duration, Instant};
+//! distinct resources, and 16 clients on one resource (every cycle a hand-off). Each scenario
+//! measures the lock-server beside its references in alternating rounds: etcd's v3 Lock API
+//! (durable: it fsyncs every write) and the usual single-node Redis lock (`SET NX PX`, scripted
+//! compare-and-delete release) twice, in memory (the like-for-like reference: the lock-server
+//! keeps its leases in memory) and durable (`appendfsync always`). A reference that is not
+//! installed or does not start gets a row saying so, never a figure.
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
@@ -15,14 +15,16 @@ use township_proto::lock::v1::{
     AcquireRequest, LockTarget, Mode, ReleaseRequest, SessionRequest, SessionResponse,
     lock_service_client::LockServiceClient, session_request, session_response,
 };
+use township_references::{Etcd, Redis, RedisDurability};
 
 use crate::{
     etcd,
-    load::{self, Window},
-    redis::{self, Reply},
-    report::Report,
-    row::Row,
+    load::{self, Plan, Window},
+    redis,
+    report::{Reference, Report},
+    row::{Durable, Row},
     server,
+    targets::Target,
 };
 
 /// One lock scenario: its name in the report, how many clients, and whether they all contend for
@@ -31,6 +33,8 @@ struct Scenario {
     name: &'static str,
     clients: usize,
     shared: bool,
+    /// The least ratio to etcd this scenario's target asks of the lock-server.
+    over_etcd: f64,
 }
 
 impl Scenario {
@@ -49,125 +53,261 @@ const SCENARIOS: [Scenario; 3] = [
         name: "lock: 1 client",
         clients: 1,
         shared: false,
+        over_etcd: 4.0,
     },
     Scenario {
         name: "lock: 16 clients, distinct resources",
         clients: 16,
         shared: false,
+        over_etcd: 5.0,
     },
     Scenario {
         name: "lock: 16 clients, one resource",
         clients: 16,
         shared: true,
+        over_etcd: 10.0,
     },
 ];
 
-/// A reference system started for this run under its report name, or why it could not be.
-struct Reference<T> {
-    system: String,
-    running: Result<T, String>,
+/// The systems of every scenario, in the order of its rows.
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Session,
+    Unary,
+    Etcd,
+    Redis(RedisDurability),
 }
 
-/// Runs the three lock scenarios against one fresh lock-server, then each against etcd and Redis
-/// (started once, beside it), so that each scenario's rows come out together, ours first.
-pub async fn run(duration: Duration, warmup: Duration) -> anyhow::Result<Report> {
-    let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
-    let server = server::start("lock-server", data.path(), &[]).await?;
-    let uri = format!("http://{}", server.addr);
-    let etcd = reference(
-        "etcd",
-        "v3 Lock API",
-        "apt-get install etcd-server",
-        etcd::version().await,
-        etcd::start,
-    )
-    .await;
-    let redis = reference(
-        "Redis",
-        "SET NX PX + Lua release",
-        "apt-get install redis-server",
-        redis::version().await,
-        redis::start,
-    )
-    .await;
-    // Leases outlive a scenario's whole window, as a session's keep-alives would make them.
-    let etcd_ttl = i64::try_from((warmup + duration).as_secs() + 60).context("lease TTL")?;
-    let mut report = Report::default();
-    for scenario in &SCENARIOS {
-        report
-            .rows
-            .push(measure_lock_server(scenario, &uri, Api::Session, duration, warmup).await?);
-        report
-            .rows
-            .push(measure_lock_server(scenario, &uri, Api::Unary, duration, warmup).await?);
-        report.rows.push(match &etcd.running {
-            Ok(running) => {
-                measure_etcd(
-                    scenario,
-                    &etcd.system,
-                    &running.uri,
-                    etcd_ttl,
-                    duration,
-                    warmup,
-                )
-                .await?
-            }
-            Err(why) => Row::missing(scenario.name, &etcd.system, why),
-        });
-        report.rows.push(match &redis.running {
-            Ok(running) => {
-                measure_redis(scenario, &redis.system, &running.addr, duration, warmup).await?
-            }
-            Err(why) => Row::missing(scenario.name, &redis.system, why),
-        });
-    }
-    report.footprints.push(server.footprint()?);
-    if let Ok(running) = etcd.running {
-        running.stop().await?;
-    }
-    if let Ok(running) = redis.running {
-        running.stop().await?;
-    }
-    Ok(report)
+const SYSTEMS: [System; 5] = [
+    System::Session,
+    System::Unary,
+    System::Etcd,
+    System::Redis(RedisDurability::InMemory),
+    System::Redis(RedisDurability::EveryWrite),
+];
+
+const LOCK_SERVER: Durable = Durable::No("leases in memory");
+
+/// The references, started once for the whole benchmark, or why each could not be.
+struct References {
+    etcd: Result<(String, Etcd), String>,
+    redis_memory: Result<(String, Redis), String>,
+    redis_durable: Result<(String, Redis), String>,
 }
 
-/// Starts a reference named `name` whose `version` was read from its binary (`None`: not on
-/// `PATH`). Its report name is "`name` `version`, `api`"; if it is missing or fails to start the
-/// reason (with `install`) is kept instead, and a warning printed.
-async fn reference<T>(
+impl References {
+    async fn start(report: &mut Report) -> Self {
+        let etcd = start(
+            "etcd",
+            "v3 Lock API",
+            township_references::ETCD_PACKAGE,
+            township_references::etcd_version(),
+            Etcd::start,
+            report,
+        )
+        .await;
+        let redis_version = township_references::redis_version();
+        let redis_version = || match &redis_version {
+            Ok(version) => Ok(version.clone()),
+            Err(err) => Err(anyhow::anyhow!("{err:#}")),
+        };
+        let redis_memory = start(
+            "Redis",
+            "SET NX PX + EVALSHA release, in memory",
+            township_references::REDIS_PACKAGE,
+            redis_version(),
+            || Redis::start(RedisDurability::InMemory),
+            report,
+        )
+        .await;
+        let redis_durable = start(
+            "Redis",
+            "SET NX PX + EVALSHA release, appendfsync always",
+            township_references::REDIS_PACKAGE,
+            redis_version(),
+            || Redis::start(RedisDurability::EveryWrite),
+            report,
+        )
+        .await;
+        report.references.dedup_by(|a, b| a.name == b.name);
+        Self {
+            etcd,
+            redis_memory,
+            redis_durable,
+        }
+    }
+
+    /// The report name of `system` and whether it is running (else why not).
+    fn name(&self, system: System) -> Result<&str, (&str, &str)> {
+        let running = match system {
+            System::Session => return Ok("lock-server, Session stream"),
+            System::Unary => return Ok("lock-server, Acquire + Release RPCs"),
+            System::Etcd => self.etcd.as_ref().map(|(name, _)| name),
+            System::Redis(RedisDurability::InMemory) => {
+                self.redis_memory.as_ref().map(|(name, _)| name)
+            }
+            System::Redis(RedisDurability::EveryWrite) => {
+                self.redis_durable.as_ref().map(|(name, _)| name)
+            }
+        };
+        running.map(String::as_str).map_err(|why| match system {
+            System::Etcd => ("etcd", why.as_str()),
+            _ => ("Redis", why.as_str()),
+        })
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        if let Ok((_, etcd)) = self.etcd {
+            etcd.stop()?;
+        }
+        for redis in [self.redis_memory, self.redis_durable]
+            .into_iter()
+            .flatten()
+        {
+            redis.1.stop()?;
+        }
+        Ok(())
+    }
+}
+
+fn durable(system: System) -> Durable {
+    match system {
+        System::Session | System::Unary => LOCK_SERVER,
+        System::Etcd => Durable::Yes("WAL fsync per write"),
+        System::Redis(RedisDurability::InMemory) => Durable::No("in memory, no AOF or snapshots"),
+        System::Redis(RedisDurability::EveryWrite) => Durable::Yes("AOF, appendfsync always"),
+    }
+}
+
+/// Starts a reference named `name` whose `version` was read from its binary (`None`: not
+/// installed). Its report name is "`name` `version`, `api`"; if it is missing or fails to start,
+/// the reason (with the package to install) is kept instead, and a warning printed.
+async fn start<T: Send + 'static>(
     name: &str,
     api: &str,
-    install: &str,
+    package: &str,
     version: anyhow::Result<Option<String>>,
-    start: impl AsyncFnOnce() -> anyhow::Result<T>,
-) -> Reference<T> {
-    let (system, running) = match version {
+    start: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    report: &mut Report,
+) -> Result<(String, T), String> {
+    let running = match version {
         Ok(Some(version)) => {
-            let system = format!("{name} {version}, {api}");
-            let running = start()
-                .await
-                .map_err(|err| format!("failed to start: {err:#}"));
-            (system, running)
+            report.references.push(Reference {
+                name: name.to_owned(),
+                version: version.clone(),
+            });
+            let started = tokio::task::spawn_blocking(start).await;
+            match started {
+                Ok(Ok(running)) => Ok((format!("{name} {version}, {api}"), running)),
+                Ok(Err(err)) => Err(format!("failed to start: {err:#}")),
+                Err(err) => Err(format!("failed to start: {err}")),
+            }
         }
-        Ok(None) => (name.to_owned(), Err(format!("not installed: {install}"))),
-        Err(err) => (name.to_owned(), Err(format!("{err:#}; install: {install}"))),
+        Ok(None) => Err(format!("not installed: apt-get install {package}")),
+        Err(err) => Err(format!("{err:#}; install: apt-get install {package}")),
     };
     if let Err(why) = &running {
         eprintln!("township-bench: {name} is not measured: {why}");
     }
-    Reference { system, running }
+    running
+}
+
+/// Runs the three lock scenarios, each on the lock-server beside etcd and Redis (started once,
+/// beside it) in alternating rounds, so that each scenario's rows come out together, ours first.
+pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
+    let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
+    let server = server::start("lock-server", data.path(), &[]).await?;
+    let uri = format!("http://{}", server.addr);
+    let mut report = Report::default();
+    let references = References::start(&mut report).await;
+    // Leases outlive a scenario's whole run, as a session's keep-alives would make them.
+    let whole = (plan.warmup + plan.round) * plan.rounds * SYSTEMS.len() as u32;
+    let etcd_ttl = i64::try_from(whole.as_secs() + 60).context("lease TTL")?;
+    for scenario in &SCENARIOS {
+        let running: Vec<System> = SYSTEMS
+            .into_iter()
+            .filter(|s| references.name(*s).is_ok())
+            .collect();
+        let measured = plan
+            .alternate(&running, async |system, window| match *system {
+                System::Session | System::Unary => {
+                    let api = if *system == System::Session {
+                        Api::Session
+                    } else {
+                        Api::Unary
+                    };
+                    lock_server(scenario, &uri, api, window).await
+                }
+                System::Etcd => {
+                    let (_, etcd) = references
+                        .etcd
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    etcd_round(scenario, etcd.client_url(), etcd_ttl, window).await
+                }
+                System::Redis(RedisDurability::InMemory) => {
+                    let (_, redis) = references
+                        .redis_memory
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    redis_round(scenario, &redis.url(), window).await
+                }
+                System::Redis(RedisDurability::EveryWrite) => {
+                    let (_, redis) = references
+                        .redis_durable
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    redis_round(scenario, &redis.url(), window).await
+                }
+            })
+            .await?;
+        let mut rows = Vec::new();
+        for system in SYSTEMS {
+            rows.push(match references.name(system) {
+                Ok(name) => {
+                    let at = running
+                        .iter()
+                        .position(|s| *s == system)
+                        .context("measured")?;
+                    measured[at].row(scenario.name, name, durable(system))?
+                }
+                Err((name, why)) => Row::missing(scenario.name, name, durable(system), why),
+            });
+        }
+
+        let (ours, etcd, redis_memory) = (&rows[0], &rows[2], &rows[3]);
+        let targets = [
+            Target::ratio_at_least(
+                format!("{} ≥ 1.0× in-memory Redis", scenario.name),
+                ours,
+                redis_memory,
+                1.0,
+            ),
+            Target::ratio_at_least(
+                format!("{} ≥ {}× etcd", scenario.name, scenario.over_etcd),
+                ours,
+                etcd,
+                scenario.over_etcd,
+            ),
+        ];
+        report.targets.extend(targets);
+        report.rows.extend(rows);
+    }
+    report.footprints.push(server.footprint()?);
+    tokio::task::spawn_blocking(move || references.stop())
+        .await
+        .context("stop the references")??;
+    Ok(report)
 }
 
 /// Connects `scenario.clients` clients with `connect` (given each client's index), then runs
-/// `cycles` on every one of them over one window, and returns the row of `system`.
+/// `cycles` on every one of them over one window, and returns their latencies.
 async fn measure<C, F>(
     scenario: &Scenario,
-    system: &str,
-    duration: Duration,
-    warmup: Duration,
+    window: Window,
     mut connect: impl AsyncFnMut(usize) -> anyhow::Result<C>,
     cycles: impl Fn(C, Window) -> F,
-) -> anyhow::Result<Row>
+) -> anyhow::Result<Histogram<u64>>
 where
     F: Future<Output = anyhow::Result<Histogram<u64>>> + 'static,
 {
@@ -175,18 +315,11 @@ where
     for i in 0..scenario.clients {
         connected.push(connect(i).await?);
     }
-    let window = Window::starting_now(warmup, duration);
     let tasks = connected
         .into_iter()
         .map(|client| tokio::task::spawn_local(cycles(client, window)))
         .collect();
-    let histogram = load::merge(tasks).await?;
-    Ok(Row::from_histogram(
-        scenario.name,
-        system,
-        &histogram,
-        duration,
-    ))
+    load::merge(tasks).await
 }
 
 /// How a lock-server client asks.
@@ -200,23 +333,16 @@ enum Api {
     Unary,
 }
 
-/// A lock-server row: each client on its own connection, asking through `api`.
-async fn measure_lock_server(
+/// A lock-server round: each client on its own connection, asking through `api`.
+async fn lock_server(
     scenario: &Scenario,
     uri: &str,
     api: Api,
-    duration: Duration,
-    warmup: Duration,
-) -> anyhow::Result<Row> {
-    let system = match api {
-        Api::Session => "lock-server, Session stream",
-        Api::Unary => "lock-server, Acquire + Release RPCs",
-    };
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
     measure(
         scenario,
-        system,
-        duration,
-        warmup,
+        window,
         async |i| {
             let channel = server::dial(uri).await.context("connect")?;
             Ok((channel, scenario.resource(i)))
@@ -345,21 +471,17 @@ async fn unary_cycles(
     .await
 }
 
-/// etcd's row: each client on its own connection, with one lease of `lease_ttl` seconds granted
-/// before the window and held for all its cycles.
-async fn measure_etcd(
+/// An etcd round: each client on its own connection, with one lease of `lease_ttl` seconds
+/// granted before the window and held for all its cycles.
+async fn etcd_round(
     scenario: &Scenario,
-    system: &str,
     uri: &str,
     lease_ttl: i64,
-    duration: Duration,
-    warmup: Duration,
-) -> anyhow::Result<Row> {
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
     measure(
         scenario,
-        system,
-        duration,
-        warmup,
+        window,
         async |i| {
             let mut client = etcd::Client::connect(uri).await?;
             let lease = client
@@ -395,95 +517,19 @@ async fn etcd_cycles(
     .await
 }
 
-/// How long a Redis lock lives unless released, the lock-server's lease TTL.
-const REDIS_TTL_MS: &[u8] = b"10000";
-
-/// How long a Redis client waits before asking again for a lock that is held. Redis has no
-/// queue: a client that finds the lock taken can only retry. A fixed short delay is the usual
-/// pattern; 1 ms is the finest a tokio timer resolves, so it is the most favourable delay that
-/// does not busy-spin (spinning would steal the one load-generator thread, and Redis's one core,
-/// from the holder's release).
-const REDIS_RETRY_DELAY: Duration = Duration::from_millis(1);
-
-/// A Redis client still refused the lock after this long fails the benchmark (the lock-server's
-/// `wait_timeout`), so a retry loop can never outlive its window by more.
-const REDIS_GIVE_UP: Duration = Duration::from_secs(30);
-
-/// Redis's row: each client on its own connection, with the release script loaded.
-async fn measure_redis(
+/// A Redis round: the clients share one multiplexed connection, as the `redis` crate's
+/// documentation recommends (see [`redis::connect`]).
+async fn redis_round(
     scenario: &Scenario,
-    system: &str,
-    addr: &str,
-    duration: Duration,
-    warmup: Duration,
-) -> anyhow::Result<Row> {
-    measure(
-        scenario,
-        system,
-        duration,
-        warmup,
-        async |i| {
-            let mut client = redis::Client::connect(addr).await?;
-            let sha = match client
-                .command(&[b"SCRIPT", b"LOAD", redis::RELEASE_SCRIPT.as_bytes()])
-                .await
-                .context("Redis SCRIPT LOAD")?
-            {
-                Reply::Bulk(Some(sha)) => sha,
-                other => bail!("Redis SCRIPT LOAD answered {other:?}"),
-            };
-            Ok((client, scenario.resource(i), i, sha))
-        },
-        |(client, key, i, sha), window| redis_cycles(client, key, i, sha, window),
-    )
-    .await
-}
-
-/// One closed-loop Redis client (number `index`): `SET key token NX PX 10000`, retried after
-/// [`REDIS_RETRY_DELAY`] while the lock is held, then `EVALSHA` of the compare-and-delete script,
-/// which must answer 1. Each cycle's token is unique (client index and counter), and its latency
-/// includes its retries; only completed cycles are counted.
-async fn redis_cycles(
-    mut client: redis::Client,
-    key: String,
-    index: usize,
-    release_sha: Vec<u8>,
+    url: &str,
     window: Window,
 ) -> anyhow::Result<Histogram<u64>> {
-    let mut counter: u64 = 0;
-    load::closed_loop(window, async || {
-        counter += 1;
-        let token = format!("bench-{index}-{counter}");
-        let asked = Instant::now();
-        loop {
-            let set = [
-                b"SET".as_slice(),
-                key.as_bytes(),
-                token.as_bytes(),
-                b"NX",
-                b"PX",
-                REDIS_TTL_MS,
-            ];
-            match client.command(&set).await.context("Redis SET NX")? {
-                Reply::Simple(ok) if ok == "OK" => break,
-                Reply::Bulk(None) if asked.elapsed() < REDIS_GIVE_UP => {
-                    tokio::time::sleep(REDIS_RETRY_DELAY).await;
-                }
-                Reply::Bulk(None) => bail!("Redis lock {key} still held after {REDIS_GIVE_UP:?}"),
-                other => bail!("Redis SET NX answered {other:?}"),
-            }
-        }
-        let release = [
-            b"EVALSHA".as_slice(),
-            &release_sha,
-            b"1",
-            key.as_bytes(),
-            token.as_bytes(),
-        ];
-        match client.command(&release).await.context("Redis release")? {
-            Reply::Integer(1) => Ok(()),
-            other => bail!("Redis release of {key} answered {other:?}: the lock was lost"),
-        }
-    })
+    let (connection, release) = redis::connect(url).await?;
+    measure(
+        scenario,
+        window,
+        async |i| Ok((connection.clone(), scenario.resource(i), i, release.clone())),
+        |(connection, key, i, release), window| redis::cycles(connection, key, i, release, window),
+    )
     .await
 }

@@ -8,37 +8,49 @@
 mod bank;
 mod chart;
 mod chat;
+mod doctor;
 mod etcd;
 mod load;
 mod lock;
+mod pgbench;
 mod phonebook;
 mod redis;
 mod report;
 mod row;
 mod server;
+mod targets;
 mod time;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::report::Report;
+use crate::{
+    load::Plan,
+    report::{Report, Run},
+};
 
 /// Township's benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "township-bench", version)]
 struct Cli {
-    /// How long each scenario runs after its warm-up.
-    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Rounds per scenario: its systems take turns, one round each, this many times; each figure
+    /// is the median of its rounds.
+    #[arg(long, global = true, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
+    rounds: u32,
+
+    /// How long each round is measured, after its warm-up.
+    #[arg(long, global = true, default_value = "2s", value_parser = humantime::parse_duration)]
     duration: Duration,
 
-    /// Warm-up before each scenario is measured.
+    /// Warm-up before each round is measured.
     #[arg(long, global = true, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
 
-    /// A few seconds per benchmark, for CI: proves the benchmarks run, their figures mean little.
-    /// References that are not installed are reported missing. Results go to a temporary
-    /// directory unless --out-dir is given.
+    /// A few seconds per benchmark, for CI: 2 rounds of 300 ms after 100 ms of warm-up, and small
+    /// data sets. Proves the benchmarks run; their figures mean little. References that are not
+    /// installed are reported missing. Results go to a temporary directory unless --out-dir is
+    /// given.
     #[arg(long, global = true)]
     smoke: bool,
 
@@ -63,12 +75,15 @@ enum Scenario {
     Time,
     /// Lock service: acquire+release cycles, uncontended and contended, beside etcd and Redis.
     Lock,
-    /// Bank: durable transfers with the lock service in the loop, one and two replicas.
+    /// Bank: transfers with the lock service in the loop, one and two replicas, beside
+    /// PostgreSQL's pgbench (TPC-B and simple update) on a throwaway PostgreSQL.
     Bank,
     /// Phone book: bulk load, lookups and durable adds at 100,000 and 1,000,000 entries.
     Phonebook,
     /// Chat: fan-out of messages to 1,000 members of one room, delivery latency.
     Chat,
+    /// Doctor: Converse exchanges per second at 1 and 16 patients, and the server's footprint.
+    Doctor,
 }
 
 impl Scenario {
@@ -80,6 +95,7 @@ impl Scenario {
             Scenario::Bank => "bank",
             Scenario::Phonebook => "phonebook",
             Scenario::Chat => "chat",
+            Scenario::Doctor => "doctor",
         }
     }
 }
@@ -129,34 +145,45 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             Scenario::Bank,
             Scenario::Phonebook,
             Scenario::Chat,
+            Scenario::Doctor,
         ],
         one => vec![one],
     };
+    let plan = if cli.smoke {
+        Plan {
+            rounds: 2,
+            warmup: Duration::from_millis(100),
+            round: Duration::from_millis(300),
+        }
+    } else {
+        Plan {
+            rounds: cli.rounds,
+            warmup: cli.warmup,
+            round: cli.duration,
+        }
+    };
+    let run = Run::now(plan.rounds, plan.warmup, plan.round);
     let mut reports = Vec::new();
     for benchmark in benchmarks {
         eprintln!("township-bench: {} ...", benchmark.name());
-        let report = measure(cli, benchmark).await?;
-        report::publish(benchmark.name(), &report, &out_dir)?;
+        let report = measure(cli, &plan, benchmark).await?;
+        report::publish(benchmark.name(), &report, &run, &out_dir)?;
         reports.push((benchmark.name(), report));
     }
     if cli.scenario == Scenario::All {
-        report::summarize(&reports, &out_dir)?;
+        report::summarize(&reports, &run, &out_dir)?;
     }
     Ok(())
 }
 
-async fn measure(cli: &Cli, benchmark: Scenario) -> anyhow::Result<Report> {
-    let (duration, warmup) = if cli.smoke {
-        (Duration::from_millis(500), Duration::from_millis(100))
-    } else {
-        (cli.duration, cli.warmup)
-    };
+async fn measure(cli: &Cli, plan: &Plan, benchmark: Scenario) -> anyhow::Result<Report> {
     match benchmark {
         Scenario::All => anyhow::bail!("`all` is not one benchmark"),
-        Scenario::Time => time::run(duration, warmup, cli.rate).await,
-        Scenario::Lock => lock::run(duration, warmup).await,
-        Scenario::Bank => bank::run(duration, warmup).await,
-        Scenario::Phonebook => phonebook::run(duration, warmup, cli.smoke).await,
-        Scenario::Chat => chat::run(duration, warmup, cli.smoke).await,
+        Scenario::Time => time::run(plan, cli.rate).await,
+        Scenario::Lock => lock::run(plan).await,
+        Scenario::Bank => bank::run(plan, cli.smoke).await,
+        Scenario::Phonebook => phonebook::run(plan, cli.smoke).await,
+        Scenario::Chat => chat::run(plan, cli.smoke).await,
+        Scenario::Doctor => doctor::run(plan).await,
     }
 }

@@ -4,7 +4,7 @@
 use std::{
     rc::Rc,
     sync::atomic::{AtomicUsize, Ordering},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, bail};
@@ -16,11 +16,14 @@ use township_proto::phonebook::v1::{
 };
 
 use crate::{
-    load::{self, Window},
+    load::{self, Plan, Window},
     report::Report,
-    row::Row,
+    row::{Durable, Figures, Rounds, Row},
     server,
 };
+
+/// Every add is committed with SQLite's `synchronous = FULL` before it is answered.
+const DURABLE: Durable = Durable::Yes("SQLite WAL, synchronous=FULL");
 
 /// Concurrent closed-loop clients.
 const CLIENTS: usize = 16;
@@ -32,7 +35,7 @@ const LOADERS: usize = 4;
 type Client = PhoneBookServiceClient<Channel>;
 
 /// Runs the phone book scenarios at each book size, each against a fresh server.
-pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::Result<Report> {
+pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     let sizes: &[usize] = if smoke {
         &[2_000]
     } else {
@@ -48,10 +51,10 @@ pub async fn run(duration: Duration, warmup: Duration, smoke: bool) -> anyhow::R
             .context("connect to the phone book")?;
         rows.push(load_book(&channel, size).await?);
         for clients in [1, CLIENTS] {
-            rows.push(lookups(&channel, size, clients, duration, warmup).await?);
+            rows.push(lookups(&channel, size, clients, plan).await?);
         }
-        rows.push(searches(&channel, size, duration, warmup).await?);
-        rows.push(adds(&channel, size, duration, warmup).await?);
+        rows.push(searches(&channel, size, plan).await?);
+        rows.push(adds(&channel, size, plan).await?);
         let mut footprint = server.footprint()?;
         footprint.server = format!("phonebook-server ({size} entries)");
         report.footprints.push(footprint);
@@ -104,13 +107,15 @@ async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
     }
     let histogram = load::merge(tasks).await?;
     let elapsed = started.elapsed();
-    let mut row = Row::from_histogram(
-        format!("phonebook: bulk load, batches of {BATCH}, {size} entries"),
+    let mut figures = Figures::of(&histogram, elapsed);
+    figures.per_second = size as f64 / elapsed.as_secs_f64();
+    let mut load = Rounds::default();
+    load.add_figures(figures, histogram)?;
+    let mut row = load.row(
+        format!("phonebook: bulk load, batches of {BATCH}, {size} entries (once)"),
         "phonebook-server",
-        &histogram,
-        elapsed,
-    );
-    row.per_second = size as f64 / elapsed.as_secs_f64();
+        DURABLE,
+    )?;
     row.count = size as u64;
     Ok(row)
 }
@@ -120,117 +125,122 @@ async fn lookups(
     channel: &Channel,
     size: usize,
     clients: usize,
-    duration: Duration,
-    warmup: Duration,
+    plan: &Plan,
 ) -> anyhow::Result<Row> {
-    let window = Window::starting_now(warmup, duration);
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let mut rpc = Client::new(channel.clone());
-        let mut random = xorshift(client as u64 + 1);
-        tasks.push(tokio::task::spawn_local(async move {
-            load::closed_loop(window, async || {
-                let name = format!("person {:07}", random() as usize % size);
-                let found = rpc
-                    .lookup(LookupRequest { name })
-                    .await
-                    .context("lookup")?
-                    .into_inner()
-                    .entries;
-                if found.len() != 1 {
-                    bail!("lookup found {} entries, not 1", found.len());
-                }
-                Ok(())
-            })
-            .await
-        }));
-    }
-    let histogram = load::merge(tasks).await?;
-    Ok(Row::from_histogram(
+    one_system(plan, async |window| {
+        let mut tasks = Vec::new();
+        for client in 0..clients {
+            let mut rpc = Client::new(channel.clone());
+            let mut random = xorshift(client as u64 + 1);
+            tasks.push(tokio::task::spawn_local(async move {
+                load::closed_loop(window, async || {
+                    let name = format!("person {:07}", random() as usize % size);
+                    let found = rpc
+                        .lookup(LookupRequest { name })
+                        .await
+                        .context("lookup")?
+                        .into_inner()
+                        .entries;
+                    if found.len() != 1 {
+                        bail!("lookup found {} entries, not 1", found.len());
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        load::merge(tasks).await
+    })
+    .await?
+    .row(
         format!("phonebook: lookup, {size} entries, {clients} client(s)"),
         "phonebook-server",
-        &histogram,
-        duration,
-    ))
+        DURABLE,
+    )
 }
 
 /// First pages (50 entries) of searches for a name fragment that matches 100 entries as a prefix
 /// and more inside other names.
-async fn searches(
-    channel: &Channel,
-    size: usize,
-    duration: Duration,
-    warmup: Duration,
-) -> anyhow::Result<Row> {
-    let window = Window::starting_now(warmup, duration);
-    let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
-        let mut rpc = Client::new(channel.clone());
-        let mut random = xorshift(client as u64 + 101);
-        tasks.push(tokio::task::spawn_local(async move {
-            load::closed_loop(window, async || {
-                let hundred = random() as usize % (size / 100).max(1);
-                let query = format!("person {hundred:05}");
-                let found = rpc
-                    .search(SearchRequest {
-                        query,
-                        page_size: 50,
-                        page_token: String::new(),
-                    })
-                    .await
-                    .context("search")?
-                    .into_inner()
-                    .entries;
-                if found.is_empty() {
-                    bail!("search found nothing");
-                }
-                Ok(())
-            })
-            .await
-        }));
-    }
-    let histogram = load::merge(tasks).await?;
-    Ok(Row::from_histogram(
+async fn searches(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result<Row> {
+    one_system(plan, async |window| {
+        let mut tasks = Vec::new();
+        for client in 0..CLIENTS {
+            let mut rpc = Client::new(channel.clone());
+            let mut random = xorshift(client as u64 + 101);
+            tasks.push(tokio::task::spawn_local(async move {
+                load::closed_loop(window, async || {
+                    let hundred = random() as usize % (size / 100).max(1);
+                    let query = format!("person {hundred:05}");
+                    let found = rpc
+                        .search(SearchRequest {
+                            query,
+                            page_size: 50,
+                            page_token: String::new(),
+                        })
+                        .await
+                        .context("search")?
+                        .into_inner()
+                        .entries;
+                    if found.is_empty() {
+                        bail!("search found nothing");
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        load::merge(tasks).await
+    })
+    .await?
+    .row(
         format!("phonebook: search, first page of 50, {size} entries, {CLIENTS} clients"),
         "phonebook-server",
-        &histogram,
-        duration,
-    ))
+        DURABLE,
+    )
 }
 
 /// Durable single-entry adds (each acknowledged only after its commit reached the disk).
-async fn adds(
-    channel: &Channel,
-    size: usize,
-    duration: Duration,
-    warmup: Duration,
-) -> anyhow::Result<Row> {
-    let window = Window::starting_now(warmup, duration);
-    let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
-        let mut rpc = Client::new(channel.clone());
-        let mut n = 0u64;
-        tasks.push(tokio::task::spawn_local(async move {
-            load::closed_loop(window, async || {
-                n += 1;
-                let request = AddEntryRequest {
-                    name: format!("Newcomer {client}-{n}"),
-                    number: "+1 201 555 0100".into(),
-                    label: "bench".into(),
-                };
-                rpc.add_entry(request).await.context("add")?;
-                Ok(())
-            })
-            .await
-        }));
-    }
-    let histogram = load::merge(tasks).await?;
-    Ok(Row::from_histogram(
+async fn adds(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result<Row> {
+    let mut round = 0u32;
+    one_system(plan, async |window| {
+        round += 1;
+        let mut tasks = Vec::new();
+        for client in 0..CLIENTS {
+            let mut rpc = Client::new(channel.clone());
+            let mut n = 0u64;
+            tasks.push(tokio::task::spawn_local(async move {
+                load::closed_loop(window, async || {
+                    n += 1;
+                    let request = AddEntryRequest {
+                        name: format!("Newcomer {round}-{client}-{n}"),
+                        number: "+1 201 555 0100".into(),
+                        label: "bench".into(),
+                    };
+                    rpc.add_entry(request).await.context("add")?;
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        load::merge(tasks).await
+    })
+    .await?
+    .row(
         format!("phonebook: add, {size} entries, {CLIENTS} clients"),
         "phonebook-server",
-        &histogram,
-        duration,
-    ))
+        DURABLE,
+    )
+}
+
+/// The phone book alone, in [`Plan::rounds`] rounds of `round`.
+async fn one_system(
+    plan: &Plan,
+    mut round: impl AsyncFnMut(Window) -> anyhow::Result<Histogram<u64>>,
+) -> anyhow::Result<Rounds> {
+    let mut measured = plan
+        .alternate(&[()], async |_, window| round(window).await)
+        .await?;
+    measured.pop().context("no round")
 }
 
 fn xorshift(seed: u64) -> impl FnMut() -> u64 {

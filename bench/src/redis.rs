@@ -1,237 +1,95 @@
-//! Redis as a reference for the lock benchmark: starting `redis-server` on loopback with a
-//! temporary directory, and a minimal RESP2 client (commands out as arrays of bulk strings;
-//! simple strings, errors, integers and bulk strings back), enough for the usual single-node
-//! Redis lock: `SET key token NX PX ttl` to take it, a compare-and-delete Lua script to release.
+//! Redis as a reference for the lock benchmark: the usual single-node Redis lock, `SET key token
+//! NX PX ttl` to take it and a compare-and-delete Lua script to release it, through the
+//! maintained `redis` crate used as its documentation recommends. The server itself is started by
+//! `township-references`, in memory or durable.
 //!
-//! Redis runs durable, like Township's servers: append-only file with `appendfsync always`, so
-//! every acknowledged write is fsynced; snapshots are off. It is single-threaded already. Its
-//! lock is single-node and not fenced (no token a protected resource could check), so it promises
-//! less than Township's lock service.
+//! Redis's lock is single-node and not fenced (no token a protected resource could check), and
+//! has no queue (a client that finds it taken can only retry), so it promises less than
+//! Township's lock service.
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream},
-    net::TcpStream,
-    process::{Child, Command},
-};
+use hdrhistogram::Histogram;
+use redis::aio::MultiplexedConnection;
 
-/// The Redis server binary, looked up on `PATH`.
-const BINARY: &str = "redis-server";
+use crate::load::{self, Window};
 
-/// How long Redis may take to answer PING after it is spawned.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a Redis lock lives unless released (ms), the lock-server's lease TTL.
+const REDIS_TTL_MS: u64 = 10_000;
+
+/// How long a Redis client waits before asking again for a lock that is held. Redis has no
+/// queue: a client that finds the lock taken can only retry. A fixed short delay is the usual
+/// pattern; 1 ms is the finest a tokio timer resolves, so it is the most favourable delay that
+/// does not busy-spin (spinning would steal the one load-generator thread, and Redis's one core,
+/// from the holder's release).
+const REDIS_RETRY_DELAY: Duration = Duration::from_millis(1);
+
+/// A Redis client still refused the lock after this long fails the benchmark (the lock-server's
+/// `wait_timeout`), so a retry loop can never outlive its window by more.
+const REDIS_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// Deletes the lock key only if it still holds the caller's token, atomically; 1 if it did.
-pub const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
-/// The installed Redis's version, e.g. "7.0.15", from `redis-server --version`; `None` when there
-/// is no redis-server on `PATH`.
-pub async fn version() -> anyhow::Result<Option<String>> {
-    let output = match Command::new(BINARY).arg("--version").output().await {
-        Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).context("cannot run `redis-server --version`"),
-    };
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = text
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("v="))
-        .map(str::to_owned)
-        .with_context(|| format!("unexpected `redis-server --version` output {text:?}"))?;
-    Ok(Some(version))
+/// Connects to Redis at `url` the way the `redis` crate's documentation recommends: one
+/// multiplexed connection, to be cloned into every client (their commands are pipelined on it),
+/// and the release script, which `redis::Script` sends by EVALSHA (loading it once if Redis
+/// answers NOSCRIPT).
+pub async fn connect(url: &str) -> anyhow::Result<(MultiplexedConnection, redis::Script)> {
+    let client = redis::Client::open(url).context("Redis URL")?;
+    let connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| format!("connect to Redis at {url}"))?;
+    Ok((connection, redis::Script::new(RELEASE_SCRIPT)))
 }
 
-/// A running redis-server, killed when dropped (the process before its directory).
-pub struct Redis {
-    /// The server process, killed on drop if not stopped before.
-    child: Child,
-    /// Its address, e.g. "127.0.0.1:40123".
-    pub addr: String,
-    /// Its append-only file and log, removed after the process is killed.
-    _dir: tempfile::TempDir,
-}
-
-/// Starts redis-server on a free loopback port, durable (AOF, fsync on every write), and waits
-/// until it answers PING (at most 30 s).
-pub async fn start() -> anyhow::Result<Redis> {
-    let dir = tempfile::tempdir().context("cannot create a temporary dir for Redis")?;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("cannot find a free port")?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let log_path = dir.path().join("redis.log");
-    let mut child = Command::new(BINARY)
-        .arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", ""])
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--logfile")
-        .arg(&log_path)
-        .args(["--loglevel", "warning"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start redis-server")?;
-    let began = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().context("cannot poll redis-server")? {
-            bail!("redis-server exited with {status}: {}", log_tail(&log_path));
-        }
-        if began.elapsed() > START_TIMEOUT {
-            bail!(
-                "redis-server did not answer within {START_TIMEOUT:?}: {}",
-                log_tail(&log_path)
-            );
-        }
-        let answered = async {
-            let mut client = Client::connect(&addr).await?;
-            client.command(&[b"PING"]).await
-        };
-        let answer = tokio::time::timeout(Duration::from_secs(1), answered).await;
-        if matches!(answer, Ok(Ok(Reply::Simple(ref pong))) if pong == "PONG") {
-            return Ok(Redis {
-                child,
-                addr,
-                _dir: dir,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Redis {
-    /// Kills the process and waits for it to end, so none is left behind (dropping only sends the
-    /// signal).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.child.kill().await.context("cannot stop redis-server")
-    }
-}
-
-/// The last lines of Redis's log, to explain a failed start.
-fn log_tail(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(5)..].join(" / ")
-        }
-        Err(err) => format!("(no log: {err})"),
-    }
-}
-
-/// One RESP2 reply, as far as this client understands them (no arrays).
-#[derive(Debug, PartialEq)]
-pub enum Reply {
-    /// `+OK`.
-    Simple(String),
-    /// `-ERR ...`.
-    Error(String),
-    /// `:1`.
-    Integer(i64),
-    /// `$3\r\nfoo`, or `None` for the null bulk string `$-1`.
-    Bulk(Option<Vec<u8>>),
-}
-
-/// A RESP2 connection: one command at a time, reply read before the next is sent.
-pub struct Client {
-    stream: BufStream<TcpStream>,
-}
-
-impl Client {
-    /// Connects to Redis at `addr`, with Nagle off.
-    pub async fn connect(addr: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {addr}"))?;
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
-        Ok(Self {
-            stream: BufStream::new(stream),
-        })
-    }
-
-    /// Sends one command (its name and arguments as bulk strings) and reads its reply.
-    pub async fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<Reply> {
-        let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.stream
-            .write_all(&out)
-            .await
-            .context("cannot send to Redis")?;
-        self.stream.flush().await.context("cannot send to Redis")?;
-        self.reply().await
-    }
-
-    /// Reads one reply.
-    async fn reply(&mut self) -> anyhow::Result<Reply> {
-        let line = self.line().await?;
-        let (kind, rest) = line.split_at_checked(1).context("empty RESP line")?;
-        let text = || String::from_utf8_lossy(rest).into_owned();
-        match kind {
-            b"+" => Ok(Reply::Simple(text())),
-            b"-" => Ok(Reply::Error(text())),
-            b":" => {
-                Ok(Reply::Integer(text().parse().with_context(|| {
-                    format!("bad RESP integer {:?}", text())
-                })?))
-            }
-            b"$" => {
-                let len: i64 = text()
-                    .parse()
-                    .with_context(|| format!("bad RESP bulk length {:?}", text()))?;
-                if len < 0 {
-                    return Ok(Reply::Bulk(None));
+/// One closed-loop Redis client (number `index`): `SET key token NX PX 10000`, retried after
+/// [`REDIS_RETRY_DELAY`] while the lock is held, then the compare-and-delete script, which must
+/// answer 1. Each cycle's token is unique (client index and counter), and its latency includes
+/// its retries; only completed cycles are counted.
+pub async fn cycles(
+    mut connection: MultiplexedConnection,
+    key: String,
+    index: usize,
+    release: redis::Script,
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut counter: u64 = 0;
+    load::closed_loop(window, async || {
+        counter += 1;
+        let token = format!("bench-{index}-{counter}");
+        let asked = Instant::now();
+        loop {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(REDIS_TTL_MS)
+                .query_async(&mut connection)
+                .await
+                .context("Redis SET NX")?;
+            match set.as_deref() {
+                Some("OK") => break,
+                None if asked.elapsed() < REDIS_GIVE_UP => {
+                    tokio::time::sleep(REDIS_RETRY_DELAY).await;
                 }
-                let len = usize::try_from(len).context("bulk length")?;
-                let mut body = vec![0; len + 2];
-                self.stream
-                    .read_exact(&mut body)
-                    .await
-                    .context("Redis closed the connection mid-reply")?;
-                if !body.ends_with(b"\r\n") {
-                    bail!("RESP bulk string not ended by CRLF");
-                }
-                body.truncate(len);
-                Ok(Reply::Bulk(Some(body)))
+                None => bail!("Redis lock {key} still held after {REDIS_GIVE_UP:?}"),
+                Some(other) => bail!("Redis SET NX answered {other:?}"),
             }
-            _ => bail!(
-                "unsupported RESP reply {:?}",
-                String::from_utf8_lossy(&line)
-            ),
         }
-    }
-
-    /// Reads one CRLF-ended line, without its CRLF.
-    async fn line(&mut self) -> anyhow::Result<Vec<u8>> {
-        let mut line = Vec::new();
-        let read = self
-            .stream
-            .read_until(b'\n', &mut line)
+        let released: i64 = release
+            .key(&key)
+            .arg(&token)
+            .invoke_async(&mut connection)
             .await
-            .context("cannot read from Redis")?;
-        if read == 0 {
-            bail!("Redis closed the connection");
+            .context("Redis release")?;
+        if released != 1 {
+            bail!("Redis release of {key} answered {released}: the lock was lost");
         }
-        if !line.ends_with(b"\r\n") {
-            bail!("RESP line not ended by CRLF");
-        }
-        line.truncate(line.len() - 2);
-        Ok(line)
-    }
+        Ok(())
+    })
+    .await
 }

@@ -5,7 +5,11 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 
-use crate::{chart, row::Row};
+use crate::{
+    chart,
+    row::{Ratio, Row, unstable},
+    targets::Target,
+};
 
 /// One server's footprint: resident memory idle and at its peak, and how long it took to serve.
 #[derive(Debug, Clone)]
@@ -23,6 +27,15 @@ pub struct Footprint {
     pub cpu_us_per_op: Option<f64>,
 }
 
+/// An external reference's name and the version this run measured.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// E.g. "etcd".
+    pub name: String,
+    /// E.g. "3.4.23", or why it was not measured.
+    pub version: String,
+}
+
 /// Everything one benchmark measured.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -30,14 +43,20 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The footprint of each server the benchmark started.
     pub footprints: Vec<Footprint>,
+    /// The targets this benchmark judges, from its rows.
+    pub targets: Vec<Target>,
+    /// The external references it ran, with their versions.
+    pub references: Vec<Reference>,
 }
 
 impl Report {
     /// The Markdown tables: figures with ratios, then footprints.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        out.push_str("| scenario | system | ops/s | p50 | p99 | ours ÷ this, ops/s |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|\n");
+        out.push_str(
+            "| scenario | system | durable? | ops/s, median (min–max) | p50 | p99 | ours ÷ this, ops/s |\n",
+        );
+        out.push_str("|---|---|---|---:|---:|---:|---:|\n");
         let mut first: Option<&Row> = None;
         for row in &self.rows {
             if first.is_none_or(|f| f.scenario != row.scenario) {
@@ -45,22 +64,33 @@ impl Report {
             }
             if let Some(why) = &row.missing {
                 out.push_str(&format!(
-                    "| {} | {} | missing: {why} | | | |\n",
-                    row.scenario, row.system
+                    "| {} | {} | {} | missing: {why} | | | |\n",
+                    row.scenario,
+                    row.system,
+                    row.durable.label()
                 ));
                 continue;
             }
             let ratio = match first {
-                Some(ours) if !std::ptr::eq(ours, row) && row.per_second > 0.0 => {
-                    format!("{:.2}×", ours.per_second / row.per_second)
+                Some(ours) if !std::ptr::eq(ours, row) => {
+                    Ratio::of(ours, row).map(|r| r.label()).unwrap_or_default()
                 }
                 _ => String::new(),
             };
+            let (lo, hi) = row.spread();
+            let flag = if unstable(row.per_second, lo, hi) {
+                ", unstable"
+            } else {
+                ""
+            };
             out.push_str(&format!(
-                "| {} | {} | {:.0} | {} | {} | {ratio} |\n",
+                "| {} | {} | {} | {:.0} ({:.0}–{:.0}{flag}) | {} | {} | {ratio} |\n",
                 row.scenario,
                 row.system,
+                row.durable.label(),
                 row.per_second,
+                lo,
+                hi,
                 millis(row.p50),
                 millis(row.p99),
             ));
@@ -83,20 +113,33 @@ impl Report {
                 ));
             }
         }
+        if !self.targets.is_empty() {
+            out.push('\n');
+            out.push_str(&Target::table(&self.targets));
+        }
         out
     }
 
-    /// The JSON form, with the machine it ran on.
-    pub fn json(&self, name: &str) -> serde_json::Value {
+    /// The JSON form, with the run it came from.
+    pub fn json(&self, name: &str, run: &Run) -> serde_json::Value {
         serde_json::json!({
             "benchmark": name,
-            "machine": machine(),
+            "run": run.json(),
+            "references": self.references.iter()
+                .map(|r| serde_json::json!({ "name": r.name, "version": r.version }))
+                .collect::<Vec<_>>(),
             "rows": self.rows.iter().map(|r| serde_json::json!({
                 "scenario": r.scenario,
                 "system": r.system,
+                "durable": r.durable.label(),
                 "ops_per_second": r.per_second,
                 "p50_us": r.p50.as_micros() as u64,
                 "p99_us": r.p99.as_micros() as u64,
+                "rounds": r.rounds.iter().map(|f| serde_json::json!({
+                    "ops_per_second": f.per_second,
+                    "p50_us": f.p50.as_micros() as u64,
+                    "p99_us": f.p99.as_micros() as u64,
+                })).collect::<Vec<_>>(),
                 "count": r.count,
                 "latency_us_at_quantile": r.quantiles.iter()
                     .map(|(q, us)| serde_json::json!([q, us]))
@@ -110,36 +153,136 @@ impl Report {
                 "peak_rss_kib": f.peak_rss_kib,
                 "cpu_us_per_op": f.cpu_us_per_op,
             })).collect::<Vec<_>>(),
+            "targets": self.targets.iter().map(Target::json).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Where and how a run was made: recorded with every result, so a figure can be traced to the
+/// code, the machine and the command that produced it.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// `git rev-parse HEAD` of the working directory, "-dirty" appended when it has changes.
+    pub commit: String,
+    /// When the run began, UTC (RFC 3339).
+    pub date: String,
+    /// CPU model, cores, kernel.
+    pub machine: serde_json::Value,
+    /// The command line, as typed.
+    pub command: String,
+    /// Rounds per scenario, and each round's warm-up and measured time.
+    pub rounds: u32,
+    pub warmup: Duration,
+    pub round: Duration,
+}
+
+impl Run {
+    /// This run, as it begins.
+    pub fn now(rounds: u32, warmup: Duration, round: Duration) -> Self {
+        Self {
+            commit: commit(),
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            machine: machine(),
+            command: std::iter::once("township-bench".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+            rounds,
+            warmup,
+            round,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "commit": self.commit,
+            "date": self.date,
+            "machine": self.machine,
+            "command": self.command,
+            "rounds": self.rounds,
+            "warmup_ms": self.warmup.as_millis() as u64,
+            "round_ms": self.round.as_millis() as u64,
+        })
+    }
+}
+
+/// The commit of the working directory, or "unknown" outside a git checkout.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(head) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
+            _ => head,
+        },
+        None => "unknown".to_owned(),
     }
 }
 
 /// Prints the Markdown and writes `<out_dir>/<name>.json` and `<out_dir>/<name>.svg` (the
 /// latency chart).
-pub fn publish(name: &str, report: &Report, out_dir: &Path) -> anyhow::Result<()> {
+pub fn publish(name: &str, report: &Report, run: &Run, out_dir: &Path) -> anyhow::Result<()> {
     println!("## {name}\n\n{}", report.markdown());
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let json = out_dir.join(format!("{name}.json"));
-    write(&json, &serde_json::to_string_pretty(&report.json(name))?)?;
+    write(
+        &json,
+        &serde_json::to_string_pretty(&report.json(name, run))?,
+    )?;
     let svg = out_dir.join(format!("{name}.svg"));
     write(&svg, &chart::latency_svg(name, &report.rows))?;
     eprintln!("wrote {} and {}", json.display(), svg.display());
     Ok(())
 }
 
-/// Writes `<out_dir>/summary.md`: the machine, the exact command, and every benchmark's tables.
-pub fn summarize(reports: &[(&str, Report)], out_dir: &Path) -> anyhow::Result<()> {
-    let machine = machine();
-    let command: Vec<String> = std::env::args().skip(1).collect();
+/// The bound on each server's resident memory when idle: 15 MB (decimal).
+const IDLE_RSS_KIB: u64 = 15_000_000 / 1024;
+
+/// Writes `<out_dir>/summary.md`: the run (commit, date, machine, command), every target's
+/// verdict, then every benchmark's tables.
+pub fn summarize(reports: &[(&str, Report)], run: &Run, out_dir: &Path) -> anyhow::Result<()> {
+    let references: Vec<String> = reports
+        .iter()
+        .flat_map(|(_, r)| &r.references)
+        .map(|r| format!("{} {}", r.name, r.version))
+        .collect();
+    let footprints: Vec<Footprint> = reports
+        .iter()
+        .flat_map(|(_, r)| r.footprints.clone())
+        .collect();
+    let mut targets: Vec<Target> = reports
+        .iter()
+        .flat_map(|(_, r)| r.targets.clone())
+        .collect();
+    targets.push(Target::idle_rss_at_most(
+        "idle RSS ≤ 15 MB per server",
+        &footprints,
+        IDLE_RSS_KIB,
+    ));
     let mut out = format!(
-        "# Township benchmarks\n\nMachine: {} ({} cores), Linux {}. Command: `cargo run \
-         --release -p township-bench -- {}`. Each server runs with one worker thread, the load \
-         generator on one thread; every figure stands beside its references from the same run.\n",
-        machine["cpu"].as_str().unwrap_or("?"),
-        machine["cores"],
-        machine["kernel"].as_str().unwrap_or("?"),
-        command.join(" "),
+        "# Township benchmarks\n\nCommit `{}`, {}. Machine: {} ({} cores), Linux {}. Command: \
+         `{}`. References: {}. Each scenario runs its systems in {} alternating rounds ({} \
+         warm-up, {} measured each); each figure is the median of the rounds, with their \
+         min–max. Each server runs with one worker thread, the load generator on one thread.\n\n\
+         ## Targets\n\n{}",
+        run.commit,
+        run.date,
+        run.machine["cpu"].as_str().unwrap_or("?"),
+        run.machine["cores"],
+        run.machine["kernel"].as_str().unwrap_or("?"),
+        run.command,
+        references.join(", "),
+        run.rounds,
+        humantime::format_duration(run.warmup),
+        humantime::format_duration(run.round),
+        Target::table(&targets),
     );
     for (name, report) in reports {
         out.push_str(&format!(

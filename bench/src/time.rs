@@ -22,24 +22,42 @@ use township_proto::time::v1::{
 };
 
 use crate::{
-    load::{self, Window},
+    load::{self, Plan, Window},
     report::Report,
-    row::Row,
+    row::Durable,
     server,
+    targets::Target,
 };
 
-/// Closed-loop rounds per concurrency. The three systems take turns, round after round, so a
-/// machine that gets busier for a while slows all three alike; each row's ops/s is the median of
-/// its rounds, its latencies those of all rounds together.
-const ROUNDS: u32 = 3;
+/// The systems measured at each concurrency, Township's first (the ratios are taken against it).
+#[derive(Clone, Copy)]
+enum System {
+    /// The time-server with `--keepalive 0s`: no HTTP/2 pings, configured as the references are.
+    Ours,
+    Bare,
+    RawTcp,
+    /// The time-server as it ships (10 s keepalive pings).
+    Shipped,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Ours => "time-server --keepalive 0s (no pings, as the references)",
+            System::Bare => "bare tonic, same API and reply",
+            System::RawTcp => "raw TCP ping-pong, same bytes",
+            System::Shipped => "time-server, default 10 s HTTP/2 keepalive",
+        }
+    }
+}
 
 /// Runs the scenario: for each concurrency, Township's time-server configured as the references
 /// are (no HTTP/2 keepalive pings), bare tonic, raw TCP, and the time-server as it ships (10 s
-/// keepalive), in turns ([`ROUNDS`] rounds sharing `duration`).
+/// keepalive), taking turns round after round.
 ///
 /// Then, open loop: GetTime started at `rate` per second over 16 connections, time-server beside
-/// bare tonic, latency from each call's intended start.
-pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Result<Report> {
+/// bare tonic, latency from each call's intended start, also in alternating rounds.
+pub async fn run(plan: &Plan, rate: f64) -> anyhow::Result<Report> {
     let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
     // Configured as the references are (no HTTP/2 keepalive pings), and as it ships (10 s).
     let server = server::start("time-server", data.path(), &["--keepalive", "0s"]).await?;
@@ -59,80 +77,57 @@ pub async fn run(duration: Duration, warmup: Duration, rate: f64) -> anyhow::Res
     let raw_tcp =
         start_reference(raw_tcp_spec(request.encoded_len(), &reply.encode_to_vec())).await?;
     let raw = raw_tcp.addr;
-    let mut rows = Vec::new();
-    let round = duration / ROUNDS;
+    let mut report = Report::default();
+    let systems = [System::Ours, System::Bare, System::RawTcp, System::Shipped];
     for clients in [1, 16, 64] {
-        let systems = [
-            "time-server --keepalive 0s (no pings, as the references)",
-            "bare tonic, same API and reply",
-            "raw TCP ping-pong, same bytes",
-            "time-server, default 10 s HTTP/2 keepalive",
-        ];
-        let mut measured: Vec<Rounds> = systems.iter().map(|_| Rounds::default()).collect();
-        for _ in 0..ROUNDS {
-            let window = Window::starting_now(warmup, round);
-            measured[0].add(grpc(&ours_uri, clients, &request, window).await?, round)?;
-            let window = Window::starting_now(warmup, round);
-            measured[1].add(grpc(&bare_uri, clients, &request, window).await?, round)?;
-            let window = Window::starting_now(warmup, round);
-            let reply_len = reply.encoded_len();
-            let tcp = tcp(raw, clients, request.encode_to_vec(), reply_len, window).await?;
-            measured[2].add(tcp, round)?;
-            let window = Window::starting_now(warmup, round);
-            measured[3].add(grpc(&shipped_uri, clients, &request, window).await?, round)?;
-        }
+        let measured = plan
+            .alternate(&systems, async |system, window| match system {
+                System::Ours => grpc(&ours_uri, clients, &request, window).await,
+                System::Bare => grpc(&bare_uri, clients, &request, window).await,
+                System::RawTcp => {
+                    let request = request.encode_to_vec();
+                    tcp(raw, clients, request, reply.encoded_len(), window).await
+                }
+                System::Shipped => grpc(&shipped_uri, clients, &request, window).await,
+            })
+            .await?;
         let scenario = format!("time: GetTime, {clients} client(s)");
-        for (system, rounds) in systems.iter().zip(&measured) {
-            rows.push(rounds.row(&scenario, system, duration)?);
-        }
+        let rows = systems
+            .iter()
+            .zip(&measured)
+            .map(|(system, rounds)| rounds.row(&scenario, system.name(), Durable::NotApplicable))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let target = Target::ratio_at_least(
+            format!("time ≥ 0.95× bare tonic, {clients} client(s)"),
+            &rows[0],
+            &rows[1],
+            0.95,
+        );
+        report.targets.push(target);
+        report.rows.extend(rows);
     }
     let scenario = format!("time: GetTime, open loop at {rate:.0}/s");
-    for (system, uri) in [
-        (
-            "time-server --keepalive 0s (no pings, as the references)",
-            &ours_uri,
-        ),
-        ("bare tonic, same API and reply", &bare_uri),
-    ] {
-        let window = Window::starting_now(warmup, duration);
-        let histogram = grpc_open_loop(uri, rate, &request, window).await?;
-        rows.push(Row::from_histogram(&scenario, system, &histogram, duration));
+    let open = [System::Ours, System::Bare];
+    let measured = plan
+        .alternate(&open, async |system, window| {
+            let uri = match system {
+                System::Bare => &bare_uri,
+                _ => &ours_uri,
+            };
+            grpc_open_loop(uri, rate, &request, window).await
+        })
+        .await?;
+    for (system, rounds) in open.iter().zip(&measured) {
+        report
+            .rows
+            .push(rounds.row(&scenario, system.name(), Durable::NotApplicable)?);
     }
-    Ok(Report {
-        rows,
-        footprints: vec![
-            named(server.footprint()?, "time-server --keepalive 0s"),
-            named(shipped.footprint()?, "time-server (default keepalive)"),
-        ],
-    })
-}
-
-/// One system's rounds: every latency, and each round's rate.
-#[derive(Default)]
-struct Rounds {
-    latencies: Option<Histogram<u64>>,
-    rates: Vec<f64>,
-}
-
-impl Rounds {
-    fn add(&mut self, round: Histogram<u64>, elapsed: Duration) -> anyhow::Result<()> {
-        self.rates.push(round.len() as f64 / elapsed.as_secs_f64());
-        match &mut self.latencies {
-            Some(all) => all.add(round).context("merge rounds")?,
-            None => self.latencies = Some(round),
-        }
-        Ok(())
-    }
-
-    /// The row: ops/s the median of the rounds' rates, latencies from all rounds.
-    fn row(&self, scenario: &str, system: &str, duration: Duration) -> anyhow::Result<Row> {
-        let latencies = self.latencies.as_ref().context("no round was run")?;
-        let mut row = Row::from_histogram(scenario, system, latencies, duration);
-        let mut rates = self.rates.clone();
-        rates.sort_by(f64::total_cmp);
-        row.per_second = rates[rates.len() / 2];
-        Ok(row)
-    }
+    report.footprints = vec![
+        named(server.footprint()?, "time-server --keepalive 0s"),
+        named(shipped.footprint()?, "time-server (default keepalive)"),
+    ];
+    Ok(report)
 }
 
 fn named(mut footprint: crate::report::Footprint, name: &str) -> crate::report::Footprint {
