@@ -189,14 +189,24 @@ mod tests {
 
     #[test]
     fn ctime_writes_what_chrono_strftime_writes() {
-        let zones: Vec<Zone> = ["UTC", "Asia/Tokyo", "America/St_Johns", "Pacific/Kiritimati"]
-            .iter()
-            .map(|name| name.parse().unwrap())
-            .collect();
+        let zones: Vec<Zone> = [
+            "UTC",
+            "Asia/Tokyo",
+            "America/St_Johns",
+            "Pacific/Kiritimati",
+        ]
+        .iter()
+        .map(|name| name.parse().unwrap())
+        .collect();
         // Every 7 days, 11 hours and 13 minutes over 60 years, plus the edges of %Y's range.
         let step = 7 * 86_400 + 11 * 3_600 + 13 * 60;
         let mut instants: Vec<i64> = (0..3_000).map(|i| 946_684_800 + i * step).collect();
-        instants.extend([-62_167_219_200, 253_402_300_799, 253_402_300_800, -62_167_219_201]);
+        instants.extend([
+            -62_167_219_200,
+            253_402_300_799,
+            253_402_300_800,
+            -62_167_219_201,
+        ]);
         let mut nows: Vec<DateTime<Utc>> = instants
             .into_iter()
             .map(|seconds| DateTime::from_timestamp(seconds, 0).unwrap())
@@ -209,7 +219,11 @@ mod tests {
                     .with_timezone(&zone.0)
                     .format("%a %b %e %H:%M:%S %Y")
                     .to_string();
-                assert_eq!(TimeOfDay::at(now, zone).ctime(), expected, "{now} in {zone}");
+                assert_eq!(
+                    TimeOfDay::at(now, zone).ctime(),
+                    expected,
+                    "{now} in {zone}"
+                );
             }
         }
     }
