@@ -2,7 +2,7 @@
 //! measured in the same run — a bare tonic server of the same API answering a fixed reply of the
 //! same size (built here, no Township code in it) and a raw TCP ping-pong of the same bytes. The
 //! references run as processes of their own (this binary, started again), the bare tonic one on
-//! a one-thread runtime, like the server process.
+//! the same runtime as the server process (one worker thread).
 
 use std::{
     io::{Read, Write},
@@ -311,15 +311,20 @@ pub fn serve(spec: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Serves the bare tonic reference on a one-thread runtime, like the time-server's one worker.
+/// Serves the bare tonic reference on the runtime the time-server has under the benchmark
+/// (`#[tokio::main]` with `TOKIO_WORKER_THREADS=1`): one worker thread serving the connections,
+/// the accept loop on the main thread; its sockets set as the kit sets them (no Nagle delay).
 fn serve_bare_tonic(listener: TcpListener, reply: TimeReply) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
         tonic::transport::Server::builder()
             .add_service(TimeServiceServer::new(Bare { reply }))
             .serve_with_incoming(incoming)

@@ -57,9 +57,11 @@ impl Watch {
     }
 }
 
-/// The zone a request asks for: its own, or `default_zone` when empty.
+/// The zone a request asks for: its own, or `default_zone` when empty. Naming the default zone
+/// itself (the common case) skips the lookup among every IANA name.
 fn zone(requested: &str, default_zone: Zone) -> Result<Zone, Error> {
-    if requested.trim().is_empty() {
+    let requested = requested.trim();
+    if requested.is_empty() || requested == default_zone.name() {
         Ok(default_zone)
     } else {
         requested.parse()
