@@ -286,3 +286,32 @@ fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn everyone_still_live_at_shutdown_gets_a_left_and_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = Rooms::new(Store::open(dir.path()).await.unwrap());
+        let room = RoomName::parse("lobby").unwrap();
+        for name in ["ada", "bob"] {
+            let member = MemberName::parse(name).unwrap();
+            rooms.join(room.clone(), member, 0).await.unwrap();
+        }
+        rooms.leave_everyone("server shutdown").await;
+        let events = rooms.store().after(&room, 2, 10).await.unwrap();
+        let mut left: Vec<(String, String)> = events
+            .into_iter()
+            .map(|event| match event.kind {
+                Kind::Left { name, reason } => (name, reason),
+                other => panic!("not a Left: {other:?}"),
+            })
+            .collect();
+        left.sort();
+        let shutdown = |name: &str| (name.to_owned(), "server shutdown".to_owned());
+        assert_eq!(left, [shutdown("ada"), shutdown("bob")]);
+        assert_eq!(rooms.list().await.unwrap(), [(room, 0, 4)]);
+    }
+}
