@@ -7,10 +7,12 @@
 //! - [`event`]: a room's events and their classic transcript lines;
 //! - [`store`]: the transcripts in SQLite;
 //! - [`rooms`]: membership and each room's one order;
+//! - [`feed`]: one member's Join stream, transcript then live events;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 mod error;
 pub mod event;
+pub mod feed;
 pub mod rooms;
 pub mod service;
 pub mod store;
@@ -40,13 +42,18 @@ pub struct Config {
 }
 
 /// Serves the chat on `listener` until `shutdown` fires; every Join stream then ends cleanly
-/// (after a Left event for its member).
+/// (after a Left event for its member), and every member still live when the server stops (its
+/// stream cut after the grace period) gets a Left too.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = store::Store::open(&config.data_dir).await?;
     let rooms = Arc::new(rooms::Rooms::new(store));
-    let api = ChatApi::new(rooms, shutdown.clone(), config.idle_timeout);
+    let api = ChatApi::new(rooms.clone(), shutdown.clone(), config.idle_timeout);
     let server =
         ChatServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);
-    township_kit::serve(listener, &config.serve, services, shutdown).await
+    let served = township_kit::serve(listener, &config.serve, services, shutdown).await;
+    // Members whose streams could not end by themselves (a client that stopped reading) still
+    // get their Left.
+    rooms.leave_everyone("server shutdown").await;
+    served
 }

@@ -48,16 +48,19 @@ struct Room {
     live: broadcast::Sender<Arc<Event>>,
 }
 
-/// A member's place in a room, from Join until its stream ends.
+/// A member's place in a room, from Join until its Left. A clone names the same membership (for
+/// the task that stores its Left).
+#[derive(Clone)]
 pub struct Membership {
     /// The room.
     pub room: RoomName,
     /// The member's name.
     pub name: MemberName,
-    /// The room's events from the moment of joining (the Joined event included).
-    pub live: broadcast::Receiver<Arc<Event>>,
     token: u64,
 }
+
+/// The room's live events from the moment of joining (the Joined event included).
+pub type Live = broadcast::Receiver<Arc<Event>>;
 
 /// Every room of the server.
 pub struct Rooms {
@@ -101,14 +104,14 @@ impl Rooms {
     }
 
     /// Joins `name` to `room` (created on first join): appends Joined and returns the
-    /// membership, subscribed from that event on. ALREADY_EXISTS if the name is live there;
-    /// INVALID_ARGUMENT if `after_seq` is beyond the room's last event.
+    /// membership and its live events, from that Joined on. ALREADY_EXISTS if the name is live
+    /// there; INVALID_ARGUMENT if `after_seq` is beyond the room's last event.
     pub async fn join(
         &self,
         room: RoomName,
         name: MemberName,
         after_seq: u64,
-    ) -> Result<Membership, Error> {
+    ) -> Result<(Membership, Live), Error> {
         let shared = self.room(&room);
         let mut state = shared.state.lock().await;
         if state.members.contains_key(name.key()) {
@@ -138,12 +141,7 @@ impl Rooms {
                 last_active: Instant::now(),
             },
         );
-        Ok(Membership {
-            room,
-            name,
-            live,
-            token,
-        })
+        Ok((Membership { room, name, token }, live))
     }
 
     /// Appends a message from a live member and returns its seq; a retry with a
@@ -202,6 +200,26 @@ impl Rooms {
             reason: reason.to_owned(),
         };
         self.append(&shared, &mut state, left, "").await.map(drop)
+    }
+
+    /// Appends a Left with `reason` for every member still live, room by room: the last word on
+    /// shutdown for members whose streams could not end by themselves (a client that stopped
+    /// reading holds its stream open until the server cuts it).
+    pub async fn leave_everyone(&self, reason: &str) {
+        let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
+        for room in rooms {
+            let mut state = room.state.lock().await;
+            let leaving: Vec<Member> = state.members.drain().map(|(_, m)| m).collect();
+            for member in leaving {
+                let left = Kind::Left {
+                    name: member.name,
+                    reason: reason.to_owned(),
+                };
+                if let Err(err) = self.append(&room, &mut state, left, "").await {
+                    tracing::error!(error = %err, room = room.name.as_str(), "cannot record a leave");
+                }
+            }
+        }
     }
 
     /// When the member last joined or sent (`None` once the membership ended).
@@ -267,4 +285,33 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn everyone_still_live_at_shutdown_gets_a_left_and_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = Rooms::new(Store::open(dir.path()).await.unwrap());
+        let room = RoomName::parse("lobby").unwrap();
+        for name in ["ada", "bob"] {
+            let member = MemberName::parse(name).unwrap();
+            rooms.join(room.clone(), member, 0).await.unwrap();
+        }
+        rooms.leave_everyone("server shutdown").await;
+        let events = rooms.store().after(&room, 2, 10).await.unwrap();
+        let mut left: Vec<(String, String)> = events
+            .into_iter()
+            .map(|event| match event.kind {
+                Kind::Left { name, reason } => (name, reason),
+                other => panic!("not a Left: {other:?}"),
+            })
+            .collect();
+        left.sort();
+        let shutdown = |name: &str| (name.to_owned(), "server shutdown".to_owned());
+        assert_eq!(left, [shutdown("ada"), shutdown("bob")]);
+        assert_eq!(rooms.list().await.unwrap(), [(room, 0, 4)]);
+    }
 }

@@ -1,7 +1,8 @@
 //! Transcripts on disk: every room's events in one SQLite file (`chat.db` in the data directory,
 //! WAL, `synchronous = FULL`), append-only. An event is committed before anyone hears of it.
+//! Checkpoints run in the background, so no message waits for one.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use township_store::{
@@ -34,6 +35,11 @@ CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'transcripts are append-only'); END;
 ";
 
+/// How often the WAL is copied back into the database, on a reading connection. SQLite's default,
+/// a checkpoint by the commit that fills 1,000 pages, made one message in several hundred wait
+/// for it (milliseconds of writes and an fsync of the database file) before reaching anyone.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Events read per query when catching a member up.
 pub const CATCH_UP_BATCH: u32 = 500;
 
@@ -51,7 +57,9 @@ impl Store {
             data_dir,
             "chat.db",
             Durability::Full,
-            Checkpoints::OnCommit,
+            Checkpoints::InBackground {
+                every: CHECKPOINT_INTERVAL,
+            },
             4,
             SCHEMA,
         )
