@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use township_proto::chat::v1::chat_event::Kind;
 use township_tests::{closed_port, run, township};
 
-use crate::support::{chat_cli::*, cli::*};
+use crate::support::{chat_cli::*, cli::*, wait::wait_until};
 
 #[tokio::test]
 async fn two_members_see_each_others_lines_after_the_transcript_and_a_quit_as_left() {
@@ -287,6 +287,12 @@ async fn a_taken_name_exits_1_a_refused_line_is_reported_and_rooms_and_transcrip
 
     let ada = ada.leave(Some(" /quit ")).await;
     assert_eq!(ada.code, Some(0), "{ada:?}");
+    // The server records the Left when it sees the stream end, just after the client exits.
+    wait_until("Ada's Left is in the transcript", LIMIT, async || {
+        let out = chat.run(&["transcript", "--room", "dev"]).await;
+        out.stdout.lines().count() == 3
+    })
+    .await;
     let out = chat.run(&["transcript", "--room", "dev"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();

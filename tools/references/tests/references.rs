@@ -1,7 +1,7 @@
 //! The claims of township-references, against the real etcd, Redis and PostgreSQL: each starts,
 //! answers plain requests (HTTP, inline RESP, psql), keeps the durability it promises, and once
 //! stopped or dropped leaves no process (by PID) and no directory behind. A reference that is not
-//! installed is skipped with a message naming its package.
+//! installed is skipped with a message naming its package, unless the test command requires it.
 
 use std::{
     fs,
@@ -20,10 +20,15 @@ use township_references::{
 /// How long a test's own request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The installed version, or `None` after printing why the test is skipped.
+/// The installed version, or `None` after printing why the test is skipped. Where the test
+/// command installed the references (`TOWNSHIP_REFERENCES_REQUIRED` set), a missing one fails
+/// the test instead, so that CI cannot pass by skipping.
 fn installed(name: &str, version: anyhow::Result<Option<String>>, package: &str) -> Option<String> {
     match version.expect("the version check itself works") {
         Some(version) => Some(version),
+        None if std::env::var_os("TOWNSHIP_REFERENCES_REQUIRED").is_some() => {
+            panic!("{name} is required but not installed (apt-get install {package})")
+        }
         None => {
             eprintln!("skipped: {name} is not installed (apt-get install {package})");
             None
