@@ -4,6 +4,7 @@
 mod bank;
 mod bank_cli;
 mod bank_invariant;
+mod certs;
 mod chat;
 mod chat_cli;
 mod cli;

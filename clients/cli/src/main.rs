@@ -11,6 +11,7 @@
 
 mod atm;
 mod bank;
+mod certs;
 mod chat;
 mod connect;
 mod doctor;
@@ -65,6 +66,8 @@ enum Command {
     /// Join a chat room: its transcript, then live events, while sending the lines you type; or
     /// list the rooms, or print a room's transcript.
     Chat(chat::ChatArgs),
+    /// Make the CA and the certificates for mutual TLS: `certs init DIR`, then `certs issue`.
+    Certs(certs::CertsArgs),
     /// Probe a service with the gRPC health protocol: exit 0 when SERVING.
     Health(health::HealthArgs),
     /// Start every Township server on its default port and stop them all on Ctrl-C.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args, &cli.global).await,
             Command::Chat(args) => chat::run(args, &cli.global).await,
             Command::Up(args) => up::run(args).await,
+            Command::Certs(args) => certs::run(args),
             Command::Completions(args) => generate::completions(args, Cli::command()),
             Command::Man(args) => generate::man(args, Cli::command()),
         }

@@ -7,6 +7,7 @@
 
 pub mod bank;
 pub mod bank_cli;
+pub mod certs;
 pub mod chaos;
 pub mod chat;
 pub mod chat_cli;
