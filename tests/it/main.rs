@@ -22,4 +22,5 @@ mod phonebook_cli;
 mod shutdown;
 mod support;
 mod time;
+mod tls;
 mod up;

@@ -17,7 +17,7 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
     process::{Child, Command},
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -118,6 +118,8 @@ pub struct ServiceProcess {
     pub addr: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// How clients reach it over TLS; `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// Starts `binary` with `--listen 127.0.0.1:0` and `args`, waits for its `listening on` line and
@@ -132,7 +134,17 @@ pub async fn spawn_service_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, "127.0.0.1:0", args, env, None).await
+    start_service(binary_name, "127.0.0.1:0", args, env, None, None).await
+}
+
+/// [`spawn_service`] for a server serving TLS (`args` name its certificate): started, probed and
+/// reached through `tls`.
+pub async fn spawn_tls_service(
+    binary_name: &str,
+    args: &[&str],
+    tls: ClientTlsConfig,
+) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, "127.0.0.1:0", args, &[], None, Some(tls)).await
 }
 
 /// [`spawn_service`] in the working directory `cwd` (the harness otherwise starts servers in the
@@ -142,7 +154,7 @@ pub async fn spawn_service_in(
     binary_name: &str,
     args: &[&str],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, "127.0.0.1:0", args, &[], Some(cwd)).await
+    start_service(binary_name, "127.0.0.1:0", args, &[], Some(cwd), None).await
 }
 
 /// [`spawn_service`] on a fixed `listen` address, e.g. `127.0.0.1:<port>` from [`free_port`]: for
@@ -152,7 +164,7 @@ pub async fn spawn_service_at(
     listen: &str,
     args: &[&str],
 ) -> anyhow::Result<ServiceProcess> {
-    start_service(binary_name, listen, args, &[], None).await
+    start_service(binary_name, listen, args, &[], None, None).await
 }
 
 async fn start_service(
@@ -161,6 +173,7 @@ async fn start_service(
     args: &[&str],
     env: &[(&str, &str)],
     cwd: Option<&Path>,
+    tls: Option<ClientTlsConfig>,
 ) -> anyhow::Result<ServiceProcess> {
     let mut command = Command::new(binary(binary_name));
     if let Some(cwd) = cwd {
@@ -209,6 +222,7 @@ async fn start_service(
         addr,
         stdout,
         stderr,
+        tls,
     };
     process.wait_serving().await?;
     Ok(process)
@@ -227,16 +241,28 @@ fn collect_lines(pipe: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec
 }
 
 impl ServiceProcess {
-    /// `http://<addr>`, for tonic clients.
+    /// `http://<addr>` (`https://` for a TLS server), for tonic clients.
     pub fn uri(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// An endpoint for the server (with its client TLS settings), not yet connected.
+    pub fn endpoint(&self) -> Endpoint {
+        let endpoint = Endpoint::from_shared(self.uri())
+            .expect("valid uri")
+            .connect_timeout(Duration::from_secs(5));
+        match &self.tls {
+            Some(tls) => endpoint
+                .tls_config(tls.clone())
+                .expect("a valid TLS config"),
+            None => endpoint,
+        }
     }
 
     /// A connected channel to the server.
     pub async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.uri())
-            .expect("valid uri")
-            .connect_timeout(Duration::from_secs(5))
+        self.endpoint()
             .connect()
             .await
             .expect("connect to the server")
@@ -280,7 +306,8 @@ impl ServiceProcess {
     async fn wait_serving(&self) -> anyhow::Result<()> {
         let probe = async {
             loop {
-                if let Ok(ServingStatus::Serving) = health_status(self.addr, "").await {
+                let endpoint = self.endpoint().timeout(Duration::from_secs(2));
+                if let Ok(ServingStatus::Serving) = health_via(endpoint, "").await {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -311,11 +338,15 @@ async fn wait_for_line(
 
 /// One health Check of `service` ("" for the whole server) at `addr`.
 pub async fn health_status(addr: SocketAddr, service: &str) -> anyhow::Result<ServingStatus> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await?;
+        .timeout(Duration::from_secs(2));
+    health_via(endpoint, service).await
+}
+
+/// One health Check of `service` through `endpoint`.
+async fn health_via(endpoint: Endpoint, service: &str) -> anyhow::Result<ServingStatus> {
+    let channel = endpoint.connect().await?;
     let reply = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),

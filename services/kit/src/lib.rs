@@ -25,6 +25,7 @@ pub mod server;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{LogFormat, ServerArgs};
 pub use server::{ServeOptions, ServiceSet, serve};

@@ -13,7 +13,10 @@ use std::{
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tonic::{Code, transport::server::TcpConnectInfo};
+use tonic::{
+    Code,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 use tower::{Layer, Service};
 use tracing::{Instrument, Span, field};
 
@@ -73,12 +76,13 @@ struct Peer(Option<SocketAddr>);
 
 impl Peer {
     fn of<B>(request: &http::Request<B>) -> Self {
-        Self(
-            request
-                .extensions()
-                .get::<TcpConnectInfo>()
-                .and_then(TcpConnectInfo::remote_addr),
-        )
+        let extensions = request.extensions();
+        let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        });
+        Self(tcp.and_then(TcpConnectInfo::remote_addr))
     }
 }
 

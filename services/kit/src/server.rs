@@ -1,7 +1,7 @@
 //! Serving a set of gRPC services the Township way: health and reflection added, one span per
 //! RPC, limits, and a graceful stop under a grace timeout.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, future::Future, pin::Pin, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use crate::{
     ServerArgs, Shutdown,
     health::{HealthRegistry, ServingStatus},
     rpc_trace::RpcTraceLayer,
+    tls::{TlsConfig, TlsFiles},
 };
 
 /// Server-wide settings taken from [`ServerArgs`].
@@ -32,6 +33,8 @@ pub struct ServeOptions {
     /// connection (and every stream on it) is closed within twice this. `None`: no pings (each
     /// connection's poll is then a little cheaper; a dead client is noticed only by TCP).
     pub keepalive: Option<Duration>,
+    /// TLS (with a client CA, mutual TLS) from these files, re-read on SIGHUP; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeOptions {
@@ -41,6 +44,7 @@ impl Default for ServeOptions {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
             keepalive: Some(Duration::from_secs(10)),
+            tls: None,
         }
     }
 }
@@ -52,6 +56,7 @@ impl From<&ServerArgs> for ServeOptions {
             max_message_bytes: args.max_message_bytes as usize,
             max_concurrent_streams: args.max_concurrent_streams,
             keepalive: Some(Duration::from_secs(10)),
+            tls: args.tls(),
         }
     }
 }
@@ -91,9 +96,11 @@ impl ServiceSet {
 ///
 /// Adds `grpc.health.v1.Health` (SERVING for the server and each service while serving,
 /// NOT_SERVING from the moment shutdown begins) and server reflection v1 and v1alpha over every
-/// Township API ([`township_proto::FILE_DESCRIPTOR_SET`]), advertising `services`. Once shutdown
-/// begins, no new connection is accepted and in-flight calls have `options.shutdown_grace` to
-/// finish; streams that outlive it are cut. Returns `Ok` after a graceful stop.
+/// Township API ([`township_proto::FILE_DESCRIPTOR_SET`]), advertising `services`. With
+/// `options.tls`, every connection is TLS (mutual TLS with a client CA), and SIGHUP re-reads the
+/// files; a plaintext server listening beyond loopback logs a warning. Once shutdown begins, no
+/// new connection is accepted and in-flight calls have `options.shutdown_grace` to finish;
+/// streams that outlive it are cut. Returns `Ok` after a graceful stop.
 pub async fn serve(
     listener: TcpListener,
     options: &ServeOptions,
@@ -107,16 +114,31 @@ pub async fn serve(
     ));
     add_reflection(&mut routes, &names)?;
 
+    let tls = options.tls.clone().map(TlsConfig::load).transpose()?;
+    let local = listener.local_addr().context("the listener's address")?;
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(%local, "listening beyond loopback without TLS: anyone who can reach this port can read and send everything (set --tls-cert and --tls-key)");
+    }
+    // Installed before the server reports SERVING: SIGHUP would otherwise end the process.
+    watch_hangups(tls.clone(), shutdown.clone())?;
+
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let server = Server::builder()
+    let router = Server::builder()
         .max_concurrent_streams(options.max_concurrent_streams)
         .http2_keepalive_interval(options.keepalive)
         .http2_keepalive_timeout(options.keepalive)
         .layer(RpcTraceLayer)
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .add_routes(routes.routes());
+    let stop = shutdown.clone().cancelled_owned();
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &tls {
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(incoming), stop))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, stop)),
+        };
     tokio::pin!(server);
 
     for name in names.iter().copied().chain([""]) {
@@ -143,6 +165,31 @@ pub async fn serve(
         ),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// On each SIGHUP until shutdown: re-reads the TLS files (a failure keeps the old ones, logged).
+fn watch_hangups(tls: Option<TlsConfig>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = hangups.recv() => {}
+            }
+            match &tls {
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(err) => tracing::error!(
+                        err = format!("{err:#}"),
+                        "SIGHUP: TLS certificates not reloaded; the previous ones stay in use"
+                    ),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload"),
+            }
+        }
+    });
     Ok(())
 }
 

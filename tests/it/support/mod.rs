@@ -22,4 +22,5 @@ pub mod process;
 pub mod rng;
 pub mod status;
 pub mod time;
+pub mod tls;
 pub mod wait;

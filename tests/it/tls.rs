@@ -1,0 +1,213 @@
+//! TLS and mutual TLS on every server (through the kit), shown on the time-server with
+//! certificates from the real `township certs`: with a client CA only clients whose certificate
+//! that CA signed (and that has not expired) get in; without one, any TLS client does, and
+//! plaintext never does; real grpcurl connects with `-cacert -cert -key`; SIGHUP re-reads the
+//! files, so new clients need the new CA while streams opened before stay open, and a broken
+//! file keeps the old certificates in use.
+
+use std::{fs, time::Duration};
+
+use tokio_stream::StreamExt;
+use township_proto::time::v1::{WatchTimeRequest, time_service_client::TimeServiceClient};
+use township_tests::{grpcurl, run};
+
+use crate::support::process::run_binary;
+
+use crate::support::{
+    tls::{Certs, get_time, get_time_plaintext, tls_time_server},
+    wait::{wait_until, within},
+};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const HOUR: time::Duration = time::Duration::HOUR;
+const DAY: time::Duration = time::Duration::DAY;
+
+#[tokio::test]
+async fn with_a_client_ca_only_a_client_showing_an_unexpired_certificate_from_that_ca_gets_in() {
+    let certs = Certs::init(&["alice"]).await;
+    let other = Certs::init(&["mallory"]).await;
+    let server = tls_time_server(&certs.server_flags(true), certs.client(Some("alice"))).await;
+
+    assert_eq!(get_time(&server, certs.client(Some("alice"))).await, Ok(()));
+    assert_eq!(
+        get_time(&server, certs.client(Some("bank"))).await,
+        Ok(()),
+        "a service's certificate is a client certificate too"
+    );
+
+    let refused = [
+        ("no certificate", certs.client(None)),
+        ("a certificate from another CA", {
+            let mut tls = certs.client(None);
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                fs::read(other.path("mallory.pem")).unwrap(),
+                fs::read(other.path("mallory.key")).unwrap(),
+            ));
+            tls
+        }),
+        (
+            "an expired certificate",
+            certs.client_valid("alice", -DAY, -HOUR),
+        ),
+    ];
+    for (what, client) in refused {
+        let result = get_time(&server, client).await;
+        assert!(result.is_err(), "{what}: let in");
+    }
+    assert!(
+        get_time_plaintext(&server).await.is_err(),
+        "plaintext: let in"
+    );
+    // And the server still serves the rightful client after all that.
+    assert_eq!(get_time(&server, certs.client(Some("alice"))).await, Ok(()));
+}
+
+#[tokio::test]
+async fn without_a_client_ca_any_tls_client_gets_in_but_plaintext_and_an_untrusting_client_do_not()
+{
+    let certs = Certs::init(&[]).await;
+    let other = Certs::init(&[]).await;
+    let server = tls_time_server(&certs.server_flags(false), certs.client(None)).await;
+    assert_eq!(get_time(&server, certs.client(None)).await, Ok(()));
+    assert!(get_time_plaintext(&server).await.is_err());
+    assert!(
+        get_time(&server, other.client(None)).await.is_err(),
+        "a client that trusts another CA does not accept the server"
+    );
+}
+
+#[tokio::test]
+async fn real_grpcurl_calls_a_mutual_tls_server_with_cacert_cert_and_key() {
+    let certs = Certs::init(&["alice"]).await;
+    let server = tls_time_server(&certs.server_flags(true), certs.client(Some("alice"))).await;
+    let call = |with_identity: bool| {
+        let mut command = grpcurl();
+        command.args(["-cacert", &certs.pem("ca")]);
+        if with_identity {
+            command.args(["-cert", &certs.pem("alice"), "-key", &certs.key("alice")]);
+        }
+        command
+            .args(["-d", "{}", &server.addr.to_string()])
+            .arg("township.time.v1.TimeService/GetTime");
+        command
+    };
+    let out = run(call(true), LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("Have a nice day!"), "{out:?}");
+    let out = run(call(false), LIMIT).await;
+    assert_ne!(out.code, Some(0), "without a client certificate: {out:?}");
+}
+
+#[tokio::test]
+async fn on_sighup_new_clients_need_the_new_ca_while_streams_opened_before_stay_open() {
+    let old = Certs::init(&["alice"]).await;
+    let new = Certs::init(&["alice"]).await;
+    // The server reads its files from a directory of its own, which the rotation rewrites.
+    let live = Certs::init(&[]).await;
+    for file in ["time.pem", "time.key", "ca.pem"] {
+        fs::copy(old.path(file), live.path(file)).unwrap();
+    }
+    let server = tls_time_server(&live.server_flags(true), old.client(Some("alice"))).await;
+
+    let channel = server.channel().await;
+    let mut watch = TimeServiceClient::new(channel)
+        .watch_time(WatchTimeRequest {
+            interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+            time_zone: String::new(),
+        })
+        .await
+        .expect("WatchTime starts")
+        .into_inner();
+    within("a first tick", LIMIT, watch.next())
+        .await
+        .expect("a tick")
+        .expect("a reply");
+
+    for file in ["time.pem", "time.key", "ca.pem"] {
+        fs::copy(new.path(file), live.path(file)).unwrap();
+    }
+    server.signal(libc::SIGHUP);
+    wait_until("a client of the new CA gets in", LIMIT, async || {
+        get_time(&server, new.client(Some("alice"))).await.is_ok()
+    })
+    .await;
+    assert!(
+        get_time(&server, old.client(Some("alice"))).await.is_err(),
+        "a client of the old CA still gets in"
+    );
+    assert!(
+        server
+            .log_line("TLS certificates reloaded", LIMIT)
+            .await
+            .is_some()
+    );
+    for _ in 0..3 {
+        within("a tick after the rotation", LIMIT, watch.next())
+            .await
+            .expect("the stream opened before stays open")
+            .expect("a reply");
+    }
+
+    // A broken file on the next SIGHUP: the server says so and keeps the new certificates.
+    fs::write(live.path("time.pem"), "not a certificate").unwrap();
+    server.signal(libc::SIGHUP);
+    assert!(
+        server
+            .log_line("TLS certificates not reloaded", LIMIT)
+            .await
+            .is_some(),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(get_time(&server, new.client(Some("alice"))).await, Ok(()));
+}
+
+#[tokio::test]
+async fn tls_flags_that_do_not_go_together_exit_64_and_files_that_do_not_work_exit_1_naming_them() {
+    let certs = Certs::init(&[]).await;
+    let (cert, key, ca) = (certs.pem("time"), certs.key("time"), certs.pem("ca"));
+    let bad_usage: [(&[&str], &str); 2] = [
+        (&["--tls-cert", &cert], "--tls-key"),
+        (&["--tls-client-ca", &ca], "--tls-cert"),
+    ];
+    for (args, named) in bad_usage {
+        let out = run_binary("time-server", args, &[]).await;
+        assert_eq!(out.code, Some(64), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(named), "{args:?}: {}", out.stderr);
+    }
+
+    let missing = certs.path("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let not_a_ca = certs.path("not-a-ca.pem");
+    fs::write(&not_a_ca, "hello").unwrap();
+    let not_a_ca = not_a_ca.to_str().unwrap();
+    let bank_key = certs.key("bank");
+    let failing: [(&[&str], &str); 3] = [
+        (&["--tls-cert", missing, "--tls-key", &key], "missing.pem"),
+        (
+            &["--tls-cert", &cert, "--tls-key", &bank_key],
+            "do not make a certificate and its key",
+        ),
+        (
+            &[
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-client-ca",
+                not_a_ca,
+            ],
+            "not-a-ca.pem",
+        ),
+    ];
+    for (args, named) in failing {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let out = run_binary("time-server", &all, &[]).await;
+        assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(named), "{args:?}: {}", out.stderr);
+    }
+}
