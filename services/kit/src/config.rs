@@ -42,6 +42,33 @@ pub struct ServerArgs {
     #[arg(long, env = "TOWNSHIP_MAX_CONCURRENT_STREAMS", value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
+
+    /// Serve TLS with this certificate chain (PEM, leaf first), e.g. from `township certs init`.
+    #[arg(
+        long,
+        env = "TOWNSHIP_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "TOWNSHIP_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: require a client certificate signed by this CA (PEM). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "TOWNSHIP_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -49,6 +76,15 @@ impl ServerArgs {
     pub fn listen_or(&self, default_port: u16) -> SocketAddr {
         self.listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
+    }
+
+    /// The TLS files, when --tls-cert and --tls-key are given.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The data directory, or `./township-data/<service>` when none was given.
@@ -134,11 +170,20 @@ fn program_name() -> String {
         .unwrap_or_else(|| "township".to_owned())
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(text)
-        .trim()
+/// The error's first line; when it ends with ':' (clap's "the following required arguments were
+/// not provided:"), the lines it introduces are joined onto it, so the one line names them.
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return text.trim().to_owned();
+    };
+    if !first.ends_with(':') {
+        return first.to_owned();
+    }
+    let listed: Vec<&str> = lines
+        .take_while(|l| l.starts_with("--") || l.starts_with('<'))
+        .collect();
+    format!("{first} {}", listed.join(", "))
 }
 
 /// Parses a listen address: `ip:port` or `host:port`, with an optional `http://` in front.
@@ -176,5 +221,10 @@ mod tests {
     #[test]
     fn clap_errors_become_one_line() {
         assert_eq!(first_line("\nerror: bad\n\nUsage: x\n"), "error: bad");
+        let missing = "error: the following required arguments were not provided:\n  --tls-key <FILE>\n\nUsage: time-server --tls-cert <FILE> --tls-key <FILE>\n";
+        assert_eq!(
+            first_line(missing),
+            "error: the following required arguments were not provided: --tls-key <FILE>"
+        );
     }
 }
