@@ -23,8 +23,11 @@ pub async fn piped(mut command: Command, input: &str) -> Output {
     command.stdin(Stdio::piped());
     let mut child = command.spawn().expect("the command starts");
     let mut stdin = child.stdin.take().expect("a stdin pipe");
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
+    // A command may end without reading its input (a usage error does): a closed pipe is fine.
+    match stdin.write_all(input.as_bytes()).await {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {err}"),
+        _ => drop(stdin),
+    }
     let output = tokio::time::timeout(LIMIT, child.wait_with_output())
         .await
         .expect("the command finishes")
