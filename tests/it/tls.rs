@@ -11,7 +11,7 @@ use tokio_stream::StreamExt;
 use township_proto::time::v1::{WatchTimeRequest, time_service_client::TimeServiceClient};
 use township_tests::{grpcurl, run};
 
-use crate::support::process::run_binary;
+use crate::support::{cli::township_with, process::run_binary};
 
 use crate::support::{
     tls::{Certs, get_time, get_time_plaintext, tls_time_server},
@@ -210,4 +210,45 @@ async fn tls_flags_that_do_not_go_together_exit_64_and_files_that_do_not_work_ex
         assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
         assert!(out.stderr.contains(named), "{args:?}: {}", out.stderr);
     }
+}
+
+#[tokio::test]
+async fn the_cli_reaches_a_mutual_tls_server_with_ca_cert_and_key_and_says_why_when_refused() {
+    let certs = Certs::init(&["alice"]).await;
+    let server = tls_time_server(&certs.server_flags(true), certs.client(Some("alice"))).await;
+    let addr = server.addr.to_string();
+    let (ca, cert, key) = (certs.pem("ca"), certs.pem("alice"), certs.key("alice"));
+
+    let flags = [
+        "--ca", &ca, "--cert", &cert, "--key", &key, "--addr", &addr, "time",
+    ];
+    let out = township_with(&flags, &[]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("Have a nice day!"), "{out:?}");
+    let env = [
+        ("TOWNSHIP_CA", ca.as_str()),
+        ("TOWNSHIP_CERT", &cert),
+        ("TOWNSHIP_KEY", &key),
+    ];
+    let out = township_with(&["health", &addr], &env).await;
+    assert_eq!(out.code, Some(0), "the same from the environment: {out:?}");
+
+    let out = township_with(
+        &["--ca", &ca, "--addr", &addr, "--retries", "0", "time"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.stderr.contains("CertificateRequired"), "{}", out.stderr);
+    let out = township_with(&["--addr", &addr, "--retries", "0", "time"], &[]).await;
+    assert_eq!(out.code, Some(3), "plaintext to a TLS server: {out:?}");
+    let out = township_with(
+        &["--ca", &ca, "--cert", &cert, "--addr", &addr, "time"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "--cert without --key: {out:?}");
+    let out = township_with(&["--ca", "/no/such/ca.pem", "--addr", &addr, "time"], &[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("/no/such/ca.pem"), "{}", out.stderr);
 }

@@ -19,7 +19,7 @@ pub async fn connect(
     addr: &str,
     global: &Global,
 ) -> Result<Channel, CliError> {
-    dial(service, addr, dialer(global)).await
+    dial(service, addr, dialer(global)?).await
 }
 
 /// HTTP/2 keepalive of [`connect_streaming`]: a ping this often, and the connection is given up
@@ -34,7 +34,7 @@ pub async fn connect_streaming(
     addr: &str,
     global: &Global,
 ) -> Result<Channel, CliError> {
-    dial(service, addr, dialer(global).keepalive(STREAM_KEEPALIVE)).await
+    dial(service, addr, dialer(global)?.keepalive(STREAM_KEEPALIVE)).await
 }
 
 /// The address of `service`: `--addr`, else its environment variable (e.g.
@@ -118,10 +118,16 @@ impl<C: Clone> Connection<C> {
     }
 }
 
-fn dialer(global: &Global) -> Dialer {
-    Dialer::new()
+/// The dialer of `--timeout`, `--retries` and, with `--ca`, TLS (a file named there that cannot
+/// be read is bad usage, like any file named on the command line).
+fn dialer(global: &Global) -> Result<Dialer, CliError> {
+    let dialer = Dialer::new()
         .connect_timeout(global.timeout)
-        .retries(global.retries)
+        .retries(global.retries);
+    Ok(match global.tls() {
+        Some(files) => dialer.tls(files.load().map_err(CliError::Usage)?),
+        None => dialer,
+    })
 }
 
 async fn dial(service: &'static str, addr: &str, dialer: Dialer) -> Result<Channel, CliError> {

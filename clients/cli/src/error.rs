@@ -76,14 +76,27 @@ impl CliError {
     /// Wraps a failed call to `service`, telling "could not connect" apart from an answer. A
     /// status made locally by the transport carries its cause as `source()`; one the server
     /// answered (even UNAVAILABLE, e.g. the bank saying its lock service is down) has none.
+    ///
+    /// A connection the transport could not keep up (UNKNOWN or INTERNAL made locally: a TLS
+    /// handshake the server refused, plaintext sent to a TLS server) is unreachable too, with
+    /// its innermost cause (e.g. rustls' "received fatal alert: CertificateRequired").
     pub fn from_status(service: &'static str, addr: &str, status: tonic::Status) -> Self {
+        use tonic::Code;
         let local = std::error::Error::source(&status).is_some();
-        if local && status.code() == tonic::Code::Unavailable {
+        let transport = matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        );
+        if local && transport {
+            let reason = match status.code() {
+                Code::Unavailable => status.message().to_owned(),
+                _ => township_client::root_cause(&status),
+            };
             CliError::Unreachable {
                 service,
                 addr: addr.to_owned(),
                 attempts: 1,
-                reason: status.message().to_owned(),
+                reason,
             }
         } else {
             CliError::Status { service, status }

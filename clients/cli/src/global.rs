@@ -1,9 +1,11 @@
-//! The flags every subcommand accepts (`--addr`, `--timeout`, `--retries`, `--json`), shared by
-//! the command modules so that none of them imports from the binary's root.
+//! The flags every subcommand accepts (`--addr`, `--timeout`, `--retries`, `--json`, and TLS's
+//! `--ca`, `--cert`, `--key`), shared by the command modules so that none of them imports from
+//! the binary's root.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
+use township_client::ClientTlsFiles;
 
 /// Flags every subcommand accepts, before or after the subcommand's name.
 #[derive(Debug, Clone, Args)]
@@ -32,4 +34,34 @@ pub struct Global {
     /// Print results as JSON, one object per line.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Connect over TLS, trusting servers whose certificate this CA (PEM) signed, e.g.
+    /// certs/ca.pem from `township certs init certs`.
+    #[arg(long, global = true, value_name = "FILE", env = "TOWNSHIP_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// Mutual TLS: the certificate (PEM) to show the server, e.g. certs/alice.pem from
+    /// `township certs issue --name alice certs`. Needs --ca and --key.
+    #[arg(long, global = true, value_name = "FILE", env = "TOWNSHIP_CERT", requires_all = ["ca", "key"])]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "TOWNSHIP_KEY",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+impl Global {
+    /// The TLS files, when --ca is given (plaintext otherwise).
+    pub fn tls(&self) -> Option<ClientTlsFiles> {
+        Some(ClientTlsFiles {
+            ca: self.ca.clone()?,
+            identity: self.cert.clone().zip(self.key.clone()),
+        })
+    }
 }

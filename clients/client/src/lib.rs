@@ -6,13 +6,17 @@
 //! - [`Dialer`]: connect now (retrying with [`Backoff`]) or lazily, with optional HTTP/2
 //!   keepalive for long-lived streams.
 //! - [`Backoff`]: exponential backoff with jitter, for any loop that retries.
+//! - [`ClientTlsFiles`]: the CA a client trusts and the certificate it shows (mutual TLS); a
+//!   [`Dialer`] given them dials `https://`.
 //!
-//! Later concerns of the client side (TLS settings, trace propagation) belong here too.
+//! Later concerns of the client side (trace propagation) belong here too.
 
 mod addr;
 mod backoff;
 mod dial;
+mod tls;
 
 pub use addr::endpoint_uri;
 pub use backoff::Backoff;
 pub use dial::{DialError, Dialer, root_cause};
+pub use tls::ClientTlsFiles;
