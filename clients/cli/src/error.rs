@@ -77,12 +77,18 @@ impl CliError {
     /// status made locally by the transport carries its cause as `source()`; one the server
     /// answered (even UNAVAILABLE, e.g. the bank saying its lock service is down) has none.
     ///
-    /// A connection the transport could not keep up (UNKNOWN or INTERNAL made locally: a TLS
-    /// handshake the server refused, plaintext sent to a TLS server) is unreachable too, with
-    /// its innermost cause (e.g. rustls' "received fatal alert: CertificateRequired").
+    /// A connection the transport could not keep up (UNKNOWN, INTERNAL or CANCELLED made
+    /// locally: a TLS handshake the server refused, plaintext sent to a TLS server, which closes
+    /// the connection) is unreachable too, with its innermost cause (e.g. rustls' "received
+    /// fatal alert: CertificateRequired").
     pub fn from_status(service: &'static str, addr: &str, status: tonic::Status) -> Self {
         use tonic::Code;
-        let local = std::error::Error::source(&status).is_some();
+        // hyper's "operation was canceled": the connection closed under the call, as a TLS 1.3
+        // server does when it refuses the client's certificate after the client's handshake is
+        // done; tonic makes it a CANCELLED with no source, so it is known by its message.
+        let closed_under_call =
+            status.code() == Code::Cancelled && status.message() == "operation was canceled";
+        let local = std::error::Error::source(&status).is_some() || closed_under_call;
         let transport = matches!(
             status.code(),
             Code::Unavailable | Code::Unknown | Code::Internal
@@ -90,6 +96,9 @@ impl CliError {
         if local && transport {
             let reason = match status.code() {
                 Code::Unavailable => status.message().to_owned(),
+                _ if closed_under_call => "the connection was closed under the call (a TLS server \
+                    closes it when it refuses the client's certificate, or its lack of one)"
+                    .to_owned(),
                 _ => township_client::root_cause(&status),
             };
             CliError::Unreachable {

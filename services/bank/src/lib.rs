@@ -38,7 +38,7 @@ use std::{
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use township_client::Dialer;
+use township_client::{ClientTlsFiles, Dialer};
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_lock_client::LockClient;
 use township_proto::bank::v1::bank_service_server::BankServiceServer;
@@ -59,6 +59,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The lock service, `host:port`.
     pub lock_addr: String,
+    /// TLS to the lock service (mutual with an identity); `None`: plaintext.
+    pub lock_tls: Option<ClientTlsFiles>,
     /// How long lock leases live (kept alive while an operation runs).
     pub lock_ttl: Duration,
     /// How long an operation waits for its locks before answering UNAVAILABLE.
@@ -74,11 +76,13 @@ pub struct Config {
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ledger = ledger::Ledger::open(&config.data_dir).await?;
     // Lazily: the bank starts while its lock service is down, and reconnects by itself.
-    let channel = Dialer::new()
+    let mut dialer = Dialer::new()
         .connect_timeout(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(5))
-        .lazy(&config.lock_addr)
-        .context("--lock-addr")?;
+        .keepalive(Duration::from_secs(5));
+    if let Some(files) = &config.lock_tls {
+        dialer = dialer.tls(files.load().map_err(anyhow::Error::msg)?);
+    }
+    let channel = dialer.lazy(&config.lock_addr).context("--lock-addr")?;
     let owner = format!(
         "bank@{}/{}",
         listener.local_addr().context("listener address")?,

@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use township_bank::{BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token};
+use township_client::ClientTlsFiles;
 use township_kit::{ServerArgs, config, net, shutdown};
 use township_proto::town;
 
@@ -17,6 +18,19 @@ struct Args {
     /// The shared lock service, host:port.
     #[arg(long, env = town::LOCK.addr_env, default_value = town::LOCK.default_addr)]
     lock_addr: String,
+
+    /// Reach the lock service over TLS, trusting this CA (PEM). Default: --tls-client-ca (the
+    /// CA this bank trusts for its own clients); neither: plaintext.
+    #[arg(long, env = "TOWNSHIP_BANK_LOCK_CA", value_name = "FILE")]
+    lock_ca: Option<PathBuf>,
+
+    /// The certificate (PEM) the bank shows the lock service. Default: --tls-cert.
+    #[arg(long, env = "TOWNSHIP_BANK_LOCK_CERT", value_name = "FILE")]
+    lock_cert: Option<PathBuf>,
+
+    /// The key (PEM) of --lock-cert. Default: --tls-key.
+    #[arg(long, env = "TOWNSHIP_BANK_LOCK_KEY", value_name = "FILE")]
+    lock_key: Option<PathBuf>,
 
     /// File holding the staff token (created with a random token if missing).
     /// Default: <data-dir>/admin-token.
@@ -60,6 +74,33 @@ struct TestDelayArgs {
     test_delay_after_commit: Option<Duration>,
 }
 
+/// How the bank reaches its lock service: the --lock-* files, each defaulting to the bank's own
+/// server setting; TLS when a CA is known, mutual TLS when a certificate and key are too.
+fn lock_tls(args: &Args) -> anyhow::Result<Option<ClientTlsFiles>> {
+    let server = &args.server;
+    let Some(ca) = args
+        .lock_ca
+        .clone()
+        .or_else(|| server.tls_client_ca.clone())
+    else {
+        anyhow::ensure!(
+            args.lock_cert.is_none() && args.lock_key.is_none(),
+            "--lock-cert and --lock-key need --lock-ca (or --tls-client-ca)"
+        );
+        return Ok(None);
+    };
+    let cert = args.lock_cert.clone().or_else(|| server.tls_cert.clone());
+    let key = args.lock_key.clone().or_else(|| server.tls_key.clone());
+    anyhow::ensure!(
+        cert.is_some() == key.is_some(),
+        "--lock-cert and --lock-key go together"
+    );
+    Ok(Some(ClientTlsFiles {
+        ca,
+        identity: cert.zip(key),
+    }))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     config::run_server(|args: &Args| &args.server, serve).await
@@ -76,6 +117,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config {
         serve: (&args.server).into(),
         data_dir,
+        lock_tls: lock_tls(&args)?,
         lock_addr: args.lock_addr,
         lock_ttl: args.lock_ttl,
         lock_wait: args.lock_wait,

@@ -98,11 +98,16 @@ impl Certs {
 
     /// The time-server's TLS flags: its certificate, and with `mutual` this CA for clients.
     pub fn server_flags(&self, mutual: bool) -> Vec<String> {
+        self.service_flags("time", mutual)
+    }
+
+    /// `service`'s TLS flags: its certificate, and with `mutual` this CA for clients.
+    pub fn service_flags(&self, service: &str, mutual: bool) -> Vec<String> {
         let mut flags = vec![
             "--tls-cert".to_owned(),
-            self.pem("time"),
+            self.pem(service),
             "--tls-key".to_owned(),
-            self.key("time"),
+            self.key(service),
         ];
         if mutual {
             flags.extend(["--tls-client-ca".to_owned(), self.pem("ca")]);
@@ -117,10 +122,19 @@ fn read(path: &Path) -> Vec<u8> {
 
 /// A time-server with `flags`, reached (and probed for SERVING) through `client`.
 pub async fn tls_time_server(flags: &[String], client: ClientTlsConfig) -> ServiceProcess {
+    tls_service("time-server", flags, client).await
+}
+
+/// `binary` with `flags`, reached (and probed for SERVING) through `client`; it must start.
+pub async fn tls_service(
+    binary: &str,
+    flags: &[String],
+    client: ClientTlsConfig,
+) -> ServiceProcess {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    spawn_tls_service("time-server", &args, client)
+    spawn_tls_service(binary, &args, client)
         .await
-        .unwrap_or_else(|err| panic!("the time-server starts with TLS: {err:#}"))
+        .unwrap_or_else(|err| panic!("the {binary} starts with TLS: {err:#}"))
 }
 
 /// One GetTime to `server` over TLS as `client` sets it up: `Err` with the reason when the
