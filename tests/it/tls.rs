@@ -8,8 +8,9 @@
 use std::{fs, time::Duration};
 
 use tokio_stream::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::time::v1::{WatchTimeRequest, time_service_client::TimeServiceClient};
-use township_tests::{grpcurl, run};
+use township_tests::{grpcurl, health_status, run};
 
 use township_proto::bank::v1::bank_service_client::BankServiceClient;
 
@@ -333,5 +334,44 @@ async fn a_bank_serving_mutual_tls_reaches_its_mutual_tls_lock_service_with_its_
     assert_eq!(
         refused.map_err(|s| s.code()).err(),
         Some(tonic::Code::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn health_listen_answers_plaintext_health_probes_of_a_tls_server_and_serves_nothing_else() {
+    let certs = Certs::init(&[]).await;
+    let mut flags = certs.server_flags(true);
+    flags.extend(["--health-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let server = tls_time_server(&flags, certs.client(Some("bank"))).await;
+    let line = server
+        .stdout_line("health listening on ", LIMIT)
+        .await
+        .expect("the health listener is announced");
+    let addr: std::net::SocketAddr = line["health listening on ".len()..].parse().unwrap();
+    assert_ne!(addr, server.addr);
+
+    assert_eq!(
+        health_status(addr, "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        health_status(addr, "township.time.v1.TimeService")
+            .await
+            .unwrap(),
+        ServingStatus::Serving
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = TimeServiceClient::new(channel)
+        .get_time(township_proto::time::v1::GetTimeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(
+        health_status(server.addr, "").await.is_err(),
+        "the gRPC port itself stays TLS only"
     );
 }

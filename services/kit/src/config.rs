@@ -43,6 +43,11 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
 
+    /// Also serve `grpc.health.v1.Health`, and nothing else, in plaintext on this address, for
+    /// probes that cannot speak TLS (Kubernetes' gRPC probes, some load balancers).
+    #[arg(long, env = "TOWNSHIP_HEALTH_LISTEN", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub health_listen: Option<SocketAddr>,
+
     /// Serve TLS with this certificate chain (PEM, leaf first), e.g. from `township certs init`.
     #[arg(
         long,

@@ -1,7 +1,7 @@
 //! Serving a set of gRPC services the Township way: health and reflection added, one span per
 //! RPC, limits, and a graceful stop under a grace timeout.
 
-use std::{convert::Infallible, future::Future, pin::Pin, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub keepalive: Option<Duration>,
     /// TLS (with a client CA, mutual TLS) from these files, re-read on SIGHUP; `None`: plaintext.
     pub tls: Option<TlsFiles>,
+    /// A plaintext listener serving only health, for probes that cannot speak TLS.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +47,7 @@ impl Default for ServeOptions {
             max_concurrent_streams: 1024,
             keepalive: Some(Duration::from_secs(10)),
             tls: None,
+            health_listen: None,
         }
     }
 }
@@ -57,6 +60,7 @@ impl From<&ServerArgs> for ServeOptions {
             max_concurrent_streams: args.max_concurrent_streams,
             keepalive: Some(Duration::from_secs(10)),
             tls: args.tls(),
+            health_listen: args.health_listen,
         }
     }
 }
@@ -121,6 +125,9 @@ pub async fn serve(
     }
     // Installed before the server reports SERVING: SIGHUP would otherwise end the process.
     watch_hangups(tls.clone(), shutdown.clone())?;
+    if let Some(addr) = options.health_listen {
+        serve_health_only(addr, &health, &shutdown).await?;
+    }
 
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -165,6 +172,29 @@ pub async fn serve(
         ),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds `addr`, announces it (`health listening on ...`) and serves only `health` there, in
+/// plaintext, until shutdown.
+async fn serve_health_only(
+    addr: SocketAddr,
+    health: &HealthRegistry,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let listener = crate::net::bind(addr).await.context("--health-listen")?;
+    crate::net::announce("health", &listener)?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .add_service(tonic_health::pb::health_server::HealthServer::new(
+            health.clone(),
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::spawn(async move {
+        if let Err(err) = server.await {
+            tracing::error!(%err, "the health listener failed");
+        }
+    });
     Ok(())
 }
 
