@@ -1,6 +1,7 @@
 //! Township's integration tests, one binary: each test starts real server processes on ephemeral
 //! loopback ports and talks gRPC (or runs the real `township` CLI and grpcurl) against them.
 
+mod authz;
 mod bank;
 mod bank_cli;
 mod bank_invariant;

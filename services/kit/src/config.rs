@@ -48,6 +48,12 @@ pub struct ServerArgs {
     #[arg(long, env = "TOWNSHIP_HEALTH_LISTEN", value_name = "ADDR", value_parser = parse_listen_addr)]
     pub health_listen: Option<SocketAddr>,
 
+    /// The authorization policy (gRPC authz JSON: deny_rules, then allow_rules; anything not
+    /// allowed is PERMISSION_DENIED), re-read on SIGHUP. Without it, every caller may call
+    /// everything.
+    #[arg(long, env = "TOWNSHIP_AUTHZ_POLICY", value_name = "FILE")]
+    pub authz_policy: Option<PathBuf>,
+
     /// Serve TLS with this certificate chain (PEM, leaf first), e.g. from `township certs init`.
     #[arg(
         long,

@@ -15,6 +15,8 @@
 //! [`paging`] (page sizes per AIP-158, and signed page tokens bound to their RPC, query and
 //! caller).
 
+pub mod access;
+pub mod authz;
 pub mod config;
 pub mod fields;
 pub mod health;
@@ -27,6 +29,7 @@ pub mod status;
 pub mod telemetry;
 pub mod tls;
 
+pub use access::Caller;
 pub use config::{LogFormat, ServerArgs};
 pub use server::{ServeOptions, ServiceSet, serve};
 pub use shutdown::Shutdown;

@@ -1,7 +1,9 @@
 //! Serving a set of gRPC services the Township way: health and reflection added, one span per
 //! RPC, limits, and a graceful stop under a grace timeout.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, time::Duration};
+use std::{
+    convert::Infallible, future::Future, net::SocketAddr, path::PathBuf, pin::Pin, time::Duration,
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -14,6 +16,7 @@ use tonic::{
 
 use crate::{
     ServerArgs, Shutdown,
+    access::{AccessLayer, PolicyFile},
     health::{HealthRegistry, ServingStatus},
     rpc_trace::RpcTraceLayer,
     tls::{TlsConfig, TlsFiles},
@@ -37,6 +40,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     /// A plaintext listener serving only health, for probes that cannot speak TLS.
     pub health_listen: Option<SocketAddr>,
+    /// The authorization policy file, re-read on SIGHUP; `None`: every call allowed.
+    pub authz_policy: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -48,6 +53,7 @@ impl Default for ServeOptions {
             keepalive: Some(Duration::from_secs(10)),
             tls: None,
             health_listen: None,
+            authz_policy: None,
         }
     }
 }
@@ -61,6 +67,7 @@ impl From<&ServerArgs> for ServeOptions {
             keepalive: Some(Duration::from_secs(10)),
             tls: args.tls(),
             health_listen: args.health_listen,
+            authz_policy: args.authz_policy.clone(),
         }
     }
 }
@@ -119,12 +126,17 @@ pub async fn serve(
     add_reflection(&mut routes, &names)?;
 
     let tls = options.tls.clone().map(TlsConfig::load).transpose()?;
+    let policy = options
+        .authz_policy
+        .clone()
+        .map(PolicyFile::load)
+        .transpose()?;
     let local = listener.local_addr().context("the listener's address")?;
     if tls.is_none() && !local.ip().is_loopback() {
         tracing::warn!(%local, "listening beyond loopback without TLS: anyone who can reach this port can read and send everything (set --tls-cert and --tls-key)");
     }
     // Installed before the server reports SERVING: SIGHUP would otherwise end the process.
-    watch_hangups(tls.clone(), shutdown.clone())?;
+    watch_hangups(tls.clone(), policy.clone(), shutdown.clone())?;
     if let Some(addr) = options.health_listen {
         serve_health_only(addr, &health, &shutdown).await?;
     }
@@ -137,6 +149,7 @@ pub async fn serve(
         .http2_keepalive_interval(options.keepalive)
         .http2_keepalive_timeout(options.keepalive)
         .layer(RpcTraceLayer)
+        .layer(AccessLayer { policy })
         .add_routes(routes.routes());
     let stop = shutdown.clone().cancelled_owned();
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
@@ -198,8 +211,13 @@ async fn serve_health_only(
     Ok(())
 }
 
-/// On each SIGHUP until shutdown: re-reads the TLS files (a failure keeps the old ones, logged).
-fn watch_hangups(tls: Option<TlsConfig>, shutdown: Shutdown) -> anyhow::Result<()> {
+/// On each SIGHUP until shutdown: re-reads the TLS files and the authorization policy (a failure
+/// keeps what is in force, logged).
+fn watch_hangups(
+    tls: Option<TlsConfig>,
+    policy: Option<PolicyFile>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     tokio::spawn(async move {
@@ -208,15 +226,26 @@ fn watch_hangups(tls: Option<TlsConfig>, shutdown: Shutdown) -> anyhow::Result<(
                 () = shutdown.cancelled() => return,
                 _ = hangups.recv() => {}
             }
-            match &tls {
-                Some(tls) => match tls.reload() {
+            if let Some(tls) = &tls {
+                match tls.reload() {
                     Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
                     Err(err) => tracing::error!(
                         err = format!("{err:#}"),
                         "SIGHUP: TLS certificates not reloaded; the previous ones stay in use"
                     ),
-                },
-                None => tracing::info!("SIGHUP: nothing to reload"),
+                }
+            }
+            if let Some(policy) = &policy {
+                match policy.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: authorization policy reloaded"),
+                    Err(err) => tracing::error!(
+                        err = format!("{err:#}"),
+                        "SIGHUP: authorization policy not reloaded; the previous one stays in force"
+                    ),
+                }
+            }
+            if tls.is_none() && policy.is_none() {
+                tracing::info!("SIGHUP: nothing to reload");
             }
         }
     });
