@@ -245,7 +245,10 @@ async fn release_of_an_unknown_or_forged_lease_is_not_found_and_touches_nothing(
     let doc = state(&rpc, "doc").await.expect("A still holds doc");
     assert_eq!(doc.holders.len(), 1, "{doc:?}");
     assert_eq!(doc.holders[0].owner, "A");
-    assert_eq!(doc.holders[0].lease_id, a.lease_id);
+    assert!(
+        !format!("{doc:?}").contains(&a.lease_id),
+        "Inspect shows nothing that can act on a lease: {doc:?}"
+    );
 
     release(&rpc, &a.lease_id).await.unwrap();
     assert!(state(&rpc, "doc").await.is_none());
@@ -599,7 +602,10 @@ async fn grpcurl_acquire_inspect_and_release_work_with_real_grpcurl() {
         inspect["resources"][0]["resource"], "grpcurl/doc",
         "{inspect}"
     );
-    assert_eq!(holder["leaseId"], lease_id.as_str(), "{inspect}");
+    assert!(
+        !inspect.to_string().contains(&lease_id),
+        "Inspect shows no lease id: {inspect}"
+    );
     assert_eq!(holder["owner"], "grpcurl", "{inspect}");
 
     let release_data = format!(r#"{{"leaseId": "{lease_id}"}}"#);

@@ -375,3 +375,129 @@ async fn health_listen_answers_plaintext_health_probes_of_a_tls_server_and_serve
         "the gRPC port itself stays TLS only"
     );
 }
+
+#[tokio::test]
+async fn over_mutual_tls_a_lease_is_its_takers_a_stranger_with_its_id_finds_nothing_and_inspect_shows_the_principal()
+ {
+    use township_proto::lock::v1::{
+        AcquireRequest, InspectRequest, LockTarget, Mode, RefreshRequest, ReleaseRequest,
+        lock_service_client::LockServiceClient,
+    };
+    let certs = Certs::init(&["mallory"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--data-dir".to_owned(),
+        dir.path().to_str().unwrap().to_owned(),
+    ];
+    args.extend(certs.service_flags("lock", true));
+    let server = tls_service("lock-server", &args, certs.client(Some("bank"))).await;
+    let as_principal = async |who: &str| {
+        let channel = server
+            .endpoint()
+            .tls_config(certs.client(Some(who)))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        LockServiceClient::new(channel)
+    };
+    let mut bank = as_principal("bank").await;
+    let mut mallory = as_principal("mallory").await;
+
+    let lease = bank
+        .acquire(AcquireRequest {
+            targets: vec![LockTarget {
+                resource: "account/1".into(),
+                mode: Mode::Write.into(),
+            }],
+            owner: "bank-a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let inspect = mallory
+        .inspect(InspectRequest {
+            resource_prefix: "account/".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let holder = &inspect.resources[0].holders[0];
+    assert_eq!(holder.principal, "spiffe://township/bank");
+    assert_eq!(holder.owner, "bank-a");
+    assert!(
+        !format!("{inspect:?}").contains(&lease.lease_id),
+        "{inspect:?}"
+    );
+
+    // Even told the full id, a stranger gets what an unknown id gets.
+    let id = lease.lease_id.clone();
+    let release = mallory
+        .release(ReleaseRequest {
+            lease_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(release.code(), tonic::Code::NotFound, "{release:?}");
+    let refresh = mallory
+        .refresh(RefreshRequest {
+            lease_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refresh.code(), tonic::Code::NotFound, "{refresh:?}");
+    let unknown = mallory
+        .release(ReleaseRequest {
+            lease_id: "1-0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        release.message(),
+        unknown.message(),
+        "refusals reveal nothing"
+    );
+    // The same on a Session stream.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut answers = mallory
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(township_proto::lock::v1::SessionRequest {
+        request_id: 7,
+        op: Some(township_proto::lock::v1::session_request::Op::Release(
+            ReleaseRequest {
+                lease_id: id.clone(),
+            },
+        )),
+    })
+    .await
+    .unwrap();
+    let answer = within("the session answers", LIMIT, answers.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(township_proto::lock::v1::session_response::Result::Error(error)) = answer.result
+    else {
+        panic!("a stranger's release on a session was not refused: {answer:?}");
+    };
+    assert_eq!(error.code, tonic::Code::NotFound as i32, "{error:?}");
+    drop(tx);
+    let still = bank
+        .inspect(InspectRequest {
+            resource_prefix: "account/".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        still.resources[0].holders.len(),
+        1,
+        "the bank's lease stands"
+    );
+    bank.release(ReleaseRequest { lease_id: id })
+        .await
+        .expect("its taker releases it");
+}

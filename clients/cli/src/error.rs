@@ -91,7 +91,7 @@ impl CliError {
         let local = std::error::Error::source(&status).is_some() || closed_under_call;
         let transport = matches!(
             status.code(),
-            Code::Unavailable | Code::Unknown | Code::Internal
+            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
         );
         if local && transport {
             let reason = match status.code() {
@@ -156,6 +156,18 @@ impl From<anyhow::Error> for CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_closed_under_the_call_is_unreachable_but_a_cancel_the_server_sent_is_its_answer()
+     {
+        let closed = tonic::Status::cancelled("operation was canceled");
+        let err = CliError::from_status("time", "127.0.0.1:1", closed);
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE, "{err}");
+        assert!(err.to_string().contains("closed under the call"), "{err}");
+        let answered = tonic::Status::cancelled("the server is stopping");
+        let err = CliError::from_status("time", "127.0.0.1:1", answered);
+        assert_eq!(err.exit_code(), EXIT_SERVICE_ERROR, "{err}");
+    }
 
     #[test]
     fn each_kind_of_failure_exits_with_the_code_the_help_gives_it() {

@@ -127,9 +127,10 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
                     print_json(&serde_json::json!({
                         "resource": resource.resource,
                         "holders": resource.holders.iter().map(|h| serde_json::json!({
-                            "lease_id": h.lease_id, "owner": h.owner, "mode": h.mode().as_str_name(),
+                            "principal": h.principal, "owner": h.owner, "mode": h.mode().as_str_name(),
                             "fencing_token": h.fencing_token,
                             "lease_age": h.lease_age.map(|d| d.to_string()),
+                            "expires_at": h.expires_at.map(|t| t.to_string()),
                         })).collect::<Vec<_>>(),
                         "waiters": resource.waiters.iter().map(|w| serde_json::json!({
                             "owner": w.owner, "mode": w.mode().as_str_name(),
@@ -141,12 +142,16 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
                 println!("{}", resource.resource);
                 for h in &resource.holders {
                     let age = h.lease_age.map(|d| d.to_string()).unwrap_or_default();
+                    let principal = if h.principal.is_empty() {
+                        "(no certificate)"
+                    } else {
+                        &h.principal
+                    };
                     println!(
-                        "  holder {} {} token {} age {age} lease {}",
+                        "  holder {} {} token {} age {age} principal {principal}",
                         h.mode().as_str_name(),
                         h.owner,
                         h.fencing_token,
-                        h.lease_id
                     );
                 }
                 for w in &resource.waiters {

@@ -29,8 +29,10 @@ pub const MAX_RESOURCE_BYTES: usize = 256;
 pub const MAX_OWNER_BYTES: usize = 256;
 
 /// An AcquireRequest as the table's request, and its `wait_timeout` if it gives one.
+/// An Acquire from `principal` (see [`table::Request::principal`]).
 pub(crate) fn parse_acquire(
     request: pb::AcquireRequest,
+    principal: &str,
 ) -> Result<(table::Request, Option<Duration>), Error> {
     if request.targets.is_empty() {
         return Err(Error::invalid(
@@ -98,6 +100,7 @@ pub(crate) fn parse_acquire(
             targets,
             ttl,
             owner: request.owner,
+            principal: principal.to_owned(),
         },
         wait_timeout,
     ))
@@ -137,12 +140,13 @@ pub(crate) fn resource_to_pb(view: table::ResourceView) -> pb::ResourceState {
             .holders
             .into_iter()
             .map(|h| pb::Holder {
-                lease_id: h.lease.to_string(),
+                principal: h.principal,
                 owner: h.owner,
                 mode: mode_to_pb(h.mode).into(),
                 fencing_token: h.token,
                 lease_age: duration_to_pb(h.age),
                 expires_at: Some(h.expires_at.into()),
+                ..Default::default()
             })
             .collect(),
         waiters: view
@@ -183,7 +187,7 @@ mod tests {
     }
 
     fn field_of(request: pb::AcquireRequest) -> String {
-        match parse_acquire(request) {
+        match parse_acquire(request, "") {
             Err(Error::Invalid(InvalidField { field, .. })) => field,
             other => panic!("expected an invalid field, got {other:?}"),
         }
@@ -240,7 +244,8 @@ mod tests {
             targets: vec![target("a", pb::Mode::Write)],
             ..Default::default()
         };
-        let (parsed, wait) = parse_acquire(request).unwrap();
+        let (parsed, wait) = parse_acquire(request, "spiffe://township/bank").unwrap();
+        assert_eq!(parsed.principal, "spiffe://township/bank");
         assert_eq!(parsed.ttl, DEFAULT_TTL);
         assert_eq!(wait, None);
         assert_eq!(

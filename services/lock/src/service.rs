@@ -6,7 +6,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use township_kit::{Shutdown, status::grpc_timeout};
+use township_kit::{Caller, Shutdown, status::grpc_timeout};
 use township_proto::lock::v1 as pb;
 use township_proto::lock::v1::lock_service_server::LockService;
 
@@ -38,7 +38,8 @@ impl LockService for LockApi {
         request: Request<pb::AcquireRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let deadline = grpc_timeout(request.metadata());
-        let (acquire, wait_timeout) = parse_acquire(request.into_inner())?;
+        let principal = principal_of(&request);
+        let (acquire, wait_timeout) = parse_acquire(request.into_inner(), &principal)?;
         let wait = wait_for(wait_timeout, deadline);
         let granted = tokio::select! {
             granted = self.table.acquire(acquire, wait) => granted?,
@@ -52,7 +53,7 @@ impl LockService for LockApi {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let id = parse_lease_id(&request.get_ref().lease_id)?;
-        self.table.release(id)?;
+        self.table.release(id, &principal_of(&request))?;
         Ok(Response::new(pb::ReleaseResponse {}))
     }
 
@@ -61,7 +62,7 @@ impl LockService for LockApi {
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let id = parse_lease_id(&request.get_ref().lease_id)?;
-        let expires_at = self.table.refresh(id)?;
+        let expires_at = self.table.refresh(id, &principal_of(&request))?;
         Ok(Response::new(pb::RefreshResponse {
             expires_at: Some(expires_at.into()),
         }))
@@ -74,8 +75,10 @@ impl LockService for LockApi {
         request: Request<Streaming<pb::KeepAliveRequest>>,
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
+        let principal = principal_of(&request);
         tokio::spawn(keep_alive_session(
             self.table.clone(),
+            principal,
             request.into_inner(),
             tx,
             self.shutdown.clone(),
@@ -90,8 +93,10 @@ impl LockService for LockApi {
         request: Request<Streaming<pb::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let (tx, rx) = mpsc::channel(64);
+        let principal = principal_of(&request);
         tokio::spawn(session::serve(
             self.table.clone(),
+            principal,
             request.into_inner(),
             tx,
             self.shutdown.clone(),
@@ -117,6 +122,7 @@ impl LockService for LockApi {
 /// `lost`). When the stream ends or breaks, every lease it carried is released at once.
 async fn keep_alive_session(
     table: Arc<LockTable>,
+    principal: String,
     mut inbound: Streaming<pb::KeepAliveRequest>,
     tx: mpsc::Sender<Result<pb::KeepAliveResponse, Status>>,
     shutdown: Shutdown,
@@ -133,7 +139,7 @@ async fn keep_alive_session(
             Err(err) => Err(Status::from(err)),
             Ok(id) => {
                 carried.insert(id);
-                let expires_at = table.refresh(id).ok();
+                let expires_at = table.refresh(id, &principal).ok();
                 Ok(pb::KeepAliveResponse {
                     lease_id: request.lease_id,
                     lost: expires_at.is_none(),
@@ -147,10 +153,17 @@ async fn keep_alive_session(
         }
     }
     for id in carried {
-        if table.release(id).is_ok() {
+        if table.release(id, &principal).is_ok() {
             tracing::info!(lease = %id, "keep-alive stream ended: lease released");
         }
     }
+}
+
+/// Who calls, as its client certificate names it: a lease belongs to it. Callers without a
+/// certificate (plaintext) share the empty principal, so among them anyone may act on a lease
+/// whose id it has, as before mutual TLS.
+fn principal_of<T>(request: &Request<T>) -> String {
+    Caller::of(request).map_or_else(String::new, |caller| caller.principal().to_owned())
 }
 
 /// The wait for a grant: the request's `wait_timeout`, else the call's deadline, never more than

@@ -25,6 +25,7 @@ type Waited = (u64, Result<Granted, Error>);
 /// releases every lease it still holds.
 pub(crate) async fn serve(
     table: Arc<LockTable>,
+    principal: String,
     mut inbound: Streaming<pb::SessionRequest>,
     tx: mpsc::Sender<Result<pb::SessionResponse, Status>>,
     shutdown: Shutdown,
@@ -34,7 +35,7 @@ pub(crate) async fn serve(
     loop {
         let answer = tokio::select! {
             message = inbound.message() => match message {
-                Ok(Some(request)) => match take(&table, request, &mut held, &mut waiting) {
+                Ok(Some(request)) => match take(&table, &principal, request, &mut held, &mut waiting) {
                     Some(answer) => answer,
                     None => continue,
                 },
@@ -63,7 +64,7 @@ pub(crate) async fn serve(
     }
     let released = held
         .into_iter()
-        .filter(|id| table.release(*id).is_ok())
+        .filter(|id| table.release(*id, &principal).is_ok())
         .count();
     if released > 0 {
         tracing::info!(released, "session ended: its leases are released");
@@ -73,6 +74,7 @@ pub(crate) async fn serve(
 /// Takes one request: a release is answered now; an acquire starts waiting (answered later).
 fn take(
     table: &Arc<LockTable>,
+    principal: &str,
     request: pb::SessionRequest,
     held: &mut HashSet<LeaseId>,
     waiting: &mut JoinSet<Waited>,
@@ -82,18 +84,23 @@ fn take(
         None => Err(Error::invalid("op", "give an acquire or a release")),
         Some(pb::session_request::Op::Release(release)) => parse_lease_id(&release.lease_id)
             .and_then(|lease| {
-                held.remove(&lease);
-                table.release(lease)
+                let released = table.release(lease, principal);
+                if released.is_ok() {
+                    held.remove(&lease);
+                }
+                released
             }),
-        Some(pb::session_request::Op::Acquire(acquire)) => match parse_acquire(acquire) {
-            Err(err) => Err(err),
-            Ok((acquire, wait_timeout)) => {
-                let table = table.clone();
-                let wait = wait_timeout.unwrap_or(MAX_WAIT);
-                waiting.spawn(async move { (id, table.acquire(acquire, wait).await) });
-                return None;
+        Some(pb::session_request::Op::Acquire(acquire)) => {
+            match parse_acquire(acquire, principal) {
+                Err(err) => Err(err),
+                Ok((acquire, wait_timeout)) => {
+                    let table = table.clone();
+                    let wait = wait_timeout.unwrap_or(MAX_WAIT);
+                    waiting.spawn(async move { (id, table.acquire(acquire, wait).await) });
+                    return None;
+                }
             }
-        },
+        }
     };
     Some(answer(
         id,

@@ -52,6 +52,9 @@ pub struct Request {
     pub ttl: Duration,
     /// Who asks, for inspection.
     pub owner: String,
+    /// Who asks, as its client certificate names it (empty for a caller without one): only the
+    /// same principal may release or refresh the lease.
+    pub principal: String,
 }
 
 /// Identifies a lease: its arrival number and a random secret, shown as `<seq>-<secret>` in hex.
@@ -109,9 +112,10 @@ pub struct Granted {
 /// A holder, as [`LockTable::inspect`] shows it.
 #[derive(Clone, Debug)]
 pub struct HolderView {
-    /// Its lease.
-    pub lease: LeaseId,
-    /// Who holds it.
+    /// Who holds it: the principal that took the lease (never the lease id, which would let a
+    /// reader act on it).
+    pub principal: String,
+    /// Who holds it, as it calls itself.
     pub owner: String,
     /// How.
     pub mode: Mode,
@@ -154,6 +158,7 @@ struct Waiter {
 struct Lease {
     secret: u64,
     owner: String,
+    principal: String,
     grants: Vec<Grant>,
     ttl: Duration,
     granted: Instant,
@@ -219,13 +224,14 @@ impl LockTable {
         }
     }
 
-    /// Ends lease `id` and admits whoever can now enter. A lease that is unknown, already released
-    /// or expired is [`Error::LeaseNotFound`], and nothing else changes.
-    pub fn release(&self, id: LeaseId) -> Result<(), Error> {
+    /// Ends lease `id`, taken by `principal`, and admits whoever can now enter. A lease that is
+    /// unknown, already released, expired or another principal's is [`Error::LeaseNotFound`]
+    /// (alike: a stranger learns nothing), and nothing else changes.
+    pub fn release(&self, id: LeaseId, principal: &str) -> Result<(), Error> {
         let mut state = self.lock();
         let now = Instant::now();
         state.reap(now);
-        state.live_lease(id)?;
+        state.live_lease(id, principal)?;
         state.end_lease(id.seq);
         state.grant_ready(now);
         drop(state);
@@ -233,14 +239,15 @@ impl LockTable {
         Ok(())
     }
 
-    /// Extends lease `id` to `ttl` from now and returns the new expiry.
-    pub fn refresh(&self, id: LeaseId) -> Result<SystemTime, Error> {
+    /// Extends lease `id`, taken by `principal`, to `ttl` from now and returns the new expiry;
+    /// errors as [`LockTable::release`].
+    pub fn refresh(&self, id: LeaseId, principal: &str) -> Result<SystemTime, Error> {
         let mut state = self.lock();
         let now = Instant::now();
         if state.reap(now) {
             state.grant_ready(now);
         }
-        let lease = state.live_lease(id)?;
+        let lease = state.live_lease(id, principal)?;
         let old = lease.expires;
         let expires = now + lease.ttl;
         if let Some(lease) = state.leases.get_mut(&id.seq) {
@@ -269,10 +276,7 @@ impl LockTable {
                         let lease = state.leases.get(&seq)?;
                         let token = lease.grants.iter().find(|g| &g.resource == name)?.token;
                         Some(HolderView {
-                            lease: LeaseId {
-                                seq,
-                                secret: lease.secret,
-                            },
+                            principal: lease.principal.clone(),
                             owner: lease.owner.clone(),
                             mode,
                             token,
@@ -429,6 +433,7 @@ impl State {
         let lease = Lease {
             secret,
             owner: waiter.request.owner,
+            principal: waiter.request.principal,
             grants,
             ttl,
             granted: now,
@@ -451,10 +456,14 @@ impl State {
     }
 
     /// The lease `id`, if it exists, matches its secret and has not expired.
-    fn live_lease(&self, id: LeaseId) -> Result<&Lease, Error> {
+    fn live_lease(&self, id: LeaseId, principal: &str) -> Result<&Lease, Error> {
         self.leases
             .get(&id.seq)
-            .filter(|lease| lease.secret == id.secret && lease.expires > Instant::now())
+            .filter(|lease| {
+                lease.secret == id.secret
+                    && lease.principal == principal
+                    && lease.expires > Instant::now()
+            })
             .ok_or(Error::LeaseNotFound)
     }
 
@@ -515,10 +524,12 @@ mod tests {
                 .collect(),
             ttl: Duration::from_secs(ttl_secs),
             owner: "test".into(),
+            principal: PRINCIPAL.into(),
         }
     }
 
     const LONG: Duration = Duration::from_secs(60);
+    const PRINCIPAL: &str = "spiffe://township/bank";
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_lease_releases_its_grants_and_admits_the_waiter() {
@@ -541,10 +552,10 @@ mod tests {
         );
         assert!(second.grants[0].token > first.grants[0].token);
         assert!(matches!(
-            table.release(first.lease),
+            table.release(first.lease, PRINCIPAL),
             Err(Error::LeaseNotFound)
         ));
-        table.release(second.lease).unwrap();
+        table.release(second.lease, PRINCIPAL).unwrap();
         assert!(table.inspect("").is_empty());
         shutdown.cancel();
     }
@@ -565,7 +576,7 @@ mod tests {
             )
         };
         tokio::task::yield_now().await;
-        table.release(long.lease).unwrap();
+        table.release(long.lease, PRINCIPAL).unwrap();
         short.await.unwrap().expect("granted on the release");
         let started = Instant::now();
         table
@@ -588,20 +599,29 @@ mod tests {
             .await
             .unwrap();
         tokio::time::advance(Duration::from_millis(1500)).await;
-        table.refresh(held.lease).unwrap();
+        table.refresh(held.lease, PRINCIPAL).unwrap();
         tokio::time::advance(Duration::from_millis(1500)).await;
         let forged = LeaseId {
             seq: held.lease.seq,
             secret: held.lease.secret ^ 1,
         };
-        assert!(matches!(table.refresh(forged), Err(Error::LeaseNotFound)));
-        assert!(matches!(table.release(forged), Err(Error::LeaseNotFound)));
+        assert!(matches!(
+            table.refresh(forged, PRINCIPAL),
+            Err(Error::LeaseNotFound)
+        ));
+        assert!(matches!(
+            table.release(forged, PRINCIPAL),
+            Err(Error::LeaseNotFound)
+        ));
         table
-            .refresh(held.lease)
+            .refresh(held.lease, PRINCIPAL)
             .expect("still live 3 s after the grant thanks to the refresh");
         tokio::time::advance(Duration::from_secs(3)).await;
         assert!(
-            matches!(table.refresh(held.lease), Err(Error::LeaseNotFound)),
+            matches!(
+                table.refresh(held.lease, PRINCIPAL),
+                Err(Error::LeaseNotFound)
+            ),
             "expired"
         );
     }
@@ -642,8 +662,8 @@ mod tests {
         let view = &table.inspect("a")[0];
         assert_eq!(view.holders.len(), 2);
         assert!(view.waiters.is_empty());
-        table.release(reader.lease).unwrap();
-        table.release(late.lease).unwrap();
+        table.release(reader.lease, PRINCIPAL).unwrap();
+        table.release(late.lease, PRINCIPAL).unwrap();
         assert!(table.inspect("").is_empty());
     }
 
@@ -667,7 +687,7 @@ mod tests {
             "b is forgotten once its only waiter left: {views:?}"
         );
         assert!(views[0].waiters.is_empty());
-        table.release(held.lease).unwrap();
+        table.release(held.lease, PRINCIPAL).unwrap();
         assert!(table.inspect("").is_empty());
     }
 
@@ -692,7 +712,7 @@ mod tests {
             a_view[0].holders.is_empty(),
             "a is not held while b is unavailable"
         );
-        table.release(b.lease).unwrap();
+        table.release(b.lease, PRINCIPAL).unwrap();
         let both = both.await.unwrap().unwrap();
         assert_eq!(both.grants.len(), 2);
         assert_eq!(both.grants[0].resource, "a");
@@ -734,5 +754,35 @@ mod tests {
             "1-zz".parse::<LeaseId>(),
             Err(Error::LeaseNotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn only_the_principal_that_took_a_lease_may_release_or_refresh_it_others_find_nothing() {
+        let table = LockTable::new(1);
+        let held = table
+            .acquire(request(&[("account/1", Mode::Write)], 10), LONG)
+            .await
+            .unwrap();
+        for stranger in ["spiffe://township/user/mallory", ""] {
+            assert!(matches!(
+                table.refresh(held.lease, stranger),
+                Err(Error::LeaseNotFound)
+            ));
+            assert!(matches!(
+                table.release(held.lease, stranger),
+                Err(Error::LeaseNotFound)
+            ));
+        }
+        let views = table.inspect("account/");
+        assert_eq!(views[0].holders.len(), 1, "the lease still stands");
+        assert_eq!(views[0].holders[0].principal, PRINCIPAL);
+        table.refresh(held.lease, PRINCIPAL).unwrap();
+        table.release(held.lease, PRINCIPAL).unwrap();
+        assert!(
+            table
+                .inspect("account/")
+                .iter()
+                .all(|v| v.holders.is_empty())
+        );
     }
 }
