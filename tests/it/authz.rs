@@ -15,7 +15,7 @@ use township_tests::run;
 
 use crate::support::{
     process::run_binary,
-    tls::{Certs, tls_time_server},
+    tls::{Certs, channel_as, tls_time_server, watch_ticks},
     wait::{wait_until, within},
 };
 
@@ -55,13 +55,8 @@ async fn get_time(
     certs: &Certs,
     who: &str,
 ) -> Result<(), tonic::Status> {
-    let channel = server
-        .endpoint()
-        .tls_config(certs.client(Some(who)))
-        .unwrap()
-        .connect()
-        .await
-        .expect("the TLS handshake succeeds: authorization comes after it");
+    // The handshake succeeds: authorization comes after it.
+    let channel = channel_as(server, certs, who).await;
     TimeServiceClient::new(channel)
         .get_time(GetTimeRequest::default())
         .await
@@ -94,13 +89,7 @@ async fn an_allowed_principal_calls_while_others_get_permission_denied_naming_th
         let certs = &certs;
         let server = &server;
         async move {
-            let channel = server
-                .endpoint()
-                .tls_config(certs.client(Some(who)))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
+            let channel = channel_as(server, certs, who).await;
             TimeServiceClient::new(channel)
                 .watch_time(WatchTimeRequest::default())
                 .await
@@ -175,24 +164,7 @@ async fn a_reload_takes_effect_without_dropping_open_streams_and_a_broken_file_k
     let policy = write_policy(certs.path("").as_path(), POLICY);
     let server = tls_time_server(&flags(&certs, &policy), certs.client(Some("alice"))).await;
 
-    let channel = server
-        .endpoint()
-        .tls_config(certs.client(Some("alice")))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut watch = TimeServiceClient::new(channel)
-        .watch_time(WatchTimeRequest {
-            interval: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 100_000_000,
-            }),
-            time_zone: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch_ticks(channel_as(&server, &certs, "alice").await).await;
     within("a first tick", LIMIT, watch.next())
         .await
         .unwrap()

@@ -9,7 +9,7 @@ use std::{fs, time::Duration};
 
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
-use township_proto::time::v1::{WatchTimeRequest, time_service_client::TimeServiceClient};
+use township_proto::time::v1::time_service_client::TimeServiceClient;
 use township_tests::{grpcurl, health_status, run};
 
 use township_proto::bank::v1::bank_service_client::BankServiceClient;
@@ -21,7 +21,7 @@ use crate::support::{
 };
 
 use crate::support::{
-    tls::{Certs, get_time, get_time_plaintext, tls_service, tls_time_server},
+    tls::{Certs, get_time, get_time_plaintext, tls_service, tls_time_server, watch_ticks},
     wait::{wait_until, within},
 };
 
@@ -116,18 +116,7 @@ async fn on_sighup_new_clients_need_the_new_ca_while_streams_opened_before_stay_
     }
     let server = tls_time_server(&live.server_flags(true), old.client(Some("alice"))).await;
 
-    let channel = server.channel().await;
-    let mut watch = TimeServiceClient::new(channel)
-        .watch_time(WatchTimeRequest {
-            interval: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 100_000_000,
-            }),
-            time_zone: String::new(),
-        })
-        .await
-        .expect("WatchTime starts")
-        .into_inner();
+    let mut watch = watch_ticks(server.channel().await).await;
     within("a first tick", LIMIT, watch.next())
         .await
         .expect("a tick")

@@ -11,8 +11,13 @@ use std::{
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
 };
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-use township_proto::time::v1::{GetTimeRequest, time_service_client::TimeServiceClient};
+use tonic::{
+    Streaming,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+use township_proto::time::v1::{
+    GetTimeRequest, TimeReply, WatchTimeRequest, time_service_client::TimeServiceClient,
+};
 use township_tests::{ServiceProcess, spawn_tls_service};
 
 use crate::support::cli::township_with;
@@ -140,12 +145,25 @@ pub async fn tls_service(
 /// One GetTime to `server` over TLS as `client` sets it up: `Err` with the reason when the
 /// connection or the call fails (both are bounded).
 pub async fn get_time(server: &ServiceProcess, client: ClientTlsConfig) -> Result<(), String> {
-    let endpoint = Endpoint::from_shared(format!("https://{}", server.addr))
+    let endpoint = bounded(&format!("https://{}", server.addr))
+        .tls_config(client)
+        .map_err(|e| format!("{e:?}"))?;
+    get_time_on(endpoint).await
+}
+
+/// One GetTime over plaintext: `Err` when it fails.
+pub async fn get_time_plaintext(server: &ServiceProcess) -> Result<(), String> {
+    get_time_on(bounded(&format!("http://{}", server.addr))).await
+}
+
+fn bounded(uri: &str) -> Endpoint {
+    Endpoint::from_shared(uri.to_owned())
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(5))
-        .tls_config(client)
-        .map_err(|e| format!("{e:?}"))?;
+}
+
+async fn get_time_on(endpoint: Endpoint) -> Result<(), String> {
     let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
     TimeServiceClient::new(channel)
         .get_time(GetTimeRequest::default())
@@ -154,16 +172,29 @@ pub async fn get_time(server: &ServiceProcess, client: ClientTlsConfig) -> Resul
         .map_err(|status| format!("{status:?}"))
 }
 
-/// One GetTime over plaintext: `Err` when it fails.
-pub async fn get_time_plaintext(server: &ServiceProcess) -> Result<(), String> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", server.addr))
+/// A channel to the TLS `server` showing `who`'s certificate from `certs` (the handshake must
+/// succeed).
+pub async fn channel_as(server: &ServiceProcess, certs: &Certs, who: &str) -> Channel {
+    server
+        .endpoint()
+        .tls_config(certs.client(Some(who)))
         .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
-    TimeServiceClient::new(channel)
-        .get_time(GetTimeRequest::default())
+        .connect()
         .await
-        .map(drop)
-        .map_err(|status| format!("{status:?}"))
+        .expect("the TLS handshake succeeds")
+}
+
+/// A WatchTime stream on `channel` ticking every 100 ms.
+pub async fn watch_ticks(channel: Channel) -> Streaming<TimeReply> {
+    TimeServiceClient::new(channel)
+        .watch_time(WatchTimeRequest {
+            interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+            time_zone: String::new(),
+        })
+        .await
+        .expect("WatchTime starts")
+        .into_inner()
 }
