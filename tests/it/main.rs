@@ -17,6 +17,7 @@ mod doctor;
 mod doctor_cli;
 mod grpcurl;
 mod lock;
+mod lock_acl;
 mod lock_cli;
 mod phonebook;
 mod phonebook_cli;

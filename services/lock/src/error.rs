@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use township_kit::status::{InvalidField, internal};
+
+/// When a caller over a cap is told to try again.
+const OVER_CAP_RETRY: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong in a lock request.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,12 @@ pub enum Error {
     /// This epoch has issued 2^40 fencing tokens; a restart starts a new epoch.
     #[error("fencing tokens exhausted for this epoch: restart lock-server")]
     TokensExhausted,
+    /// The resource ACL allows the caller none of this (the field named; nothing else said).
+    #[error("{0}: not allowed to this caller")]
+    NotAllowed(String),
+    /// Over one of the caller's caps (what, and the cap).
+    #[error("{0}")]
+    OverCap(String),
     /// The server is shutting down.
     #[error("lock-server is shutting down")]
     ShuttingDown,
@@ -42,6 +52,13 @@ impl From<Error> for Status {
             Error::WaitTimedOut(_) => Status::deadline_exceeded(err.to_string()),
             Error::LeaseNotFound => Status::not_found(err.to_string()),
             Error::TokensExhausted | Error::ShuttingDown => Status::unavailable(err.to_string()),
+            Error::NotAllowed(_) => Status::permission_denied(err.to_string()),
+            Error::OverCap(_) => {
+                // Leases end and waits are granted: a retry a little later may well pass.
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(OVER_CAP_RETRY));
+                Status::with_error_details(Code::ResourceExhausted, err.to_string(), details)
+            }
             Error::Internal(_) => internal(&err),
         }
     }

@@ -4,12 +4,14 @@
 //! `township-lock-client`, so that callers never link this server.
 //!
 //! - [`table`]: the lock table itself (no gRPC): admission, leases, expiry, fencing tokens.
+//! - [`guard`]: who may lock what (the resource ACL) and how much (per-principal caps).
 //! - [`service`]: the gRPC API over the table (requests validated in `convert`); `session` serves
 //!   its Session stream.
 //! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
 
 mod convert;
 mod error;
+pub mod guard;
 pub mod service;
 mod session;
 mod store;
@@ -17,13 +19,18 @@ pub mod table;
 
 use std::{path::PathBuf, sync::Arc};
 
+use anyhow::Context;
+
 use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::lock::v1::lock_service_server::LockServiceServer;
 
 pub use error::Error;
+pub use guard::Caps;
 pub use service::LockApi;
 pub use table::LockTable;
+
+use guard::Guard;
 
 /// The lock service's default gRPC port.
 pub const DEFAULT_PORT: u16 = township_proto::town::LOCK.port;
@@ -35,16 +42,22 @@ pub struct Config {
     pub serve: ServeOptions,
     /// Where the fencing epoch is kept.
     pub data_dir: PathBuf,
+    /// The resource ACL file, re-read on SIGHUP; `None`: every principal may lock anything.
+    pub resource_acl: Option<PathBuf>,
+    /// Each principal's caps (an ACL rule may lower them for the principals it names).
+    pub caps: Caps,
 }
 
 /// Serves the lock service on `listener` until `shutdown` fires. Advances the fencing epoch in
 /// `config.data_dir` first, so every token of this run is greater than any token of earlier runs.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let guard = Arc::new(Guard::new(config.resource_acl.clone(), config.caps)?);
+    watch_hangups(&guard, &shutdown)?;
     let epoch = store::next_epoch(&config.data_dir).await?;
     tracing::info!(epoch, data_dir = %config.data_dir.display(), "fencing epoch advanced");
     let table = Arc::new(LockTable::new(epoch));
     let reaper = tokio::spawn(table.clone().expire_leases(shutdown.clone()));
-    let api = LockApi::new(table, shutdown.clone());
+    let api = LockApi::new(table, guard, shutdown.clone());
     let services = ServiceSet::new().add_service(
         LockServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
     );
@@ -52,4 +65,31 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     shutdown.cancel();
     let _ = reaper.await;
     served
+}
+
+/// On each SIGHUP until shutdown, re-reads the resource ACL (a broken file keeps the one in
+/// force, logged). Installed before the server reports SERVING.
+fn watch_hangups(guard: &Arc<Guard>, shutdown: &Shutdown) -> anyhow::Result<()> {
+    if !guard.has_acl() {
+        return Ok(());
+    }
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let (guard, shutdown) = (guard.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = hangups.recv() => {}
+            }
+            match guard.reload() {
+                Ok(()) => tracing::info!("SIGHUP: resource ACL reloaded"),
+                Err(err) => tracing::error!(
+                    err = format!("{err:#}"),
+                    "SIGHUP: resource ACL not reloaded; the previous one stays in force"
+                ),
+            }
+        }
+    });
+    Ok(())
 }

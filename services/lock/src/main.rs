@@ -1,10 +1,10 @@
 //! `lock-server`: parses its config, starts tracing, binds, announces and serves until a signal.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use township_kit::{ServerArgs, config, net, shutdown};
-use township_lock::{Config, DEFAULT_PORT};
+use township_lock::{Caps, Config, DEFAULT_PORT};
 
 /// The Township lock service (gRPC `township.lock.v1.LockService`).
 #[derive(Debug, Parser)]
@@ -12,6 +12,27 @@ use township_lock::{Config, DEFAULT_PORT};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// Who may lock what: JSON rules of principals, resource prefixes and modes, with optional
+    /// per-principal caps; with it, anything no rule allows is PERMISSION_DENIED. Re-read on
+    /// SIGHUP. Without it, every caller may lock anything.
+    #[arg(long, env = "TOWNSHIP_LOCK_RESOURCE_ACL", value_name = "FILE")]
+    resource_acl: Option<PathBuf>,
+
+    /// Most live leases one principal may hold (callers without a certificate count as one).
+    #[arg(long, env = "TOWNSHIP_LOCK_MAX_LEASES_PER_PRINCIPAL", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_leases_per_principal: u32,
+
+    /// Most acquires one principal may have waiting at once.
+    #[arg(long, env = "TOWNSHIP_LOCK_MAX_WAITERS_PER_PRINCIPAL", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_waiters_per_principal: u32,
+
+    /// The longest lease lifetime (ttl) a principal may ask for (at most 5m, the API's limit).
+    #[arg(long, env = "TOWNSHIP_LOCK_MAX_TTL", value_name = "DURATION", default_value = "5m",
+          value_parser = humantime::parse_duration)]
+    max_ttl: Duration,
 }
 
 #[tokio::main]
@@ -24,6 +45,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config {
         serve: (&args.server).into(),
         data_dir: args.server.data_dir_or("lock"),
+        resource_acl: args.resource_acl,
+        caps: Caps {
+            max_leases: args.max_leases_per_principal as usize,
+            max_waiters: args.max_waiters_per_principal as usize,
+            max_ttl: args.max_ttl,
+        },
     };
     let shutdown = shutdown::on_signals();
     // Calls that arrive before `run` has advanced the fencing epoch wait in the listen backlog:

@@ -13,6 +13,7 @@ use township_proto::lock::v1::lock_service_server::LockService;
 use crate::{
     Error,
     convert::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id, resource_to_pb},
+    guard::Guard,
     session,
     table::LockTable,
 };
@@ -21,13 +22,19 @@ use crate::{
 #[derive(Clone)]
 pub struct LockApi {
     table: Arc<LockTable>,
+    guard: Arc<Guard>,
     shutdown: Shutdown,
 }
 
 impl LockApi {
-    /// Serves `table`; waits and keep-alive streams end when `shutdown` fires.
-    pub fn new(table: Arc<LockTable>, shutdown: Shutdown) -> Self {
-        Self { table, shutdown }
+    /// Serves `table`, every acquire checked by `guard`; waits and keep-alive streams end when
+    /// `shutdown` fires.
+    pub fn new(table: Arc<LockTable>, guard: Arc<Guard>, shutdown: Shutdown) -> Self {
+        Self {
+            table,
+            guard,
+            shutdown,
+        }
     }
 }
 
@@ -40,9 +47,10 @@ impl LockService for LockApi {
         let deadline = grpc_timeout(request.metadata());
         let principal = principal_of(&request);
         let (acquire, wait_timeout) = parse_acquire(request.into_inner(), &principal)?;
+        let caps = self.guard.check(&acquire)?;
         let wait = wait_for(wait_timeout, deadline);
         let granted = tokio::select! {
-            granted = self.table.acquire(acquire, wait) => granted?,
+            granted = self.table.acquire(acquire, wait, caps) => granted?,
             () = self.shutdown.cancelled() => return Err(Error::ShuttingDown.into()),
         };
         Ok(Response::new(lease_to_pb(granted)))
@@ -96,6 +104,7 @@ impl LockService for LockApi {
         let principal = principal_of(&request);
         tokio::spawn(session::serve(
             self.table.clone(),
+            self.guard.clone(),
             principal,
             request.into_inner(),
             tx,

@@ -15,6 +15,7 @@ use township_proto::lock::v1 as pb;
 use crate::{
     Error,
     convert::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id},
+    guard::Guard,
     table::{Granted, LeaseId, LockTable},
 };
 
@@ -25,6 +26,7 @@ type Waited = (u64, Result<Granted, Error>);
 /// releases every lease it still holds.
 pub(crate) async fn serve(
     table: Arc<LockTable>,
+    guard: Arc<Guard>,
     principal: String,
     mut inbound: Streaming<pb::SessionRequest>,
     tx: mpsc::Sender<Result<pb::SessionResponse, Status>>,
@@ -35,7 +37,7 @@ pub(crate) async fn serve(
     loop {
         let answer = tokio::select! {
             message = inbound.message() => match message {
-                Ok(Some(request)) => match take(&table, &principal, request, &mut held, &mut waiting) {
+                Ok(Some(request)) => match take(&table, &guard, &principal, request, &mut held, &mut waiting) {
                     Some(answer) => answer,
                     None => continue,
                 },
@@ -74,6 +76,7 @@ pub(crate) async fn serve(
 /// Takes one request: a release is answered now; an acquire starts waiting (answered later).
 fn take(
     table: &Arc<LockTable>,
+    guard: &Guard,
     principal: &str,
     request: pb::SessionRequest,
     held: &mut HashSet<LeaseId>,
@@ -91,12 +94,14 @@ fn take(
                 released
             }),
         Some(pb::session_request::Op::Acquire(acquire)) => {
-            match parse_acquire(acquire, principal) {
+            match parse_acquire(acquire, principal)
+                .and_then(|(acquire, wait)| Ok((guard.check(&acquire)?, acquire, wait)))
+            {
                 Err(err) => Err(err),
-                Ok((acquire, wait_timeout)) => {
+                Ok((caps, acquire, wait_timeout)) => {
                     let table = table.clone();
                     let wait = wait_timeout.unwrap_or(MAX_WAIT);
-                    waiting.spawn(async move { (id, table.acquire(acquire, wait).await) });
+                    waiting.spawn(async move { (id, table.acquire(acquire, wait, caps).await) });
                     return None;
                 }
             }

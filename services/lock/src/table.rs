@@ -27,6 +27,8 @@ use tokio::{
     time::Instant,
 };
 use township_cell::{Mode, RwQueue};
+
+pub use crate::guard::Caps;
 use township_kit::Shutdown;
 
 use crate::Error;
@@ -200,10 +202,20 @@ impl LockTable {
     /// Waits until every target can be granted at once, up to `wait`, then grants them all in a
     /// new lease. On timeout (or when the returned future is dropped) the request is withdrawn —
     /// and if it was granted in that very moment, the lease is released — so nothing is left behind.
-    pub async fn acquire(&self, request: Request, wait: Duration) -> Result<Granted, Error> {
+    ///
+    /// A principal already at `caps` (live leases, waiting acquires) is [`Error::OverCap`], and
+    /// nothing is queued.
+    pub async fn acquire(
+        &self,
+        request: Request,
+        wait: Duration,
+        caps: Caps,
+    ) -> Result<Granted, Error> {
         let (reply, granted) = oneshot::channel();
         let seq = {
             let mut state = self.lock();
+            state.reap(Instant::now());
+            state.within_caps(&request.principal, caps)?;
             let seq = state.enqueue(request, reply);
             state.grant_ready(Instant::now());
             seq
@@ -364,6 +376,32 @@ impl Drop for Pending<'_> {
 }
 
 impl State {
+    /// Whether `principal` may queue one more acquire under `caps`. Counts by scanning: the caps
+    /// bound what any one principal holds, and the table is small.
+    fn within_caps(&self, principal: &str, caps: Caps) -> Result<(), Error> {
+        let leases = self
+            .leases
+            .values()
+            .filter(|l| l.principal == principal)
+            .count();
+        if leases >= caps.max_leases {
+            return Err(Error::OverCap(format!(
+                "targets: this caller holds {leases} leases, its cap"
+            )));
+        }
+        let waiting = self
+            .waiting
+            .values()
+            .filter(|w| w.request.principal == principal)
+            .count();
+        if waiting >= caps.max_waiters {
+            return Err(Error::OverCap(format!(
+                "targets: this caller has {waiting} acquires waiting, its cap"
+            )));
+        }
+        Ok(())
+    }
+
     fn enqueue(&mut self, request: Request, reply: oneshot::Sender<Result<Granted, Error>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -530,6 +568,11 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(60);
     const PRINCIPAL: &str = "spiffe://township/bank";
+    const CAPS: Caps = Caps {
+        max_leases: 1000,
+        max_waiters: 1000,
+        max_ttl: Duration::from_secs(300),
+    };
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_lease_releases_its_grants_and_admits_the_waiter() {
@@ -537,12 +580,12 @@ mod tests {
         let shutdown = Shutdown::new();
         tokio::spawn(table.clone().expire_leases(shutdown.clone()));
         let first = table
-            .acquire(request(&[("a", Mode::Write)], 5), LONG)
+            .acquire(request(&[("a", Mode::Write)], 5), LONG, CAPS)
             .await
             .unwrap();
         let started = Instant::now();
         let second = table
-            .acquire(request(&[("a", Mode::Write)], 5), LONG)
+            .acquire(request(&[("a", Mode::Write)], 5), LONG, CAPS)
             .await
             .unwrap();
         assert_eq!(
@@ -566,21 +609,23 @@ mod tests {
         let shutdown = Shutdown::new();
         tokio::spawn(table.clone().expire_leases(shutdown.clone()));
         let long = table
-            .acquire(request(&[("a", Mode::Write)], 60), LONG)
+            .acquire(request(&[("a", Mode::Write)], 60), LONG, CAPS)
             .await
             .unwrap();
         let short = {
             let table = table.clone();
-            tokio::spawn(
-                async move { table.acquire(request(&[("a", Mode::Write)], 1), LONG).await },
-            )
+            tokio::spawn(async move {
+                table
+                    .acquire(request(&[("a", Mode::Write)], 1), LONG, CAPS)
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         table.release(long.lease, PRINCIPAL).unwrap();
         short.await.unwrap().expect("granted on the release");
         let started = Instant::now();
         table
-            .acquire(request(&[("a", Mode::Write)], 1), LONG)
+            .acquire(request(&[("a", Mode::Write)], 1), LONG, CAPS)
             .await
             .unwrap();
         assert_eq!(
@@ -595,7 +640,7 @@ mod tests {
     async fn refresh_moves_the_expiry_and_a_wrong_secret_is_not_found() {
         let table = LockTable::new(1);
         let held = table
-            .acquire(request(&[("a", Mode::Read)], 2), LONG)
+            .acquire(request(&[("a", Mode::Read)], 2), LONG, CAPS)
             .await
             .unwrap();
         tokio::time::advance(Duration::from_millis(1500)).await;
@@ -630,23 +675,29 @@ mod tests {
     async fn a_timed_out_waiter_is_withdrawn_and_unblocks_the_readers_behind_it() {
         let table = Arc::new(LockTable::new(1));
         let reader = table
-            .acquire(request(&[("a", Mode::Read)], 60), LONG)
+            .acquire(request(&[("a", Mode::Read)], 60), LONG, CAPS)
             .await
             .unwrap();
         let writer = {
             let table = table.clone();
             tokio::spawn(async move {
                 table
-                    .acquire(request(&[("a", Mode::Write)], 60), Duration::from_secs(1))
+                    .acquire(
+                        request(&[("a", Mode::Write)], 60),
+                        Duration::from_secs(1),
+                        CAPS,
+                    )
                     .await
             })
         };
         tokio::task::yield_now().await;
         let late_reader = {
             let table = table.clone();
-            tokio::spawn(
-                async move { table.acquire(request(&[("a", Mode::Read)], 60), LONG).await },
-            )
+            tokio::spawn(async move {
+                table
+                    .acquire(request(&[("a", Mode::Read)], 60), LONG, CAPS)
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         assert_eq!(
@@ -671,10 +722,14 @@ mod tests {
     async fn a_dropped_acquire_leaves_no_waiter_and_no_lease() {
         let table = LockTable::new(1);
         let held = table
-            .acquire(request(&[("a", Mode::Write)], 60), LONG)
+            .acquire(request(&[("a", Mode::Write)], 60), LONG, CAPS)
             .await
             .unwrap();
-        let waiting = table.acquire(request(&[("a", Mode::Write), ("b", Mode::Write)], 60), LONG);
+        let waiting = table.acquire(
+            request(&[("a", Mode::Write), ("b", Mode::Write)], 60),
+            LONG,
+            CAPS,
+        );
         assert!(
             tokio::time::timeout(Duration::from_secs(1), waiting)
                 .await
@@ -695,14 +750,18 @@ mod tests {
     async fn a_multi_target_request_is_all_or_nothing() {
         let table = Arc::new(LockTable::new(1));
         let b = table
-            .acquire(request(&[("b", Mode::Write)], 60), LONG)
+            .acquire(request(&[("b", Mode::Write)], 60), LONG, CAPS)
             .await
             .unwrap();
         let both = {
             let table = table.clone();
             tokio::spawn(async move {
                 table
-                    .acquire(request(&[("a", Mode::Write), ("b", Mode::Write)], 60), LONG)
+                    .acquire(
+                        request(&[("a", Mode::Write), ("b", Mode::Write)], 60),
+                        LONG,
+                        CAPS,
+                    )
                     .await
             })
         };
@@ -760,7 +819,7 @@ mod tests {
     async fn only_the_principal_that_took_a_lease_may_release_or_refresh_it_others_find_nothing() {
         let table = LockTable::new(1);
         let held = table
-            .acquire(request(&[("account/1", Mode::Write)], 10), LONG)
+            .acquire(request(&[("account/1", Mode::Write)], 10), LONG, CAPS)
             .await
             .unwrap();
         for stranger in ["spiffe://township/user/mallory", ""] {

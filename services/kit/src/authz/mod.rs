@@ -239,6 +239,13 @@ impl HeaderRule {
     }
 }
 
+/// Whether `text` matches `pattern` as a policy's principals and paths match: `"*"` (any
+/// non-empty text), `"prefix*"`, `"*suffix"`, else exactly. For other lists that name
+/// principals the same way (the lock service's resource ACL).
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    Pattern::new(pattern).matches(text.as_bytes())
+}
+
 /// A string pattern of the policy, matched against the whole string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
