@@ -6,18 +6,17 @@
 
 use std::{fs, time::Duration};
 
-use tokio_stream::StreamExt;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 use township_proto::lock::v1::{
-    AcquireRequest, LockTarget, Mode, ReleaseRequest, SessionRequest,
-    lock_service_client::LockServiceClient, session_request::Op, session_response,
+    AcquireRequest, LockTarget, Mode, ReleaseRequest, lock_service_client::LockServiceClient,
 };
 use township_tests::ServiceProcess;
 
 use crate::support::{
+    lock::{Session, ask, wait_for_waiters},
     tls::{Certs, channel_as, tls_service},
-    wait::{wait_until, within},
+    wait::wait_until,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -144,34 +143,12 @@ async fn with_an_acl_only_the_bank_takes_accounts_and_whatever_no_rule_allows_is
         .expect("what the ACL allows");
 
     // The same on a Session stream.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut answers = mallory
-        .clone()
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(SessionRequest {
-        request_id: 1,
-        op: Some(Op::Acquire(AcquireRequest {
-            targets: vec![LockTarget {
-                resource: "account/1".into(),
-                mode: Mode::Write.into(),
-            }],
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    let answer = within("the session answers", LIMIT, answers.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let Some(session_response::Result::Error(error)) = answer.result else {
-        panic!("a session acquire the ACL forbids was not refused: {answer:?}");
-    };
+    let session = &mut Session::open(&mallory).await;
+    session
+        .acquire(1, ask("test", &[("account/1", Mode::Write)], LIMIT))
+        .await;
+    let error = session.error(1).await;
     assert_eq!(error.code, Code::PermissionDenied as i32, "{error:?}");
-    drop(tx);
     bank.clone()
         .release(ReleaseRequest { lease_id: lease })
         .await
@@ -211,21 +188,7 @@ async fn each_principal_is_held_to_its_caps_with_resource_exhausted_and_a_retry_
         let bank = bank.clone();
         tokio::spawn(async move { acquire_waiting(&bank, "account/1", Mode::Write, 60, 30).await })
     };
-    wait_until("the first acquire waits", LIMIT, async || {
-        let state = bank
-            .clone()
-            .inspect(township_proto::lock::v1::InspectRequest {
-                resource_prefix: "account/1".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        state
-            .resources
-            .first()
-            .is_some_and(|r| !r.waiters.is_empty())
-    })
-    .await;
+    wait_for_waiters(&bank, "account/1", &["test"]).await;
     expect_over_cap(
         acquire(&bank, "account/1", Mode::Write, 60).await,
         "waiting",

@@ -17,6 +17,7 @@ use township_proto::bank::v1::bank_service_client::BankServiceClient;
 use crate::support::{
     bank::{admin_token, bank_server, client, login, open_account, request_id, transfer},
     cli::township_with,
+    lock::Session,
     process::run_binary,
 };
 
@@ -448,32 +449,10 @@ async fn over_mutual_tls_a_lease_is_its_takers_a_stranger_with_its_id_finds_noth
         "refusals reveal nothing"
     );
     // The same on a Session stream.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut answers = mallory
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(township_proto::lock::v1::SessionRequest {
-        request_id: 7,
-        op: Some(township_proto::lock::v1::session_request::Op::Release(
-            ReleaseRequest {
-                lease_id: id.clone(),
-            },
-        )),
-    })
-    .await
-    .unwrap();
-    let answer = within("the session answers", LIMIT, answers.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let Some(township_proto::lock::v1::session_response::Result::Error(error)) = answer.result
-    else {
-        panic!("a stranger's release on a session was not refused: {answer:?}");
-    };
+    let session = &mut Session::open(&mallory).await;
+    session.release(7, &id).await;
+    let error = session.error(7).await;
     assert_eq!(error.code, tonic::Code::NotFound as i32, "{error:?}");
-    drop(tx);
     let still = bank
         .inspect(InspectRequest {
             resource_prefix: "account/".into(),
