@@ -2,6 +2,9 @@
 //! lock-server while at least 16 clients move money between six accounts through both of them,
 //! and a chaos task kill -9s and restarts the replicas and the lock-server at random moments
 //! (seeded; the replicas pause between each lock grant and its commit, so kills land in between).
+//! Every connection is mutual TLS, with certificates from `township certs`: the clients show a
+//! user's certificate to the replicas, the replicas show the bank's to the lock-server, and the
+//! lock-server's resource ACL lets only the bank lock accounts.
 //!
 //! Every mutation carries its own request id and is retried with that same id after any error
 //! until it is answered: applied (a receipt) or rejected (insufficient funds). Afterwards the
@@ -9,7 +12,8 @@
 //! opening deposit plus the answered operations that touched it, each applied request appears
 //! exactly once in the ledger of each account it touches and rejected ones nowhere, nothing is
 //! negative, every balance is the sum of its ledger, and every balance a client read was one the
-//! account really had.
+//! account really had. And the lock-server, restarted many times, still refuses to let anyone but
+//! the bank lock an account.
 //!
 //! Run with `-- --nocapture` to see the counts; `BANK_INVARIANT_SEED=<n>` replays a chaos plan.
 
@@ -22,37 +26,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use township_tests::free_port;
-
 use crate::support::{bank::*, chaos::*};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn money_is_conserved_and_every_request_applies_once_through_kill_9s_of_banks_and_locks() {
+async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of_banks_and_locks() {
     let test_started = Instant::now();
     let seed = seed();
     println!("bank invariant: seed {seed} (replay with BANK_INVARIANT_SEED={seed})");
     let mut rng = Rng(seed);
 
-    // One lock-server and two bank replicas on fixed ports, sharing one data directory.
-    let lock_dir = tempfile::tempdir().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster {
-        lock_dir_path: lock_dir.path().to_owned(),
-        _lock_dir: lock_dir,
-        data_dir,
-        lock_addr: format!("127.0.0.1:{}", free_port()),
-        replicas: [0, 1].map(|i| Replica {
-            name: replica_name(i),
-            addr: format!("127.0.0.1:{}", free_port()),
-            in_flight: AtomicUsize::new(0),
-        }),
-    };
+    // One lock-server (which lets only the bank lock accounts) and two bank replicas on fixed
+    // ports, sharing one data directory, every one serving mutual TLS.
+    let cluster = Cluster::new().await;
     let lock = cluster.lock_server().await;
     let bank_a = cluster.bank_server(0).await;
     let bank_b = cluster.bank_server(1).await;
 
     // Six accounts for three holders, with known opening deposits; one session per holder.
-    let setup = client(&cluster.replicas[0].addr, ATTEMPT_TIMEOUT);
+    let setup = cluster.client(0);
     let admin = admin_token(cluster.data_dir.path());
     let mut accounts = Vec::new();
     for (holder, (name, pin)) in HOLDERS.iter().enumerate() {
@@ -111,7 +102,7 @@ async fn money_is_conserved_and_every_request_applies_once_through_kill_9s_of_ba
     }
     shared.stop.store(true, Ordering::SeqCst);
     let workload_time = started.elapsed();
-    let (_lock, _banks, kills) = chaos.await.expect("the chaos task did not panic");
+    let (lock, _banks, kills) = chaos.await.expect("the chaos task did not panic");
     let mut logs = Vec::new();
     for client in clients {
         logs.push(client.await.expect("a client did not panic"));
@@ -119,7 +110,7 @@ async fn money_is_conserved_and_every_request_applies_once_through_kill_9s_of_ba
 
     // Every request still unanswered is retried with its request id until it is answered.
     let resolve_started = Instant::now();
-    let rpcs = [0, 1].map(|i| client(&shared.cluster.replicas[i].addr, ATTEMPT_TIMEOUT));
+    let rpcs = [0, 1].map(|i| shared.cluster.client(i));
     let mut records: Vec<Record> = logs.iter_mut().flat_map(|l| l.records.drain(..)).collect();
     let unresolved_after_workload = records
         .iter()
@@ -211,6 +202,7 @@ async fn money_is_conserved_and_every_request_applies_once_through_kill_9s_of_ba
     assert!(rejected > 0, "the workload exercised overdrafts");
 
     let lost_answers = check_ledgers(&shared, &rpcs, &records, &reads).await;
+    check_lock_acl(&shared, &lock).await;
     println!(
         "bank invariant: the ledgers explain every balance; {lost_answers} requests were applied \
          by an attempt whose answer was lost and answered by a retry with the original receipt; \

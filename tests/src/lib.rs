@@ -167,6 +167,17 @@ pub async fn spawn_service_at(
     start_service(binary_name, listen, args, &[], None, None).await
 }
 
+/// [`spawn_tls_service`] on a fixed `listen` address (see [`spawn_service_at`]): for a TLS server
+/// that must come back on the same address after a kill.
+pub async fn spawn_tls_service_at(
+    binary_name: &str,
+    listen: &str,
+    args: &[&str],
+    tls: ClientTlsConfig,
+) -> anyhow::Result<ServiceProcess> {
+    start_service(binary_name, listen, args, &[], None, Some(tls)).await
+}
+
 async fn start_service(
     binary_name: &str,
     listen: &str,

@@ -1,7 +1,14 @@
-//! What the test runs with and checks at the end: the seed, settling calls, and the ledgers that
-//! must explain every balance.
+//! What the test runs with and checks at the end: the seed, settling calls, the ledgers that
+//! must explain every balance, and the lock-server's ACL.
+
+use township_proto::lock::v1::{Mode, lock_service_client::LockServiceClient};
 
 use super::*;
+use crate::support::{
+    lock::{acquire, ask},
+    status::expect_code,
+    tls::channel_as,
+};
 
 /// The chaos plan's seed: `BANK_INVARIANT_SEED`, or one from the clock.
 pub fn seed() -> u64 {
@@ -161,4 +168,14 @@ pub async fn check_ledgers(
     let opening: i64 = accounts.iter().map(|a| a.opening_cents).sum();
     assert_eq!(total, opening + net_inflow, "the total is conserved");
     lost_answers
+}
+
+/// The lock-server, restarted many times, still enforces [`LOCK_ACL`]: the bank's locks went
+/// through it, and a caller that is not the bank (the clients' certificate) may not lock an
+/// account.
+pub async fn check_lock_acl(shared: &Shared, lock: &ServiceProcess) {
+    let rpc = LockServiceClient::new(channel_as(lock, &shared.cluster.certs, CLIENT).await);
+    let account = format!("account/{}", shared.accounts[0].id);
+    let request = ask(CLIENT, &[(&account, Mode::Write)], Duration::from_secs(1));
+    expect_code(acquire(&rpc, request).await, Code::PermissionDenied);
 }

@@ -216,7 +216,7 @@ pub struct ClientLog {
 /// replica until told to stop.
 pub async fn client_loop(shared: Arc<Shared>, seed: u64) -> ClientLog {
     let mut rng = Rng(seed);
-    let rpcs = [0, 1].map(|i| client(&shared.cluster.replicas[i].addr, ATTEMPT_TIMEOUT));
+    let rpcs = [0, 1].map(|i| shared.cluster.client(i));
     let mut log = ClientLog::default();
     let accounts = shared.accounts.len();
     while !shared.stop.load(Ordering::SeqCst)

@@ -26,50 +26,116 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The servers, their fixed addresses and their directories (kept alive for the whole test).
+/// The servers, their fixed addresses, their directories and their certificates (kept alive for
+/// the whole test). Every server serves mutual TLS: the lock-server and each replica require a
+/// client certificate from the cluster's CA, the replicas reach the lock-server with the bank's
+/// own certificate (their `--lock-*` flags default to their server TLS settings), and the clients
+/// show [`CLIENT`]'s. The lock-server's resource ACL ([`LOCK_ACL`]) lets only the bank lock.
 pub struct Cluster {
-    pub _lock_dir: TempDir,
+    pub certs: Certs,
+    pub lock_dir: TempDir,
     pub data_dir: TempDir,
-    pub lock_dir_path: std::path::PathBuf,
     pub lock_addr: String,
     pub replicas: [Replica; 2],
 }
 
 impl Cluster {
-    /// The lock-server, on its fixed address and directory (a few tries: a test that restarts
-    /// servers many times should not fail on one slow start).
-    pub async fn lock_server(&self) -> ServiceProcess {
-        let mut last = None;
-        for _ in 0..3 {
-            match try_lock_server(&self.lock_dir_path, Some(&self.lock_addr)).await {
-                Ok(process) => return process,
-                Err(err) => last = Some(err),
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    /// A fresh CA with every service's certificate and [`CLIENT`]'s, a lock directory holding
+    /// [`LOCK_ACL`], a data directory and fixed loopback addresses; nothing started yet.
+    pub async fn new() -> Self {
+        let certs = Certs::init(&[CLIENT]).await;
+        let lock_dir = tempfile::tempdir().unwrap();
+        std::fs::write(lock_dir.path().join(ACL_FILE), LOCK_ACL).unwrap();
+        Self {
+            certs,
+            lock_dir,
+            data_dir: tempfile::tempdir().unwrap(),
+            lock_addr: fixed_address(),
+            replicas: [0, 1].map(|i| Replica {
+                name: replica_name(i),
+                addr: fixed_address(),
+                in_flight: AtomicUsize::new(0),
+            }),
         }
-        panic!(
-            "the lock-server does not start on {}: {last:?}",
-            self.lock_addr
-        )
     }
 
-    /// Bank replica `replica`, on its fixed address and the shared data directory.
+    /// The lock-server, on its fixed address and directory, with its ACL, serving mutual TLS.
+    pub async fn lock_server(&self) -> ServiceProcess {
+        let acl = self.lock_dir.path().join(ACL_FILE);
+        let args = [
+            "--data-dir",
+            utf8(self.lock_dir.path()),
+            "--resource-acl",
+            utf8(&acl),
+        ];
+        self.start("lock", "the lock-server", &self.lock_addr, &args, "bank")
+            .await
+    }
+
+    /// Bank replica `replica`, on its fixed address and the shared data directory, serving mutual
+    /// TLS and reaching the lock-server over mutual TLS as the bank.
     pub async fn bank_server(&self, replica: usize) -> ServiceProcess {
+        let mut args = vec![
+            "--data-dir",
+            utf8(self.data_dir.path()),
+            "--lock-addr",
+            &self.lock_addr,
+        ];
+        args.extend_from_slice(REPLICA_FLAGS);
         let addr = &self.replicas[replica].addr;
+        self.start("bank", replica_name(replica), addr, &args, CLIENT)
+            .await
+    }
+
+    /// `<service>-server` with `args` and `service`'s mutual TLS flags on the fixed address
+    /// `listen`, probed for SERVING with `probe_as`'s certificate (a few tries: a test that
+    /// restarts servers many times should not fail on one slow start).
+    async fn start(
+        &self,
+        service: &str,
+        name: &str,
+        listen: &str,
+        args: &[&str],
+        probe_as: &str,
+    ) -> ServiceProcess {
+        let tls = self.certs.service_flags(service, true);
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(tls.iter().map(String::as_str))
+            .collect();
+        let binary = format!("{service}-server");
         let mut last = None;
         for _ in 0..3 {
-            let data_dir = self.data_dir.path();
-            match try_bank_server(data_dir, &self.lock_addr, Some(addr), REPLICA_FLAGS).await {
+            let probe = self.certs.client(Some(probe_as));
+            match spawn_tls_service_at(&binary, listen, &args, probe).await {
                 Ok(process) => return process,
                 Err(err) => last = Some(err),
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        panic!(
-            "{} does not start on {addr}: {last:?}",
-            replica_name(replica)
-        )
+        panic!("{name} does not start on {listen}: {last:?}")
     }
+
+    /// A client of bank replica `replica` over mutual TLS, showing [`CLIENT`]'s certificate; it
+    /// connects when first used (and again after a restart), and gives each attempt
+    /// [`ATTEMPT_TIMEOUT`].
+    pub fn client(&self, replica: usize) -> Rpc {
+        let uri = format!("https://{}", self.replicas[replica].addr);
+        let channel = Endpoint::from_shared(uri)
+            .expect("valid uri")
+            .tls_config(self.certs.client(Some(CLIENT)))
+            .expect("a valid TLS config")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(ATTEMPT_TIMEOUT)
+            .connect_lazy();
+        BankServiceClient::new(channel)
+    }
+}
+
+/// `path` as a command-line argument.
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
 }
 
 /// An account of the workload.

@@ -1,7 +1,8 @@
 //! The machinery of the bank chaos test (`bank_invariant`): two bank replicas sharing a data
-//! directory and a lock-server, clients that retry every mutation with its request id until it is
-//! answered, the record of what each request was answered, a seeded plan of kill -9s, and the
-//! final check that the ledgers explain every balance.
+//! directory and a lock-server, all serving mutual TLS (the lock-server with a resource ACL),
+//! clients that retry every mutation with its request id until it is answered, the record of what
+//! each request was answered, a seeded plan of kill -9s, and the final checks that the ledgers
+//! explain every balance and that the lock-server's ACL holds.
 
 pub use super::rng::Rng;
 
@@ -17,6 +18,7 @@ pub use kills::*;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -25,15 +27,12 @@ use std::{
 };
 
 use tempfile::TempDir;
-use tonic::{Code, Status};
-use township_proto::bank::v1 as pb;
-use township_tests::ServiceProcess;
+use tonic::{Code, Status, transport::Endpoint};
+use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
+use township_tests::{ServiceProcess, spawn_tls_service_at};
 
-use crate::support::bank::{
-    Rpc, assert_adds_up, balance, client, deposit, ledger, transfer, try_bank_server,
-    try_lock_server, withdraw,
-};
-use crate::support::status::reason;
+use crate::support::bank::{Rpc, assert_adds_up, balance, deposit, ledger, transfer, withdraw};
+use crate::support::{process::fixed_address, status::reason, tls::Certs};
 
 /// Concurrent clients.
 pub const CLIENTS: usize = 16;
@@ -75,3 +74,14 @@ pub const REPLICA_FLAGS: &[&str] = &[
 pub const HOLDERS: [(&str, &str); 3] = [("Ada", "1111"), ("Bob", "2222"), ("Cy", "3333")];
 /// How many accounts each holder opens.
 pub const ACCOUNTS_PER_HOLDER: usize = 2;
+/// The user whose client certificate (`township certs issue --name`) the clients show the
+/// replicas.
+pub const CLIENT: &str = "teller";
+/// The lock-server's resource ACL: only the bank (both replicas show its certificate) may lock
+/// accounts, so every lock the workload takes goes through the ACL, and whatever else asks is
+/// refused.
+pub const LOCK_ACL: &str = r#"{"rules": [
+  {"principals": ["spiffe://township/bank"], "prefixes": ["account/"], "modes": ["MODE_READ", "MODE_WRITE"]}
+]}"#;
+/// [`LOCK_ACL`]'s file, in the lock-server's directory.
+pub const ACL_FILE: &str = "acl.json";
