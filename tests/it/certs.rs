@@ -193,6 +193,59 @@ async fn issue_makes_a_users_client_certificate_and_a_server_certificate_with_th
 }
 
 #[tokio::test]
+async fn with_ca_dir_the_cas_key_stays_there_and_dir_gets_only_a_copy_of_its_certificate() {
+    let root = tempfile::tempdir().unwrap();
+    let (ca_dir, dir) = (root.path().join("ca"), root.path().join("certs"));
+    let ca_flag = ["--ca-dir", ca_dir.to_str().unwrap()];
+    let out = certs(&[&["init"][..], &ca_flag].concat(), &dir).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    assert_eq!(mode(&ca_dir.join("ca.key")), 0o600);
+    assert!(
+        !dir.join("ca.key").exists(),
+        "the CA's key must not reach DIR"
+    );
+    assert_eq!(
+        fs::read(dir.join("ca.pem")).unwrap(),
+        fs::read(ca_dir.join("ca.pem")).unwrap()
+    );
+    for service in SERVICES {
+        let pem = dir.join(format!("{service}.pem"));
+        assert!(is_signed_by(&pem, &ca_dir.join("ca.pem")), "{service}");
+        assert!(!ca_dir.join(format!("{service}.pem")).exists(), "{service}");
+    }
+    let before = snapshot(&dir);
+    assert_eq!(
+        certs(&[&["init"][..], &ca_flag].concat(), &dir).await.code,
+        Some(0)
+    );
+    assert_eq!(snapshot(&dir), before, "a re-run keeps every file");
+
+    let out = certs(&["issue", "--name", "alice"], &dir).await;
+    assert_eq!(out.code, Some(2), "DIR has no CA key to sign with: {out:?}");
+    assert!(out.stderr.contains("--ca-dir"), "{}", out.stderr);
+    assert!(!dir.join("alice.pem").exists() && !dir.join("alice.key").exists());
+
+    let mine = root.path().join("mine");
+    let out = certs(
+        &[&["issue", "--name", "alice"][..], &ca_flag].concat(),
+        &mine,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(is_signed_by(
+        &mine.join("alice.pem"),
+        &ca_dir.join("ca.pem")
+    ));
+    assert_eq!(
+        fs::read(mine.join("ca.pem")).unwrap(),
+        fs::read(ca_dir.join("ca.pem")).unwrap(),
+        "a user's directory gets the CA certificate to trust servers by"
+    );
+    assert!(!mine.join("ca.key").exists());
+}
+
+#[tokio::test]
 async fn issue_without_a_ca_or_with_a_name_unfit_or_taken_is_bad_usage_and_writes_nothing() {
     let empty = tempfile::tempdir().unwrap();
     let out = certs(&["issue", "--name", "alice"], empty.path()).await;

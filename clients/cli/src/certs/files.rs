@@ -108,6 +108,11 @@ fn write_key(path: &Path, key: &KeyPair) -> anyhow::Result<()> {
 }
 
 fn write_cert(path: &Path, cert: &Certificate) -> anyhow::Result<()> {
+    write_public(path, cert.pem().as_bytes())
+}
+
+/// Writes a public file (a certificate, mode 0644) atomically: a temporary file renamed over it.
+pub fn write_public(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let temporary = path.with_extension("pem.new");
     let written = OpenOptions::new()
         .write(true)
@@ -116,7 +121,7 @@ fn write_cert(path: &Path, cert: &Certificate) -> anyhow::Result<()> {
         .mode(0o644)
         .open(&temporary)
         .and_then(|mut file| {
-            file.write_all(cert.pem().as_bytes())?;
+            file.write_all(contents)?;
             file.sync_all()
         })
         .and_then(|()| fs::rename(&temporary, path));

@@ -1,13 +1,19 @@
 //! `township certs`: a private CA and the certificates Township's mutual TLS runs on, made with
 //! rcgen (no openssl binary). The file names are a contract that tests, compose and the README
 //! use: `DIR/ca.pem` and `ca.key`, `DIR/<svc>.pem` and `<svc>.key` for each service, and
-//! `DIR/<name>.pem` and `<name>.key` for each certificate issued later. Re-running keeps what is
-//! there; `--renew` reissues certificates with the same keys; no key is ever overwritten.
+//! `DIR/<name>.pem` and `<name>.key` for each certificate issued later. With `--ca-dir CADIR` the
+//! CA's pair lives in CADIR instead and DIR gets only a copy of `ca.pem`, so that DIR can be
+//! handed to servers without the key that mints identities. Re-running keeps what is there;
+//! `--renew` reissues certificates with the same keys; no key is ever overwritten.
 
 mod files;
 mod pki;
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -33,6 +39,22 @@ enum CertsCommand {
     Issue(IssueArgs),
 }
 
+/// Where the CA's own pair lives.
+#[derive(Debug, Args)]
+struct CaDir {
+    /// Keep the CA (ca.pem, ca.key) in this directory instead of DIR; DIR then gets a copy of
+    /// ca.pem only, never ca.key.
+    #[arg(long, value_name = "CADIR")]
+    ca_dir: Option<PathBuf>,
+}
+
+impl CaDir {
+    /// The CA's directory: CADIR if given, else `dir`.
+    fn or<'a>(&'a self, dir: &'a Path) -> &'a Path {
+        self.ca_dir.as_deref().unwrap_or(dir)
+    }
+}
+
 /// How long what is issued lasts, and whether to reissue what exists.
 #[derive(Debug, Args)]
 struct Lifetime {
@@ -48,6 +70,8 @@ struct Lifetime {
 struct InitArgs {
     /// The directory to write into (made if missing).
     dir: PathBuf,
+    #[command(flatten)]
+    ca: CaDir,
     #[command(flatten)]
     lifetime: Lifetime,
 }
@@ -68,8 +92,11 @@ struct IssueArgs {
     /// An IP address the server answers on (repeatable; with --server).
     #[arg(long, value_name = "ADDR", requires = "server")]
     ip: Vec<IpAddr>,
-    /// The directory holding the CA (from `township certs init`).
+    /// The directory to write into, which holds the CA (from `township certs init`) unless
+    /// --ca-dir says where it is.
     dir: PathBuf,
+    #[command(flatten)]
+    ca: CaDir,
     #[command(flatten)]
     lifetime: Lifetime,
 }
@@ -83,14 +110,18 @@ pub fn run(args: CertsArgs) -> Result<(), CliError> {
 
 fn init(args: InitArgs) -> Result<(), CliError> {
     let Lifetime { valid_for, renew } = args.lifetime;
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))
-        .map_err(CliError::Local)?;
-    let ca = Pair::new(&args.dir, "ca");
+    let ca_dir = args.ca.or(&args.dir);
+    for dir in [&*args.dir, ca_dir] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))
+            .map_err(CliError::Local)?;
+    }
+    let ca = Pair::new(ca_dir, "ca");
     let outcome = ca
         .ensure(renew, |key| Ok(pki::ca(key, serial())?))
         .map_err(CliError::Local)?;
     report(&ca, &outcome);
+    share_ca_cert(&ca, &args.dir)?;
     let issuer = load_issuer(&ca)?;
     for service in pki::SERVICES {
         let pair = Pair::new(&args.dir, service);
@@ -113,14 +144,25 @@ fn init(args: InitArgs) -> Result<(), CliError> {
 fn issue(args: IssueArgs) -> Result<(), CliError> {
     let Lifetime { valid_for, renew } = args.lifetime;
     check_name(&args.name)?;
-    let ca = Pair::new(&args.dir, "ca");
+    let ca_dir = args.ca.or(&args.dir);
+    let ca = Pair::new(ca_dir, "ca");
     if !ca.cert.exists() {
         return Err(CliError::Usage(format!(
             "{} holds no CA: run `township certs init {}` first",
-            args.dir.display(),
-            args.dir.display()
+            ca_dir.display(),
+            ca_dir.display()
         )));
     }
+    if !ca.key.exists() {
+        return Err(CliError::Usage(format!(
+            "{} holds the CA's certificate but not its key: give --ca-dir, the directory with ca.key",
+            ca_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))
+        .map_err(CliError::Local)?;
+    share_ca_cert(&ca, &args.dir)?;
     let issuer = load_issuer(&ca)?;
     let subject = if args.server {
         Subject::Server {
@@ -172,6 +214,40 @@ fn load_issuer(ca: &Pair) -> Result<Issuer<'static, KeyPair>, CliError> {
             .with_context(|| format!("{} is no CA certificate", ca.cert.display()))
     })();
     loaded.map_err(CliError::Local)
+}
+
+/// With the CA kept elsewhere, puts (or refreshes) a copy of its certificate in `dir`, where
+/// servers and clients look for `ca.pem`; its key never leaves the CA's directory.
+fn share_ca_cert(ca: &Pair, dir: &Path) -> Result<(), CliError> {
+    let copy = dir.join("ca.pem");
+    if same_file(&ca.cert, &copy) {
+        return Ok(());
+    }
+    let shared = (|| {
+        let pem = std::fs::read(&ca.cert)
+            .with_context(|| format!("cannot read {}", ca.cert.display()))?;
+        if std::fs::read(&copy).is_ok_and(|existing| existing == pem) {
+            return Ok(false);
+        }
+        files::write_public(&copy, &pem)?;
+        Ok(true)
+    })();
+    if shared.map_err(CliError::Local)? {
+        println!(
+            "wrote {} (a copy of {}; the CA's key stays beside it)",
+            copy.display(),
+            ca.cert.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file (the CA's directory given as DIR, however spelled).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// A fresh random serial number.
