@@ -8,8 +8,11 @@
 ARG BASE_IMAGE=township-base:local
 FROM ${BASE_IMAGE}
 
-# /data is owned by the non-root user: a named volume mounted there starts as a copy of it.
+# /data, /certs and /ca are owned by the non-root user: a named volume mounted there starts as a
+# copy of it (so compose's one-shot `certs` service can write into its volumes).
 COPY --chown=10001:10001 target/docker/data/ /data/
+COPY --chown=10001:10001 target/docker/data/ /certs/
+COPY --chown=10001:10001 target/docker/data/ /ca/
 COPY target/docker/bin/ /usr/local/bin/
 
 ENV PATH=/usr/local/bin:/usr/bin:/bin \

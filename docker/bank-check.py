@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The bank half of scripts/compose-test: accounts, a concurrent transfer load across the two bank
 replicas, and the lock-outage and restart checks. Talks to the bank only through grpcurl
-($GRPCURL); keeps what later steps need (session, account ids, balances) in a JSON state file.
+($GRPCURL), over mutual TLS when TOWNSHIP_CA, TOWNSHIP_CERT and TOWNSHIP_KEY name the CA and the
+client's certificate and key (as for the `township` CLI), else in plaintext; keeps what later steps
+need (session, account ids, balances) in a JSON state file.
 
   bank-check.py setup   STATE ADMIN_TOKEN_FILE ADDR_A ADDR_B
   bank-check.py load    STATE ADDR_A ADDR_B [--workers 8] [--transfers 25]
@@ -32,8 +34,18 @@ class Refused(Exception):
     """The bank answered with an error (its grpcurl text is the message)."""
 
 
+def transport_flags():
+    """grpcurl's flags for mutual TLS from the CLI's environment variables, or -plaintext."""
+    files = [os.environ.get(name, "") for name in ("TOWNSHIP_CA", "TOWNSHIP_CERT", "TOWNSHIP_KEY")]
+    if all(files):
+        return ["-cacert", files[0], "-cert", files[1], "-key", files[2]]
+    if any(files):
+        sys.exit("bank-check.py: set all of TOWNSHIP_CA, TOWNSHIP_CERT and TOWNSHIP_KEY, or none")
+    return ["-plaintext"]
+
+
 def call(addr, method, body, token=None, timeout=15):
-    cmd = [GRPCURL, "-plaintext", "-max-time", str(timeout)]
+    cmd = [GRPCURL, *transport_flags(), "-max-time", str(timeout)]
     if token:
         cmd += ["-H", f"authorization: Bearer {token}"]
     cmd += ["-d", json.dumps(body), addr, f"{SERVICE}/{method}"]
