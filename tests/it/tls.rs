@@ -1,7 +1,8 @@
-//! TLS and mutual TLS on every server (through the kit), shown on the time-server with
+//! TLS and mutual TLS on every server (through the kit), shown mostly on the time-server with
 //! certificates from the real `township certs`: with a client CA only clients whose certificate
 //! that CA signed (and that has not expired) get in; without one, any TLS client does, and
-//! plaintext never does; real grpcurl connects with `-cacert -cert -key`; SIGHUP re-reads the
+//! plaintext never does; real grpcurl reaches every service with `-cacert -cert -key`, and none
+//! without a client certificate; SIGHUP re-reads the
 //! files, so new clients need the new CA while streams opened before stay open, and a broken
 //! file keeps the old certificates in use.
 
@@ -85,25 +86,79 @@ async fn without_a_client_ca_any_tls_client_gets_in_but_plaintext_and_an_untrust
 }
 
 #[tokio::test]
-async fn real_grpcurl_calls_a_mutual_tls_server_with_cacert_cert_and_key() {
+async fn real_grpcurl_reaches_every_service_over_mutual_tls_with_cacert_cert_and_key_and_none_without_a_certificate()
+ {
     let certs = Certs::init(&["alice"]).await;
-    let server = tls_time_server(&certs.server_flags(true), certs.client(Some("alice"))).await;
-    let call = |with_identity: bool| {
+    let data: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    let args = |service: &str, data: &tempfile::TempDir, extra: &[&str]| {
+        let mut args = vec!["--data-dir".to_owned(), data.path().display().to_string()];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args.extend(certs.service_flags(service, true));
+        args
+    };
+    let start = |binary: &'static str, args: Vec<String>| {
+        let client = certs.client(Some("alice"));
+        async move { tls_service(binary, &args, client).await }
+    };
+    let lock = start("lock-server", args("lock", &data[0], &[])).await;
+    let lock_addr = lock.addr.to_string();
+    let servers = [
+        ("township.lock.v1.LockService", lock),
+        (
+            "township.bank.v1.BankService",
+            start(
+                "bank-server",
+                args("bank", &data[1], &["--lock-addr", &lock_addr]),
+            )
+            .await,
+        ),
+        (
+            "township.time.v1.TimeService",
+            start("time-server", args("time", &data[2], &[])).await,
+        ),
+        (
+            "township.doctor.v1.DoctorService",
+            start("doctor-server", args("doctor", &data[3], &[])).await,
+        ),
+        (
+            "township.chat.v1.ChatService",
+            start("chat-server", args("chat", &data[4], &[])).await,
+        ),
+        (
+            "township.phonebook.v1.PhoneBookService",
+            start("phonebook-server", args("phonebook", &data[5], &[])).await,
+        ),
+    ];
+    let grpcurl_to = |addr: &str, with_identity: bool, body: &str, method: &str| {
         let mut command = grpcurl();
         command.args(["-cacert", &certs.pem("ca")]);
         if with_identity {
             command.args(["-cert", &certs.pem("alice"), "-key", &certs.key("alice")]);
         }
-        command
-            .args(["-d", "{}", &server.addr.to_string()])
-            .arg("township.time.v1.TimeService/GetTime");
+        command.args(["-d", body, addr, method]);
         command
     };
-    let out = run(call(true), LIMIT).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
+    for (service, server) in &servers {
+        let addr = server.addr.to_string();
+        let body = format!(r#"{{"service": "{service}"}}"#);
+        let check = "grpc.health.v1.Health/Check";
+        let out = run(grpcurl_to(&addr, true, &body, check), LIMIT).await;
+        assert_eq!(out.code, Some(0), "{service}: {out:?}");
+        assert!(out.stdout.contains("SERVING"), "{service}: {out:?}");
+        let out = run(grpcurl_to(&addr, false, &body, check), LIMIT).await;
+        assert_ne!(
+            out.code,
+            Some(0),
+            "{service} without a client certificate: {out:?}"
+        );
+    }
+    let time = &servers[2].1.addr.to_string();
+    let out = run(
+        grpcurl_to(time, true, "{}", "township.time.v1.TimeService/GetTime"),
+        LIMIT,
+    )
+    .await;
     assert!(out.stdout.contains("Have a nice day!"), "{out:?}");
-    let out = run(call(false), LIMIT).await;
-    assert_ne!(out.code, Some(0), "without a client certificate: {out:?}");
 }
 
 #[tokio::test]
