@@ -15,6 +15,7 @@ use township_references::Postgres;
 
 use crate::{
     load::{self, Plan, Window},
+    lock_client,
     pgbench::{self, Pgbench},
     report::{Reference, Report},
     row::{Durable, Row},
@@ -108,7 +109,8 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let lock_dir = tempfile::tempdir().context("temporary dir")?;
     let bank_dir = tempfile::tempdir().context("temporary dir")?;
-    let lock = server::start("lock-server", lock_dir.path(), &[]).await?;
+    // Caps raised: the bank replicas are one principal holding every transfer's leases.
+    let lock = server::start("lock-server", lock_dir.path(), &lock_client::UNCAPPED).await?;
     let lock_addr = lock.addr.to_string();
     let mut banks = Vec::new();
     for _ in 0..replicas {

@@ -103,6 +103,29 @@ pub async fn closed_loop(
     }
 }
 
+/// Connects `clients` clients with `connect` (given each client's index), then runs `run` on
+/// every one of them, each as its own local task, over one window, and returns their latencies.
+/// Every client is connected before any starts, so no connect is measured.
+pub async fn each_client<C, F>(
+    clients: usize,
+    window: Window,
+    mut connect: impl AsyncFnMut(usize) -> anyhow::Result<C>,
+    run: impl Fn(C, Window) -> F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: Future<Output = anyhow::Result<Histogram<u64>>> + 'static,
+{
+    let mut connected = Vec::with_capacity(clients);
+    for i in 0..clients {
+        connected.push(connect(i).await?);
+    }
+    let tasks = connected
+        .into_iter()
+        .map(|client| tokio::task::spawn_local(run(client, window)))
+        .collect();
+    merge(tasks).await
+}
+
 /// Waits for every client and merges their histograms.
 pub async fn merge(
     clients: Vec<JoinHandle<anyhow::Result<Histogram<u64>>>>,

@@ -4,22 +4,18 @@
 //! (durable: it fsyncs every write) and the usual single-node Redis lock (`SET NX PX`, scripted
 //! compare-and-delete release) twice, in memory (the like-for-like reference: the lock-server
 //! keeps its leases in memory) and durable (`appendfsync always`). A reference that is not
-//! installed or does not start gets a row saying so, never a figure.
+//! installed or does not start gets a row saying so, never a figure. The lock-server's clients
+//! are in [`crate::lock_client`].
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hdrhistogram::Histogram;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-use township_proto::lock::v1::{
-    AcquireRequest, LockTarget, Mode, ReleaseRequest, SessionRequest, SessionResponse,
-    lock_service_client::LockServiceClient, session_request, session_response,
-};
+use township_client::Dialer;
 use township_references::{Etcd, Redis, RedisDurability};
 
 use crate::{
     etcd,
     load::{self, Plan, Window},
+    lock_client::{self, Api, UNCAPPED},
     redis,
     report::{Reference, Report},
     row::{Durable, Row},
@@ -45,6 +41,11 @@ impl Scenario {
         } else {
             format!("bench/{i}")
         }
+    }
+
+    /// The resource of each client, in order.
+    fn resources(&self) -> Vec<String> {
+        (0..self.clients).map(|i| self.resource(i)).collect()
     }
 }
 
@@ -86,7 +87,8 @@ const SYSTEMS: [System; 5] = [
     System::Redis(RedisDurability::EveryWrite),
 ];
 
-const LOCK_SERVER: Durable = Durable::No("leases in memory");
+/// What the lock-server keeps of a lease.
+pub const LOCK_SERVER: Durable = Durable::No("leases in memory");
 
 /// The references, started once for the whole benchmark, or why each could not be.
 struct References {
@@ -216,8 +218,8 @@ async fn start<T: Send + 'static>(
 /// beside it) in alternating rounds, so that each scenario's rows come out together, ours first.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
-    let server = server::start("lock-server", data.path(), &[]).await?;
-    let uri = format!("http://{}", server.addr);
+    let server = server::start("lock-server", data.path(), &UNCAPPED).await?;
+    let addr = server.addr.to_string();
     let mut report = Report::default();
     let references = References::start(&mut report).await;
     // Leases outlive a scenario's whole run, as a session's keep-alives would make them.
@@ -236,7 +238,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
                     } else {
                         Api::Unary
                     };
-                    lock_server(scenario, &uri, api, window).await
+                    let resources = scenario.resources();
+                    lock_client::round(&Dialer::new(), &addr, &resources, api, window).await
                 }
                 System::Etcd => {
                     let (_, etcd) = references
@@ -300,177 +303,6 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Connects `scenario.clients` clients with `connect` (given each client's index), then runs
-/// `cycles` on every one of them over one window, and returns their latencies.
-async fn measure<C, F>(
-    scenario: &Scenario,
-    window: Window,
-    mut connect: impl AsyncFnMut(usize) -> anyhow::Result<C>,
-    cycles: impl Fn(C, Window) -> F,
-) -> anyhow::Result<Histogram<u64>>
-where
-    F: Future<Output = anyhow::Result<Histogram<u64>>> + 'static,
-{
-    let mut connected = Vec::with_capacity(scenario.clients);
-    for i in 0..scenario.clients {
-        connected.push(connect(i).await?);
-    }
-    let tasks = connected
-        .into_iter()
-        .map(|client| tokio::task::spawn_local(cycles(client, window)))
-        .collect();
-    load::merge(tasks).await
-}
-
-/// How a lock-server client asks.
-#[derive(Clone, Copy)]
-enum Api {
-    /// One Session stream per client: each cycle is an acquire answered with its lease, and the
-    /// release goes out at once, ahead of the next acquire (one round trip per cycle), as the
-    /// bank's lock client does.
-    Session,
-    /// The Acquire and Release RPCs: two calls, two round trips per cycle.
-    Unary,
-}
-
-/// A lock-server round: each client on its own connection, asking through `api`.
-async fn lock_server(
-    scenario: &Scenario,
-    uri: &str,
-    api: Api,
-    window: Window,
-) -> anyhow::Result<Histogram<u64>> {
-    measure(
-        scenario,
-        window,
-        async |i| {
-            let channel = server::dial(uri).await.context("connect")?;
-            Ok((channel, scenario.resource(i)))
-        },
-        move |(channel, resource), window| async move {
-            match api {
-                Api::Session => session_cycles(channel, resource, window).await,
-                Api::Unary => unary_cycles(channel, resource, window).await,
-            }
-        },
-    )
-    .await
-}
-
-/// The lock-server's acquire request in every cycle: a write lock with a 10 s lease.
-fn acquire_request(resource: String) -> AcquireRequest {
-    AcquireRequest {
-        targets: vec![LockTarget {
-            resource,
-            mode: Mode::Write.into(),
-        }],
-        ttl: Some(prost_types::Duration {
-            seconds: 10,
-            nanos: 0,
-        }),
-        wait_timeout: Some(prost_types::Duration {
-            seconds: 30,
-            nanos: 0,
-        }),
-        owner: "bench".into(),
-    }
-}
-
-/// One closed-loop lock-server client on a Session stream: acquire (write), and on the grant send
-/// the release, whose answer is read while waiting for the next grant. Every answer is checked;
-/// after the window the stream is closed and the last release's answer awaited.
-async fn session_cycles(
-    channel: Channel,
-    resource: String,
-    window: Window,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut client = LockServiceClient::new(channel);
-    let request = acquire_request(resource);
-    let (tx, rx) = mpsc::channel(4);
-    let mut answers = client
-        .session(ReceiverStream::new(rx))
-        .await
-        .context("open a Session")?
-        .into_inner();
-    let mut next_id = 0u64;
-    let histogram = load::closed_loop(window, async || {
-        next_id += 1;
-        let acquire_id = next_id;
-        let acquire = session_request::Op::Acquire(request.clone());
-        send(&tx, acquire_id, acquire).await?;
-        loop {
-            let answer = next_answer(&mut answers).await?;
-            match answer.result {
-                Some(session_response::Result::Lease(lease)) if answer.request_id == acquire_id => {
-                    next_id += 1;
-                    let release = session_request::Op::Release(ReleaseRequest {
-                        lease_id: lease.lease_id,
-                    });
-                    return send(&tx, next_id, release).await;
-                }
-                Some(session_response::Result::Released(_)) => {}
-                other => bail!("Session answered request {}: {other:?}", answer.request_id),
-            }
-        }
-    })
-    .await?;
-    drop(tx);
-    while let Some(answer) = answers.message().await.context("Session")? {
-        if !matches!(answer.result, Some(session_response::Result::Released(_))) {
-            bail!("Session answered a release with {:?}", answer.result);
-        }
-    }
-    Ok(histogram)
-}
-
-async fn send(
-    tx: &mpsc::Sender<SessionRequest>,
-    request_id: u64,
-    op: session_request::Op,
-) -> anyhow::Result<()> {
-    let request = SessionRequest {
-        request_id,
-        op: Some(op),
-    };
-    tx.send(request).await.context("the Session stream ended")
-}
-
-async fn next_answer(
-    answers: &mut tonic::Streaming<SessionResponse>,
-) -> anyhow::Result<SessionResponse> {
-    answers
-        .message()
-        .await
-        .context("Session")?
-        .context("the Session stream ended early")
-}
-
-/// One closed-loop lock-server client: Acquire (write) then Release, again and again. Every
-/// Acquire creates a lease with a 10 s TTL.
-async fn unary_cycles(
-    channel: Channel,
-    resource: String,
-    window: Window,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut client = LockServiceClient::new(channel);
-    let request = acquire_request(resource);
-    load::closed_loop(window, async || {
-        let lease = client
-            .acquire(request.clone())
-            .await
-            .context("acquire")?
-            .into_inner();
-        client
-            .release(ReleaseRequest {
-                lease_id: lease.lease_id,
-            })
-            .await
-            .context("release")?;
-        Ok(())
-    })
-    .await
-}
-
 /// An etcd round: each client on its own connection, with one lease of `lease_ttl` seconds
 /// granted before the window and held for all its cycles.
 async fn etcd_round(
@@ -479,8 +311,8 @@ async fn etcd_round(
     lease_ttl: i64,
     window: Window,
 ) -> anyhow::Result<Histogram<u64>> {
-    measure(
-        scenario,
+    load::each_client(
+        scenario.clients,
         window,
         async |i| {
             let mut client = etcd::Client::connect(uri).await?;
@@ -525,8 +357,8 @@ async fn redis_round(
     window: Window,
 ) -> anyhow::Result<Histogram<u64>> {
     let (connection, release) = redis::connect(url).await?;
-    measure(
-        scenario,
+    load::each_client(
+        scenario.clients,
         window,
         async |i| Ok((connection.clone(), scenario.resource(i), i, release.clone())),
         |(connection, key, i, release), window| redis::cycles(connection, key, i, release, window),

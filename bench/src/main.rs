@@ -12,6 +12,7 @@ mod doctor;
 mod etcd;
 mod load;
 mod lock;
+mod lock_client;
 mod pgbench;
 mod phonebook;
 mod redis;
