@@ -21,6 +21,7 @@ mod row;
 mod server;
 mod targets;
 mod time;
+mod tls;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -76,6 +77,9 @@ enum Scenario {
     Time,
     /// Lock service: acquire+release cycles, uncontended and contended, beside etcd and Redis.
     Lock,
+    /// Mutual TLS beside plaintext: GetTime at 16 clients, a lock Session cycle at 1 and 16
+    /// clients, and new connections per second (the handshake's cost).
+    Tls,
     /// Bank: transfers with the lock service in the loop, one and two replicas, beside
     /// PostgreSQL's pgbench (TPC-B and simple update) on a throwaway PostgreSQL.
     Bank,
@@ -93,6 +97,7 @@ impl Scenario {
             Scenario::All => "all",
             Scenario::Time => "time",
             Scenario::Lock => "lock",
+            Scenario::Tls => "tls",
             Scenario::Bank => "bank",
             Scenario::Phonebook => "phonebook",
             Scenario::Chat => "chat",
@@ -143,6 +148,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Scenario::All => vec![
             Scenario::Time,
             Scenario::Lock,
+            Scenario::Tls,
             Scenario::Bank,
             Scenario::Phonebook,
             Scenario::Chat,
@@ -182,6 +188,7 @@ async fn measure(cli: &Cli, plan: &Plan, benchmark: Scenario) -> anyhow::Result<
         Scenario::All => anyhow::bail!("`all` is not one benchmark"),
         Scenario::Time => time::run(plan, cli.rate).await,
         Scenario::Lock => lock::run(plan).await,
+        Scenario::Tls => tls::run(plan).await,
         Scenario::Bank => bank::run(plan, cli.smoke).await,
         Scenario::Phonebook => phonebook::run(plan, cli.smoke).await,
         Scenario::Chat => chat::run(plan, cli.smoke).await,

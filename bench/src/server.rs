@@ -34,9 +34,9 @@ pub struct Server {
     idle_rss_kib: u64,
 }
 
-/// Starts `binary` with `--data-dir data_dir` and `args`, and waits until its health check
-/// answers SERVING (at most 60 s).
-pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Result<Server> {
+/// The path of `binary` beside this benchmark's own executable (the same target directory), or
+/// an error saying how to build it.
+pub fn binary(binary: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let path: PathBuf = exe.with_file_name(binary);
     if !path.is_file() {
@@ -45,6 +45,24 @@ pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Resu
             path.display()
         );
     }
+    Ok(path)
+}
+
+/// Starts `binary` with `--data-dir data_dir` and `args`, and waits until its health check
+/// answers SERVING (at most 60 s).
+pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Result<Server> {
+    start_dialing(binary, data_dir, args, &Dialer::new()).await
+}
+
+/// [`start`], with the health check dialled by `dialer`: over mutual TLS for a server started
+/// with `--tls-cert`, `--tls-key` and `--tls-client-ca`.
+pub async fn start_dialing(
+    binary: &str,
+    data_dir: &Path,
+    args: &[&str],
+    dialer: &Dialer,
+) -> anyhow::Result<Server> {
+    let path = self::binary(binary)?;
     let spawned = Instant::now();
     let mut child = Command::new(&path)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -71,7 +89,7 @@ pub async fn start(binary: &str, data_dir: &Path, args: &[&str]) -> anyhow::Resu
         .parse()
         .context("bad announced address")?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    tokio::time::timeout(Duration::from_secs(60), wait_serving(addr))
+    tokio::time::timeout(Duration::from_secs(60), wait_serving(addr, dialer))
         .await
         .with_context(|| format!("{binary} did not report SERVING within 60 s"))??;
     let start_to_serving = spawned.elapsed();
@@ -130,8 +148,9 @@ pub async fn dial(addr: &str) -> anyhow::Result<Channel> {
 }
 
 /// Polls the standard health check (the whole server) until it answers SERVING.
-async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
-    let channel = dial(&addr.to_string())
+async fn wait_serving(addr: SocketAddr, dialer: &Dialer) -> anyhow::Result<()> {
+    let channel = dialer
+        .connect(&addr.to_string())
         .await
         .context("connect for the health check")?;
     let mut health = HealthClient::new(channel);

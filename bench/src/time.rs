@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Request, Response, Status, transport::Channel};
+use township_client::Dialer;
 use township_proto::time::v1::{
     GetTimeRequest, TimeReply, WatchTimeRequest,
     time_service_client::TimeServiceClient,
@@ -141,8 +142,20 @@ async fn connect(uri: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("connect to {uri}"))
 }
 
-/// `clients` closed-loop GetTime callers, each on its own connection.
+/// `clients` closed-loop GetTime callers, each on its own connection (plaintext).
 async fn grpc(
+    uri: &str,
+    clients: usize,
+    request: &GetTimeRequest,
+    window: Window,
+) -> anyhow::Result<Histogram<u64>> {
+    grpc_dialing(&Dialer::new(), uri, clients, request, window).await
+}
+
+/// `clients` closed-loop GetTime callers, each on its own connection dialled by `dialer` (in
+/// plaintext or over mutual TLS).
+pub async fn grpc_dialing(
+    dialer: &Dialer,
     uri: &str,
     clients: usize,
     request: &GetTimeRequest,
@@ -150,7 +163,11 @@ async fn grpc(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let mut rpc = TimeServiceClient::new(connect(uri).await?);
+        let channel = dialer
+            .connect(uri)
+            .await
+            .with_context(|| format!("connect to {uri}"))?;
+        let mut rpc = TimeServiceClient::new(channel);
         let request = request.clone();
         tasks.push(tokio::task::spawn_local(async move {
             load::closed_loop(window, async || {
