@@ -15,6 +15,7 @@ mod lock;
 mod lock_client;
 mod pgbench;
 mod phonebook;
+mod records;
 mod redis;
 mod report;
 mod row;
@@ -60,7 +61,8 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 10_000.0)]
     rate: f64,
 
-    /// Where to write the results (JSON, SVG, and for `all` the Markdown summary).
+    /// Where to write the results: each benchmark's JSON and SVG, and the Markdown summary of the
+    /// latest results of every benchmark there.
     #[arg(long, global = true)]
     out_dir: Option<PathBuf>,
 
@@ -145,15 +147,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         (None, false) => PathBuf::from("bench/results"),
     };
     let benchmarks = match cli.scenario {
-        Scenario::All => vec![
-            Scenario::Time,
-            Scenario::Lock,
-            Scenario::Tls,
-            Scenario::Bank,
-            Scenario::Phonebook,
-            Scenario::Chat,
-            Scenario::Doctor,
-        ],
+        Scenario::All => EVERY.to_vec(),
         one => vec![one],
     };
     let plan = if cli.smoke {
@@ -170,18 +164,40 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         }
     };
     let run = Run::now(plan.rounds, plan.warmup, plan.round);
-    let mut reports = Vec::new();
+    let mut fresh = Vec::new();
     for benchmark in benchmarks {
         eprintln!("township-bench: {} ...", benchmark.name());
         let report = measure(cli, &plan, benchmark).await?;
         report::publish(benchmark.name(), &report, &run, &out_dir)?;
-        reports.push((benchmark.name(), report));
+        fresh.push((benchmark, report));
     }
-    if cli.scenario == Scenario::All {
-        report::summarize(&reports, &run, &out_dir)?;
+    // The summary has every benchmark: those just measured, and the others' latest records in
+    // the same directory (a run of one benchmark keeps the rest of a full run's summary).
+    let mut reports = Vec::new();
+    for benchmark in EVERY {
+        let name = benchmark.name();
+        match fresh.iter().position(|(b, _)| *b == benchmark) {
+            Some(at) => reports.push((name, fresh.swap_remove(at).1, run.clone())),
+            None => match records::read(&out_dir, name) {
+                Ok(Some((report, recorded))) => reports.push((name, report, recorded)),
+                Ok(None) => {}
+                Err(err) => eprintln!("township-bench: {name} is left out of the summary: {err:#}"),
+            },
+        }
     }
-    Ok(())
+    report::summarize(&reports, &out_dir)
 }
+
+/// Every benchmark, in the order `all` runs them and the summary lists them.
+const EVERY: [Scenario; 7] = [
+    Scenario::Time,
+    Scenario::Lock,
+    Scenario::Tls,
+    Scenario::Bank,
+    Scenario::Phonebook,
+    Scenario::Chat,
+    Scenario::Doctor,
+];
 
 async fn measure(cli: &Cli, plan: &Plan, benchmark: Scenario) -> anyhow::Result<Report> {
     match benchmark {

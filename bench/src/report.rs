@@ -193,6 +193,35 @@ impl Run {
         }
     }
 
+    /// True when `other` is the same run (the same commit, date and command).
+    fn same_as(&self, other: &Run) -> bool {
+        (&self.commit, &self.date, &self.command) == (&other.commit, &other.date, &other.command)
+    }
+
+    /// "Commit `…`, date. Machine: … Command: `…`. References: … Each scenario runs its systems
+    /// in N alternating rounds (… warm-up, … measured each)", for the summary.
+    fn describe(&self, references: &[String]) -> String {
+        format!(
+            "Commit `{}`, {}. Machine: {} ({} cores), Linux {}. Command: `{}`. References: {}. \
+             Each scenario runs its systems in {} alternating rounds ({} warm-up, {} measured \
+             each)",
+            self.commit,
+            self.date,
+            self.machine["cpu"].as_str().unwrap_or("?"),
+            self.machine["cores"],
+            self.machine["kernel"].as_str().unwrap_or("?"),
+            self.command,
+            if references.is_empty() {
+                "none".to_owned()
+            } else {
+                references.join(", ")
+            },
+            self.rounds,
+            humantime::format_duration(self.warmup),
+            humantime::format_duration(self.round),
+        )
+    }
+
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "commit": self.commit,
@@ -245,46 +274,68 @@ pub fn publish(name: &str, report: &Report, run: &Run, out_dir: &Path) -> anyhow
 /// The bound on each server's resident memory when idle: 15 MB (decimal).
 const IDLE_RSS_KIB: u64 = 15_000_000 / 1024;
 
-/// Writes `<out_dir>/summary.md`: the run (commit, date, machine, command), every target's
-/// verdict, then every benchmark's tables.
-pub fn summarize(reports: &[(&str, Report)], run: &Run, out_dir: &Path) -> anyhow::Result<()> {
-    let references: Vec<String> = reports
-        .iter()
-        .flat_map(|(_, r)| &r.references)
-        .map(|r| format!("{} {}", r.name, r.version))
-        .collect();
+/// Writes `<out_dir>/summary.md` from each benchmark's latest report (`reports`, in order, each
+/// with the run it came from): the runs (commit, date, machine, command), every target's verdict,
+/// then every benchmark's tables. A benchmark this run did not measure keeps the figures of its
+/// record (see [`crate::records`]), and the summary says which run they came from.
+pub fn summarize(reports: &[(&str, Report, Run)], out_dir: &Path) -> anyhow::Result<()> {
     let footprints: Vec<Footprint> = reports
         .iter()
-        .flat_map(|(_, r)| r.footprints.clone())
+        .flat_map(|(_, r, _)| r.footprints.clone())
         .collect();
     let mut targets: Vec<Target> = reports
         .iter()
-        .flat_map(|(_, r)| r.targets.clone())
+        .flat_map(|(_, r, _)| r.targets.clone())
         .collect();
     targets.push(Target::idle_rss_at_most(
         "idle RSS ≤ 15 MB per server",
         &footprints,
         IDLE_RSS_KIB,
     ));
-    let mut out = format!(
-        "# Township benchmarks\n\nCommit `{}`, {}. Machine: {} ({} cores), Linux {}. Command: \
-         `{}`. References: {}. Each scenario runs its systems in {} alternating rounds ({} \
-         warm-up, {} measured each); each figure is the median of the rounds, with their \
-         min–max. Each server runs with one worker thread, the load generator on one thread.\n\n\
-         ## Targets\n\n{}",
-        run.commit,
-        run.date,
-        run.machine["cpu"].as_str().unwrap_or("?"),
-        run.machine["cores"],
-        run.machine["kernel"].as_str().unwrap_or("?"),
-        run.command,
-        references.join(", "),
-        run.rounds,
-        humantime::format_duration(run.warmup),
-        humantime::format_duration(run.round),
-        Target::table(&targets),
-    );
-    for (name, report) in reports {
+    // The runs, in the order of their first benchmark, each with its benchmarks.
+    let mut runs: Vec<(&Run, Vec<&str>, Vec<String>)> = Vec::new();
+    for (name, report, run) in reports {
+        let references = report
+            .references
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.version));
+        match runs.iter_mut().find(|(r, _, _)| r.same_as(run)) {
+            Some((_, names, refs)) => {
+                names.push(name);
+                refs.extend(references);
+            }
+            None => runs.push((run, vec![name], references.collect())),
+        }
+    }
+    let mut out = String::from("# Township benchmarks\n\n");
+    match &runs[..] {
+        [(run, _, references)] => {
+            out.push_str(&format!(
+                "{}; each figure is the median of the rounds, with their min–max. Each server \
+                 runs with one worker thread, the load generator on one thread.\n\n",
+                run.describe(references)
+            ));
+        }
+        runs => {
+            out.push_str(&format!(
+                "The latest figures of each benchmark, from {} runs:\n\n",
+                runs.len()
+            ));
+            for (run, names, references) in runs {
+                out.push_str(&format!(
+                    "- **{}**: {}.\n",
+                    names.join(", "),
+                    run.describe(references)
+                ));
+            }
+            out.push_str(
+                "\nEach figure is the median of its run's rounds, with their min–max. Each server \
+                 runs with one worker thread, the load generator on one thread.\n\n",
+            );
+        }
+    }
+    out.push_str(&format!("## Targets\n\n{}", Target::table(&targets)));
+    for (name, report, _) in reports {
         out.push_str(&format!(
             "\n## {name}\n\n{}\n![{name} latency](./{name}.svg)\n",
             report.markdown()
@@ -300,8 +351,10 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Milliseconds with two decimals, from whole microseconds as the JSON records them (so a summary
+/// rebuilt from the records prints the same).
 fn millis(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    format!("{:.2} ms", d.as_micros() as f64 / 1e3)
 }
 
 /// The CPU model, core count and kernel the figures were measured on.
@@ -322,4 +375,67 @@ pub fn machine() -> serde_json::Value {
         .map(|k| k.trim().to_owned())
         .unwrap_or_default();
     serde_json::json!({ "cpu": cpu, "cores": cores, "kernel": kernel })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row::Durable;
+
+    fn run(command: &str, date: &str) -> Run {
+        Run {
+            date: date.into(),
+            command: command.into(),
+            ..Run::now(3, Duration::from_secs(1), Duration::from_secs(2))
+        }
+    }
+
+    fn report(scenario: &str) -> Report {
+        Report {
+            rows: vec![Row::missing(
+                scenario,
+                "etcd",
+                Durable::NotApplicable,
+                "not installed",
+            )],
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_summary_of_one_run_describes_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = run("township-bench all", "2026-01-01T00:00:00Z");
+        let reports = [
+            ("time", report("time: a"), all.clone()),
+            ("lock", report("lock: b"), all),
+        ];
+        summarize(&reports, dir.path()).unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(summary.contains("Command: `township-bench all`. References: none."));
+        assert!(!summary.contains("runs:"), "{summary}");
+        assert!(summary.contains("## time\n") && summary.contains("## lock\n"));
+    }
+
+    #[test]
+    fn a_summary_of_two_runs_says_which_benchmarks_each_measured_and_keeps_every_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = run("township-bench all", "2026-01-01T00:00:00Z");
+        let tls = run("township-bench tls", "2026-01-02T00:00:00Z");
+        let reports = [
+            ("time", report("time: a"), all.clone()),
+            ("tls", report("tls: b"), tls),
+            ("chat", report("chat: c"), all),
+        ];
+        summarize(&reports, dir.path()).unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(summary.contains("from 2 runs:"), "{summary}");
+        assert!(summary.contains("- **time, chat**: Commit"), "{summary}");
+        assert!(summary.contains("Command: `township-bench all`"));
+        assert!(summary.contains("- **tls**: Commit"), "{summary}");
+        assert!(summary.contains("Command: `township-bench tls`"));
+        for table in ["| time: a |", "| tls: b |", "| chat: c |"] {
+            assert!(summary.contains(table), "{table} missing from {summary}");
+        }
+    }
 }

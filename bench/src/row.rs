@@ -14,7 +14,7 @@ pub const QUANTILES: [f64; 12] = [
 
 /// Whether a system's acknowledged writes survive a power loss, and how: printed beside every
 /// figure, because a system that fsyncs is not compared like for like with one that does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Durable {
     /// Survives power loss; the text says how (e.g. "fsync per commit").
     Yes(&'static str),
@@ -22,15 +22,18 @@ pub enum Durable {
     No(&'static str),
     /// Nothing to keep (a read-only or stateless service).
     NotApplicable,
+    /// As a JSON record of an earlier run says it (its label).
+    Recorded(String),
 }
 
 impl Durable {
     /// "yes (…)", "no (…)" or "n/a", for the tables.
-    pub fn label(self) -> String {
+    pub fn label(&self) -> String {
         match self {
             Durable::Yes(how) => format!("yes ({how})"),
             Durable::No(what) => format!("no ({what})"),
             Durable::NotApplicable => "n/a".to_owned(),
+            Durable::Recorded(label) => label.clone(),
         }
     }
 }

@@ -214,7 +214,7 @@ fn side_rows(
         .zip(measured)
         .map(|(side, rounds)| {
             let system = format!("{server}, {}", side.transport.label());
-            rounds.row(scenario, system, durable)
+            rounds.row(scenario, system, durable.clone())
         })
         .collect()
 }
