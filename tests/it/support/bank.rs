@@ -23,7 +23,7 @@ pub type Rpc = BankServiceClient<Channel>;
 // ----- processes -----
 
 /// A lock-server keeping its fencing epoch in `dir`, on `listen` (`None`: an ephemeral port).
-pub async fn try_lock_server(dir: &Path, listen: Option<&str>) -> anyhow::Result<ServiceProcess> {
+async fn try_lock_server(dir: &Path, listen: Option<&str>) -> anyhow::Result<ServiceProcess> {
     let args = ["--data-dir", dir.to_str().expect("a UTF-8 temp path")];
     try_server("lock-server", listen, &args).await
 }
@@ -37,7 +37,7 @@ pub async fn lock_server(dir: &Path, listen: Option<&str>) -> ServiceProcess {
 
 /// A bank-server on `data_dir` using the lock service at `lock_addr`, on `listen` (`None`: an
 /// ephemeral port), with `extra` flags.
-pub async fn try_bank_server(
+async fn try_bank_server(
     data_dir: &Path,
     lock_addr: &str,
     listen: Option<&str>,
