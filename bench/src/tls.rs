@@ -14,7 +14,7 @@
 //! (`--tls-client-ca`), and the clients dial `127.0.0.1` (the servers' certificates name it) with
 //! `township-client`'s `Dialer`, as every Township client does.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
@@ -25,7 +25,7 @@ use crate::{
     load::{self, Plan, Window},
     lock::LOCK_SERVER,
     lock_client::{self, Api, UNCAPPED},
-    report::{Footprint, Report},
+    report::Report,
     row::{Durable, Row},
     server::{self, Server},
     targets::Target,
@@ -42,8 +42,9 @@ const CLIENTS: usize = 16;
 /// so the ratio column is mutual TLS ÷ plaintext.
 #[derive(Clone, Copy, PartialEq)]
 enum Transport {
-    MutualTls,
-    Plaintext,
+    // The discriminants index each side's CPU tallies.
+    MutualTls = 0,
+    Plaintext = 1,
 }
 
 impl Transport {
@@ -92,13 +93,12 @@ impl Side {
         })
     }
 
-    fn footprints(&self) -> anyhow::Result<[Footprint; 2]> {
-        let label = self.transport.label();
-        let mut time = self.time.footprint()?;
-        time.server = format!("time-server --keepalive 0s, {label}");
-        let mut lock = self.lock.footprint()?;
-        lock.server = format!("lock-server, {label}");
-        Ok([time, lock])
+    /// The server that `load` loads.
+    fn server(&self, load: Load) -> &Server {
+        match load {
+            Load::Time => &self.time,
+            Load::Lock => &self.lock,
+        }
     }
 }
 
@@ -132,20 +132,19 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         time_zone: "UTC".into(),
     };
 
-    let scenario = format!("tls: GetTime, {CLIENTS} clients");
-    let measured = plan
-        .alternate(&sides, async |side, window| {
+    let which = format!("GetTime, {CLIENTS} clients");
+    let rows = measure(
+        plan,
+        &sides,
+        Load::Time,
+        &which,
+        &mut report,
+        async |side, window| {
             let addr = side.time.addr.to_string();
             time::grpc_dialing(&side.dialer, &addr, CLIENTS, &request, window).await
-        })
-        .await?;
-    let rows = side_rows(
-        &scenario,
-        &sides,
-        &measured,
-        "time-server --keepalive 0s",
-        Durable::NotApplicable,
-    )?;
+        },
+    )
+    .await?;
     report.targets.push(Target::ratio_at_least(
         format!("GetTime over mutual TLS ≥ {AT_LEAST}× plaintext, {CLIENTS} clients"),
         &rows[0],
@@ -154,24 +153,23 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     ));
     report.rows.extend(rows);
 
-    for (clients, which) in [(1, "1 client"), (CLIENTS, "16 clients, distinct resources")] {
-        let scenario = format!("tls: lock Session cycle, {which}");
+    for (clients, some) in [(1, "1 client"), (CLIENTS, "16 clients, distinct resources")] {
+        let which = format!("lock Session cycle, {some}");
         let resources: Vec<String> = (0..clients).map(|i| format!("bench/{i}")).collect();
-        let measured = plan
-            .alternate(&sides, async |side, window| {
+        let rows = measure(
+            plan,
+            &sides,
+            Load::Lock,
+            &which,
+            &mut report,
+            async |side, window| {
                 let addr = side.lock.addr.to_string();
                 lock_client::round(&side.dialer, &addr, &resources, Api::Session, window).await
-            })
-            .await?;
-        let rows = side_rows(
-            &scenario,
-            &sides,
-            &measured,
-            "lock-server, Session stream",
-            LOCK_SERVER,
-        )?;
+            },
+        )
+        .await?;
         report.targets.push(Target::ratio_at_least(
-            format!("lock Session cycle over mutual TLS ≥ {AT_LEAST}× plaintext, {which}"),
+            format!("lock Session cycle over mutual TLS ≥ {AT_LEAST}× plaintext, {some}"),
             &rows[0],
             &rows[1],
             AT_LEAST,
@@ -179,44 +177,69 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         report.rows.extend(rows);
     }
 
-    let scenario =
-        format!("tls: new connections (dial, handshake, one GetTime, close), {CLIENTS} clients");
-    let measured = plan
-        .alternate(&sides, async |side, window| {
+    let which = format!("new connections: dial, handshake, one GetTime, close; {CLIENTS} clients");
+    let rows = measure(
+        plan,
+        &sides,
+        Load::Time,
+        &which,
+        &mut report,
+        async |side, window| {
             let addr = side.time.addr.to_string();
             connections(&side.dialer, &addr, &request, window).await
-        })
-        .await?;
-    report.rows.extend(side_rows(
-        &scenario,
-        &sides,
-        &measured,
-        "time-server --keepalive 0s",
-        Durable::NotApplicable,
-    )?);
-
-    for side in &sides {
-        report.footprints.extend(side.footprints()?);
-    }
+        },
+    )
+    .await?;
+    report.rows.extend(rows);
     Ok(report)
 }
 
-/// One row per side: "`server`, mutual TLS", then "`server`, plaintext".
-fn side_rows(
-    scenario: &str,
-    sides: &[Side],
-    measured: &[crate::row::Rounds],
-    server: &str,
-    durable: Durable,
+/// Which server of a side a scenario loads.
+#[derive(Clone, Copy)]
+enum Load {
+    Time,
+    Lock,
+}
+
+/// Measures scenario "tls: `which`" on both sides in alternating rounds of `round`, sampling the
+/// loaded server's CPU time in each measured window. Returns the rows (mutual TLS first), and
+/// adds each loaded server's footprint to `report`, with its CPU time per operation here.
+async fn measure(
+    plan: &Plan,
+    sides: &[Side; 2],
+    load: Load,
+    which: &str,
+    report: &mut Report,
+    round: impl AsyncFn(&Side, Window) -> anyhow::Result<Histogram<u64>>,
 ) -> anyhow::Result<Vec<Row>> {
-    sides
-        .iter()
-        .zip(measured)
-        .map(|(side, rounds)| {
-            let system = format!("{server}, {}", side.transport.label());
-            rounds.row(scenario, system, durable.clone())
+    let mut spent = [(Duration::ZERO, 0u64); 2];
+    let measured = plan
+        .alternate(sides, async |side, window| {
+            let loaded = [side.server(load)];
+            let cpu = server::cpu_during(window, &loaded);
+            let (histogram, cpu) = tokio::join!(round(side, window), cpu);
+            let histogram = histogram?;
+            let spent = &mut spent[side.transport as usize];
+            spent.0 += cpu?.iter().sum::<Duration>();
+            spent.1 += histogram.len();
+            Ok(histogram)
         })
-        .collect()
+        .await?;
+    let (name, durable) = match load {
+        Load::Time => ("time-server --keepalive 0s", Durable::NotApplicable),
+        Load::Lock => ("lock-server, Session stream", LOCK_SERVER),
+    };
+    let scenario = format!("tls: {which}");
+    let mut rows = Vec::new();
+    for ((side, rounds), (cpu, ops)) in sides.iter().zip(&measured).zip(spent) {
+        let label = side.transport.label();
+        rows.push(rounds.row(&scenario, format!("{name}, {label}"), durable.clone())?);
+        let mut footprint = side.server(load).footprint()?;
+        footprint.server = format!("{}, {label} ({which})", footprint.server);
+        footprint.cpu_us_per_op = Some(cpu.as_secs_f64() * 1e6 / ops.max(1) as f64);
+        report.footprints.push(footprint);
+    }
+    Ok(rows)
 }
 
 /// [`CLIENTS`] closed-loop clients, each dialling a new connection to `addr`, making one GetTime
