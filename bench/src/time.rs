@@ -161,23 +161,28 @@ pub async fn grpc_dialing(
     request: &GetTimeRequest,
     window: Window,
 ) -> anyhow::Result<Histogram<u64>> {
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let channel = dialer
-            .connect(uri)
-            .await
-            .with_context(|| format!("connect to {uri}"))?;
-        let mut rpc = TimeServiceClient::new(channel);
-        let request = request.clone();
-        tasks.push(tokio::task::spawn_local(async move {
-            load::closed_loop(window, async || {
-                rpc.get_time(request.clone()).await.context("GetTime")?;
-                Ok(())
-            })
-            .await
-        }));
-    }
-    load::merge(tasks).await
+    load::each_client(
+        clients,
+        window,
+        async |_| {
+            let channel = dialer
+                .connect(uri)
+                .await
+                .with_context(|| format!("connect to {uri}"))?;
+            Ok(TimeServiceClient::new(channel))
+        },
+        |mut rpc, window| {
+            let request = request.clone();
+            async move {
+                load::closed_loop(window, async || {
+                    rpc.get_time(request.clone()).await.context("GetTime")?;
+                    Ok(())
+                })
+                .await
+            }
+        },
+    )
+    .await
 }
 
 /// GetTime started at `rate` per second, spread over 16 connections, at most 1,024 in flight.

@@ -7,7 +7,10 @@ use std::{path::Path, time::Duration};
 
 use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 use tempfile::TempDir;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{
+    Code, Request, Status,
+    transport::{Channel, ClientTlsConfig, Endpoint},
+};
 use tonic_types::StatusExt;
 use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
 use township_tests::ServiceProcess;
@@ -75,8 +78,23 @@ pub fn admin_token(data_dir: &Path) -> String {
 
 /// A client of the bank at `addr` that connects when first used (and again after a restart).
 pub fn client(addr: &str, timeout: Duration) -> Rpc {
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    lazy_client(
+        Channel::from_shared(format!("http://{addr}")).expect("valid uri"),
+        timeout,
+    )
+}
+
+/// [`client`] over TLS with `tls` (mutual with an identity in it).
+pub fn tls_client(addr: &str, timeout: Duration, tls: ClientTlsConfig) -> Rpc {
+    let endpoint = Channel::from_shared(format!("https://{addr}"))
         .expect("valid uri")
+        .tls_config(tls)
+        .expect("a valid TLS config");
+    lazy_client(endpoint, timeout)
+}
+
+fn lazy_client(endpoint: Endpoint, timeout: Duration) -> Rpc {
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .connect_lazy();

@@ -121,15 +121,8 @@ impl Cluster {
     /// connects when first used (and again after a restart), and gives each attempt
     /// [`ATTEMPT_TIMEOUT`].
     pub fn client(&self, replica: usize) -> Rpc {
-        let uri = format!("https://{}", self.replicas[replica].addr);
-        let channel = Endpoint::from_shared(uri)
-            .expect("valid uri")
-            .tls_config(self.certs.client(Some(CLIENT)))
-            .expect("a valid TLS config")
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(ATTEMPT_TIMEOUT)
-            .connect_lazy();
-        BankServiceClient::new(channel)
+        let addr = &self.replicas[replica].addr;
+        tls_client(addr, ATTEMPT_TIMEOUT, self.certs.client(Some(CLIENT)))
     }
 }
 

@@ -27,11 +27,13 @@ use std::{
 };
 
 use tempfile::TempDir;
-use tonic::{Code, Status, transport::Endpoint};
-use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClient};
+use tonic::{Code, Status};
+use township_proto::bank::v1 as pb;
 use township_tests::{ServiceProcess, spawn_tls_service_at};
 
-use crate::support::bank::{Rpc, assert_adds_up, balance, deposit, ledger, transfer, withdraw};
+use crate::support::bank::{
+    Rpc, assert_adds_up, balance, deposit, ledger, tls_client, transfer, withdraw,
+};
 use crate::support::{process::fixed_address, status::reason, tls::Certs};
 
 /// Concurrent clients.
