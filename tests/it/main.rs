@@ -5,6 +5,7 @@ mod authz;
 mod bank;
 mod bank_cli;
 mod bank_invariant;
+mod bank_tls;
 mod certs;
 mod chat;
 mod chat_cli;

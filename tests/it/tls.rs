@@ -13,14 +13,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use township_proto::time::v1::time_service_client::TimeServiceClient;
 use township_tests::{grpcurl, health_status, run};
 
-use township_proto::bank::v1::bank_service_client::BankServiceClient;
-
-use crate::support::{
-    bank::{admin_token, bank_server, client, login, open_account, request_id, transfer},
-    cli::township_with,
-    lock::Session,
-    process::run_binary,
-};
+use crate::support::{cli::township_with, lock::Session, process::run_binary};
 
 use crate::support::{
     tls::{Certs, get_time, get_time_plaintext, tls_service, tls_time_server, watch_ticks},
@@ -309,77 +302,6 @@ async fn the_cli_reaches_a_mutual_tls_server_with_ca_cert_and_key_and_says_why_w
     let out = township_with(&["--ca", "/no/such/ca.pem", "--addr", &addr, "time"], &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("/no/such/ca.pem"), "{}", out.stderr);
-}
-
-#[tokio::test]
-async fn a_bank_serving_mutual_tls_reaches_its_mutual_tls_lock_service_with_its_own_certificate() {
-    let certs = Certs::init(&[]).await;
-    let (lock_dir, bank_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let as_bank = || certs.client(Some("bank"));
-    let mut lock_args = vec![
-        "--data-dir".to_owned(),
-        lock_dir.path().to_str().unwrap().to_owned(),
-    ];
-    lock_args.extend(certs.service_flags("lock", true));
-    let lock = tls_service("lock-server", &lock_args, as_bank()).await;
-    let lock_addr = lock.addr.to_string();
-
-    let mut bank_args = vec![
-        "--data-dir".to_owned(),
-        bank_dir.path().to_str().unwrap().to_owned(),
-        "--lock-addr".to_owned(),
-        lock_addr.clone(),
-    ];
-    bank_args.extend(certs.service_flags("bank", true));
-    let bank = tls_service("bank-server", &bank_args, as_bank()).await;
-    let rpc = BankServiceClient::new(bank.endpoint().timeout(LIMIT).connect().await.unwrap());
-    let admin = admin_token(bank_dir.path());
-    let from = open_account(&rpc, &admin, "ada", "2468", 10_000)
-        .await
-        .unwrap();
-    let to = open_account(&rpc, &admin, "bob", "1357", 0).await.unwrap();
-    let token = login(&rpc, "ada", "2468").await.unwrap().session_token;
-    let receipt = transfer(
-        &rpc,
-        &token,
-        &from.account_id,
-        &to.account_id,
-        2_500,
-        &request_id(),
-    )
-    .await;
-    assert!(receipt.is_ok(), "{receipt:?}; bank logs:\n{}", bank.logs());
-
-    // A bank that trusts the lock service's CA but shows it no certificate is refused by it.
-    let plain_dir = tempfile::tempdir().unwrap();
-    let ca = certs.pem("ca");
-    let plain = bank_server(
-        plain_dir.path(),
-        &lock_addr,
-        None,
-        &["--lock-ca", &ca, "--lock-wait", "1s"],
-    )
-    .await;
-    let rpc = client(&plain.addr.to_string(), LIMIT);
-    let admin = admin_token(plain_dir.path());
-    let from = open_account(&rpc, &admin, "cy", "2468", 10_000)
-        .await
-        .unwrap();
-    let to = open_account(&rpc, &admin, "di", "1357", 0).await.unwrap();
-    let token = login(&rpc, "cy", "2468").await.unwrap().session_token;
-    let refused = transfer(
-        &rpc,
-        &token,
-        &from.account_id,
-        &to.account_id,
-        100,
-        &request_id(),
-    )
-    .await;
-    assert_eq!(
-        refused.map_err(|s| s.code()).err(),
-        Some(tonic::Code::Unavailable)
-    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! strikes, and each operation done under the right locks from the shared lock service and then
 //! one fenced, exactly-once transaction in the [`Ledger`].
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::PoisonError, time::Duration};
 
 use sha2::{Digest, Sha256};
 use township_lock_client::{LockClient, Mode};
@@ -73,7 +73,9 @@ const MAX_VOUCHED: usize = 10_000;
 /// The bank.
 pub struct Bank {
     ledger: Ledger,
-    locks: LockClient,
+    /// Replaced whole when the lock service's TLS files are read again (SIGHUP); an operation
+    /// clones it once and keeps that client, and so its lease, to the end.
+    locks: std::sync::RwLock<LockClient>,
     config: BankConfig,
     /// Verified against when a name is unknown, so unknown names take as long as wrong PINs.
     dummy_hash: String,
@@ -88,11 +90,17 @@ impl Bank {
         let dummy_hash = pin::hash(&Pin::parse("pin", "0000")?)?;
         Ok(Self {
             ledger,
-            locks,
+            locks: std::sync::RwLock::new(locks),
             config,
             dummy_hash,
             vouched: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// From now on, operations lock through `locks` (for example, dialled with rotated TLS
+    /// certificates); operations already running finish on the client they started with.
+    pub fn replace_locks(&self, locks: LockClient) {
+        *self.locks.write().unwrap_or_else(PoisonError::into_inner) = locks;
     }
 
     /// How long a name is refused after `failures` failed logins in a row (0 before the third).
@@ -397,7 +405,12 @@ impl Bank {
     ) -> Result<R, Error> {
         #[cfg(debug_assertions)]
         let work = async |tokens| self.config.test_delays.around(work, tokens).await;
-        self.locks
+        let locks = self
+            .locks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        locks
             .with_locks(targets, async |lease| {
                 let tokens: Vec<u64> = lease.grants().iter().map(|g| g.fencing_token).collect();
                 work(tokens).await

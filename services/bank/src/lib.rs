@@ -73,9 +73,31 @@ pub struct Config {
 
 /// Serves the bank on `listener` until `shutdown` fires. The lock service is dialled lazily: the
 /// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
+/// With TLS toward the lock service, SIGHUP reads its files again, as it does the server's own.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ledger = ledger::Ledger::open(&config.data_dir).await?;
-    // Lazily: the bank starts while its lock service is down, and reconnects by itself.
+    let owner = format!(
+        "bank@{}/{}",
+        listener.local_addr().context("listener address")?,
+        std::process::id()
+    );
+    let locks = lock_client(&config, &owner)?;
+    let page_tokens = ledger.page_tokens().clone();
+    let bank = Arc::new(Bank::new(ledger, locks, config.bank.clone())?);
+    if config.lock_tls.is_some() {
+        // Installed before the server reports SERVING: SIGHUP would otherwise end the process.
+        reload_lock_tls_on_hangup(&bank, &config, owner, &shutdown)?;
+    }
+    let api = BankApi::new(bank, &config.admin_token, page_tokens);
+    let server =
+        BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
+    let services = ServiceSet::new().add_service(server);
+    township_kit::serve(listener, &config.serve, services, shutdown).await
+}
+
+/// A client of the lock service as `config` says, reading its TLS files now; it dials lazily,
+/// so that the bank starts while its lock service is down and reconnects by itself.
+fn lock_client(config: &Config, owner: &str) -> anyhow::Result<LockClient> {
     let mut dialer = Dialer::new()
         .connect_timeout(Duration::from_secs(1))
         .keepalive(Duration::from_secs(5));
@@ -83,21 +105,42 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
         dialer = dialer.tls(files.load().map_err(anyhow::Error::msg)?);
     }
     let channel = dialer.lazy(&config.lock_addr).context("--lock-addr")?;
-    let owner = format!(
-        "bank@{}/{}",
-        listener.local_addr().context("listener address")?,
-        std::process::id()
-    );
-    let locks = LockClient::new(channel, owner)
+    Ok(LockClient::new(channel, owner)
         .with_ttl(config.lock_ttl)
-        .with_wait(config.lock_wait);
-    let page_tokens = ledger.page_tokens().clone();
-    let bank = Arc::new(Bank::new(ledger, locks, config.bank.clone())?);
-    let api = BankApi::new(bank, &config.admin_token, page_tokens);
-    let server =
-        BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
-    let services = ServiceSet::new().add_service(server);
-    township_kit::serve(listener, &config.serve, services, shutdown).await
+        .with_wait(config.lock_wait))
+}
+
+/// On each SIGHUP until shutdown: dials the lock service anew with its TLS files read again, for
+/// the operations that start from then on (those running keep their client and their leases).
+/// Files that cannot be read or hold no certificate or key keep the client in use, logged.
+fn reload_lock_tls_on_hangup(
+    bank: &Arc<Bank>,
+    config: &Config,
+    owner: String,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let (bank, config, shutdown) = (Arc::clone(bank), config.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = hangups.recv() => {}
+            }
+            match lock_client(&config, &owner) {
+                Ok(locks) => {
+                    bank.replace_locks(locks);
+                    tracing::info!("SIGHUP: the lock service's TLS files reloaded");
+                }
+                Err(err) => tracing::error!(
+                    err = format!("{err:#}"),
+                    "SIGHUP: the lock service's TLS files not reloaded; the previous ones stay in use"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Reads the admin token from `path`, or creates it (random, mode 0600) if the file is missing.

@@ -245,7 +245,7 @@ fn watch_hangups(
                 }
             }
             if tls.is_none() && policy.is_none() {
-                tracing::info!("SIGHUP: nothing to reload");
+                tracing::info!("SIGHUP: no TLS files or policy of the server to reload");
             }
         }
     });
