@@ -10,7 +10,7 @@ use township_proto::bank::v1::bank_service_client::BankServiceClient;
 use township_tests::{free_port, spawn_tls_service_at};
 
 use crate::support::{
-    bank::{Rpc, admin_token, bank_server, client, login, open_account, request_id, transfer},
+    bank::{Payer, admin_token, bank_server, client},
     process::stop,
     tls::{Certs, tls_service},
     wait::wait_until,
@@ -40,21 +40,8 @@ async fn a_bank_serving_mutual_tls_reaches_its_mutual_tls_lock_service_with_its_
     bank_args.extend(certs.service_flags("bank", true));
     let bank = tls_service("bank-server", &bank_args, as_bank()).await;
     let rpc = BankServiceClient::new(bank.endpoint().timeout(LIMIT).connect().await.unwrap());
-    let admin = admin_token(bank_dir.path());
-    let from = open_account(&rpc, &admin, "ada", "2468", 10_000)
-        .await
-        .unwrap();
-    let to = open_account(&rpc, &admin, "bob", "1357", 0).await.unwrap();
-    let token = login(&rpc, "ada", "2468").await.unwrap().session_token;
-    let receipt = transfer(
-        &rpc,
-        &token,
-        &from.account_id,
-        &to.account_id,
-        2_500,
-        &request_id(),
-    )
-    .await;
+    let payer = Payer::open(&rpc, &admin_token(bank_dir.path()), "ada", "bob").await;
+    let receipt = payer.pay(2_500).await;
     assert!(receipt.is_ok(), "{receipt:?}; bank logs:\n{}", bank.logs());
 
     // A bank that trusts the lock service's CA but shows it no certificate is refused by it.
@@ -68,21 +55,8 @@ async fn a_bank_serving_mutual_tls_reaches_its_mutual_tls_lock_service_with_its_
     )
     .await;
     let rpc = client(&plain.addr.to_string(), LIMIT);
-    let admin = admin_token(plain_dir.path());
-    let from = open_account(&rpc, &admin, "cy", "2468", 10_000)
-        .await
-        .unwrap();
-    let to = open_account(&rpc, &admin, "di", "1357", 0).await.unwrap();
-    let token = login(&rpc, "cy", "2468").await.unwrap().session_token;
-    let refused = transfer(
-        &rpc,
-        &token,
-        &from.account_id,
-        &to.account_id,
-        100,
-        &request_id(),
-    )
-    .await;
+    let payer = Payer::open(&rpc, &admin_token(plain_dir.path()), "cy", "di").await;
+    let refused = payer.pay(100).await;
     assert_eq!(
         refused.map_err(|s| s.code()).err(),
         Some(tonic::Code::Unavailable)
@@ -136,31 +110,15 @@ async fn on_sighup_the_bank_dials_its_lock_service_with_the_rotated_ca_and_certi
     )
     .await;
     let rpc = client(&bank.addr.to_string(), LIMIT);
-    let admin = admin_token(bank_dir.path());
-    let from = open_account(&rpc, &admin, "ada", "2468", 10_000)
-        .await
-        .unwrap();
-    let to = open_account(&rpc, &admin, "bob", "1357", 0).await.unwrap();
-    let token = login(&rpc, "ada", "2468").await.unwrap().session_token;
-    let one_cent = async |rpc: &Rpc| {
-        transfer(
-            rpc,
-            &token,
-            &from.account_id,
-            &to.account_id,
-            1,
-            &request_id(),
-        )
-        .await
-    };
-    assert!(one_cent(&rpc).await.is_ok(), "{}", bank.logs());
+    let payer = Payer::open(&rpc, &admin_token(bank_dir.path()), "ada", "bob").await;
+    assert!(payer.pay(1).await.is_ok(), "{}", bank.logs());
 
     // The lock service comes back under the new CA: the bank, trusting only the old one, and
     // showing the old CA's certificate, cannot reach it.
     stop(lock, libc::SIGTERM).await;
     let _lock = lock_server(&new).await;
     assert_eq!(
-        one_cent(&rpc).await.map_err(|s| s.code()).err(),
+        payer.pay(1).await.map_err(|s| s.code()).err(),
         Some(tonic::Code::Unavailable),
         "the bank still holds the old files until SIGHUP"
     );
@@ -175,7 +133,7 @@ async fn on_sighup_the_bank_dials_its_lock_service_with_the_rotated_ca_and_certi
         bank.logs()
     );
     wait_until("a transfer goes through the new CA", LIMIT, async || {
-        one_cent(&rpc).await.is_ok()
+        payer.pay(1).await.is_ok()
     })
     .await;
 
@@ -191,6 +149,6 @@ async fn on_sighup_the_bank_dials_its_lock_service_with_the_rotated_ca_and_certi
         !refused.contains("not a key"),
         "never echoes a key: {refused}"
     );
-    let receipt = one_cent(&rpc).await;
+    let receipt = payer.pay(1).await;
     assert!(receipt.is_ok(), "{receipt:?}; bank logs:\n{}", bank.logs());
 }

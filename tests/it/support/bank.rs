@@ -256,6 +256,38 @@ pub async fn transfer(
         .map(|r| r.into_inner())
 }
 
+/// A customer logged in with two accounts, one funded: for tests that need transfers to go
+/// through (or not) and do not care about whose.
+pub struct Payer {
+    rpc: Rpc,
+    token: String,
+    from: String,
+    to: String,
+}
+
+impl Payer {
+    /// Opens `name`'s account with 100.00 and `payee`'s empty one, as staff, and logs `name` in.
+    pub async fn open(rpc: &Rpc, admin: &str, name: &str, payee: &str) -> Self {
+        let from = open_account(rpc, admin, name, "2468", 10_000).await;
+        let from = from.expect("the payer's account opens").account_id;
+        let to = open_account(rpc, admin, payee, "1357", 0).await;
+        let to = to.expect("the payee's account opens").account_id;
+        let token = login(rpc, name, "2468").await.expect("the payer logs in");
+        Self {
+            rpc: rpc.clone(),
+            token: token.session_token,
+            from,
+            to,
+        }
+    }
+
+    /// Transfers `cents` to the payee with a fresh request id.
+    pub async fn pay(&self, cents: i64) -> Result<pb::Receipt, Status> {
+        let id = request_id();
+        transfer(&self.rpc, &self.token, &self.from, &self.to, cents, &id).await
+    }
+}
+
 /// One page of ListTransactions (newest first).
 pub async fn page(
     rpc: &Rpc,
