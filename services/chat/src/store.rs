@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use township_store::{
-    Checkpoints, Durability, Pools, SqlitePool,
+    Checkpoints, Durability, Migration, Pools, SqlitePool,
     sqlx::{self, Row},
 };
 
@@ -16,24 +16,12 @@ use crate::{
     types::RoomName,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    room              TEXT NOT NULL,
-    seq               INTEGER NOT NULL,
-    time_ms           INTEGER NOT NULL,
-    kind              TEXT NOT NULL CHECK (kind IN ('message', 'joined', 'left')),
-    name              TEXT NOT NULL,
-    text              TEXT NOT NULL DEFAULT '',
-    client_message_id TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_client_id ON events (room, client_message_id)
-    WHERE client_message_id <> '';
-CREATE TRIGGER IF NOT EXISTS events_are_append_only BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'transcripts are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'transcripts are append-only'); END;
-";
+/// The chat's migrations, in order (see township_store::Migration).
+const SCHEMA: &[Migration] = &[Migration {
+    version: 1,
+    description: "baseline",
+    sql: include_str!("../migrations/0001_baseline.sql"),
+}];
 
 /// How often the WAL is copied back into the database, on a reading connection. SQLite's default,
 /// a checkpoint by the commit that fills 1,000 pages, made one message in several hundred wait

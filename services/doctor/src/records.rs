@@ -15,49 +15,18 @@ use std::{
 use anyhow::Context;
 use township_kit::paging::PageTokens;
 use township_store::{
-    Checkpoints, Durability, Pools, SqlitePool,
+    Checkpoints, Durability, Migration, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection},
 };
 
 use crate::error::Error;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS patients (
-    name_key       TEXT PRIMARY KEY,
-    name           TEXT NOT NULL,
-    first_visit_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS visits (
-    session_id TEXT PRIMARY KEY,
-    name_key   TEXT NOT NULL REFERENCES patients (name_key),
-    started_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS exchanges (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    name_key     TEXT NOT NULL REFERENCES patients (name_key),
-    session_id   TEXT NOT NULL REFERENCES visits (session_id),
-    time_ms      INTEGER NOT NULL,
-    patient_text TEXT NOT NULL,
-    doctor_text  TEXT NOT NULL,
-    mind         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS exchanges_by_patient ON exchanges (name_key, id);
-CREATE TABLE IF NOT EXISTS memories (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    name_key    TEXT NOT NULL REFERENCES patients (name_key),
-    text        TEXT NOT NULL,
-    laid_down_by INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS memories_by_patient ON memories (name_key, id);
-CREATE TABLE IF NOT EXISTS recalls (
-    memory_id   INTEGER PRIMARY KEY REFERENCES memories (id),
-    exchange_id INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS exchanges_are_append_only BEFORE UPDATE ON exchanges
-BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS exchanges_are_never_deleted BEFORE DELETE ON exchanges
-BEGIN SELECT RAISE(ABORT, 'case notes are append-only'); END;
-";
+/// The doctor's migrations, in order (see township_store::Migration).
+const SCHEMA: &[Migration] = &[Migration {
+    version: 1,
+    description: "baseline",
+    sql: include_str!("../migrations/0001_baseline.sql"),
+}];
 
 /// What the records know about a patient when a visit starts.
 #[derive(Clone, Debug)]

@@ -5,12 +5,14 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use township_store::{Durability, sqlx};
+use township_store::{Durability, Migration, sqlx};
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS epoch (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
-    value INTEGER NOT NULL
-);";
+/// The lock's migrations, in order (see township_store::Migration).
+const SCHEMA: &[Migration] = &[Migration {
+    version: 1,
+    description: "baseline",
+    sql: include_str!("../migrations/0001_baseline.sql"),
+}];
 
 /// The largest epoch: 23 bits, so that every token `(epoch << 40) | count` fits in an SQL
 /// INTEGER (a signed 64-bit number) wherever fenced storage records it.

@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use township_store::{
-    Checkpoints, Durability, Pools, SqlitePool,
+    Checkpoints, Durability, Migration, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
 };
 
@@ -28,22 +28,12 @@ use crate::{
     types::{Change, EntryId, Etag, NewEntry, Number, Query},
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS entries (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    name           TEXT NOT NULL,
-    name_key       TEXT NOT NULL,
-    number         TEXT NOT NULL,
-    display_number TEXT NOT NULL,
-    label          TEXT NOT NULL DEFAULT '',
-    version        INTEGER NOT NULL,
-    create_ms      INTEGER NOT NULL,
-    update_ms      INTEGER NOT NULL,
-    UNIQUE (name_key, number)
-);
-CREATE INDEX IF NOT EXISTS entries_in_name_order ON entries (name_key, id);
-CREATE INDEX IF NOT EXISTS entries_by_number ON entries (number);
-";
+/// The phonebook's migrations, in order (see township_store::Migration).
+const SCHEMA: &[Migration] = &[Migration {
+    version: 1,
+    description: "baseline",
+    sql: include_str!("../migrations/0001_baseline.sql"),
+}];
 
 /// The columns every entry query selects, in [`entry_from_row`]'s terms.
 macro_rules! columns {

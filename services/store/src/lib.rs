@@ -6,14 +6,20 @@
 //! a process kill *and* a power loss; services with hot write paths may choose `NORMAL` (survives
 //! `kill -9`, may lose the last commits on power loss) and say so in their docs.
 //!
+//! Schemas are versioned: each service lists its [`Migration`]s, and opening a database applies
+//! those it has not had, once, even when several processes open it together (see [`migrate`]).
+//!
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) are SQLite's default
 //! for most services: the commit that takes the WAL past 1,000 pages does it, and waits for it.
 //! A service whose commits are its bottleneck moves them off that path with
 //! [`Checkpoints::InBackground`].
 
+mod migrate;
+
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context;
+pub use migrate::Migration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 pub use sqlx::{self, SqlitePool};
 
@@ -55,7 +61,7 @@ pub struct Pools {
 }
 
 /// Opens (creating if missing) `<data_dir>/<file>` as [`Pools`] with `readers` reading
-/// connections, and runs `schema`. With [`Checkpoints::InBackground`] it also starts the
+/// connections, and applies the `schema` steps it has not had yet. With [`Checkpoints::InBackground`] it also starts the
 /// checkpointing task on the current runtime; the task ends when the pools are closed.
 pub async fn open_pools(
     data_dir: &Path,
@@ -63,16 +69,16 @@ pub async fn open_pools(
     durability: Durability,
     checkpoints: Checkpoints,
     readers: u32,
-    schema: &'static str,
+    schema: &'static [Migration],
 ) -> anyhow::Result<Pools> {
     let autocheckpoint = match checkpoints {
         Checkpoints::OnCommit => None,
         Checkpoints::InBackground { .. } => Some(FALLBACK_CHECKPOINT_PAGES),
     };
-    let writes = open_pool(data_dir, file, durability, autocheckpoint, 1, schema)
+    let writes = open_migrated(data_dir, file, durability, autocheckpoint, 1, schema)
         .await
         .context("for writing")?;
-    let reads = open_pool(data_dir, file, durability, None, readers, schema)
+    let reads = open_pool(data_dir, file, durability, None, readers)
         .await
         .context("for reading")?;
     if let Checkpoints::InBackground { every } = checkpoints {
@@ -82,26 +88,47 @@ pub async fn open_pools(
 }
 
 /// Opens (creating if missing) `<data_dir>/<file>` with a pool of at most `connections`
-/// connections, and runs `schema` (idempotent SQL, e.g. `CREATE TABLE IF NOT EXISTS ...`).
-/// Creates `data_dir` too. Services that write and read use [`open_pools`].
+/// connections, and applies the `schema` steps it has not had yet. Creates `data_dir` too.
+/// Services that write and read use [`open_pools`].
 pub async fn open(
     data_dir: &Path,
     file: &str,
     durability: Durability,
     connections: u32,
-    schema: &'static str,
+    schema: &'static [Migration],
 ) -> anyhow::Result<SqlitePool> {
-    open_pool(data_dir, file, durability, None, connections, schema).await
+    open_migrated(data_dir, file, durability, None, connections, schema).await
 }
 
-/// [`open`], where `autocheckpoint` (WAL pages) replaces SQLite's 1,000 if given.
+/// [`open_pool`], then migrated to `schema`, holding `<data_dir>/<file>.migrate-lock` meanwhile:
+/// processes opening the same file together take turns, so that the file is created (and put in
+/// WAL mode) once and each migration runs once.
+async fn open_migrated(
+    data_dir: &Path,
+    file: &str,
+    durability: Durability,
+    autocheckpoint: Option<u32>,
+    connections: u32,
+    schema: &'static [Migration],
+) -> anyhow::Result<SqlitePool> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let _turn = migrate::lock(&data_dir.join(format!("{file}.migrate-lock"))).await?;
+    let pool = open_pool(data_dir, file, durability, autocheckpoint, connections).await?;
+    migrate::migrate(&pool, schema)
+        .await
+        .with_context(|| format!("in {}", data_dir.join(file).display()))?;
+    Ok(pool)
+}
+
+/// A pool of at most `connections` on `<data_dir>/<file>` (both created if missing), where
+/// `autocheckpoint` (WAL pages) replaces SQLite's 1,000 if given.
 async fn open_pool(
     data_dir: &Path,
     file: &str,
     durability: Durability,
     autocheckpoint: Option<u32>,
     connections: u32,
-    schema: &'static str,
 ) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -120,19 +147,14 @@ async fn open_pool(
     if let Some(pages) = autocheckpoint {
         options = options.pragma("wal_autocheckpoint", pages.to_string());
     }
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         // A ping before each use would be one more round trip to the connection's worker
         // thread, for a local file that cannot have gone away.
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .with_context(|| format!("cannot open database {}", path.display()))?;
-    sqlx::raw_sql(schema)
-        .execute(&pool)
-        .await
-        .with_context(|| format!("cannot create the schema in {}", path.display()))?;
-    Ok(pool)
+        .with_context(|| format!("cannot open database {}", path.display()))
 }
 
 /// Bytes in a [`secret`].
@@ -187,7 +209,138 @@ pub async fn checkpoint_in_background(pool: SqlitePool, interval: Duration) {
 mod tests {
     use super::*;
 
-    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB NOT NULL);";
+    const TABLE: Migration = Migration {
+        version: 1,
+        description: "t",
+        sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL);",
+    };
+    /// A step that fails if it runs twice.
+    const COLUMN: Migration = Migration {
+        version: 2,
+        description: "t.note",
+        sql: "ALTER TABLE t ADD COLUMN note TEXT NOT NULL DEFAULT '';",
+    };
+    const SCHEMA: &[Migration] = &[TABLE];
+    const SCHEMA_2: &[Migration] = &[TABLE, COLUMN];
+
+    async fn versions(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reopen_applies_only_the_new_steps_and_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open(dir.path(), "t.db", Durability::Full, 1, SCHEMA)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (x'01')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        for _ in 0..2 {
+            let pool = open(dir.path(), "t.db", Durability::Full, 1, SCHEMA_2)
+                .await
+                .unwrap();
+            assert_eq!(versions(&pool).await, [1, 2]);
+            let row: (Vec<u8>, String) = sqlx::query_as("SELECT v, note FROM t")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(row, (vec![1], String::new()));
+            pool.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn processes_opening_one_file_together_apply_each_step_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each open has its own connections and its own descriptor of the lock file, as
+        // separate processes would.
+        let opens = (0..8).map(|_| {
+            let dir = dir.path().to_owned();
+            tokio::spawn(async move {
+                open_pools(
+                    &dir,
+                    "t.db",
+                    Durability::Full,
+                    Checkpoints::OnCommit,
+                    1,
+                    SCHEMA_2,
+                )
+                .await
+            })
+        });
+        for open in opens.collect::<Vec<_>>() {
+            let pools = open.await.unwrap().expect("every open succeeds");
+            assert_eq!(versions(&pools.reads).await, [1, 2]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_version_or_with_an_edited_step_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        open(dir.path(), "t.db", Durability::Full, 1, SCHEMA_2)
+            .await
+            .unwrap()
+            .close()
+            .await;
+        let err = open(dir.path(), "t.db", Durability::Full, 1, SCHEMA)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("migration 2"), "{err:#}");
+
+        const EDITED: &[Migration] = &[
+            TABLE,
+            Migration {
+                sql: "ALTER TABLE t ADD COLUMN note TEXT;",
+                ..COLUMN
+            },
+        ];
+        let err = open(dir.path(), "t.db", Durability::Full, 1, EDITED)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("migration 2"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn a_database_made_before_migrations_takes_an_idempotent_baseline_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        const OLD: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB NOT NULL);";
+        let pool = open(dir.path(), "t.db", Durability::Full, 1, &[])
+            .await
+            .unwrap();
+        sqlx::raw_sql(OLD).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (x'02')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql("DROP TABLE _sqlx_migrations")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        const BASELINE: &[Migration] = &[
+            Migration {
+                version: 1,
+                description: "baseline",
+                sql: OLD,
+            },
+            COLUMN,
+        ];
+        let pool = open(dir.path(), "t.db", Durability::Full, 1, BASELINE)
+            .await
+            .unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM t WHERE v = x'02'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((versions(&pool).await, count), (vec![1, 2], 1));
+    }
 
     /// Commits about 2,000 pages (8 MiB), one transaction of 16 rows of 4 KiB at a time.
     async fn write_2000_pages(pool: &SqlitePool) {
