@@ -151,16 +151,6 @@ impl Target {
         }
     }
 
-    /// Keeps the measurement but says the target is not met while `blocker` holds (e.g. "the
-    /// bank is not yet power-loss durable"): a figure that beats its reference on easier terms
-    /// does not meet it.
-    pub fn not_met_while(mut self, blocker: Option<&str>) -> Self {
-        if let (Some(why), Verdict::Met | Verdict::NotMet(_)) = (blocker, &self.verdict) {
-            self.verdict = Verdict::NotMet(why.to_owned());
-        }
-        self
-    }
-
     fn not_measured(name: String, reference: impl Into<String>, why: &str) -> Self {
         Self {
             name,
@@ -280,21 +270,5 @@ mod tests {
             Duration::from_millis(20),
         );
         assert!(matches!(one_over.verdict, Verdict::NotMet(_)));
-    }
-
-    #[test]
-    fn a_blocker_turns_a_met_target_into_not_met_and_keeps_the_figure() {
-        let target = Target::ratio_at_least(
-            "t",
-            &row("ours", &[200.0; 3]),
-            &row("ref", &[100.0; 3]),
-            1.0,
-        )
-        .not_met_while(Some("not yet power-loss durable"));
-        assert_eq!(
-            target.verdict,
-            Verdict::NotMet("not yet power-loss durable".into())
-        );
-        assert!(target.measured.starts_with("2.00×"));
     }
 }

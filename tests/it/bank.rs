@@ -330,6 +330,7 @@ async fn bad_input_is_refused_naming_the_field() {
         account_id: a.clone(),
         holder_name: "Cy".into(),
         pin: "12".into(),
+        ..Default::default()
     };
     expect_invalid(rpc.clone().add_holder(authed(&ada, add)).await, "pin");
     let interest = apply_interest(rpc, admin, "nope").await;
@@ -429,8 +430,8 @@ async fn another_holders_account_is_permission_denied() {
     );
     let add = pb::AddHolderRequest {
         account_id: a.clone(),
-        holder_name: "Bob".into(),
-        pin: "5678".into(),
+        holder_session_token: bob.clone(),
+        ..Default::default()
     };
     expect_code(
         rpc.clone().add_holder(authed(&bob, add)).await,
@@ -624,41 +625,9 @@ async fn a_successful_login_resets_the_strikes() {
     login(&bank.rpc, "Ada", "1234").await.unwrap();
 }
 
-// ----- joint accounts -----
-
 #[tokio::test]
-async fn a_holder_adds_a_joint_holder_who_can_log_in_and_see_the_account() {
-    let bank = TestBank::start().await;
-    let (a, ada) = bank.customer("Ada", "1234", 5_000).await;
-    expect_code(login(&bank.rpc, "Bob", "5678").await, Code::Unauthenticated);
-    let add = pb::AddHolderRequest {
-        account_id: a.clone(),
-        holder_name: "Bob".into(),
-        pin: "5678".into(),
-    };
-    let joint = bank
-        .rpc
-        .clone()
-        .add_holder(authed(&ada, add))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(joint.holders, ["Ada", "Bob"]);
-    assert_eq!(joint.balance_cents, 5_000);
-
-    let bob = login(&bank.rpc, "Bob", "5678").await.unwrap();
-    assert_eq!(bob.account_ids, std::slice::from_ref(&a));
-    let bob = bob.session_token;
-    assert_eq!(balance(&bank.rpc, &bob, &a).await.unwrap(), 5_000);
-    withdraw(&bank.rpc, &bob, &a, 1_000, &request_id())
-        .await
-        .unwrap();
-    assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 4_000);
-    expect_code(login(&bank.rpc, "Bob", "1234").await, Code::Unauthenticated);
-}
-
-#[tokio::test]
-async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists_both() {
+async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists_all_in_the_order_opened()
+ {
     let bank = TestBank::start().await;
     let (a, _ada) = bank.customer("Ada", "1234", 100).await;
     let wrong = open_account(&bank.rpc, &bank.admin, "Ada", "9999", 500).await;
@@ -673,10 +642,13 @@ async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists
         .await
         .unwrap();
     assert_eq!(second.holders, ["Ada"]);
+    let mut opened = vec![a, second.account_id.clone()];
+    for _ in 0..3 {
+        let more = open_account(&bank.rpc, &bank.admin, "Ada", "1234", 0).await;
+        opened.push(more.unwrap().account_id);
+    }
     let session = login(&bank.rpc, "Ada", "1234").await.unwrap();
-    let mut expected = vec![a, second.account_id.clone()];
-    expected.sort();
-    assert_eq!(session.account_ids, expected);
+    assert_eq!(session.account_ids, opened, "not sorted by id: as opened");
     let token = session.session_token;
     assert_eq!(
         balance(&bank.rpc, &token, &second.account_id)

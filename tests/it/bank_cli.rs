@@ -1,7 +1,8 @@
 //! The `township bank` and `township atm` CLIs against a real lock-server and bank-server: staff
 //! commands with the admin token file, customer commands with the PIN from the environment, exact
 //! amounts, one-line errors with their exit codes, retries with the same request id while the
-//! bank answers UNAVAILABLE, and an ATM session driven through piped stdin.
+//! bank answers UNAVAILABLE, a PIN change, staff unlocking a name and ending its sessions, and an
+//! ATM session driven through piped stdin.
 
 use std::process::Stdio;
 
@@ -368,4 +369,44 @@ async fn the_atm_asks_again_after_a_wrong_pin_and_gives_up_after_three() {
     let out = town.atm(&[], "").await;
     assert_eq!(out.code, Some(0), "end of input quits: {out:?}");
     assert!(out.stdout.ends_with("Have a nice day!\n"), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_customer_changes_their_pin_and_staff_unlock_a_locked_out_name_and_revoke_its_sessions() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    let mut command = town.command(&["bank", "pin", "--name", "Ada"], Some(PIN));
+    command.env("TOWNSHIP_BANK_NEW_PIN", "8642");
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "PIN changed; 0 other sessions ended\n");
+
+    // The old PIN no longer works: three failures lock the name out, even for the new PIN.
+    for _ in 0..3 {
+        let out = town.bank(&["balance", &ada, "--name", "Ada"], PIN).await;
+        assert!(one_error_line(&out).contains("Unauthenticated"), "{out:?}");
+    }
+    let out = town.bank(&["balance", &ada, "--name", "Ada"], "8642").await;
+    assert!(
+        one_error_line(&out).contains("ResourceExhausted"),
+        "{out:?}"
+    );
+
+    let out = town.staff(&["unlock", "--name", "Ada"], PIN).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "unlocked Ada (failed logins from 1 source forgotten)\n"
+    );
+    let out = town.bank(&["balance", &ada, "--name", "Ada"], "8642").await;
+    assert_eq!(out.stdout, "balance 10.00\n", "{out:?}");
+
+    let out = town
+        .staff(&["--json", "revoke", "--name", "Ada"], PIN)
+        .await;
+    assert_eq!(
+        json(&out)["sessions_ended"],
+        0,
+        "the CLI logs out after each command"
+    );
 }

@@ -1,4 +1,5 @@
-//! Server configuration: flags and env vars, and one line plus exit 64 for bad config.
+//! Server configuration: flags and env vars, and one line plus exit 64 for bad config (a bank
+//! admin token file that others may read included).
 
 use std::time::Duration;
 
@@ -104,4 +105,21 @@ async fn env_vars_configure_the_server_and_json_logs_are_json() {
         line.contains("\"method\":\"/township.time.v1.TimeService/GetTime\""),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn a_bank_admin_token_file_that_others_may_read_exits_64_naming_it_and_not_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "sekrit-admin-token").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let out = run_binary("bank-server", &args, &[]).await;
+    assert_eq!(out.code, Some(64), "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{:?}", out.stderr);
+    assert!(out.stderr.contains("admin-token") && out.stderr.contains("chmod 600"));
+    assert!(!out.stderr.contains("sekrit"), "{:?}", out.stderr);
+    assert!(out.stdout.is_empty(), "it does not start: {:?}", out.stdout);
 }

@@ -4,7 +4,10 @@
 mod authz;
 mod bank;
 mod bank_cli;
+mod bank_holders;
 mod bank_invariant;
+mod bank_logins;
+mod bank_storage;
 mod bank_tls;
 mod certs;
 mod chat;

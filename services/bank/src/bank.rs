@@ -2,7 +2,14 @@
 //! strikes, and each operation done under the right locks from the shared lock service and then
 //! one fenced, exactly-once transaction in the [`Ledger`].
 
-use std::{collections::HashMap, sync::PoisonError, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use sha2::{Digest, Sha256};
 use township_lock_client::{LockClient, Mode};
@@ -10,16 +17,10 @@ use township_lock_client::{LockClient, Mode};
 use crate::{
     Error,
     ledger::{AccountView, Entry, Ledger, Movement, Receipt, now_ms},
+    logins::{LoginPolicy, PinGate},
     pin,
     types::{AccountId, Amount, HolderName, Pin, RequestId},
 };
-
-/// Failed logins in a row after which a name is refused for a while.
-pub const STRIKES: u32 = 3;
-/// How long a name is refused after the third failure; each further failure doubles it.
-pub const FIRST_LOCKOUT: Duration = Duration::from_secs(30);
-/// The longest refusal.
-pub const MAX_LOCKOUT: Duration = Duration::from_secs(3600);
 
 /// How the bank behaves.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct BankConfig {
     pub session_ttl: Duration,
     /// The interest rate of new accounts, in basis points per ApplyInterest.
     pub interest_rate_bp: i32,
+    /// How failed logins lock a source, or a name, out.
+    pub logins: LoginPolicy,
     /// Debug builds only: pauses the integration tests put around each locked operation.
     #[cfg(debug_assertions)]
     pub test_delays: crate::test_seam::TestDelays,
@@ -82,6 +85,10 @@ pub struct Bank {
     /// Sessions recently shown to hold an account, keyed by token hash and account, with when
     /// each session ends (Unix ms). See [`Bank::authorize_transfer`].
     vouched: std::sync::Mutex<HashMap<(String, AccountId), i64>>,
+    /// Whether the required epoch of a lost lock has been logged (once per process).
+    told_required_epoch: AtomicBool,
+    /// PIN checks in flight.
+    pin_gate: PinGate,
 }
 
 impl Bank {
@@ -94,6 +101,8 @@ impl Bank {
             config,
             dummy_hash,
             vouched: std::sync::Mutex::new(HashMap::new()),
+            told_required_epoch: AtomicBool::new(false),
+            pin_gate: PinGate::default(),
         })
     }
 
@@ -103,38 +112,24 @@ impl Bank {
         *self.locks.write().unwrap_or_else(PoisonError::into_inner) = locks;
     }
 
-    /// How long a name is refused after `failures` failed logins in a row (0 before the third).
-    pub fn lockout(failures: u32) -> Duration {
-        if failures < STRIKES {
-            return Duration::ZERO;
-        }
-        let doublings = (failures - STRIKES).min(16);
-        (FIRST_LOCKOUT * 2u32.pow(doublings)).min(MAX_LOCKOUT)
-    }
-
-    /// Logs `name` in with `pin`. Unknown names and wrong PINs get the same answer after the same
-    /// work; three failures in a row (counted for any name) refuse the name for a growing period.
-    pub async fn login(&self, name: HolderName, pin: Pin) -> Result<Session, Error> {
+    /// Logs `name` in with `pin`, the attempt coming from `source` (see [`crate::logins`]: the
+    /// attempt is counted as a failure before the PIN is checked, and forgiven if it is right).
+    /// Unknown names and wrong PINs get the same answer after the same work.
+    pub async fn login(&self, name: HolderName, pin: Pin, source: &str) -> Result<Session, Error> {
+        let _pass = self.pin_gate.enter(&name).ok_or(Error::LoginsBusy)?;
         let now = now_ms();
-        let (_, locked_until) = self.ledger.login_failures(&name).await?;
-        if locked_until > now {
-            return Err(Error::LockedOut(Duration::from_millis(
-                (locked_until - now) as u64,
-            )));
-        }
+        self.ledger
+            .reserve_login(&name, source, now, self.config.logins)
+            .await?;
         let stored = self.ledger.pin_hash(&name).await?;
         let known = stored.is_some();
         let matches =
             pin::verify_blocking(pin, stored.unwrap_or_else(|| self.dummy_hash.clone())).await;
         if !(known && matches) {
-            let failures = self
-                .ledger
-                .record_login_failure(&name, now, |n| Self::lockout(n).as_millis() as i64)
-                .await?;
-            tracing::info!(failures, "login refused");
+            tracing::info!(source, "login refused");
             return Err(Error::BadCredentials);
         }
-        self.ledger.clear_login_failures(&name).await?;
+        self.ledger.clear_login_strikes(&name, source).await?;
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -152,21 +147,56 @@ impl Bank {
         })
     }
 
-    /// Checks that `token` is a live session's.
-    async fn authenticate(&self, token: Option<&str>) -> Result<(), Error> {
+    /// The holder of `token`'s session, if it is live.
+    async fn authenticate(&self, token: Option<&str>) -> Result<HolderName, Error> {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
         ))?;
-        match self
-            .ledger
+        self.ledger
             .session_holder(&token_hash(token), now_ms())
             .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(Error::Unauthenticated(
+            .ok_or(Error::Unauthenticated(
                 "the session token is unknown or expired",
-            )),
+            ))
+    }
+
+    /// Changes the PIN of `token`'s holder to `new`. The `old` PIN is checked as a login's is,
+    /// from `source` and under the same throttle (a stolen session cannot guess the PIN through
+    /// it). Every other session of the holder ends, on every replica. Returns how many.
+    pub async fn change_pin(
+        &self,
+        token: Option<&str>,
+        old: Pin,
+        new: Pin,
+        source: &str,
+    ) -> Result<u32, Error> {
+        let holder = self.authenticate(token).await?;
+        let session = token_hash(token.unwrap_or_default());
+        let _pass = self.pin_gate.enter(&holder).ok_or(Error::LoginsBusy)?;
+        self.ledger
+            .reserve_login(&holder, source, now_ms(), self.config.logins)
+            .await?;
+        let stored = self.ledger.pin_hash(&holder).await?;
+        let stored =
+            stored.ok_or_else(|| Error::Internal("a session's holder has no PIN".into()))?;
+        if !pin::verify_blocking(old, stored).await {
+            tracing::info!(source, "PIN change refused: wrong old PIN");
+            return Err(Error::WrongOldPin);
         }
+        self.ledger.clear_login_strikes(&holder, source).await?;
+        let hash = pin::hash_blocking(new).await?;
+        self.ledger.change_pin(&holder, &hash, &session).await
+    }
+
+    /// Staff: lifts every lockout of `name`, from every source. Returns how many sources had
+    /// failures counted.
+    pub async fn unlock(&self, name: HolderName) -> Result<u32, Error> {
+        self.ledger.clear_all_login_strikes(&name).await
+    }
+
+    /// Staff: ends every session of `name`. Returns how many.
+    pub async fn revoke_sessions(&self, name: HolderName) -> Result<u32, Error> {
+        self.ledger.end_sessions(&name, None).await
     }
 
     /// The account `account` (named by the request field `field`) if the session of `token` is
@@ -266,14 +296,45 @@ impl Bank {
         self.ledger.account(&account).await
     }
 
-    /// Adds `holder` to one of the customer's accounts.
-    pub async fn add_holder(
+    /// Customer: adds to one of the caller's accounts the person whose own live session is
+    /// `joining_token` (they log in first, e.g. at the same ATM). No PIN is asked or checked, so
+    /// this cannot test anyone's PIN, and no answer depends on whether some name exists.
+    pub async fn add_joining_holder(
         &self,
         account: OwnAccount,
+        named: Option<HolderName>,
+        joining_token: &str,
+    ) -> Result<AccountView, Error> {
+        let joining = self
+            .ledger
+            .session_holder(&token_hash(joining_token), now_ms())
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    "holder_session_token",
+                    "not a live session: the holder to add logs in first",
+                )
+            })?;
+        if named.is_some_and(|named| named != joining) {
+            return Err(Error::invalid(
+                "holder_name",
+                "must be the holder of holder_session_token, or empty",
+            ));
+        }
+        let account = account.account;
+        self.ledger.add_holder(&account, &joining, None).await?;
+        self.ledger.account(&account).await
+    }
+
+    /// Staff: adds `holder` to `account`, as OpenAccount does: a new holder with `pin`, an
+    /// existing one only with their own PIN.
+    pub async fn add_holder(
+        &self,
+        account: AccountId,
         holder: HolderName,
         pin: Pin,
     ) -> Result<AccountView, Error> {
-        let account = account.account;
+        self.ledger.account(&account).await?;
         let new_pin_hash = self.pin_for(&holder, pin).await?;
         self.ledger
             .add_holder(&account, &holder, new_pin_hash.as_deref())
@@ -282,6 +343,7 @@ impl Bank {
     }
 
     /// The hash to create a new holder with, or `None` when the holder exists and `pin` is theirs.
+    /// Staff only: for anyone else it would test PINs without strikes and tell which names exist.
     async fn pin_for(&self, holder: &HolderName, pin: Pin) -> Result<Option<String>, Error> {
         let Some(stored) = self.ledger.pin_hash(holder).await? else {
             return Ok(Some(pin::hash_blocking(pin).await?));
@@ -410,13 +472,43 @@ impl Bank {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        locks
+        let done = locks
             .with_locks(targets, async |lease| {
                 let tokens: Vec<u64> = lease.grants().iter().map(|g| g.fencing_token).collect();
                 work(tokens).await
             })
             .await
-            .map_err(|err| Error::LockUnavailable(err.to_string()))?
+            .map_err(|err| Error::LockUnavailable(err.to_string()))?;
+        match done {
+            Err(Error::StaleLease { token, recorded }) => {
+                Err(self.lock_lost(token, recorded).await)
+            }
+            done => done,
+        }
+    }
+
+    /// [`Error::LockLost`] for a token older than an account's fence. Usually a lease that
+    /// expired mid-operation, and a retry succeeds; but if the lock service lost its state and
+    /// started its epochs again, every retry fails until it is restarted at `required_epoch`,
+    /// which is logged (once per process) for the operator.
+    async fn lock_lost(&self, token: u64, recorded: u64) -> Error {
+        let required_epoch = match self.ledger.required_epoch().await {
+            Ok(epoch) => epoch,
+            Err(err) => return err,
+        };
+        if !self.told_required_epoch.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                token,
+                recorded,
+                required_epoch,
+                "a fencing token was older than an account's fence: if this repeats, the lock service has lost its state; restart it with --initial-epoch {required_epoch}"
+            );
+        }
+        Error::LockLost {
+            token,
+            recorded,
+            required_epoch,
+        }
     }
 }
 
@@ -431,16 +523,6 @@ fn token_hash(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn three_strikes_then_a_growing_lockout() {
-        assert_eq!(Bank::lockout(1), Duration::ZERO);
-        assert_eq!(Bank::lockout(2), Duration::ZERO);
-        assert_eq!(Bank::lockout(3), Duration::from_secs(30));
-        assert_eq!(Bank::lockout(4), Duration::from_secs(60));
-        assert_eq!(Bank::lockout(5), Duration::from_secs(120));
-        assert_eq!(Bank::lockout(40), MAX_LOCKOUT);
-    }
 
     #[test]
     fn session_tokens_are_stored_hashed() {

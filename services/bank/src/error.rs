@@ -40,6 +40,12 @@ pub enum Error {
     /// Too many failed logins for this name.
     #[error("too many failed attempts for this name: try again in {}s", .0.as_secs().max(1))]
     LockedOut(Duration),
+    /// Too many PIN checks in flight, for this name or in all: nothing was checked or counted.
+    #[error("too many logins in progress: try again in {}s", crate::logins::BUSY_RETRY.as_secs())]
+    LoginsBusy,
+    /// ChangePin's old PIN is not the holder's.
+    #[error("old_pin: not your PIN")]
+    WrongOldPin,
     /// An existing holder was named with a PIN that is not theirs.
     #[error("pin: not the PIN of the existing holder")]
     PinMismatch,
@@ -70,6 +76,18 @@ pub enum Error {
         /// The highest token recorded on the account.
         recorded: u64,
     },
+    /// [`Error::StaleLease`] as the client gets it: with the smallest fencing epoch whose tokens
+    /// every account's stored fence accepts, which a lock service that lost its state must be
+    /// restarted at (`lock-server --initial-epoch`).
+    #[error("the account lock was lost mid-operation (fencing token {token} < {recorded}); retry")]
+    LockLost {
+        /// This operation's token.
+        token: u64,
+        /// The highest token recorded on the account.
+        recorded: u64,
+        /// The smallest epoch every stored fence accepts.
+        required_epoch: u64,
+    },
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
@@ -91,7 +109,8 @@ impl Error {
             Error::BalanceLimit => Some("BALANCE_LIMIT"),
             Error::RequestIdReused => Some("REQUEST_ID_REUSED"),
             Error::LockedOut(_) => Some("TOO_MANY_ATTEMPTS"),
-            Error::StaleLease { .. } => Some("LOCK_LOST"),
+            Error::LoginsBusy => Some("LOGINS_BUSY"),
+            Error::StaleLease { .. } | Error::LockLost { .. } => Some("LOCK_LOST"),
             _ => None,
         }
     }
@@ -103,26 +122,32 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => return invalid.into(),
             Error::Storage(_) | Error::Internal(_) => return internal(&err),
             Error::AccountNotFound { .. } => Code::NotFound,
-            Error::NotYourAccount { .. } | Error::NotStaff | Error::PinMismatch => {
-                Code::PermissionDenied
-            }
+            Error::NotYourAccount { .. }
+            | Error::NotStaff
+            | Error::PinMismatch
+            | Error::WrongOldPin => Code::PermissionDenied,
             Error::Unauthenticated(_) | Error::BadCredentials => Code::Unauthenticated,
-            Error::LockedOut(_) => Code::ResourceExhausted,
+            Error::LockedOut(_) | Error::LoginsBusy => Code::ResourceExhausted,
             Error::InsufficientFunds { .. } | Error::BalanceLimit => Code::FailedPrecondition,
             Error::RequestIdReused => Code::AlreadyExists,
             Error::SameAccount => {
                 return invalid_argument("to_account_id", "must differ from from_account_id");
             }
             Error::LockUnavailable(_) => Code::Unavailable,
-            Error::StaleLease { .. } => Code::Aborted,
+            Error::StaleLease { .. } | Error::LockLost { .. } => Code::Aborted,
         };
         let mut details = ErrorDetails::new();
-        if let Some(reason) = err.reason() {
+        if let Error::LockLost { required_epoch, .. } = &err {
+            let metadata = [("required_epoch".to_owned(), required_epoch.to_string())];
+            details.set_error_info("LOCK_LOST", ERROR_DOMAIN, metadata);
+        } else if let Some(reason) = err.reason() {
             details.set_error_info(reason, ERROR_DOMAIN, []);
         }
-        if let Error::LockedOut(wait) = &err {
-            details.set_retry_info(Some(*wait));
-        }
+        match &err {
+            Error::LockedOut(wait) => details.set_retry_info(Some(*wait)),
+            Error::LoginsBusy => details.set_retry_info(Some(crate::logins::BUSY_RETRY)),
+            _ => &mut details,
+        };
         Status::with_error_details(code, err.to_string(), details)
     }
 }

@@ -17,7 +17,9 @@ use township_store::{Checkpoints, Durability, Pools, SqlitePool, sqlx};
 
 use crate::{
     Error,
+    logins::LoginPolicy,
     schema::SCHEMA,
+    strikes,
     transfers::Transfer,
     types::{AccountId, Amount, HolderName, RequestId},
     writer::Writer,
@@ -59,15 +61,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) `<data_dir>/bank.db`. WAL with `synchronous = NORMAL`: a committed
-    /// transaction survives `kill -9` of any process; a power loss may lose the last commits.
+    /// Opens (or creates) `<data_dir>/bank.db`. WAL with `synchronous = FULL`: a committed
+    /// transaction survives `kill -9` of any process and a power loss (the group commit of
+    /// transfers spreads each fsync over a batch).
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let Pools { writes, reads } = township_store::open_pools(
             data_dir,
             "bank.db",
-            Durability::Normal,
+            Durability::Full,
             Checkpoints::InBackground {
                 every: CHECKPOINT_INTERVAL,
             },
@@ -103,38 +106,28 @@ impl Ledger {
         )
     }
 
-    /// Failed logins in a row for `name` and until when it is locked (Unix ms).
-    pub async fn login_failures(&self, name: &HolderName) -> Result<(u32, i64), Error> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT failures, locked_until_ms FROM login_failures WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&self.reads)
-                .await?;
-        let (failures, until) = row.unwrap_or((0, 0));
-        Ok((u32::try_from(failures).unwrap_or(u32::MAX), until))
-    }
-
-    /// Counts one more failed login for `name`; `lock_for(failures)` says how long (ms) the name is
-    /// then refused. Returns the new count.
-    pub async fn record_login_failure(
+    /// Counts a login attempt on `name` from `source` as a failure before its PIN is checked,
+    /// unless a lockout refuses it ([`Error::LockedOut`]); see [`crate::logins`].
+    pub async fn reserve_login(
         &self,
         name: &HolderName,
+        source: &str,
         now_ms: i64,
-        lock_for: impl Fn(u32) -> i64 + Send + 'static,
-    ) -> Result<u32, Error> {
-        let name = name.clone();
+        policy: LoginPolicy,
+    ) -> Result<(), Error> {
+        let (name, source) = (name.clone(), source.to_owned());
         self.writer
             .run(move |pool| async move {
-                writes::record_login_failure(&pool, &name, now_ms, lock_for).await
+                strikes::reserve(&pool, &name, &source, now_ms, policy).await
             })
             .await
     }
 
-    /// Forgets `name`'s failed logins (after a successful one).
-    pub async fn clear_login_failures(&self, name: &HolderName) -> Result<(), Error> {
-        let name = name.clone();
+    /// Forgets the failed logins of `name` from `source` (after a right PIN).
+    pub async fn clear_login_strikes(&self, name: &HolderName, source: &str) -> Result<(), Error> {
+        let (name, source) = (name.clone(), source.to_owned());
         self.writer
-            .run(move |pool| async move { writes::clear_login_failures(&pool, &name).await })
+            .run(move |pool| async move { strikes::clear(&pool, &name, &source).await })
             .await
     }
 
@@ -204,17 +197,69 @@ impl Ledger {
             .await
     }
 
+    /// Ends the sessions of `holder`, but the one whose token hash is `keep`. Returns how many.
+    pub async fn end_sessions(
+        &self,
+        holder: &HolderName,
+        keep: Option<&str>,
+    ) -> Result<u32, Error> {
+        let (holder, keep) = (holder.clone(), keep.map(str::to_owned));
+        self.writer
+            .run(move |pool| async move {
+                writes::end_sessions(&pool, &holder, keep.as_deref()).await
+            })
+            .await
+    }
+
+    /// Gives `holder` the PIN hash `pin_hash` and ends their sessions but the one of `keep` (a
+    /// token hash), at once. Returns how many sessions ended.
+    pub async fn change_pin(
+        &self,
+        holder: &HolderName,
+        pin_hash: &str,
+        keep: &str,
+    ) -> Result<u32, Error> {
+        let (holder, pin_hash, keep) = (holder.clone(), pin_hash.to_owned(), keep.to_owned());
+        self.writer
+            .run(move |pool| async move { writes::change_pin(&pool, &holder, &pin_hash, &keep).await })
+            .await
+    }
+
+    /// Forgets every failed login and lockout of `name` (staff's Unlock). Returns how many
+    /// sources had some.
+    pub async fn clear_all_login_strikes(&self, name: &HolderName) -> Result<u32, Error> {
+        let name = name.clone();
+        self.writer
+            .run(move |pool| async move { strikes::clear_all(&pool, &name).await })
+            .await
+    }
+
     // ----- accounts and holders -----
 
-    /// The accounts `name` holds, sorted.
+    /// The accounts `name` holds, in the order they were opened.
     pub async fn accounts_of(&self, name: &HolderName) -> Result<Vec<AccountId>, Error> {
+        // rowid: the order the accounts were opened in (the one file's commit order; an
+        // account is never deleted, so rowids are never reused).
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT account_id FROM account_holders WHERE holder_name = ? ORDER BY account_id",
+            "SELECT h.account_id FROM account_holders h JOIN accounts a ON a.id = h.account_id
+             WHERE h.holder_name = ? ORDER BY a.rowid",
         )
         .bind(name.as_str())
         .fetch_all(&self.reads)
         .await?;
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
+    }
+
+    /// The smallest fencing epoch whose every token is above every fence stored on an account
+    /// (tokens are `epoch << 40 | count`): what a lock service that lost its state must restart
+    /// at. 1 while no account has a fence.
+    pub async fn required_epoch(&self) -> Result<u64, Error> {
+        let highest: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(max(fence_any, fence_write)), 0) FROM accounts",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        Ok(((highest.max(0) as u64) >> 40) + 1)
     }
 
     /// Every account id, sorted.

@@ -9,18 +9,21 @@
 //! - [`ledger`]: the storage's typed API, fenced and exactly-once. Beneath it, `writer` is the
 //!   one writer every mutation goes through, `transfers` its group commit of transfers, `writes`
 //!   the SQL of the other mutations and `schema` the tables;
-//! - [`bank`]: the bank's behaviour (sessions, three strikes, locking);
+//! - [`bank`]: the bank's behaviour (sessions, logins, locking), with [`logins`] the policy that
+//!   throttles PIN guessing (`strikes` its SQL);
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 pub mod bank;
 mod clock;
 mod error;
 pub mod ledger;
+pub mod logins;
 mod pin;
 mod requests;
 pub mod rules;
 mod schema;
 pub mod service;
+mod strikes;
 #[cfg(debug_assertions)]
 pub mod test_seam;
 mod transfers;
@@ -30,7 +33,7 @@ mod writes;
 
 use std::{
     io::Write,
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -39,7 +42,7 @@ use std::{
 use anyhow::Context;
 use tokio::net::TcpListener;
 use township_client::{ClientTlsFiles, Dialer};
-use township_kit::{ServeOptions, ServiceSet, Shutdown};
+use township_kit::{ServeOptions, ServiceSet, Shutdown, config::BadConfig};
 use township_lock_client::LockClient;
 use township_proto::bank::v1::bank_service_server::BankServiceServer;
 
@@ -144,6 +147,8 @@ fn reload_lock_tls_on_hangup(
 }
 
 /// Reads the admin token from `path`, or creates it (random, mode 0600) if the file is missing.
+/// A token file that group or others may read or write is refused ([`BadConfig`]): whoever can
+/// read it is staff.
 /// The token is written and fsynced under a temporary name, then hard-linked into place, which
 /// fails if the file exists: so two replicas starting together agree (only one creates it, the
 /// other reads it), and a crash can never leave an empty token file behind.
@@ -189,6 +194,17 @@ pub fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
 
 /// The token in `path`, or `None` if there is no such file.
 fn read_token(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            return Err(BadConfig(format!(
+                "{} may be read or written by others than its owner (mode {:o}): chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ))
+            .into());
+        }
+        _ => {}
+    }
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
         Ok(_) => anyhow::bail!(
@@ -221,10 +237,32 @@ mod tests {
     }
 
     #[test]
+    fn an_admin_token_file_others_may_read_or_write_is_refused_as_bad_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::write(&path, "sekrit-token").unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_or_create_admin_token(&path).unwrap_err();
+            assert!(err.is::<BadConfig>(), "{mode:o}: {err:#}");
+            assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+            assert!(
+                !format!("{err:#}").contains("sekrit"),
+                "never echoes the token"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(load_or_create_admin_token(&path).unwrap(), "sekrit-token");
+        }
+    }
+
+    #[test]
     fn an_empty_admin_token_file_is_refused_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin-token");
         std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = load_or_create_admin_token(&path).unwrap_err();
         assert!(format!("{err:#}").contains("delete it"), "{err:#}");
     }

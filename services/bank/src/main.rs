@@ -3,7 +3,9 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use township_bank::{BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token};
+use township_bank::{
+    BankConfig, Config, DEFAULT_PORT, load_or_create_admin_token, logins::LoginPolicy,
+};
 use township_client::ClientTlsFiles;
 use township_kit::{ServerArgs, config, net, shutdown};
 use township_proto::town;
@@ -45,6 +47,20 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_BANK_INTEREST_RATE_BP", default_value_t = 200,
           value_parser = clap::value_parser!(i32).range(0..=10_000))]
     interest_rate_bp: i32,
+
+    /// How long one source (a client certificate's principal, else an IP address) is refused a
+    /// name after its third failed login in a row; each further failure doubles it.
+    #[arg(long, env = "TOWNSHIP_BANK_LOGIN_LOCKOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    login_lockout: Duration,
+
+    /// The longest such refusal; also how long failed logins are remembered.
+    #[arg(long, env = "TOWNSHIP_BANK_LOGIN_MAX_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    login_max_lockout: Duration,
+
+    /// How long a name is refused to everyone once 10 failed logins from all sources together
+    /// are remembered for it.
+    #[arg(long, env = "TOWNSHIP_BANK_LOGIN_NAME_LOCKOUT", default_value = "1m", value_parser = humantime::parse_duration)]
+    login_name_lockout: Duration,
 
     /// Lease lifetime of the account locks (kept alive while an operation runs).
     #[arg(long, env = "TOWNSHIP_BANK_LOCK_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -125,6 +141,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         bank: BankConfig {
             session_ttl: args.session_ttl,
             interest_rate_bp: args.interest_rate_bp,
+            logins: LoginPolicy {
+                lockout: args.login_lockout,
+                max_lockout: args.login_max_lockout,
+                name_lockout: args.login_name_lockout,
+            },
             #[cfg(debug_assertions)]
             test_delays: township_bank::test_seam::TestDelays {
                 after_grant: args.test_delays.test_delay_after_grant,

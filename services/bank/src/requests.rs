@@ -41,17 +41,18 @@ impl TryFrom<&pb::OpenAccountRequest> for NewAccount {
     }
 }
 
-/// AddHolder: another holder of an account, with their PIN if they are new.
-pub struct NewHolder {
-    /// The account, one the caller holds.
+/// AddHolder by staff: another holder of an account, with their PIN (set if they are new,
+/// checked if not, as for OpenAccount).
+pub struct StaffNewHolder {
+    /// The account.
     pub account: AccountId,
     /// The holder to add.
     pub holder: HolderName,
-    /// Their PIN: set if they are new, checked if not.
+    /// Their PIN.
     pub pin: Pin,
 }
 
-impl TryFrom<&pb::AddHolderRequest> for NewHolder {
+impl TryFrom<&pb::AddHolderRequest> for StaffNewHolder {
     type Error = Error;
 
     fn try_from(r: &pb::AddHolderRequest) -> Result<Self, Error> {
@@ -59,6 +60,64 @@ impl TryFrom<&pb::AddHolderRequest> for NewHolder {
             account: AccountId::parse("account_id", &r.account_id)?,
             holder: HolderName::parse("holder_name", &r.holder_name)?,
             pin: Pin::parse("pin", &r.pin)?,
+        })
+    }
+}
+
+/// AddHolder by a customer: one of their accounts, and the joining person's own live session
+/// (never a PIN: see [`crate::Bank::add_joining_holder`]).
+pub struct JoiningHolder {
+    /// The account, one the caller holds.
+    pub account: AccountId,
+    /// The name the caller expects the session to be of, if given.
+    pub holder: Option<HolderName>,
+    /// The joining person's session token.
+    pub session_token: String,
+}
+
+impl TryFrom<&pb::AddHolderRequest> for JoiningHolder {
+    type Error = Error;
+
+    fn try_from(r: &pb::AddHolderRequest) -> Result<Self, Error> {
+        if !r.pin.is_empty() {
+            return Err(Error::invalid(
+                "pin",
+                "a customer adds a holder by holder_session_token, never by PIN",
+            ));
+        }
+        if r.holder_session_token.trim().is_empty() {
+            return Err(Error::invalid(
+                "holder_session_token",
+                "required: the session of the holder to add (they log in first)",
+            ));
+        }
+        let holder = match r.holder_name.trim() {
+            "" => None,
+            _ => Some(HolderName::parse("holder_name", &r.holder_name)?),
+        };
+        Ok(Self {
+            account: AccountId::parse("account_id", &r.account_id)?,
+            holder,
+            session_token: r.holder_session_token.trim().to_owned(),
+        })
+    }
+}
+
+/// ChangePin: the old PIN and the new one.
+pub struct PinChange {
+    /// The PIN now.
+    pub old: Pin,
+    /// The PIN from now on.
+    pub new: Pin,
+}
+
+impl TryFrom<&pb::ChangePinRequest> for PinChange {
+    type Error = Error;
+
+    fn try_from(r: &pb::ChangePinRequest) -> Result<Self, Error> {
+        Ok(Self {
+            old: Pin::parse("old_pin", &r.old_pin)?,
+            new: Pin::parse("new_pin", &r.new_pin)?,
         })
     }
 }

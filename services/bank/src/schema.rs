@@ -6,8 +6,15 @@
 use township_store::Migration;
 
 /// The bank's migrations, in order (see township_store::Migration).
-pub const SCHEMA: &[Migration] = &[Migration {
-    version: 1,
-    description: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
-}];
+pub const SCHEMA: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "baseline",
+        sql: include_str!("../migrations/0001_baseline.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "login strikes per name and source",
+        sql: include_str!("../migrations/0002_login_strikes.sql"),
+    },
+];

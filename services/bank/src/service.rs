@@ -4,15 +4,21 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use township_kit::paging::{PageRequest, PageTokens, Scope};
+use township_kit::{
+    Caller,
+    paging::{PageRequest, PageTokens, Scope},
+};
 use township_proto::bank::v1::{self as pb, bank_service_server::BankService};
 
 use crate::{
     Error,
     bank::Bank,
     ledger::{Entry, Movement, Receipt},
-    requests::{self, Credentials, NewAccount, NewHolder, TransferOrder},
-    types::{AccountId, RequestId},
+    logins,
+    requests::{
+        self, Credentials, JoiningHolder, NewAccount, PinChange, StaffNewHolder, TransferOrder,
+    },
+    types::{AccountId, HolderName, RequestId},
 };
 
 /// Implements `township.bank.v1.BankService`.
@@ -35,13 +41,24 @@ impl BankApi {
     }
 
     fn staff<T>(&self, request: &Request<T>) -> Result<(), Error> {
-        let given = bearer(request)?.unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), self.admin_token.as_bytes()) && !given.is_empty() {
+        if self.is_admin_token(bearer(request)?) {
             Ok(())
         } else {
             Err(Error::NotStaff)
         }
     }
+
+    fn is_admin_token(&self, given: Option<&str>) -> bool {
+        let given = given.unwrap_or_default();
+        constant_time_eq(given.as_bytes(), self.admin_token.as_bytes()) && !given.is_empty()
+    }
+}
+
+/// Where a login-like call comes from, for its strikes: the caller's certificate principal, else
+/// its IP address (see [`logins::source`]).
+fn source<T>(request: &Request<T>) -> String {
+    let principal = Caller::of(request).map(Caller::principal);
+    logins::source(principal, request.remote_addr().map(|a| a.ip()))
 }
 
 /// The call's `authorization: Bearer <token>`, if any; any other form is UNAUTHENTICATED.
@@ -84,9 +101,16 @@ impl BankService for BankApi {
         request: Request<pb::AddHolderRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let token = bearer(&request)?;
-        let r = NewHolder::try_from(request.get_ref())?;
-        let account = self.bank.authorize(token, r.account, "account_id").await?;
-        let account = self.bank.add_holder(account, r.holder, r.pin).await?;
+        let account = if self.is_admin_token(token) {
+            let r = StaffNewHolder::try_from(request.get_ref())?;
+            self.bank.add_holder(r.account, r.holder, r.pin).await?
+        } else {
+            let r = JoiningHolder::try_from(request.get_ref())?;
+            let account = self.bank.authorize(token, r.account, "account_id").await?;
+            self.bank
+                .add_joining_holder(account, r.holder, &r.session_token)
+                .await?
+        };
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -95,7 +119,7 @@ impl BankService for BankApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = Credentials::try_from(request.get_ref())?;
-        let session = self.bank.login(r.name, r.pin).await?;
+        let session = self.bank.login(r.name, r.pin, &source(&request)).await?;
         Ok(Response::new(pb::LoginResponse {
             session_token: session.token,
             account_ids: session.accounts.iter().map(ToString::to_string).collect(),
@@ -109,6 +133,37 @@ impl BankService for BankApi {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         self.bank.logout(bearer(&request)?).await?;
         Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn change_pin(
+        &self,
+        request: Request<pb::ChangePinRequest>,
+    ) -> Result<Response<pb::ChangePinResponse>, Status> {
+        let r = PinChange::try_from(request.get_ref())?;
+        let source = source(&request);
+        let token = bearer(&request)?;
+        let sessions_ended = self.bank.change_pin(token, r.old, r.new, &source).await?;
+        Ok(Response::new(pb::ChangePinResponse { sessions_ended }))
+    }
+
+    async fn unlock(
+        &self,
+        request: Request<pb::UnlockRequest>,
+    ) -> Result<Response<pb::UnlockResponse>, Status> {
+        self.staff(&request)?;
+        let name = HolderName::parse("holder_name", &request.get_ref().holder_name)?;
+        let cleared = self.bank.unlock(name).await?;
+        Ok(Response::new(pb::UnlockResponse { cleared }))
+    }
+
+    async fn revoke_sessions(
+        &self,
+        request: Request<pb::RevokeSessionsRequest>,
+    ) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
+        self.staff(&request)?;
+        let name = HolderName::parse("holder_name", &request.get_ref().holder_name)?;
+        let sessions_ended = self.bank.revoke_sessions(name).await?;
+        Ok(Response::new(pb::RevokeSessionsResponse { sessions_ended }))
     }
 
     async fn get_balance(

@@ -44,48 +44,7 @@ async fn begin(pool: &SqlitePool) -> Result<Tx, Error> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-// ----- login failures and sessions -----
-
-/// Counts one more failed login for `name`, refused until `now_ms + lock_for(failures)`.
-/// Returns the new count.
-pub async fn record_login_failure(
-    pool: &SqlitePool,
-    name: &HolderName,
-    now_ms: i64,
-    lock_for: impl Fn(u32) -> i64,
-) -> Result<u32, Error> {
-    let mut tx = begin(pool).await?;
-    let failures: Option<i64> =
-        sqlx::query_scalar("SELECT failures FROM login_failures WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let failures = u32::try_from(failures.unwrap_or(0))
-        .unwrap_or(u32::MAX)
-        .saturating_add(1);
-    let until = now_ms.saturating_add(lock_for(failures));
-    sqlx::query(
-        "INSERT INTO login_failures (name, failures, locked_until_ms) VALUES (?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,
-                                          locked_until_ms = excluded.locked_until_ms",
-    )
-    .bind(name.as_str())
-    .bind(i64::from(failures))
-    .bind(until)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(failures)
-}
-
-/// Forgets `name`'s failed logins.
-pub async fn clear_login_failures(pool: &SqlitePool, name: &HolderName) -> Result<(), Error> {
-    sqlx::query("DELETE FROM login_failures WHERE name = ?")
-        .bind(name.as_str())
-        .execute(pool)
-        .await?;
-    Ok(())
-}
+// ----- sessions -----
 
 /// Stores a session (by the hash of its token) and drops expired ones.
 pub async fn create_session(
@@ -117,6 +76,44 @@ pub async fn delete_session(pool: &SqlitePool, token_hash: &str) -> Result<bool,
         .execute(pool)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Ends the sessions of `holder`, except the one of `keep` (a token hash), if given. Returns
+/// how many ended.
+pub async fn end_sessions(
+    pool: &SqlitePool,
+    holder: &HolderName,
+    keep: Option<&str>,
+) -> Result<u32, Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE holder_name = ? AND token_hash != ?")
+        .bind(holder.as_str())
+        .bind(keep.unwrap_or_default())
+        .execute(pool)
+        .await?;
+    Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+}
+
+/// Replaces `holder`'s PIN hash and ends their sessions but the one of `keep`, in one
+/// transaction. Returns how many sessions ended.
+pub async fn change_pin(
+    pool: &SqlitePool,
+    holder: &HolderName,
+    pin_hash: &str,
+    keep: &str,
+) -> Result<u32, Error> {
+    let mut tx = begin(pool).await?;
+    sqlx::query("UPDATE holders SET pin_hash = ? WHERE name = ?")
+        .bind(pin_hash)
+        .bind(holder.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE holder_name = ? AND token_hash != ?")
+        .bind(holder.as_str())
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
 }
 
 // ----- accounts and holders -----

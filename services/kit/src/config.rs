@@ -148,9 +148,15 @@ fn exit_for_parse_error(err: &clap::Error) -> u8 {
     }
 }
 
+/// A setting refused after parsing, e.g. a secret file that others may read: [`run_server`]
+/// exits [`EXIT_BAD_CONFIG`] with its one line, as for a flag that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadConfig(pub String);
+
 /// The body of every server binary's `main`: parses `A` (bad config: one line, exit 64), starts
 /// tracing in the format its [`ServerArgs`] ask for, runs `serve`, and turns a failure into one
-/// line on stderr and exit 1.
+/// line on stderr and exit 1 ([`BadConfig`] anywhere in its chain: exit 64).
 pub async fn run_server<A: Parser>(
     server_args: impl Fn(&A) -> &ServerArgs,
     serve: impl AsyncFnOnce(A) -> anyhow::Result<()>,
@@ -159,6 +165,10 @@ pub async fn run_server<A: Parser>(
     crate::telemetry::init(server_args(&args).log_format);
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.chain().any(|cause| cause.is::<BadConfig>()) => {
+            eprintln!("{}: {err:#}", program_name());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
         Err(err) => fail(&err),
     }
 }

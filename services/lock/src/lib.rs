@@ -28,6 +28,7 @@ use township_proto::lock::v1::lock_service_server::LockServiceServer;
 pub use error::Error;
 pub use guard::Caps;
 pub use service::LockApi;
+pub use store::MAX_EPOCH;
 pub use table::LockTable;
 
 use guard::Guard;
@@ -42,6 +43,8 @@ pub struct Config {
     pub serve: ServeOptions,
     /// Where the fencing epoch is kept.
     pub data_dir: PathBuf,
+    /// The lowest epoch this run may take (1: just the stored one plus 1).
+    pub initial_epoch: u64,
     /// The resource ACL file, re-read on SIGHUP; `None`: every principal may lock anything.
     pub resource_acl: Option<PathBuf>,
     /// Each principal's caps (an ACL rule may lower them for the principals it names).
@@ -53,7 +56,7 @@ pub struct Config {
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let guard = Arc::new(Guard::new(config.resource_acl.clone(), config.caps)?);
     watch_hangups(&guard, &shutdown)?;
-    let epoch = store::next_epoch(&config.data_dir).await?;
+    let epoch = store::next_epoch(&config.data_dir, config.initial_epoch).await?;
     tracing::info!(epoch, data_dir = %config.data_dir.display(), "fencing epoch advanced");
     let table = Arc::new(LockTable::new(epoch));
     let reaper = tokio::spawn(table.clone().expire_leases(shutdown.clone()));

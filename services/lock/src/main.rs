@@ -33,6 +33,13 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_LOCK_MAX_TTL", value_name = "DURATION", default_value = "5m",
           value_parser = humantime::parse_duration)]
     max_ttl: Duration,
+
+    /// The lowest fencing epoch this start may take: the epoch becomes the larger of this and
+    /// the stored one plus 1. For recovery after lock.db was lost: give the `required_epoch` the
+    /// bank reports with LOCK_LOST. A fresh data directory otherwise starts at 1.
+    #[arg(long, env = "TOWNSHIP_LOCK_INITIAL_EPOCH", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=township_lock::MAX_EPOCH as i64))]
+    initial_epoch: u32,
 }
 
 #[tokio::main]
@@ -46,6 +53,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         serve: (&args.server).into(),
         data_dir: args.server.data_dir_or("lock"),
         resource_acl: args.resource_acl,
+        initial_epoch: u64::from(args.initial_epoch),
         caps: Caps {
             max_leases: args.max_leases_per_principal as usize,
             max_waiters: args.max_waiters_per_principal as usize,

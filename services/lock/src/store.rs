@@ -16,17 +16,23 @@ const SCHEMA: &[Migration] = &[Migration {
 
 /// The largest epoch: 23 bits, so that every token `(epoch << 40) | count` fits in an SQL
 /// INTEGER (a signed 64-bit number) wherever fenced storage records it.
-const MAX_EPOCH: i64 = (1 << 23) - 1;
+pub const MAX_EPOCH: i64 = (1 << 23) - 1;
 
-/// Increments and returns the epoch stored in `<data_dir>/lock.db` (1 on first start). The
-/// increment is committed with a full fsync before any token of the new epoch is issued.
-pub async fn next_epoch(data_dir: &Path) -> anyhow::Result<u64> {
+/// Advances the epoch stored in `<data_dir>/lock.db` to the larger of itself plus 1 and `at_least`
+/// (so `at_least` on first start; 1 by default), and returns it. The new epoch is committed with a
+/// full fsync before any token of it is issued.
+pub async fn next_epoch(data_dir: &Path, at_least: u64) -> anyhow::Result<u64> {
+    let at_least = i64::try_from(at_least)
+        .ok()
+        .filter(|e| (1..=MAX_EPOCH).contains(e))
+        .with_context(|| format!("initial epoch {at_least} is out of range (1..={MAX_EPOCH})"))?;
     let pool = township_store::open(data_dir, "lock.db", Durability::Full, 1, SCHEMA).await?;
     let epoch: i64 = sqlx::query_scalar(
-        "INSERT INTO epoch (id, value) VALUES (1, 1)
-         ON CONFLICT (id) DO UPDATE SET value = value + 1
+        "INSERT INTO epoch (id, value) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET value = max(value + 1, ?1)
          RETURNING value",
     )
+    .bind(at_least)
     .fetch_one(&pool)
     .await
     .context("cannot advance the fencing epoch")?;
@@ -37,4 +43,26 @@ pub async fn next_epoch(data_dir: &Path) -> anyhow::Result<u64> {
         );
     }
     Ok(epoch as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fresh_directory_starts_at_1_and_each_start_advances_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(next_epoch(dir.path(), 1).await.unwrap(), 1);
+        assert_eq!(next_epoch(dir.path(), 1).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_initial_epoch_raises_the_epoch_but_never_lowers_it() {
+        let fresh = tempfile::tempdir().unwrap();
+        assert_eq!(next_epoch(fresh.path(), 7).await.unwrap(), 7);
+        assert_eq!(next_epoch(fresh.path(), 7).await.unwrap(), 8);
+        assert_eq!(next_epoch(fresh.path(), 3).await.unwrap(), 9);
+        let err = next_epoch(fresh.path(), 1 << 23).await.unwrap_err();
+        assert!(format!("{err:#}").contains("out of range"), "{err:#}");
+    }
 }

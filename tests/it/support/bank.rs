@@ -25,15 +25,26 @@ pub type Rpc = BankServiceClient<Channel>;
 
 // ----- processes -----
 
-/// A lock-server keeping its fencing epoch in `dir`, on `listen` (`None`: an ephemeral port).
-async fn try_lock_server(dir: &Path, listen: Option<&str>) -> anyhow::Result<ServiceProcess> {
-    let args = ["--data-dir", dir.to_str().expect("a UTF-8 temp path")];
+/// A lock-server keeping its fencing epoch in `dir`, on `listen` (`None`: an ephemeral port),
+/// with `extra` flags.
+async fn try_lock_server(
+    dir: &Path,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    let mut args = vec!["--data-dir", dir.to_str().expect("a UTF-8 temp path")];
+    args.extend_from_slice(extra);
     try_server("lock-server", listen, &args).await
 }
 
-/// [`try_lock_server`], which must start.
+/// [`try_lock_server`] with no extra flags, which must start.
 pub async fn lock_server(dir: &Path, listen: Option<&str>) -> ServiceProcess {
-    try_lock_server(dir, listen)
+    lock_server_with(dir, listen, &[]).await
+}
+
+/// [`try_lock_server`], which must start.
+pub async fn lock_server_with(dir: &Path, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
+    try_lock_server(dir, listen, extra)
         .await
         .expect("the lock-server starts")
 }
@@ -90,6 +101,16 @@ pub fn tls_client(addr: &str, timeout: Duration, tls: ClientTlsConfig) -> Rpc {
         .expect("valid uri")
         .tls_config(tls)
         .expect("a valid TLS config");
+    lazy_client(endpoint, timeout)
+}
+
+/// [`client`] whose connections come from the loopback address `from` (e.g. 127.0.0.2): another
+/// caller, as the bank sees it.
+pub fn client_from(addr: &str, from: &str, timeout: Duration) -> Rpc {
+    let from: std::net::IpAddr = from.parse().expect("an IP address");
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .local_address(Some(from));
     lazy_client(endpoint, timeout)
 }
 
@@ -180,6 +201,57 @@ pub async fn open_account(
         .open_account(authed(admin, request))
         .await
         .map(|r| r.into_inner())
+}
+
+/// AddHolder, with `token` (a session's, or the admin token for staff).
+pub async fn add_holder(
+    rpc: &Rpc,
+    token: &str,
+    request: pb::AddHolderRequest,
+) -> Result<pb::Account, Status> {
+    rpc.clone()
+        .add_holder(authed(token, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// ChangePin, with the session `token`.
+pub async fn change_pin(
+    rpc: &Rpc,
+    token: &str,
+    old: &str,
+    new: &str,
+) -> Result<pb::ChangePinResponse, Status> {
+    let request = pb::ChangePinRequest {
+        old_pin: old.into(),
+        new_pin: new.into(),
+    };
+    rpc.clone()
+        .change_pin(authed(token, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Unlock, as staff (`admin` is the admin token).
+pub async fn unlock(rpc: &Rpc, admin: &str, name: &str) -> Result<u32, Status> {
+    let request = pb::UnlockRequest {
+        holder_name: name.into(),
+    };
+    rpc.clone()
+        .unlock(authed(admin, request))
+        .await
+        .map(|r| r.into_inner().cleared)
+}
+
+/// RevokeSessions, as staff (`admin` is the admin token).
+pub async fn revoke_sessions(rpc: &Rpc, admin: &str, name: &str) -> Result<u32, Status> {
+    let request = pb::RevokeSessionsRequest {
+        holder_name: name.into(),
+    };
+    rpc.clone()
+        .revoke_sessions(authed(admin, request))
+        .await
+        .map(|r| r.into_inner().sessions_ended)
 }
 
 /// Login.
@@ -417,4 +489,65 @@ pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
         .await
         .expect("read the bank's requests");
     found > 0
+}
+
+/// Makes the SQLite file `path` from `dump` (SQL, as `.dump` writes it): for data directories
+/// made by earlier versions, kept as text in `tests/it/fixtures`.
+pub async fn restore_dump(path: &Path, dump: &'static str) {
+    // A dump creates tables in name order, before the tables they refer to.
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .foreign_keys(false);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("create the database");
+    sqlx::raw_sql(dump)
+        .execute(&mut db)
+        .await
+        .expect("restore the dump");
+    db.close().await.expect("close the database");
+}
+
+/// The schema versions `<data_dir>/bank.db` records as applied, in order.
+pub async fn schema_versions(data_dir: &Path) -> Vec<i64> {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database");
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(&mut db)
+        .await
+        .expect("read the applied migrations")
+}
+
+/// The failed logins `<data_dir>/bank.db` counts for `name`, from every source.
+pub async fn strikes(data_dir: &Path, name: &str) -> i64 {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database");
+    sqlx::query_scalar("SELECT coalesce(sum(failures), 0) FROM login_strikes WHERE name = ?")
+        .bind(name)
+        .fetch_one(&mut db)
+        .await
+        .expect("read the login strikes")
+}
+
+/// The names `<data_dir>/bank.db` remembers failed logins for.
+pub async fn names_with_strikes(data_dir: &Path) -> Vec<String> {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    let mut db = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database");
+    sqlx::query_scalar("SELECT DISTINCT name FROM login_strikes ORDER BY name")
+        .fetch_all(&mut db)
+        .await
+        .expect("read the login strikes")
 }

@@ -53,3 +53,11 @@ pub fn reason(status: &Status) -> Option<String> {
         .error_info()
         .map(|info| info.reason.clone())
 }
+
+/// The `ErrorInfo` metadata `key` of `status`, if it carries one.
+pub fn error_metadata(status: &Status, key: &str) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .and_then(|info| info.metadata.get(key).cloned())
+}

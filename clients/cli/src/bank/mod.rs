@@ -1,6 +1,7 @@
 //! `township bank`: the bank's command-line client. Staff open accounts and apply interest with
 //! the admin token; customers log in with their name and PIN, check a balance, deposit, withdraw,
-//! transfer or read their history, and log out again. Every money movement carries a fresh
+//! transfer or read their history, change their PIN, and log out again; staff also lift
+//! lockouts and end a holder's sessions. Every money movement carries a fresh
 //! request id and is retried with that same id when the bank may not have answered, so a retry
 //! never moves money twice. Also the bank session that `township atm` drives.
 //!
@@ -11,17 +12,19 @@ mod credentials;
 mod print;
 mod session;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use tonic::Status;
-use township_proto::bank::v1::{ApplyInterestRequest, OpenAccountRequest};
+use township_proto::bank::v1::{
+    ApplyInterestRequest, OpenAccountRequest, RevokeSessionsRequest, UnlockRequest,
+};
 use township_proto::money::parse_cents;
 
 use crate::{error::CliError, global::Global};
-use credentials::{admin_token, read_pin};
+use credentials::{admin_token, read_new_pin, read_pin};
 pub use print::{print_balance, print_history, print_moved};
-use print::{print_interest, print_opened};
+use print::{print_interest, print_opened, print_pin_changed, print_revoked, print_unlocked};
 use session::new_request_id;
 pub use session::{Bank, Movement, Session};
 
@@ -84,6 +87,31 @@ enum BankCommand {
     },
     /// Staff: credit every account with interest at its rate.
     Interest {
+        #[command(flatten)]
+        staff: Staff,
+    },
+    /// Change your PIN; your other sessions end.
+    Pin {
+        /// A file whose first line is the new PIN. Default: env TOWNSHIP_BANK_NEW_PIN, else a
+        /// prompt (without echo) when stdin is a terminal.
+        #[arg(long, value_name = "FILE")]
+        new_pin_file: Option<PathBuf>,
+        #[command(flatten)]
+        customer: Customer,
+    },
+    /// Staff: lift every lockout of a holder's name.
+    Unlock {
+        /// The holder's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        staff: Staff,
+    },
+    /// Staff: end every session of a holder.
+    Revoke {
+        /// The holder's name.
+        #[arg(long)]
+        name: String,
         #[command(flatten)]
         staff: Staff,
     },
@@ -150,6 +178,12 @@ pub async fn run(args: BankArgs, global: &Global) -> Result<(), CliError> {
     match args.command {
         BankCommand::Open(args) => open(args, global).await,
         BankCommand::Interest { staff } => interest(&staff, global).await,
+        BankCommand::Pin {
+            new_pin_file,
+            customer,
+        } => change_pin(&customer, new_pin_file.as_deref(), global).await,
+        BankCommand::Unlock { name, staff } => unlock(&name, &staff, global).await,
+        BankCommand::Revoke { name, staff } => revoke(&name, &staff, global).await,
         BankCommand::Balance { account, customer } => {
             as_customer(&customer, global, async |session| {
                 let cents = session.balance(&account).await?;
@@ -221,6 +255,57 @@ async fn interest(staff: &Staff, global: &Global) -> Result<(), CliError> {
         .await
         .map_err(|status| bank.error(status))?;
     print_interest(global, &reply);
+    Ok(())
+}
+
+async fn change_pin(
+    customer: &Customer,
+    new_pin_file: Option<&Path>,
+    global: &Global,
+) -> Result<(), CliError> {
+    let old = read_pin(&customer.pin, &format!("PIN for {}: ", customer.name))?;
+    let new = read_new_pin(new_pin_file)?;
+    let bank = Bank::connect(global).await?;
+    let session = bank
+        .login(&customer.name, &old)
+        .await
+        .map_err(|status| bank.error(status))?;
+    let changed = session.change_pin(&old, &new).await;
+    session.logout().await;
+    let ended = changed.map_err(|status| bank.error(status))?;
+    print_pin_changed(global, ended);
+    Ok(())
+}
+
+async fn unlock(name: &str, staff: &Staff, global: &Global) -> Result<(), CliError> {
+    let admin = admin_token(&staff.admin_token_file)?;
+    let bank = Bank::connect(global).await?;
+    let message = UnlockRequest {
+        holder_name: name.to_owned(),
+    };
+    let reply = bank
+        .call(Some(&admin), message, |mut client, request| async move {
+            client.unlock(request).await
+        })
+        .await
+        .map_err(|status| bank.error(status))?;
+    print_unlocked(global, name, reply.cleared);
+    Ok(())
+}
+
+async fn revoke(name: &str, staff: &Staff, global: &Global) -> Result<(), CliError> {
+    let admin = admin_token(&staff.admin_token_file)?;
+    let bank = Bank::connect(global).await?;
+    let message = RevokeSessionsRequest {
+        holder_name: name.to_owned(),
+    };
+    let reply = bank
+        .call(Some(&admin), message, |mut client, request| async move {
+            client.revoke_sessions(request).await
+        })
+        .await
+        .map_err(|status| bank.error(status))?;
+    print_revoked(global, name, reply.sessions_ended);
     Ok(())
 }
 

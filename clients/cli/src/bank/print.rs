@@ -124,3 +124,43 @@ pub fn print_history(global: &Global, transactions: &[Transaction]) {
         );
     }
 }
+
+/// Prints a PIN change: `PIN changed; 2 other sessions ended`.
+pub(super) fn print_pin_changed(global: &Global, sessions_ended: u32) {
+    if global.json {
+        print_json(&serde_json::json!({ "pin_changed": true, "sessions_ended": sessions_ended }));
+    } else {
+        println!(
+            "PIN changed; {} ended",
+            sessions(sessions_ended, "other session")
+        );
+    }
+}
+
+/// Prints what Unlock did: `unlocked Ada (lockouts from 2 sources lifted)`.
+pub(super) fn print_unlocked(global: &Global, name: &str, cleared: u32) {
+    if global.json {
+        print_json(&serde_json::json!({ "holder_name": name, "sources_cleared": cleared }));
+    } else {
+        let sources = if cleared == 1 { "source" } else { "sources" };
+        println!("unlocked {name} (failed logins from {cleared} {sources} forgotten)");
+    }
+}
+
+/// Prints what RevokeSessions did: `ended 3 sessions of Ada`.
+pub(super) fn print_revoked(global: &Global, name: &str, ended: u32) {
+    if global.json {
+        print_json(&serde_json::json!({ "holder_name": name, "sessions_ended": ended }));
+    } else {
+        println!("ended {} of {name}", sessions(ended, "session"));
+    }
+}
+
+/// `1 session`, `2 sessions`.
+fn sessions(count: u32, what: &str) -> String {
+    if count == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{count} {what}s")
+    }
+}

@@ -7,8 +7,8 @@ use std::future::Future;
 use tonic::{Code, Request, Response, Status, metadata::AsciiMetadataValue, transport::Channel};
 use township_client::Backoff;
 use township_proto::bank::v1::{
-    AmountRequest, GetBalanceRequest, ListTransactionsRequest, LoginRequest, LogoutRequest,
-    Transaction, TransferRequest, bank_service_client::BankServiceClient,
+    AmountRequest, ChangePinRequest, GetBalanceRequest, ListTransactionsRequest, LoginRequest,
+    LogoutRequest, Transaction, TransferRequest, bank_service_client::BankServiceClient,
 };
 use township_proto::town;
 
@@ -89,8 +89,24 @@ impl Bank {
         M: Clone,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
+        self.call_retrying(self.global.retries, auth, message, rpc)
+            .await
+    }
+
+    /// [`Bank::call`], tried again at most `retries` times.
+    async fn call_retrying<M, R, Fut>(
+        &self,
+        retries: u32,
+        auth: Option<&AsciiMetadataValue>,
+        message: M,
+        rpc: impl Fn(BankServiceClient<Channel>, Request<M>) -> Fut,
+    ) -> Result<R, Status>
+    where
+        M: Clone,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
         let mut backoff = Backoff::new();
-        let mut retries_left = self.global.retries;
+        let mut retries_left = retries;
         loop {
             let mut request = unary(message.clone(), &self.global);
             if let Some(auth) = auth {
@@ -256,6 +272,26 @@ impl Session<'_> {
         }
         transactions.truncate(limit);
         Ok(transactions)
+    }
+
+    /// Changes the holder's PIN; returns how many of their other sessions ended. Tried once: a
+    /// retry after a change that was made but not answered would send an old PIN that is no
+    /// longer right, and count as a failed login.
+    pub async fn change_pin(&self, old: &str, new: &str) -> Result<u32, Status> {
+        let message = ChangePinRequest {
+            old_pin: old.to_owned(),
+            new_pin: new.to_owned(),
+        };
+        let reply = self
+            .bank
+            .call_retrying(
+                0,
+                Some(&self.auth),
+                message,
+                |mut client, request| async move { client.change_pin(request).await },
+            )
+            .await?;
+        Ok(reply.sessions_ended)
     }
 
     /// Ends the session. A failure only warns: the session expires by itself.

@@ -1,0 +1,114 @@
+//! The SQL of login strikes (the policy is in `logins`): reserving an attempt, which counts it
+//! as a failure in the same transaction that checks the lockouts, and clearing a source's count
+//! after a right PIN. Old rows are pruned as attempts come, so the table holds only the sources
+//! that failed within the longest lockout.
+
+use std::time::Duration;
+
+use township_store::{SqlitePool, sqlx};
+
+use crate::{
+    Error,
+    logins::{LoginPolicy, NAME_STRIKES, STRIKES},
+    types::HolderName,
+};
+
+/// Rows pruned at most per attempt (an index on `last_ms` finds them).
+const PRUNE_BATCH: i64 = 64;
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Counts an attempt on `name` from `source` at `now_ms` as a failure, unless `source` or the
+/// whole name is locked out, which is [`Error::LockedOut`] with the wait (and counts nothing).
+pub async fn reserve(
+    pool: &SqlitePool,
+    name: &HolderName,
+    source: &str,
+    now_ms: i64,
+    policy: LoginPolicy,
+) -> Result<(), Error> {
+    let remembered_since = now_ms.saturating_sub(ms(policy.max_lockout));
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "DELETE FROM login_strikes WHERE rowid IN
+         (SELECT rowid FROM login_strikes WHERE last_ms < ? LIMIT ?)",
+    )
+    .bind(remembered_since)
+    .bind(PRUNE_BATCH)
+    .execute(&mut *tx)
+    .await?;
+
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT failures, locked_until_ms FROM login_strikes WHERE name = ? AND source = ?",
+    )
+    .bind(name.as_str())
+    .bind(source)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (failures, locked_until) = row.unwrap_or((0, 0));
+    let (name_failures, latest): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(failures), 0), coalesce(max(last_ms), 0) FROM login_strikes
+         WHERE name = ? AND last_ms >= ?",
+    )
+    .bind(name.as_str())
+    .bind(remembered_since)
+    .fetch_one(&mut *tx)
+    .await?;
+    let name_locked_until = if name_failures >= i64::from(NAME_STRIKES) {
+        latest.saturating_add(ms(policy.name_lockout))
+    } else {
+        0
+    };
+    let until = locked_until.max(name_locked_until);
+    if until > now_ms {
+        return Err(Error::LockedOut(Duration::from_millis(
+            (until - now_ms) as u64,
+        )));
+    }
+
+    let failures = u32::try_from(failures)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    let locked_until = if failures >= STRIKES {
+        now_ms.saturating_add(ms(policy.source_lockout(failures)))
+    } else {
+        0
+    };
+    sqlx::query(
+        "INSERT INTO login_strikes (name, source, failures, locked_until_ms, last_ms)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name, source) DO UPDATE SET failures = excluded.failures,
+             locked_until_ms = excluded.locked_until_ms, last_ms = excluded.last_ms",
+    )
+    .bind(name.as_str())
+    .bind(source)
+    .bind(i64::from(failures))
+    .bind(locked_until)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Forgets the failures of `name` from `source` (its PIN was right).
+pub async fn clear(pool: &SqlitePool, name: &HolderName, source: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM login_strikes WHERE name = ? AND source = ?")
+        .bind(name.as_str())
+        .bind(source)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Forgets every failure and lockout of `name`, from every source (staff's Unlock). Returns how
+/// many sources had some.
+pub async fn clear_all(pool: &SqlitePool, name: &HolderName) -> Result<u32, Error> {
+    let done = sqlx::query("DELETE FROM login_strikes WHERE name = ?")
+        .bind(name.as_str())
+        .execute(pool)
+        .await?;
+    Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+}

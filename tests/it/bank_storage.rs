@@ -1,0 +1,107 @@
+//! The bank's storage across versions and losses: a data directory made before versioned
+//! migrations opens in place, keeping its money, its holders' PINs, its fences and its record of
+//! requests; and when the lock service loses its lock.db, the bank names the epoch to restart it
+//! at, and works again once it is.
+
+use std::{os::unix::fs::PermissionsExt, time::Duration};
+
+use tonic::Code;
+use township_tests::free_port;
+
+use crate::support::{
+    bank::{
+        Payer, admin_token, assert_adds_up, balance, bank_server, client, ledger, lock_server,
+        lock_server_with, login, request_id, restore_dump, schema_versions, transfer,
+    },
+    process::stop,
+    status::{error_metadata, expect_code, reason},
+};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const ADA: &str = "64b54aa9-aaf5-41ba-bec3-112ff21961aa";
+const BOB: &str = "80731e76-2686-4466-b69d-48686b6b1435";
+/// The fixture's one transfer: 25.00 from Ada to Bob, transaction 3.
+const TRANSFER: &str = "26152820-35f4-4ea3-996e-c7165fca2db6";
+
+#[tokio::test]
+async fn a_data_dir_made_before_migrations_upgrades_in_place_and_keeps_every_cent_and_request() {
+    let (lock_dir, bank_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    restore_dump(
+        &lock_dir.path().join("lock.db"),
+        include_str!("fixtures/bank-before-migrations/lock.sql"),
+    )
+    .await;
+    restore_dump(
+        &bank_dir.path().join("bank.db"),
+        include_str!("fixtures/bank-before-migrations/bank.sql"),
+    )
+    .await;
+    let token_file = bank_dir.path().join("admin-token");
+    std::fs::write(&token_file, "fixture-admin-token").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let lock = lock_server(lock_dir.path(), None).await;
+    let bank = bank_server(bank_dir.path(), &lock.addr.to_string(), None, &[]).await;
+    let rpc = client(&bank.addr.to_string(), LIMIT);
+    assert_eq!(schema_versions(bank_dir.path()).await, [1, 2]);
+
+    let ada = login(&rpc, "ada", "2468")
+        .await
+        .expect("Ada's PIN still works");
+    let bob = login(&rpc, "bob", "1357")
+        .await
+        .expect("Bob's PIN still works");
+    assert_eq!(balance(&rpc, &ada.session_token, ADA).await.unwrap(), 7_500);
+    assert_eq!(balance(&rpc, &bob.session_token, BOB).await.unwrap(), 3_025);
+    let ada_ledger = ledger(&rpc, &ada.session_token, ADA).await.unwrap();
+    assert_adds_up(&ada_ledger, 7_500);
+
+    let replay = transfer(&rpc, &ada.session_token, ADA, BOB, 2_500, TRANSFER)
+        .await
+        .expect("the old request's receipt");
+    assert_eq!(
+        replay.transaction_id, "3",
+        "answered from the record, not done again"
+    );
+    let receipt = transfer(&rpc, &ada.session_token, ADA, BOB, 100, &request_id()).await;
+    assert!(receipt.is_ok(), "{receipt:?}; logs:\n{}", bank.logs());
+    assert_eq!(balance(&rpc, &ada.session_token, ADA).await.unwrap(), 7_400);
+}
+
+#[tokio::test]
+async fn after_the_lock_service_loses_lock_db_the_bank_names_the_required_epoch_and_works_at_it() {
+    let (lock_dir, bank_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lock_addr = format!("127.0.0.1:{}", free_port());
+    let lock = lock_server(lock_dir.path(), Some(&lock_addr)).await;
+    let bank = bank_server(bank_dir.path(), &lock_addr, None, &[]).await;
+    let rpc = client(&bank.addr.to_string(), LIMIT);
+    let payer = Payer::open(&rpc, &admin_token(bank_dir.path()), "ada", "bob").await;
+    for _ in 0..3 {
+        payer.pay(1).await.expect("a transfer at epoch 1");
+    }
+
+    // The lock service comes back with nothing: epoch 1 again, its tokens below the fences.
+    stop(lock, libc::SIGTERM).await;
+    for entry in std::fs::read_dir(lock_dir.path()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let lock = lock_server(lock_dir.path(), Some(&lock_addr)).await;
+    let lost = expect_code(payer.pay(1).await, Code::Aborted);
+    assert_eq!(reason(&lost).as_deref(), Some("LOCK_LOST"), "{lost:?}");
+    assert_eq!(
+        error_metadata(&lost, "required_epoch").as_deref(),
+        Some("2"),
+        "{lost:?}"
+    );
+    assert!(
+        bank.log_line("--initial-epoch 2", LIMIT).await.is_some(),
+        "the bank tells the operator: {}",
+        bank.logs()
+    );
+
+    stop(lock, libc::SIGTERM).await;
+    let _lock =
+        lock_server_with(lock_dir.path(), Some(&lock_addr), &["--initial-epoch", "2"]).await;
+    let receipt = payer.pay(1).await;
+    assert!(receipt.is_ok(), "{receipt:?}; logs:\n{}", bank.logs());
+}
