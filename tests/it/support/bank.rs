@@ -477,12 +477,7 @@ pub async fn assert_three_strikes_lock(rpc: &Rpc, name: &str, pin: &str) {
 /// Whether the bank on `data_dir` has committed the request `request_id` (read straight from its
 /// database, which a reply delayed after the commit cannot hide, unlike a read under its locks).
 pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
-    let options = SqliteConnectOptions::new()
-        .filename(data_dir.join("bank.db"))
-        .read_only(true);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the bank's database");
+    let mut db = read_bank_db(data_dir).await;
     let found: i64 = sqlx::query_scalar("SELECT count(*) FROM requests WHERE request_id = ?1")
         .bind(request_id)
         .fetch_one(&mut db)
@@ -511,12 +506,7 @@ pub async fn restore_dump(path: &Path, dump: &'static str) {
 
 /// The schema versions `<data_dir>/bank.db` records as applied, in order.
 pub async fn schema_versions(data_dir: &Path) -> Vec<i64> {
-    let options = SqliteConnectOptions::new()
-        .filename(data_dir.join("bank.db"))
-        .read_only(true);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the bank's database");
+    let mut db = read_bank_db(data_dir).await;
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(&mut db)
         .await
@@ -525,12 +515,7 @@ pub async fn schema_versions(data_dir: &Path) -> Vec<i64> {
 
 /// The failed logins `<data_dir>/bank.db` counts for `name`, from every source.
 pub async fn strikes(data_dir: &Path, name: &str) -> i64 {
-    let options = SqliteConnectOptions::new()
-        .filename(data_dir.join("bank.db"))
-        .read_only(true);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the bank's database");
+    let mut db = read_bank_db(data_dir).await;
     sqlx::query_scalar("SELECT coalesce(sum(failures), 0) FROM login_strikes WHERE name = ?")
         .bind(name)
         .fetch_one(&mut db)
@@ -540,14 +525,19 @@ pub async fn strikes(data_dir: &Path, name: &str) -> i64 {
 
 /// The names `<data_dir>/bank.db` remembers failed logins for.
 pub async fn names_with_strikes(data_dir: &Path) -> Vec<String> {
-    let options = SqliteConnectOptions::new()
-        .filename(data_dir.join("bank.db"))
-        .read_only(true);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the bank's database");
+    let mut db = read_bank_db(data_dir).await;
     sqlx::query_scalar("SELECT DISTINCT name FROM login_strikes ORDER BY name")
         .fetch_all(&mut db)
         .await
         .expect("read the login strikes")
+}
+
+/// `<data_dir>/bank.db`, opened read-only beside the running bank (WAL lets both read).
+async fn read_bank_db(data_dir: &Path) -> SqliteConnection {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("bank.db"))
+        .read_only(true);
+    SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the bank's database")
 }
