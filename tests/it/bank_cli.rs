@@ -321,9 +321,9 @@ async fn the_atm_deposits_then_shows_the_balance_and_says_goodbye() {
 #[tokio::test]
 async fn the_atm_with_two_accounts_asks_which_shows_errors_and_carries_on() {
     let town = town().await;
-    let mut accounts = [town.open("Ada", "20").await, town.open("Ada", "20").await];
-    accounts.sort(); // The ATM numbers them in the order Login lists them: by id.
-    let [first, second] = accounts;
+    // The ATM numbers them in the order Login lists them: the order they were opened.
+    let first = town.open("Ada", "20").await;
+    let second = town.open("Ada", "20").await;
     // Withdraw too much from account 1 (an error, shown), transfer 7.5 from 1 to 2, balance of
     // 2, then the word "quit".
     let answers = format!("{PIN}\n3\n1\n20.01\n4\n1\n2\n7.5\nbalance\n2\nquit\n");
