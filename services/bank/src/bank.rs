@@ -116,20 +116,11 @@ impl Bank {
     /// attempt is counted as a failure before the PIN is checked, and forgiven if it is right).
     /// Unknown names and wrong PINs get the same answer after the same work.
     pub async fn login(&self, name: HolderName, pin: Pin, source: &str) -> Result<Session, Error> {
-        let _pass = self.pin_gate.enter(&name).ok_or(Error::LoginsBusy)?;
-        let now = now_ms();
-        self.ledger
-            .reserve_login(&name, source, now, self.config.logins)
-            .await?;
-        let stored = self.ledger.pin_hash(&name).await?;
-        let known = stored.is_some();
-        let matches =
-            pin::verify_blocking(pin, stored.unwrap_or_else(|| self.dummy_hash.clone())).await;
-        if !(known && matches) {
+        if !self.throttled_pin_check(&name, pin, source).await? {
             tracing::info!(source, "login refused");
             return Err(Error::BadCredentials);
         }
-        self.ledger.clear_login_strikes(&name, source).await?;
+        let now = now_ms();
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -145,6 +136,30 @@ impl Bank {
             accounts,
             expires_ms,
         })
+    }
+
+    /// Whether `pin` is `name`'s, checked under the login throttle (see [`crate::logins`]): a
+    /// pass from the PIN gate, the attempt counted as a failure from `source` before any PIN
+    /// work (or refused by a lockout), and forgiven if the PIN is right. Unknown names are
+    /// checked against a dummy hash, so they take as long as wrong PINs.
+    async fn throttled_pin_check(
+        &self,
+        name: &HolderName,
+        pin: Pin,
+        source: &str,
+    ) -> Result<bool, Error> {
+        let _pass = self.pin_gate.enter(name).ok_or(Error::LoginsBusy)?;
+        self.ledger
+            .reserve_login(name, source, now_ms(), self.config.logins)
+            .await?;
+        let stored = self.ledger.pin_hash(name).await?;
+        let known = stored.is_some();
+        let matches =
+            pin::verify_blocking(pin, stored.unwrap_or_else(|| self.dummy_hash.clone())).await;
+        if known && matches {
+            self.ledger.clear_login_strikes(name, source).await?;
+        }
+        Ok(known && matches)
     }
 
     /// The holder of `token`'s session, if it is live.
@@ -172,18 +187,10 @@ impl Bank {
     ) -> Result<u32, Error> {
         let holder = self.authenticate(token).await?;
         let session = token_hash(token.unwrap_or_default());
-        let _pass = self.pin_gate.enter(&holder).ok_or(Error::LoginsBusy)?;
-        self.ledger
-            .reserve_login(&holder, source, now_ms(), self.config.logins)
-            .await?;
-        let stored = self.ledger.pin_hash(&holder).await?;
-        let stored =
-            stored.ok_or_else(|| Error::Internal("a session's holder has no PIN".into()))?;
-        if !pin::verify_blocking(old, stored).await {
+        if !self.throttled_pin_check(&holder, old, source).await? {
             tracing::info!(source, "PIN change refused: wrong old PIN");
             return Err(Error::WrongOldPin);
         }
-        self.ledger.clear_login_strikes(&holder, source).await?;
         let hash = pin::hash_blocking(new).await?;
         self.ledger.change_pin(&holder, &hash, &session).await
     }

@@ -85,12 +85,8 @@ pub async fn end_sessions(
     holder: &HolderName,
     keep: Option<&str>,
 ) -> Result<u32, Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE holder_name = ? AND token_hash != ?")
-        .bind(holder.as_str())
-        .bind(keep.unwrap_or_default())
-        .execute(pool)
-        .await?;
-    Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+    let mut conn = pool.acquire().await?;
+    delete_sessions(&mut conn, holder, keep.unwrap_or_default()).await
 }
 
 /// Replaces `holder`'s PIN hash and ends their sessions but the one of `keep`, in one
@@ -107,12 +103,22 @@ pub async fn change_pin(
         .bind(holder.as_str())
         .execute(&mut *tx)
         .await?;
+    let ended = delete_sessions(&mut tx, holder, keep).await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// Deletes `holder`'s sessions but the one whose token hash is `keep` ("" keeps none).
+async fn delete_sessions(
+    conn: &mut sqlx::SqliteConnection,
+    holder: &HolderName,
+    keep: &str,
+) -> Result<u32, Error> {
     let done = sqlx::query("DELETE FROM sessions WHERE holder_name = ? AND token_hash != ?")
         .bind(holder.as_str())
         .bind(keep)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
-    tx.commit().await?;
     Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
 }
 
