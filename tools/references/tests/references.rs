@@ -270,14 +270,26 @@ fn stopping_a_redis_that_died_on_its_own_says_so_and_still_removes_its_dir() {
     let raw = libc::pid_t::try_from(pid).expect("PIDs fit pid_t");
     // SAFETY: kill has no memory-safety preconditions; the PID is Redis's, not yet reaped.
     assert_eq!(unsafe { libc::kill(raw, libc::SIGKILL) }, 0);
-    // Wait (bounded) until the kill has landed: /proc/PID/stat shows a zombie ("Z").
+    // Wait (bounded) until the kill has landed and the whole process has exited: waitid with
+    // WNOWAIT sees it waitable without reaping it, so stop() still finds the exit to report.
+    // (/proc/PID/stat shows "Z" as soon as the main thread dies, while Redis's other threads may
+    // still be exiting and waitpid still says "running".)
     let began = Instant::now();
     loop {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        {
+        // SAFETY: siginfo_t is plain data; zeroed is a valid value, and waitid only writes it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; the PID is our unreaped child.
+        let polled = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                libc::id_t::from(pid),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
+        assert_eq!(polled, 0, "waitid on Redis's PID");
+        // SAFETY: waitid filled `info`; si_pid is 0 while the child is not yet waitable.
+        if unsafe { info.si_pid() } != 0 {
             break;
         }
         assert!(began.elapsed() < TIMEOUT, "Redis did not die of SIGKILL");
