@@ -6,10 +6,13 @@
 //! any other: reachable only when the policy allows them.
 //!
 //! The policy file is read at start (a broken one stops the start) and again on SIGHUP, when a
-//! broken one keeps the policy in force and logs why.
+//! broken one keeps the policy in force and logs why. A service that keeps an audit of its own
+//! learns of each refusal through a [`DenialHook`].
 
 use std::{
+    fmt,
     future::Future,
+    net::SocketAddr,
     path::PathBuf,
     pin::Pin,
     sync::{Arc, RwLock},
@@ -55,6 +58,35 @@ impl Caller {
     }
 }
 
+/// A call the authorization policy refused, as a [`DenialHook`] is told of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// The RPC, `township.bank.v1.BankService/Login` (no leading slash).
+    pub method: String,
+    /// The caller's principal ([`Caller::principal`]), or empty.
+    pub principal: String,
+    /// The caller's address, if known.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Told of every call the policy refuses, on the refusing task: it must return at once (queue
+/// the denial, never wait on I/O).
+#[derive(Clone)]
+pub struct DenialHook(Arc<dyn Fn(Denial) + Send + Sync>);
+
+impl DenialHook {
+    /// A hook that calls `tell` with each denial.
+    pub fn new(tell: impl Fn(Denial) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(tell))
+    }
+}
+
+impl fmt::Debug for DenialHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DenialHook")
+    }
+}
+
 /// The authorization policy in force, swapped whole on reload.
 #[derive(Clone, Debug)]
 pub struct PolicyFile {
@@ -93,6 +125,7 @@ impl PolicyFile {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AccessLayer {
     pub(crate) policy: Option<PolicyFile>,
+    pub(crate) on_denial: Option<DenialHook>,
 }
 
 impl<S> Layer<S> for AccessLayer {
@@ -102,6 +135,7 @@ impl<S> Layer<S> for AccessLayer {
         Access {
             inner,
             policy: self.policy.clone(),
+            on_denial: self.on_denial.clone(),
         }
     }
 }
@@ -110,6 +144,7 @@ impl<S> Layer<S> for AccessLayer {
 pub(crate) struct Access<S> {
     inner: S,
     policy: Option<PolicyFile>,
+    on_denial: Option<DenialHook>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Access<S>
@@ -151,6 +186,13 @@ where
                 // The rule is for the log only: the caller learns the method, nothing more.
                 let principal = caller.as_ref().map_or("", Caller::principal);
                 tracing::info!(method = path, principal, %reason, "denied by the authorization policy");
+                if let Some(hook) = &self.on_denial {
+                    (hook.0)(Denial {
+                        method: path.trim_start_matches('/').to_owned(),
+                        principal: principal.to_owned(),
+                        peer: peer_addr(&request),
+                    });
+                }
                 let status = tonic::Status::permission_denied(format!("permission denied: {path}"));
                 return AccessFuture::Denied {
                     response: Some(status.into_http()),
@@ -164,6 +206,15 @@ where
             inner: self.inner.call(request),
         }
     }
+}
+
+/// The remote address of the connection `request` came on, plaintext or TLS.
+fn peer_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|tls| tls.get_ref().remote_addr())
+        .or_else(|| extensions.get::<TcpConnectInfo>()?.remote_addr())
 }
 
 pin_project! {

@@ -16,7 +16,7 @@ use tonic::{
 
 use crate::{
     ServerArgs, Shutdown,
-    access::{AccessLayer, PolicyFile},
+    access::{AccessLayer, DenialHook, PolicyFile},
     health::{HealthRegistry, ServingStatus},
     rpc_trace::RpcTraceLayer,
     tls::{TlsConfig, TlsFiles},
@@ -77,6 +77,7 @@ impl From<&ServerArgs> for ServeOptions {
 pub struct ServiceSet {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    on_denial: Option<DenialHook>,
 }
 
 impl ServiceSet {
@@ -101,6 +102,12 @@ impl ServiceSet {
         self.names.push(S::NAME);
         self
     }
+
+    /// Tells `hook` of every call the authorization policy refuses (for a service's own audit).
+    pub fn on_denial(mut self, hook: DenialHook) -> Self {
+        self.on_denial = Some(hook);
+        self
+    }
 }
 
 /// Serves `services` on `listener` until `shutdown` is cancelled, then stops gracefully.
@@ -118,7 +125,11 @@ pub async fn serve(
     services: ServiceSet,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let ServiceSet { mut routes, names } = services;
+    let ServiceSet {
+        mut routes,
+        names,
+        on_denial,
+    } = services;
     let health = HealthRegistry::new(shutdown.clone());
     routes.add_service(tonic_health::pb::health_server::HealthServer::new(
         health.clone(),
@@ -149,7 +160,7 @@ pub async fn serve(
         .http2_keepalive_interval(options.keepalive)
         .http2_keepalive_timeout(options.keepalive)
         .layer(RpcTraceLayer)
-        .layer(AccessLayer { policy })
+        .layer(AccessLayer { policy, on_denial })
         .add_routes(routes.routes());
     let stop = shutdown.clone().cancelled_owned();
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
