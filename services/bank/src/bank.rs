@@ -16,6 +16,7 @@ use township_lock_client::{LockClient, Mode};
 
 use crate::{
     Error,
+    audit::{Call, Event, Filter, Kind, Record},
     ledger::{AccountView, Entry, Ledger, Movement, Receipt, now_ms},
     logins::{LoginPolicy, PinGate},
     pin,
@@ -112,12 +113,18 @@ impl Bank {
         *self.locks.write().unwrap_or_else(PoisonError::into_inner) = locks;
     }
 
-    /// Logs `name` in with `pin`, the attempt coming from `source` (see [`crate::logins`]: the
-    /// attempt is counted as a failure before the PIN is checked, and forgiven if it is right).
+    /// Records `event`, which goes with no change, in the audit (soon; see
+    /// [`crate::audit::Notes`]).
+    pub fn note(&self, event: Event) {
+        self.ledger.note(event);
+    }
+
+    /// Logs `name` in with `pin` in `call` (see [`crate::logins`]: the attempt is counted as a
+    /// failure from the call's source before the PIN is checked, and forgiven if it is right).
     /// Unknown names and wrong PINs get the same answer after the same work.
-    pub async fn login(&self, name: HolderName, pin: Pin, source: &str) -> Result<Session, Error> {
-        if !self.throttled_pin_check(&name, pin, source).await? {
-            tracing::info!(source, "login refused");
+    pub async fn login(&self, name: HolderName, pin: Pin, call: &Call) -> Result<Session, Error> {
+        if !self.throttled_pin_check(&name, pin, call).await? {
+            tracing::info!(source = call.source(), "login refused");
             return Err(Error::BadCredentials);
         }
         let now = now_ms();
@@ -127,8 +134,9 @@ impl Bank {
             uuid::Uuid::new_v4().simple()
         );
         let expires_ms = now + self.config.session_ttl.as_millis() as i64;
+        let event = call.event(Kind::Login).holder(name.as_str());
         self.ledger
-            .create_session(&token_hash(&token), &name, now, expires_ms)
+            .create_session(&token_hash(&token), &name, now, expires_ms, event)
             .await?;
         let accounts = self.ledger.accounts_of(&name).await?;
         Ok(Session {
@@ -139,27 +147,51 @@ impl Bank {
     }
 
     /// Whether `pin` is `name`'s, checked under the login throttle (see [`crate::logins`]): a
-    /// pass from the PIN gate, the attempt counted as a failure from `source` before any PIN
-    /// work (or refused by a lockout), and forgiven if the PIN is right. Unknown names are
-    /// checked against a dummy hash, so they take as long as wrong PINs.
+    /// pass from the PIN gate, the attempt counted as a failure from the call's source before
+    /// any PIN work (or refused by a lockout), and forgiven if the PIN is right. Unknown names
+    /// are checked against a dummy hash, so they take as long as wrong PINs. Failures and
+    /// lockouts go to the audit.
     async fn throttled_pin_check(
         &self,
         name: &HolderName,
         pin: Pin,
-        source: &str,
+        call: &Call,
     ) -> Result<bool, Error> {
         let _pass = self.pin_gate.enter(name).ok_or(Error::LoginsBusy)?;
-        self.ledger
-            .reserve_login(name, source, now_ms(), self.config.logins)
-            .await?;
+        let source = call.source();
+        let reserved = self
+            .ledger
+            .reserve_login(name, &source, now_ms(), self.config.logins)
+            .await;
+        let stakes = match reserved {
+            Err(Error::LockedOut(wait)) => {
+                let event = call.event(Kind::LockedOut).holder(name.as_str());
+                self.note(event.detail(format!("refused for {}s more", wait.as_secs().max(1))));
+                return Err(Error::LockedOut(wait));
+            }
+            other => other?,
+        };
         let stored = self.ledger.pin_hash(name).await?;
         let known = stored.is_some();
         let matches =
             pin::verify_blocking(pin, stored.unwrap_or_else(|| self.dummy_hash.clone())).await;
         if known && matches {
-            self.ledger.clear_login_strikes(name, source).await?;
+            self.ledger.clear_login_strikes(name, &source).await?;
+            return Ok(true);
         }
-        Ok(known && matches)
+        let failed = call.event(Kind::LoginFailed).holder(name.as_str());
+        self.note(failed.clone().detail("wrong PIN or unknown name"));
+        if !stakes.source_lockout.is_zero() {
+            let secs = stakes.source_lockout.as_secs();
+            let detail = format!("this source refused the name for {secs}s");
+            self.note(failed.clone().kind(Kind::Lockout).detail(detail));
+        }
+        if !stakes.name_lockout.is_zero() {
+            let secs = stakes.name_lockout.as_secs();
+            let detail = format!("the name refused to every source for {secs}s");
+            self.note(failed.kind(Kind::Lockout).detail(detail));
+        }
+        Ok(false)
     }
 
     /// The holder of `token`'s session, if it is live.
@@ -176,43 +208,65 @@ impl Bank {
     }
 
     /// Changes the PIN of `token`'s holder to `new`. The `old` PIN is checked as a login's is,
-    /// from `source` and under the same throttle (a stolen session cannot guess the PIN through
-    /// it). Every other session of the holder ends, on every replica. Returns how many.
+    /// from the call's source and under the same throttle (a stolen session cannot guess the
+    /// PIN through it). Every other session of the holder ends, on every replica. Returns how
+    /// many.
     pub async fn change_pin(
         &self,
         token: Option<&str>,
         old: Pin,
         new: Pin,
-        source: &str,
+        call: &Call,
     ) -> Result<u32, Error> {
         let holder = self.authenticate(token).await?;
         let session = token_hash(token.unwrap_or_default());
-        if !self.throttled_pin_check(&holder, old, source).await? {
-            tracing::info!(source, "PIN change refused: wrong old PIN");
+        if !self.throttled_pin_check(&holder, old, call).await? {
+            tracing::info!(source = call.source(), "PIN change refused: wrong old PIN");
             return Err(Error::WrongOldPin);
         }
         let hash = pin::hash_blocking(new).await?;
-        self.ledger.change_pin(&holder, &hash, &session).await
+        let event = call.event(Kind::PinChanged).holder(holder.as_str());
+        self.ledger
+            .change_pin(&holder, &hash, &session, event)
+            .await
     }
 
     /// Staff: lifts every lockout of `name`, from every source. Returns how many sources had
     /// failures counted.
-    pub async fn unlock(&self, name: HolderName) -> Result<u32, Error> {
-        self.ledger.clear_all_login_strikes(&name).await
+    pub async fn unlock(&self, name: HolderName, call: &Call) -> Result<u32, Error> {
+        let event = call.event(Kind::Unlock).holder(name.as_str());
+        self.ledger.clear_all_login_strikes(&name, event).await
     }
 
     /// Staff: ends every session of `name`. Returns how many.
-    pub async fn revoke_sessions(&self, name: HolderName) -> Result<u32, Error> {
-        self.ledger.end_sessions(&name, None).await
+    pub async fn revoke_sessions(&self, name: HolderName, call: &Call) -> Result<u32, Error> {
+        let event = call.event(Kind::SessionsRevoked).holder(name.as_str());
+        self.ledger.end_sessions(&name, event).await
+    }
+
+    /// Staff: up to `limit` audit events matching `filter`, older than event `before`, newest
+    /// first. The reading is itself recorded.
+    pub async fn audit(
+        &self,
+        filter: &Filter,
+        before: Option<i64>,
+        limit: u32,
+        call: &Call,
+    ) -> Result<Vec<Record>, Error> {
+        let event = call.event(Kind::AuditRead);
+        self.note(event.holder(filter.holder.clone().unwrap_or_default()));
+        self.ledger.audit(filter, before, limit).await
     }
 
     /// The account `account` (named by the request field `field`) if the session of `token` is
-    /// live and its holder holds the account.
+    /// live and its holder holds the account. A session's asking about an account not its own
+    /// goes to the audit.
     pub async fn authorize(
         &self,
         token: Option<&str>,
         account: AccountId,
         field: &'static str,
+        call: &Call,
     ) -> Result<OwnAccount, Error> {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
@@ -227,7 +281,10 @@ impl Bank {
                 "the session token is unknown or expired",
             )),
             Some((None, _)) => Err(Error::AccountNotFound { field }),
-            Some((Some(false), _)) => Err(Error::NotYourAccount { field }),
+            Some((Some(false), _)) => {
+                self.note(call.event(Kind::NotYourAccount).account(account.as_str()));
+                Err(Error::NotYourAccount { field })
+            }
             Some((Some(true), expires_ms)) => {
                 let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
                 if vouched.len() >= MAX_VOUCHED {
@@ -249,6 +306,7 @@ impl Bank {
         token: Option<&str>,
         account: AccountId,
         field: &'static str,
+        call: &Call,
     ) -> Result<OwnAccount, Error> {
         if let Some(token) = token {
             let session = token_hash(token);
@@ -263,16 +321,17 @@ impl Bank {
             if expires_ms.is_some_and(|expires_ms| expires_ms > now_ms()) {
                 return Ok(OwnAccount { account, session });
             }
-            return self.authorize(Some(token), account, field).await;
+            return self.authorize(Some(token), account, field, call).await;
         }
-        self.authorize(token, account, field).await
+        self.authorize(token, account, field, call).await
     }
 
     /// Ends the session of `token`.
-    pub async fn logout(&self, token: Option<&str>) -> Result<(), Error> {
-        self.authenticate(token).await?;
+    pub async fn logout(&self, token: Option<&str>, call: &Call) -> Result<(), Error> {
+        let holder = self.authenticate(token).await?;
         let session = token_hash(token.unwrap_or_default());
-        self.ledger.delete_session(&session).await?;
+        let event = call.event(Kind::Logout).holder(holder.as_str());
+        self.ledger.delete_session(&session, event).await?;
         self.vouched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -287,9 +346,11 @@ impl Bank {
         pin: Pin,
         initial_cents: i64,
         request_id: RequestId,
+        call: &Call,
     ) -> Result<AccountView, Error> {
         let new_pin_hash = self.pin_for(&holder, pin).await?;
         let rate = self.config.interest_rate_bp;
+        let event = call.event(Kind::AccountOpened).holder(holder.as_str());
         let account = self
             .ledger
             .open_account(
@@ -298,6 +359,7 @@ impl Bank {
                 new_pin_hash.as_deref(),
                 initial_cents,
                 rate,
+                event,
             )
             .await?;
         self.ledger.account(&account).await
@@ -311,6 +373,7 @@ impl Bank {
         account: OwnAccount,
         named: Option<HolderName>,
         joining_token: &str,
+        call: &Call,
     ) -> Result<AccountView, Error> {
         let joining = self
             .ledger
@@ -329,7 +392,13 @@ impl Bank {
             ));
         }
         let account = account.account;
-        self.ledger.add_holder(&account, &joining, None).await?;
+        let event = call.event(Kind::HolderAdded).holder(joining.as_str());
+        let event = event
+            .account(account.as_str())
+            .detail("by a holder, with the new holder's own session");
+        self.ledger
+            .add_holder(&account, &joining, None, event)
+            .await?;
         self.ledger.account(&account).await
     }
 
@@ -340,11 +409,14 @@ impl Bank {
         account: AccountId,
         holder: HolderName,
         pin: Pin,
+        call: &Call,
     ) -> Result<AccountView, Error> {
         self.ledger.account(&account).await?;
         let new_pin_hash = self.pin_for(&holder, pin).await?;
+        let event = call.event(Kind::HolderAdded).holder(holder.as_str());
+        let event = event.account(account.as_str()).detail("by staff");
         self.ledger
-            .add_holder(&account, &holder, new_pin_hash.as_deref())
+            .add_holder(&account, &holder, new_pin_hash.as_deref(), event)
             .await?;
         self.ledger.account(&account).await
     }
@@ -446,8 +518,14 @@ impl Bank {
 
     /// Staff: credits every account with its interest, each under its own WRITE lock. A retry
     /// with the same request id credits only the accounts not yet credited by it.
-    pub async fn apply_interest(&self, request_id: RequestId) -> Result<(u32, i64), Error> {
-        self.ledger.begin_interest(&request_id).await?;
+    pub async fn apply_interest(
+        &self,
+        request_id: RequestId,
+        call: &Call,
+    ) -> Result<(u32, i64), Error> {
+        let event = call.event(Kind::InterestApplied);
+        let event = event.detail(format!("request_id {}", request_id.as_str()));
+        self.ledger.begin_interest(&request_id, event).await?;
         let (mut credited, mut total) = (0u32, 0i64);
         for account in self.ledger.all_accounts().await? {
             let resource = account.resource();

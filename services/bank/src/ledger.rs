@@ -17,9 +17,10 @@ use township_store::{Checkpoints, Durability, Pools, SqlitePool, sqlx};
 
 use crate::{
     Error,
+    audit::{self, Event, Filter, Notes, Record},
     logins::LoginPolicy,
     schema::SCHEMA,
-    strikes,
+    strikes::{self, Stakes},
     transfers::Transfer,
     types::{AccountId, Amount, HolderName, RequestId},
     writer::Writer,
@@ -55,6 +56,8 @@ pub struct Ledger {
     reads: SqlitePool,
     /// The one writer: every mutation and fenced read.
     writer: Writer,
+    /// Audit events that go with no change, written in batches through the writer.
+    notes: Notes,
     /// Signs ListTransactions' page tokens, with a key kept in the database (so every replica
     /// checks what another signed, and tokens outlive a restart).
     page_tokens: PageTokens,
@@ -82,9 +85,11 @@ impl Ledger {
         let key = township_store::secret(&writes, "page_token_key").await?;
         let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
         let writer = Writer::start(writes).context("cannot start the ledger's writer thread")?;
+        let notes = Notes::start(writer.clone());
         Ok(Self {
             reads,
             writer,
+            notes,
             page_tokens,
         })
     }
@@ -92,6 +97,23 @@ impl Ledger {
     /// Signs and checks ListTransactions' page tokens.
     pub fn page_tokens(&self) -> &PageTokens {
         &self.page_tokens
+    }
+
+    // ----- the audit -----
+
+    /// Records `event`, which goes with no change, soon (see [`Notes`]).
+    pub fn note(&self, event: Event) {
+        self.notes.note(event);
+    }
+
+    /// Up to `limit` audit events matching `filter`, older than event `before`, newest first.
+    pub async fn audit(
+        &self,
+        filter: &Filter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Record>, Error> {
+        audit::page(&self.reads, filter, before, limit).await
     }
 
     // ----- holders, sessions, login failures -----
@@ -107,14 +129,15 @@ impl Ledger {
     }
 
     /// Counts a login attempt on `name` from `source` as a failure before its PIN is checked,
-    /// unless a lockout refuses it ([`Error::LockedOut`]); see [`crate::logins`].
+    /// unless a lockout refuses it ([`Error::LockedOut`]); see [`crate::logins`]. Returns the
+    /// lockouts that follow if the attempt fails.
     pub async fn reserve_login(
         &self,
         name: &HolderName,
         source: &str,
         now_ms: i64,
         policy: LoginPolicy,
-    ) -> Result<(), Error> {
+    ) -> Result<Stakes, Error> {
         let (name, source) = (name.clone(), source.to_owned());
         self.writer
             .run(move |pool| async move {
@@ -131,18 +154,20 @@ impl Ledger {
             .await
     }
 
-    /// Stores a session (by the hash of its token) and drops expired ones.
+    /// Stores a session (by the hash of its token) with its audit `event`, and drops expired
+    /// sessions.
     pub async fn create_session(
         &self,
         token_hash: &str,
         name: &HolderName,
         now_ms: i64,
         expires_ms: i64,
+        event: Event,
     ) -> Result<(), Error> {
         let (token_hash, name) = (token_hash.to_owned(), name.clone());
         self.writer
             .run(move |pool| async move {
-                writes::create_session(&pool, &token_hash, &name, now_ms, expires_ms).await
+                writes::create_session(&pool, &token_hash, &name, now_ms, expires_ms, &event).await
             })
             .await
     }
@@ -189,48 +214,51 @@ impl Ledger {
         Ok(row.map(|(exists, held, expires_ms)| (exists.then_some(held), expires_ms)))
     }
 
-    /// Ends a session. Returns whether it existed.
-    pub async fn delete_session(&self, token_hash: &str) -> Result<bool, Error> {
+    /// Ends a session, with its audit `event`. Returns whether it existed.
+    pub async fn delete_session(&self, token_hash: &str, event: Event) -> Result<bool, Error> {
         let token_hash = token_hash.to_owned();
         self.writer
-            .run(move |pool| async move { writes::delete_session(&pool, &token_hash).await })
+            .run(
+                move |pool| async move { writes::delete_session(&pool, &token_hash, &event).await },
+            )
             .await
     }
 
-    /// Ends the sessions of `holder`, but the one whose token hash is `keep`. Returns how many.
-    pub async fn end_sessions(
-        &self,
-        holder: &HolderName,
-        keep: Option<&str>,
-    ) -> Result<u32, Error> {
-        let (holder, keep) = (holder.clone(), keep.map(str::to_owned));
+    /// Ends every session of `holder`, with its audit `event`. Returns how many.
+    pub async fn end_sessions(&self, holder: &HolderName, event: Event) -> Result<u32, Error> {
+        let holder = holder.clone();
         self.writer
-            .run(move |pool| async move {
-                writes::end_sessions(&pool, &holder, keep.as_deref()).await
-            })
+            .run(move |pool| async move { writes::end_sessions(&pool, &holder, event).await })
             .await
     }
 
     /// Gives `holder` the PIN hash `pin_hash` and ends their sessions but the one of `keep` (a
-    /// token hash), at once. Returns how many sessions ended.
+    /// token hash), with the audit `event`, at once. Returns how many sessions ended.
     pub async fn change_pin(
         &self,
         holder: &HolderName,
         pin_hash: &str,
         keep: &str,
+        event: Event,
     ) -> Result<u32, Error> {
         let (holder, pin_hash, keep) = (holder.clone(), pin_hash.to_owned(), keep.to_owned());
         self.writer
-            .run(move |pool| async move { writes::change_pin(&pool, &holder, &pin_hash, &keep).await })
+            .run(move |pool| async move {
+                writes::change_pin(&pool, &holder, &pin_hash, &keep, event).await
+            })
             .await
     }
 
-    /// Forgets every failed login and lockout of `name` (staff's Unlock). Returns how many
-    /// sources had some.
-    pub async fn clear_all_login_strikes(&self, name: &HolderName) -> Result<u32, Error> {
+    /// Forgets every failed login and lockout of `name` (staff's Unlock), with its audit
+    /// `event`. Returns how many sources had some.
+    pub async fn clear_all_login_strikes(
+        &self,
+        name: &HolderName,
+        event: Event,
+    ) -> Result<u32, Error> {
         let name = name.clone();
         self.writer
-            .run(move |pool| async move { strikes::clear_all(&pool, &name).await })
+            .run(move |pool| async move { strikes::clear_all(&pool, &name, event).await })
             .await
     }
 
@@ -295,7 +323,8 @@ impl Ledger {
     }
 
     /// Opens an account for `holder` with `initial_cents`, creating the holder with
-    /// `new_pin_hash` if given. Exactly once per request id: a retry returns the account it opened.
+    /// `new_pin_hash` if given, with the audit `event`. Exactly once per request id: a retry
+    /// returns the account it opened.
     pub async fn open_account(
         &self,
         request_id: &RequestId,
@@ -303,6 +332,7 @@ impl Ledger {
         new_pin_hash: Option<&str>,
         initial_cents: i64,
         interest_rate_bp: i32,
+        event: Event,
     ) -> Result<AccountId, Error> {
         let (request_id, holder) = (request_id.clone(), holder.clone());
         let new_pin_hash = new_pin_hash.map(str::to_owned);
@@ -316,24 +346,28 @@ impl Ledger {
                     hash,
                     initial_cents,
                     interest_rate_bp,
+                    event,
                 )
                 .await
             })
             .await
     }
 
-    /// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given).
+    /// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given), with the
+    /// audit `event` (recorded only if they did not hold it already).
     pub async fn add_holder(
         &self,
         account: &AccountId,
         holder: &HolderName,
         new_pin_hash: Option<&str>,
+        event: Event,
     ) -> Result<(), Error> {
         let (account, holder) = (account.clone(), holder.clone());
         let new_pin_hash = new_pin_hash.map(str::to_owned);
         self.writer
             .run(move |pool| async move {
-                writes::add_holder(&pool, &account, &holder, new_pin_hash.as_deref()).await
+                let hash = new_pin_hash.as_deref();
+                writes::add_holder(&pool, &account, &holder, hash, &event).await
             })
             .await
     }
@@ -413,11 +447,14 @@ impl Ledger {
             .map_err(|_| Error::Internal("the ledger writer dropped a transfer".into()))?
     }
 
-    /// Claims `request_id` for an interest run (a retry of the same run may continue it).
-    pub async fn begin_interest(&self, request_id: &RequestId) -> Result<(), Error> {
+    /// Claims `request_id` for an interest run (a retry of the same run may continue it), with
+    /// the audit `event`.
+    pub async fn begin_interest(&self, request_id: &RequestId, event: Event) -> Result<(), Error> {
         let request_id = request_id.clone();
         self.writer
-            .run(move |pool| async move { writes::begin_interest(&pool, &request_id).await })
+            .run(
+                move |pool| async move { writes::begin_interest(&pool, &request_id, &event).await },
+            )
             .await
     }
 

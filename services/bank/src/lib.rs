@@ -10,9 +10,10 @@
 //!   one writer every mutation goes through, `transfers` its group commit of transfers, `writes`
 //!   the SQL of the other mutations and `schema` the tables;
 //! - [`bank`]: the bank's behaviour (sessions, logins, locking), with [`logins`] the policy that
-//!   throttles PIN guessing (`strikes` its SQL);
+//!   throttles PIN guessing (`strikes` its SQL) and [`audit`] the record of every security event;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
+pub mod audit;
 pub mod bank;
 mod clock;
 mod error;
@@ -42,7 +43,7 @@ use std::{
 use anyhow::Context;
 use tokio::net::TcpListener;
 use township_client::{ClientTlsFiles, Dialer};
-use township_kit::{ServeOptions, ServiceSet, Shutdown, config::BadConfig};
+use township_kit::{DenialHook, ServeOptions, ServiceSet, Shutdown, config::BadConfig};
 use township_lock_client::LockClient;
 use township_proto::bank::v1::bank_service_server::BankServiceServer;
 
@@ -91,10 +92,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
         // Installed before the server reports SERVING: SIGHUP would otherwise end the process.
         reload_lock_tls_on_hangup(&bank, &config, owner, &shutdown)?;
     }
-    let api = BankApi::new(bank, &config.admin_token, page_tokens);
+    let api = BankApi::new(Arc::clone(&bank), &config.admin_token, page_tokens);
     let server =
         BankServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
-    let services = ServiceSet::new().add_service(server);
+    let services = ServiceSet::new()
+        .add_service(server)
+        .on_denial(DenialHook::new(move |denial| {
+            bank.note(audit::denied_by_policy(denial));
+        }));
     township_kit::serve(listener, &config.serve, services, shutdown).await
 }
 

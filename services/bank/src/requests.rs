@@ -5,6 +5,7 @@ use township_proto::bank::v1 as pb;
 
 use crate::{
     Error,
+    audit::Filter,
     types::{AccountId, Amount, HolderName, MAX_AMOUNT_CENTS, Pin, RequestId},
 };
 
@@ -188,6 +189,41 @@ impl TryFrom<&pb::TransferRequest> for TransferOrder {
     }
 }
 
+/// ListAudit: which events (the page is read by the kit's paging).
+impl TryFrom<&pb::ListAuditRequest> for Filter {
+    type Error = Error;
+
+    fn try_from(r: &pb::ListAuditRequest) -> Result<Self, Error> {
+        let holder = if r.holder_name.is_empty() {
+            None
+        } else {
+            Some(
+                HolderName::parse("holder_name", &r.holder_name)?
+                    .as_str()
+                    .to_owned(),
+            )
+        };
+        let since_ms = r
+            .since
+            .as_ref()
+            .map(|since| {
+                if !(0..1_000_000_000).contains(&since.nanos) {
+                    return Err(Error::invalid(
+                        "since",
+                        "nanos must be from 0 to 999,999,999",
+                    ));
+                }
+                since
+                    .seconds
+                    .checked_mul(1000)
+                    .and_then(|ms| ms.checked_add(i64::from(since.nanos / 1_000_000)))
+                    .ok_or_else(|| Error::invalid("since", "out of range"))
+            })
+            .transpose()?;
+        Ok(Self { holder, since_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +273,24 @@ mod tests {
         let mut r = ok();
         r.request_id = String::new();
         assert_eq!(field_of(TransferOrder::try_from(&r)), "request_id");
+    }
+
+    #[test]
+    fn an_audit_filter_names_a_bad_holder_or_since() {
+        let request = |name: &str, nanos| pb::ListAuditRequest {
+            holder_name: name.into(),
+            since: Some(prost_types::Timestamp {
+                seconds: 1_796_464_800,
+                nanos,
+            }),
+            ..pb::ListAuditRequest::default()
+        };
+        let filter = Filter::try_from(&request("Ada", 5_000_000)).unwrap();
+        assert_eq!(filter.holder.as_deref(), Some("Ada"));
+        assert_eq!(filter.since_ms, Some(1_796_464_800_005));
+        assert_eq!(field_of(Filter::try_from(&request("Ada", -1))), "since");
+        assert_eq!(field_of(Filter::try_from(&request(" ", 0))), "holder_name");
+        let everything = Filter::try_from(&pb::ListAuditRequest::default()).unwrap();
+        assert_eq!((everything.holder, everything.since_ms), (None, None));
     }
 }

@@ -12,9 +12,9 @@ use township_proto::bank::v1::{self as pb, bank_service_server::BankService};
 
 use crate::{
     Error,
+    audit::{Call, Filter, Kind, Record},
     bank::Bank,
     ledger::{Entry, Movement, Receipt},
-    logins,
     requests::{
         self, Credentials, JoiningHolder, NewAccount, PinChange, StaffNewHolder, TransferOrder,
     },
@@ -40,10 +40,12 @@ impl BankApi {
         }
     }
 
-    fn staff<T>(&self, request: &Request<T>) -> Result<(), Error> {
+    /// Whether `request` carries the admin token; a refusal goes to the audit.
+    fn staff<T>(&self, request: &Request<T>, call: &Call) -> Result<(), Error> {
         if self.is_admin_token(bearer(request)?) {
             Ok(())
         } else {
+            self.bank.note(call.event(Kind::StaffRefused));
             Err(Error::NotStaff)
         }
     }
@@ -54,11 +56,22 @@ impl BankApi {
     }
 }
 
-/// Where a login-like call comes from, for its strikes: the caller's certificate principal, else
-/// its IP address (see [`logins::source`]).
-fn source<T>(request: &Request<T>) -> String {
-    let principal = Caller::of(request).map(Caller::principal);
-    logins::source(principal, request.remote_addr().map(|a| a.ip()))
+/// The call, for the audit and the login throttle: its RPC, and the caller's certificate
+/// principal and IP address.
+fn call<T>(request: &Request<T>) -> Call {
+    let method = request
+        .extensions()
+        .get::<tonic::GrpcMethod>()
+        .map(|m| format!("{}/{}", m.service(), m.method()))
+        .unwrap_or_default();
+    Call {
+        method,
+        principal: Caller::of(request)
+            .map(Caller::principal)
+            .unwrap_or_default()
+            .to_owned(),
+        peer: request.remote_addr().map(|a| a.ip()),
+    }
 }
 
 /// The call's `authorization: Bearer <token>`, if any; any other form is UNAUTHENTICATED.
@@ -87,11 +100,18 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::OpenAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        self.staff(&request)?;
+        let call = call(&request);
+        self.staff(&request, &call)?;
         let r = NewAccount::try_from(request.get_ref())?;
         let account = self
             .bank
-            .open_account(r.holder, r.pin, r.initial_deposit_cents, r.request_id)
+            .open_account(
+                r.holder,
+                r.pin,
+                r.initial_deposit_cents,
+                r.request_id,
+                &call,
+            )
             .await?;
         Ok(Response::new(account_to_pb(account)))
     }
@@ -100,15 +120,21 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::AddHolderRequest>,
     ) -> Result<Response<pb::Account>, Status> {
+        let call = call(&request);
         let token = bearer(&request)?;
         let account = if self.is_admin_token(token) {
             let r = StaffNewHolder::try_from(request.get_ref())?;
-            self.bank.add_holder(r.account, r.holder, r.pin).await?
+            self.bank
+                .add_holder(r.account, r.holder, r.pin, &call)
+                .await?
         } else {
             let r = JoiningHolder::try_from(request.get_ref())?;
-            let account = self.bank.authorize(token, r.account, "account_id").await?;
+            let account = self
+                .bank
+                .authorize(token, r.account, "account_id", &call)
+                .await?;
             self.bank
-                .add_joining_holder(account, r.holder, &r.session_token)
+                .add_joining_holder(account, r.holder, &r.session_token, &call)
                 .await?
         };
         Ok(Response::new(account_to_pb(account)))
@@ -119,7 +145,7 @@ impl BankService for BankApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = Credentials::try_from(request.get_ref())?;
-        let session = self.bank.login(r.name, r.pin, &source(&request)).await?;
+        let session = self.bank.login(r.name, r.pin, &call(&request)).await?;
         Ok(Response::new(pb::LoginResponse {
             session_token: session.token,
             account_ids: session.accounts.iter().map(ToString::to_string).collect(),
@@ -131,7 +157,7 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        self.bank.logout(bearer(&request)?).await?;
+        self.bank.logout(bearer(&request)?, &call(&request)).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -140,9 +166,9 @@ impl BankService for BankApi {
         request: Request<pb::ChangePinRequest>,
     ) -> Result<Response<pb::ChangePinResponse>, Status> {
         let r = PinChange::try_from(request.get_ref())?;
-        let source = source(&request);
+        let call = call(&request);
         let token = bearer(&request)?;
-        let sessions_ended = self.bank.change_pin(token, r.old, r.new, &source).await?;
+        let sessions_ended = self.bank.change_pin(token, r.old, r.new, &call).await?;
         Ok(Response::new(pb::ChangePinResponse { sessions_ended }))
     }
 
@@ -150,9 +176,10 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
-        self.staff(&request)?;
+        let call = call(&request);
+        self.staff(&request, &call)?;
         let name = HolderName::parse("holder_name", &request.get_ref().holder_name)?;
-        let cleared = self.bank.unlock(name).await?;
+        let cleared = self.bank.unlock(name, &call).await?;
         Ok(Response::new(pb::UnlockResponse { cleared }))
     }
 
@@ -160,9 +187,10 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::RevokeSessionsRequest>,
     ) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
-        self.staff(&request)?;
+        let call = call(&request);
+        self.staff(&request, &call)?;
         let name = HolderName::parse("holder_name", &request.get_ref().holder_name)?;
-        let sessions_ended = self.bank.revoke_sessions(name).await?;
+        let sessions_ended = self.bank.revoke_sessions(name, &call).await?;
         Ok(Response::new(pb::RevokeSessionsResponse { sessions_ended }))
     }
 
@@ -172,7 +200,10 @@ impl BankService for BankApi {
     ) -> Result<Response<pb::Balance>, Status> {
         let token = bearer(&request)?;
         let account = AccountId::parse("account_id", &request.get_ref().account_id)?;
-        let account = self.bank.authorize(token, account, "account_id").await?;
+        let account = self
+            .bank
+            .authorize(token, account, "account_id", &call(&request))
+            .await?;
         let account_id = account.id().to_string();
         let balance_cents = self.bank.balance(account).await?;
         Ok(Response::new(pb::Balance {
@@ -203,7 +234,7 @@ impl BankService for BankApi {
         let r = TransferOrder::try_from(request.get_ref())?;
         let from = self
             .bank
-            .authorize_transfer(token, r.from, "from_account_id")
+            .authorize_transfer(token, r.from, "from_account_id", &call(&request))
             .await?;
         let receipt = self
             .bank
@@ -219,7 +250,10 @@ impl BankService for BankApi {
         let token = bearer(&request)?;
         let r = request.get_ref();
         let account = AccountId::parse("account_id", &r.account_id)?;
-        let account = self.bank.authorize(token, account, "account_id").await?;
+        let account = self
+            .bank
+            .authorize(token, account, "account_id", &call(&request))
+            .await?;
         // Newest first: a page continues before the id of the last entry served. Its token is
         // bound to the account and to the session that asked.
         let scope = Scope::rpc("township.bank.v1.BankService/ListTransactions")
@@ -242,12 +276,42 @@ impl BankService for BankApi {
         &self,
         request: Request<pb::ApplyInterestRequest>,
     ) -> Result<Response<pb::ApplyInterestResponse>, Status> {
-        self.staff(&request)?;
+        let call = call(&request);
+        self.staff(&request, &call)?;
         let request_id = RequestId::parse(&request.get_ref().request_id)?;
-        let (credited, total) = self.bank.apply_interest(request_id).await?;
+        let (credited, total) = self.bank.apply_interest(request_id, &call).await?;
         Ok(Response::new(pb::ApplyInterestResponse {
             accounts_credited: i32::try_from(credited).unwrap_or(i32::MAX),
             total_interest_cents: total,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let call = call(&request);
+        self.staff(&request, &call)?;
+        let r = request.get_ref();
+        let filter = Filter::try_from(r)?;
+        // Newest first, as ListTransactions: a page continues before the id of the last event
+        // served. Its token is bound to the filter.
+        let query = format!(
+            "{}|{}",
+            filter.holder.as_deref().unwrap_or_default(),
+            filter.since_ms.unwrap_or(i64::MIN)
+        );
+        let scope = Scope::rpc("township.bank.v1.BankService/ListAudit").query(&query);
+        let page = PageRequest::<i64>::read(&self.page_tokens, scope, r.page_size, &r.page_token)
+            .map_err(Error::from)?;
+        let mut events = self
+            .bank
+            .audit(&filter, page.after, page.lookahead(), &call)
+            .await?;
+        let next_page_token = page.finish(&self.page_tokens, &mut events, |last| last.id);
+        Ok(Response::new(pb::ListAuditResponse {
+            events: events.into_iter().map(audit_to_pb).collect(),
+            next_page_token,
         }))
     }
 }
@@ -260,7 +324,10 @@ impl BankApi {
     ) -> Result<Response<pb::Receipt>, Status> {
         let token = bearer(&request)?;
         let r = requests::Movement::try_from(request.get_ref())?;
-        let account = self.bank.authorize(token, r.account, "account_id").await?;
+        let account = self
+            .bank
+            .authorize(token, r.account, "account_id", &call(&request))
+            .await?;
         let receipt = self
             .bank
             .move_money(movement, account, r.amount, r.request_id)
@@ -301,6 +368,21 @@ fn entry_to_pb(entry: Entry) -> pb::Transaction {
         time: Some(timestamp(entry.time_ms)),
         counterparty_account_id: entry.counterparty,
         request_id: entry.request_id,
+    }
+}
+
+fn audit_to_pb(record: Record) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: record.id.to_string(),
+        time: Some(timestamp(record.time_ms)),
+        kind: record.kind,
+        method: record.method,
+        holder_name: record.holder,
+        account_id: record.account,
+        principal: record.principal,
+        peer: record.peer,
+        detail: record.detail,
+        count: record.count,
     }
 }
 

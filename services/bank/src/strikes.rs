@@ -9,6 +9,8 @@ use township_store::{SqlitePool, sqlx};
 
 use crate::{
     Error,
+    audit::{self, Event},
+    clock::now_ms,
     logins::{LoginPolicy, NAME_STRIKES, STRIKES},
     types::HolderName,
 };
@@ -20,15 +22,25 @@ fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The lockouts an attempt starts if its PIN turns out wrong (it was counted as a failure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stakes {
+    /// How long its source is then refused the name (zero: not at all).
+    pub source_lockout: Duration,
+    /// How long the name is then refused to everyone (zero: not at all).
+    pub name_lockout: Duration,
+}
+
 /// Counts an attempt on `name` from `source` at `now_ms` as a failure, unless `source` or the
 /// whole name is locked out, which is [`Error::LockedOut`] with the wait (and counts nothing).
+/// Returns the lockouts that follow if the attempt fails.
 pub async fn reserve(
     pool: &SqlitePool,
     name: &HolderName,
     source: &str,
     now_ms: i64,
     policy: LoginPolicy,
-) -> Result<(), Error> {
+) -> Result<Stakes, Error> {
     let remembered_since = now_ms.saturating_sub(ms(policy.max_lockout));
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(
@@ -90,7 +102,15 @@ pub async fn reserve(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    let name_locks = name_failures.saturating_add(1) >= i64::from(NAME_STRIKES);
+    Ok(Stakes {
+        source_lockout: policy.source_lockout(failures),
+        name_lockout: if name_locks {
+            policy.name_lockout
+        } else {
+            Duration::ZERO
+        },
+    })
 }
 
 /// Forgets the failures of `name` from `source` (its PIN was right).
@@ -103,12 +123,17 @@ pub async fn clear(pool: &SqlitePool, name: &HolderName, source: &str) -> Result
     Ok(())
 }
 
-/// Forgets every failure and lockout of `name`, from every source (staff's Unlock). Returns how
-/// many sources had some.
-pub async fn clear_all(pool: &SqlitePool, name: &HolderName) -> Result<u32, Error> {
+/// Forgets every failure and lockout of `name`, from every source (staff's Unlock), and records
+/// `event` with how many sources had some (returned).
+pub async fn clear_all(pool: &SqlitePool, name: &HolderName, event: Event) -> Result<u32, Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let done = sqlx::query("DELETE FROM login_strikes WHERE name = ?")
         .bind(name.as_str())
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+    let cleared = u32::try_from(done.rows_affected()).unwrap_or(u32::MAX);
+    let event = event.detail(format!("failures from {cleared} sources forgotten"));
+    audit::append(&mut tx, now_ms(), &event, 1).await?;
+    tx.commit().await?;
+    Ok(cleared)
 }

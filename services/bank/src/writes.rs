@@ -12,6 +12,7 @@ use township_store::{SqlitePool, sqlx};
 
 use crate::{
     Error,
+    audit::{self, Event},
     clock::now_ms,
     rules::{
         self, AccountState, Leg, Movement, PriorRequest, Receipt, Refusal, Verdict, prior_outcome,
@@ -46,13 +47,14 @@ async fn begin(pool: &SqlitePool) -> Result<Tx, Error> {
 
 // ----- sessions -----
 
-/// Stores a session (by the hash of its token) and drops expired ones.
+/// Stores a session (by the hash of its token), records `event`, and drops expired sessions.
 pub async fn create_session(
     pool: &SqlitePool,
     token_hash: &str,
     name: &HolderName,
     now_ms: i64,
     expires_ms: i64,
+    event: &Event,
 ) -> Result<(), Error> {
     let mut tx = begin(pool).await?;
     sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
@@ -65,37 +67,49 @@ pub async fn create_session(
         .bind(expires_ms)
         .execute(&mut *tx)
         .await?;
+    audit::append(&mut tx, now_ms, event, 1).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Ends a session. Returns whether it existed.
-pub async fn delete_session(pool: &SqlitePool, token_hash: &str) -> Result<bool, Error> {
+/// Ends a session and records `event`. Returns whether it existed.
+pub async fn delete_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    event: &Event,
+) -> Result<bool, Error> {
+    let mut tx = begin(pool).await?;
     let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(token_hash)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    audit::append(&mut tx, now_ms(), event, 1).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 
-/// Ends the sessions of `holder`, except the one of `keep` (a token hash), if given. Returns
-/// how many ended.
+/// Ends every session of `holder` and records `event`, with how many ended (returned).
 pub async fn end_sessions(
     pool: &SqlitePool,
     holder: &HolderName,
-    keep: Option<&str>,
+    event: Event,
 ) -> Result<u32, Error> {
-    let mut conn = pool.acquire().await?;
-    delete_sessions(&mut conn, holder, keep.unwrap_or_default()).await
+    let mut tx = begin(pool).await?;
+    let ended = delete_sessions(&mut tx, holder, "").await?;
+    let event = event.detail(format!("{ended} sessions ended"));
+    audit::append(&mut tx, now_ms(), &event, 1).await?;
+    tx.commit().await?;
+    Ok(ended)
 }
 
-/// Replaces `holder`'s PIN hash and ends their sessions but the one of `keep`, in one
-/// transaction. Returns how many sessions ended.
+/// Replaces `holder`'s PIN hash and ends their sessions but the one of `keep`, and records
+/// `event`, in one transaction. Returns how many sessions ended.
 pub async fn change_pin(
     pool: &SqlitePool,
     holder: &HolderName,
     pin_hash: &str,
     keep: &str,
+    event: Event,
 ) -> Result<u32, Error> {
     let mut tx = begin(pool).await?;
     sqlx::query("UPDATE holders SET pin_hash = ? WHERE name = ?")
@@ -104,6 +118,8 @@ pub async fn change_pin(
         .execute(&mut *tx)
         .await?;
     let ended = delete_sessions(&mut tx, holder, keep).await?;
+    let event = event.detail(format!("{ended} other sessions ended"));
+    audit::append(&mut tx, now_ms(), &event, 1).await?;
     tx.commit().await?;
     Ok(ended)
 }
@@ -125,7 +141,8 @@ async fn delete_sessions(
 // ----- accounts and holders -----
 
 /// Opens an account for `holder` with `initial_cents`, creating the holder with `new_pin_hash`
-/// if given. Exactly once per request id: a retry returns the account it opened.
+/// if given, and records `event` with the new account. Exactly once per request id: a retry
+/// returns the account it opened (and records nothing more).
 pub async fn open_account(
     pool: &SqlitePool,
     request_id: &RequestId,
@@ -133,6 +150,7 @@ pub async fn open_account(
     new_pin_hash: Option<&str>,
     initial_cents: i64,
     interest_rate_bp: i32,
+    event: Event,
 ) -> Result<AccountId, Error> {
     let params = format!("OPEN|{holder}|{initial_cents}");
     let mut tx = begin(pool).await?;
@@ -171,26 +189,41 @@ pub async fn open_account(
         balance_cents: initial_cents,
     };
     record(&mut tx, request_id, &params, Ok(&receipt)).await?;
+    let event = event
+        .account(account.as_str())
+        .detail(if new_pin_hash.is_some() {
+            "a new holder"
+        } else {
+            "an existing holder"
+        });
+    audit::append(&mut tx, now, &event, 1).await?;
     tx.commit().await?;
     Ok(account)
 }
 
-/// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given).
+/// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given), and records
+/// `event` if they did not hold it already.
 pub async fn add_holder(
     pool: &SqlitePool,
     account: &AccountId,
     holder: &HolderName,
     new_pin_hash: Option<&str>,
+    event: &Event,
 ) -> Result<(), Error> {
     let mut tx = begin(pool).await?;
     if let Some(hash) = new_pin_hash {
         insert_holder(&mut tx, holder, hash).await?;
     }
-    sqlx::query("INSERT OR IGNORE INTO account_holders (account_id, holder_name) VALUES (?, ?)")
-        .bind(account.as_str())
-        .bind(holder.as_str())
-        .execute(&mut *tx)
-        .await?;
+    let added = sqlx::query(
+        "INSERT OR IGNORE INTO account_holders (account_id, holder_name) VALUES (?, ?)",
+    )
+    .bind(account.as_str())
+    .bind(holder.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if added.rows_affected() > 0 {
+        audit::append(&mut tx, now_ms(), event, 1).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -322,10 +355,16 @@ pub async fn move_money(
     Ok(receipt)
 }
 
-/// Claims `request_id` for an interest run (a retry of the same run may continue it).
-pub async fn begin_interest(pool: &SqlitePool, request_id: &RequestId) -> Result<(), Error> {
+/// Claims `request_id` for an interest run (a retry of the same run may continue it), and
+/// records `event`.
+pub async fn begin_interest(
+    pool: &SqlitePool,
+    request_id: &RequestId,
+    event: &Event,
+) -> Result<(), Error> {
     const PARAMS: &str = "INTEREST";
     let mut tx = begin(pool).await?;
+    audit::append(&mut tx, now_ms(), event, 1).await?;
     if prior_outcome(prior_request(&mut tx, request_id).await?, PARAMS)?.is_none() {
         let claim = Receipt {
             transaction_id: String::new(),

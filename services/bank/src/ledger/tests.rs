@@ -6,7 +6,10 @@ use std::task::{Context, Waker};
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::types::MAX_BALANCE_CENTS;
+use crate::{
+    audit::{Call, Kind},
+    types::MAX_BALANCE_CENTS,
+};
 
 /// Runs one SQL statement on the writer, as a mutation would.
 async fn run_sql(ledger: &Ledger, sql: &'static str) -> Result<(), Error> {
@@ -36,10 +39,15 @@ async fn ledger_with_account(initial: i64) -> (tempfile::TempDir, Ledger, Accoun
     let (dir, ledger) = ledger().await;
     let ada = HolderName::parse("holder_name", "Ada").unwrap();
     let account = ledger
-        .open_account(&rid(), &ada, Some("hash"), initial, 200)
+        .open_account(&rid(), &ada, Some("hash"), initial, 200, event())
         .await
         .unwrap();
     (dir, ledger, account)
+}
+
+/// An audit event, as a call with no principal or peer would make it.
+fn event() -> Event {
+    Call::default().event(Kind::Login)
 }
 
 /// An amount of `n` cents.
@@ -55,13 +63,13 @@ async fn ledger_with(balances: &[i64]) -> (tempfile::TempDir, Ledger, Vec<Accoun
     for (i, balance) in balances.iter().enumerate() {
         let hash = (i == 0).then_some("hash");
         let account = ledger
-            .open_account(&rid(), &ada, hash, *balance, 0)
+            .open_account(&rid(), &ada, hash, *balance, 0, event())
             .await
             .unwrap();
         accounts.push(account);
     }
     ledger
-        .create_session(SESSION, &ada, now_ms(), i64::MAX)
+        .create_session(SESSION, &ada, now_ms(), i64::MAX, event())
         .await
         .unwrap();
     (dir, ledger, accounts)
@@ -137,15 +145,15 @@ async fn overdrafts_and_overflows_change_nothing() {
     let (_dir, ledger) = ledger().await;
     let ada = HolderName::parse("holder_name", "Ada").unwrap();
     let a = ledger
-        .open_account(&rid(), &ada, Some("hash"), 100, 200)
+        .open_account(&rid(), &ada, Some("hash"), 100, 200, event())
         .await
         .unwrap();
     let b = ledger
-        .open_account(&rid(), &ada, None, MAX_BALANCE_CENTS, 200)
+        .open_account(&rid(), &ada, None, MAX_BALANCE_CENTS, 200, event())
         .await
         .unwrap();
     ledger
-        .create_session("ada", &ada, now_ms(), i64::MAX)
+        .create_session("ada", &ada, now_ms(), i64::MAX, event())
         .await
         .unwrap();
     let too_much = Amount::parse("amount_cents", 101).unwrap();
@@ -322,10 +330,10 @@ async fn a_transfer_is_refused_in_its_transaction_once_its_session_has_ended() {
     let (a, b) = (&accounts[0], &accounts[1]);
     let bob = HolderName::parse("holder_name", "Bob").unwrap();
     ledger
-        .create_session("bob-session", &bob, now_ms(), i64::MAX)
+        .create_session("bob-session", &bob, now_ms(), i64::MAX, event())
         .await
         .unwrap();
-    assert!(ledger.delete_session(SESSION).await.unwrap());
+    assert!(ledger.delete_session(SESSION, event()).await.unwrap());
     let ids = [rid(), rid()];
     let (ended, not_bobs) = tokio::join!(
         ledger.transfer(SESSION, a, b, cents(1), &ids[0], (1, 1)),
