@@ -1,13 +1,15 @@
 //! `township bank`: the bank's command-line client. Staff open accounts and apply interest with
 //! the admin token; customers log in with their name and PIN, check a balance, deposit, withdraw,
 //! transfer or read their history, change their PIN, and log out again; staff also lift
-//! lockouts and end a holder's sessions. Every money movement carries a fresh
-//! request id and is retried with that same id when the bank may not have answered, so a retry
-//! never moves money twice. Also the bank session that `township atm` drives.
+//! lockouts, end a holder's sessions and read the security audit. Every money movement carries
+//! a fresh request id and is retried with that same id when the bank may not have answered, so
+//! a retry never moves money twice. Also the bank session that `township atm` drives.
 //!
 //! Here: the arguments and each command; `session` holds the connection, the retried calls and
-//! the customer's session, `credentials` the PIN and admin token, `print` the receipts.
+//! the customer's session, `credentials` the PIN and admin token, `print` the receipts, `audit`
+//! the audit listing.
 
+mod audit;
 mod credentials;
 mod print;
 mod session;
@@ -107,6 +109,8 @@ enum BankCommand {
         #[command(flatten)]
         staff: Staff,
     },
+    /// Staff: read the security audit, newest first.
+    Audit(audit::AuditArgs),
     /// Staff: end every session of a holder.
     Revoke {
         /// The holder's name.
@@ -184,6 +188,7 @@ pub async fn run(args: BankArgs, global: &Global) -> Result<(), CliError> {
         } => change_pin(&customer, new_pin_file.as_deref(), global).await,
         BankCommand::Unlock { name, staff } => unlock(&name, &staff, global).await,
         BankCommand::Revoke { name, staff } => revoke(&name, &staff, global).await,
+        BankCommand::Audit(args) => audit::audit(args, global).await,
         BankCommand::Balance { account, customer } => {
             as_customer(&customer, global, async |session| {
                 let cents = session.balance(&account).await?;
