@@ -253,8 +253,20 @@ impl Bank {
         limit: u32,
         call: &Call,
     ) -> Result<Vec<Record>, Error> {
-        let event = call.event(Kind::AuditRead);
-        self.note(event.holder(filter.holder.clone().unwrap_or_default()));
+        // What was read goes in the detail, not in `holder`: a holder's own events stay theirs.
+        let mut read = String::from("read");
+        if let Some(holder) = &filter.holder {
+            read.push_str(&format!(" holder {holder:?}"));
+        }
+        if let Some(since_ms) = filter.since_ms {
+            let since = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(since_ms).unwrap_or(0));
+            read.push_str(&format!(
+                " since {}",
+                humantime::format_rfc3339_millis(since)
+            ));
+        }
+        self.note(call.event(Kind::AuditRead).detail(read));
         self.ledger.audit(filter, before, limit).await
     }
 

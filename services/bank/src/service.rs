@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use township_kit::{
-    Caller,
+    Caller, RpcMethod,
     paging::{PageRequest, PageTokens, Scope},
 };
 use township_proto::bank::v1::{self as pb, bank_service_server::BankService};
@@ -59,13 +59,8 @@ impl BankApi {
 /// The call, for the audit and the login throttle: its RPC, and the caller's certificate
 /// principal and IP address.
 fn call<T>(request: &Request<T>) -> Call {
-    let method = request
-        .extensions()
-        .get::<tonic::GrpcMethod>()
-        .map(|m| format!("{}/{}", m.service(), m.method()))
-        .unwrap_or_default();
     Call {
-        method,
+        method: RpcMethod::of(request).to_owned(),
         principal: Caller::of(request)
             .map(Caller::principal)
             .unwrap_or_default()

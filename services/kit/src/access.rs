@@ -58,6 +58,22 @@ impl Caller {
     }
 }
 
+/// The RPC a request calls, `township.bank.v1.BankService/Login` (no leading slash): put in
+/// every request's extensions by the kit, for a service that records who called what (tonic's
+/// own `GrpcMethod` is set only on the client side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcMethod(String);
+
+impl RpcMethod {
+    /// The RPC `request` calls; empty if it did not come through the kit's server.
+    pub fn of<B>(request: &tonic::Request<B>) -> &str {
+        request
+            .extensions()
+            .get::<RpcMethod>()
+            .map_or("", |method| method.0.as_str())
+    }
+}
+
 /// A call the authorization policy refused, as a [`DenialHook`] is told of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
@@ -202,6 +218,8 @@ where
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
         }
+        let method = RpcMethod(request.uri().path().trim_start_matches('/').to_owned());
+        request.extensions_mut().insert(method);
         AccessFuture::Inner {
             inner: self.inner.call(request),
         }

@@ -29,7 +29,7 @@ pub mod status;
 pub mod telemetry;
 pub mod tls;
 
-pub use access::{Caller, Denial, DenialHook};
+pub use access::{Caller, Denial, DenialHook, RpcMethod};
 pub use config::{LogFormat, ServerArgs};
 pub use server::{ServeOptions, ServiceSet, serve};
 pub use shutdown::Shutdown;
