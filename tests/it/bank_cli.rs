@@ -1,8 +1,8 @@
 //! The `township bank` and `township atm` CLIs against a real lock-server and bank-server: staff
 //! commands with the admin token file, customer commands with the PIN from the environment, exact
 //! amounts, one-line errors with their exit codes, retries with the same request id while the
-//! bank answers UNAVAILABLE, a PIN change, staff unlocking a name and ending its sessions, and an
-//! ATM session driven through piped stdin.
+//! bank answers UNAVAILABLE, a PIN change, staff unlocking a name, ending its sessions and reading
+//! the audit, and an ATM session driven through piped stdin.
 
 use std::process::Stdio;
 
@@ -11,7 +11,7 @@ use township_tests::{Output, binary, closed_port, health_status, run, township};
 
 use crate::support::{
     bank_cli::*,
-    cli::{LIMIT, json, one_error_line},
+    cli::{LIMIT, json, json_lines, one_error_line},
     wait::wait_until,
 };
 
@@ -409,4 +409,81 @@ async fn a_customer_changes_their_pin_and_staff_unlock_a_locked_out_name_and_rev
         0,
         "the CLI logs out after each command"
     );
+}
+
+#[tokio::test]
+async fn staff_read_the_audit_for_one_holder_a_page_at_a_time_or_since_a_time() {
+    let town = town().await;
+    let ada = town.open("Ada", "10").await;
+    town.open("Bob", "0").await;
+    let out = town.bank(&["balance", &ada, "--name", "Ada"], "0000").await;
+    assert!(one_error_line(&out).contains("Unauthenticated"), "{out:?}");
+
+    // A failed login is recorded soon rather than at once.
+    let mut out = town.staff(&["audit", "--holder", "Ada"], PIN).await;
+    wait_until("the failed login is in the audit", LIMIT, async || {
+        out = town.staff(&["audit", "--holder", "Ada"], PIN).await;
+        out.stdout.contains("LOGIN_FAILED")
+    })
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "newest first, Ada's only: {out:?}");
+    assert!(
+        lines[0].contains("  LOGIN_FAILED  holder Ada  from 127.0.0.1  via Login"),
+        "{out:?}"
+    );
+    assert!(
+        lines[1].contains(&format!("  ACCOUNT_OPENED  holder Ada  account {ada}")),
+        "{out:?}"
+    );
+
+    let out = town
+        .staff(
+            &["--json", "audit", "--holder", "Ada", "--page-size", "1"],
+            PIN,
+        )
+        .await;
+    let page = json_lines(&out);
+    assert_eq!(
+        page.len(),
+        2,
+        "one event, then the next page's token: {out:?}"
+    );
+    assert_eq!(page[0]["kind"], "LOGIN_FAILED");
+    let token = page[1]["next_page_token"].as_str().expect("a token");
+    let out = town
+        .staff(
+            &[
+                "--json",
+                "audit",
+                "--holder",
+                "Ada",
+                "--page-size",
+                "1",
+                "--page-token",
+                token,
+            ],
+            PIN,
+        )
+        .await;
+    let page = json_lines(&out);
+    assert_eq!(page.len(), 1, "the last page: {out:?}");
+    assert_eq!(page[0]["kind"], "ACCOUNT_OPENED");
+    assert_eq!(page[0]["account_id"], ada.as_str());
+
+    let out = town.staff(&["audit", "--all", "--since", "1h"], PIN).await;
+    assert!(out.stdout.contains("holder Bob"), "{out:?}");
+    let out = town
+        .staff(&["audit", "--since", "2999-01-01T00:00:00Z"], PIN)
+        .await;
+    assert_eq!(out.stdout, "no events\n", "{out:?}");
+    let out = town.staff(&["audit", "--since", "last tuesday"], PIN).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--since"), "{out:?}");
+
+    let out = town
+        .bank(&["audit", "--admin-token-file", "/dev/null"], PIN)
+        .await;
+    assert_ne!(out.code, Some(0), "no admin token, no audit: {out:?}");
 }

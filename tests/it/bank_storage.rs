@@ -1,7 +1,7 @@
 //! The bank's storage across versions and losses: a data directory made before versioned
 //! migrations opens in place, keeping its money, its holders' PINs, its fences and its record of
-//! requests; and when the lock service loses its lock.db, the bank names the epoch to restart it
-//! at, and works again once it is.
+//! requests, and starts its audit; and when the lock service loses its lock.db, the bank names
+//! the epoch to restart it at, and works again once it is.
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
@@ -13,6 +13,7 @@ use crate::support::{
         Payer, admin_token, assert_adds_up, balance, bank_server, client, ledger, lock_server,
         lock_server_with, login, request_id, restore_dump, schema_versions, transfer,
     },
+    bank_audit::audit_events,
     process::stop,
     status::{error_metadata, expect_code, reason},
 };
@@ -43,7 +44,7 @@ async fn a_data_dir_made_before_migrations_upgrades_in_place_and_keeps_every_cen
     let lock = lock_server(lock_dir.path(), None).await;
     let bank = bank_server(bank_dir.path(), &lock.addr.to_string(), None, &[]).await;
     let rpc = client(&bank.addr.to_string(), LIMIT);
-    assert_eq!(schema_versions(bank_dir.path()).await, [1, 2]);
+    assert_eq!(schema_versions(bank_dir.path()).await, [1, 2, 3]);
 
     let ada = login(&rpc, "ada", "2468")
         .await
@@ -66,6 +67,13 @@ async fn a_data_dir_made_before_migrations_upgrades_in_place_and_keeps_every_cen
     let receipt = transfer(&rpc, &ada.session_token, ADA, BOB, 100, &request_id()).await;
     assert!(receipt.is_ok(), "{receipt:?}; logs:\n{}", bank.logs());
     assert_eq!(balance(&rpc, &ada.session_token, ADA).await.unwrap(), 7_400);
+    let logins: Vec<_> = audit_events(&rpc, "fixture-admin-token", "")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "LOGIN")
+        .map(|e| e.holder_name)
+        .collect();
+    assert_eq!(logins, ["bob", "ada"], "the upgraded bank keeps an audit");
 }
 
 #[tokio::test]

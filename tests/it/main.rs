@@ -3,6 +3,7 @@
 
 mod authz;
 mod bank;
+mod bank_audit;
 mod bank_cli;
 mod bank_holders;
 mod bank_invariant;

@@ -254,6 +254,14 @@ pub async fn revoke_sessions(rpc: &Rpc, admin: &str, name: &str) -> Result<u32, 
         .map(|r| r.into_inner().sessions_ended)
 }
 
+/// Logout of the session `token`.
+pub async fn logout(rpc: &Rpc, token: &str) -> Result<(), Status> {
+    rpc.clone()
+        .logout(authed(token, pb::LogoutRequest {}))
+        .await
+        .map(drop)
+}
+
 /// Login.
 pub async fn login(rpc: &Rpc, name: &str, pin: &str) -> Result<pb::LoginResponse, Status> {
     let request = pb::LoginRequest {
@@ -533,7 +541,7 @@ pub async fn names_with_strikes(data_dir: &Path) -> Vec<String> {
 }
 
 /// `<data_dir>/bank.db`, opened read-only beside the running bank (WAL lets both read).
-async fn read_bank_db(data_dir: &Path) -> SqliteConnection {
+pub async fn read_bank_db(data_dir: &Path) -> SqliteConnection {
     let options = SqliteConnectOptions::new()
         .filename(data_dir.join("bank.db"))
         .read_only(true);

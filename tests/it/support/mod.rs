@@ -1,11 +1,12 @@
 //! What the integration tests share, one module per concern: starting and stopping servers
 //! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
-//! (`cli`) and grpcurl (`grpcurl`); per service, its calls and checks (`bank`, `chat`, `doctor`,
+//! (`cli`) and grpcurl (`grpcurl`); per service, its calls and checks (`bank`, `bank_audit`, `chat`, `doctor`,
 //! `lock`, `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's
 //! machinery (`chaos`), with its seedable random source (`rng`), shared with the lock's stress test.
 //! Test files hold only tests.
 
 pub mod bank;
+pub mod bank_audit;
 pub mod bank_cli;
 pub mod certs;
 pub mod chaos;
