@@ -116,7 +116,11 @@ async fn every_security_event_is_recorded_with_its_time_holder_account_method_an
         (added.holder_name.as_str(), added.account_id.as_str()),
         ("Ada", b.as_str())
     );
-    assert_eq!(first(&events, "NOT_YOUR_ACCOUNT").account_id, a);
+    let not_bobs = first(&events, "NOT_YOUR_ACCOUNT");
+    assert_eq!(
+        (not_bobs.holder_name.as_str(), not_bobs.account_id.as_str()),
+        ("Bob", a.as_str())
+    );
     assert_eq!(first(&events, "UNLOCK").holder_name, "Ada");
     assert_eq!(first(&events, "PIN_CHANGED").holder_name, "Ada");
     assert_eq!(first(&events, "LOGOUT").holder_name, "Ada");

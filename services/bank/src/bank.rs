@@ -17,7 +17,7 @@ use township_lock_client::{LockClient, Mode};
 use crate::{
     Error,
     audit::{Call, Event, Filter, Kind, Record},
-    ledger::{AccountView, Entry, Ledger, Movement, Receipt, now_ms},
+    ledger::{AccountView, Entry, Holding, Ledger, Movement, Receipt, now_ms},
     logins::{LoginPolicy, PinGate},
     pin,
     types::{AccountId, Amount, HolderName, Pin, RequestId},
@@ -292,12 +292,21 @@ impl Bank {
             None => Err(Error::Unauthenticated(
                 "the session token is unknown or expired",
             )),
-            Some((None, _)) => Err(Error::AccountNotFound { field }),
-            Some((Some(false), _)) => {
-                self.note(call.event(Kind::NotYourAccount).account(account.as_str()));
+            Some(Holding { held: None, .. }) => Err(Error::AccountNotFound { field }),
+            Some(Holding {
+                held: Some(false),
+                holder,
+                ..
+            }) => {
+                let event = call.event(Kind::NotYourAccount).holder(holder);
+                self.note(event.account(account.as_str()));
                 Err(Error::NotYourAccount { field })
             }
-            Some((Some(true), expires_ms)) => {
+            Some(Holding {
+                held: Some(true),
+                expires_ms,
+                ..
+            }) => {
                 let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
                 if vouched.len() >= MAX_VOUCHED {
                     vouched.clear();
