@@ -11,7 +11,7 @@ use township_proto::bank::v1 as pb;
 
 use crate::support::{
     bank::{
-        TestBank, add_holder, admin_token, apply_interest, balance, change_pin, client,
+        TestBank, add_holder, admin_token, apply_interest, balance, by_pin, change_pin, client,
         client_from, lock_server, login, logout, open_account, request_id, revoke_sessions, unlock,
     },
     bank_audit::{audit_events, audit_page, audit_table, audit_with, first, stored_hashes},
@@ -20,16 +20,6 @@ use crate::support::{
 
 const LIMIT: Duration = Duration::from_secs(30);
 const LOGIN: &str = "township.bank.v1.BankService/Login";
-
-/// AddHolder of `account` for the existing holder `name` with their `pin`, as staff do it.
-fn by_name(account: &str, name: &str, pin: &str) -> pb::AddHolderRequest {
-    pb::AddHolderRequest {
-        account_id: account.into(),
-        holder_name: name.into(),
-        pin: pin.into(),
-        ..Default::default()
-    }
-}
 
 #[tokio::test]
 async fn every_security_event_is_recorded_with_its_time_holder_account_method_and_caller() {
@@ -48,7 +38,7 @@ async fn every_security_event_is_recorded_with_its_time_holder_account_method_an
     change_pin(&bank.rpc, &ada, "1234", "2468").await.unwrap();
     expect_code(balance(&bank.rpc, &bob, &a).await, Code::PermissionDenied);
     expect_code(unlock(&bank.rpc, &bob, "Ada").await, Code::PermissionDenied);
-    add_holder(&bank.rpc, &bank.admin, by_name(&b, "Ada", "2468"))
+    add_holder(&bank.rpc, &bank.admin, by_pin(&b, "Ada", "2468"))
         .await
         .unwrap();
     assert_eq!(

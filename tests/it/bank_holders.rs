@@ -6,7 +6,7 @@ use tonic::Code;
 use township_proto::bank::v1 as pb;
 
 use crate::support::{
-    bank::{TestBank, add_holder, balance, login, request_id, withdraw},
+    bank::{TestBank, add_holder, balance, by_pin, login, request_id, withdraw},
     status::{expect_code, expect_invalid},
 };
 
@@ -15,16 +15,6 @@ fn joining(account: &str, session: &str) -> pb::AddHolderRequest {
     pb::AddHolderRequest {
         account_id: account.into(),
         holder_session_token: session.into(),
-        ..Default::default()
-    }
-}
-
-/// AddHolder of `account` for `name` with `pin` (staff's way).
-fn by_pin(account: &str, name: &str, pin: &str) -> pb::AddHolderRequest {
-    pb::AddHolderRequest {
-        account_id: account.into(),
-        holder_name: name.into(),
-        pin: pin.into(),
         ..Default::default()
     }
 }

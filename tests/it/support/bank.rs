@@ -215,6 +215,16 @@ pub async fn add_holder(
         .map(|r| r.into_inner())
 }
 
+/// AddHolder of `account` for `name` with `pin` (staff's way).
+pub fn by_pin(account: &str, name: &str, pin: &str) -> pb::AddHolderRequest {
+    pb::AddHolderRequest {
+        account_id: account.into(),
+        holder_name: name.into(),
+        pin: pin.into(),
+        ..Default::default()
+    }
+}
+
 /// ChangePin, with the session `token`.
 pub async fn change_pin(
     rpc: &Rpc,
