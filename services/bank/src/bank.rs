@@ -18,7 +18,7 @@ use township_lock_client::{LockClient, Mode};
 use crate::{
     Error,
     audit::{Call, Event, Kind},
-    ledger::{AccountView, Entry, Holding, Ledger, Movement, Receipt, now_ms},
+    ledger::{AccountView, Entry, Ledger, Movement, Receipt, now_ms},
     logins::{LoginPolicy, PinGate},
     pin,
     types::{AccountId, Amount, HolderName, Pin, RequestId},
@@ -124,13 +124,14 @@ impl Bank {
 
     /// The account `account` (named by the request field `field`) if the session of `token` is
     /// live and its holder holds the account. A session's asking about an account not its own
-    /// goes to the audit.
+    /// goes to the audit, with the holder and the `call` (made only then: this is every
+    /// customer operation's path).
     pub async fn authorize(
         &self,
         token: Option<&str>,
         account: AccountId,
         field: &'static str,
-        call: &Call,
+        call: &(dyn Fn() -> Call + Sync),
     ) -> Result<OwnAccount, Error> {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
@@ -144,21 +145,14 @@ impl Bank {
             None => Err(Error::Unauthenticated(
                 "the session token is unknown or expired",
             )),
-            Some(Holding { held: None, .. }) => Err(Error::AccountNotFound { field }),
-            Some(Holding {
-                held: Some(false),
-                holder,
-                ..
-            }) => {
-                let event = call.event(Kind::NotYourAccount).holder(holder);
+            Some((None, _)) => Err(Error::AccountNotFound { field }),
+            Some((Some(false), _)) => {
+                let holder = self.authenticate(Some(token)).await?;
+                let event = call().event(Kind::NotYourAccount).holder(holder.as_str());
                 self.note(event.account(account.as_str()));
                 Err(Error::NotYourAccount { field })
             }
-            Some(Holding {
-                held: Some(true),
-                expires_ms,
-                ..
-            }) => {
+            Some((Some(true), expires_ms)) => {
                 let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
                 if vouched.len() >= MAX_VOUCHED {
                     vouched.clear();
@@ -179,7 +173,7 @@ impl Bank {
         token: Option<&str>,
         account: AccountId,
         field: &'static str,
-        call: &Call,
+        call: &(dyn Fn() -> Call + Sync),
     ) -> Result<OwnAccount, Error> {
         if let Some(token) = token {
             let session = token_hash(token);

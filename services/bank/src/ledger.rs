@@ -189,20 +189,20 @@ impl Ledger {
             .transpose()
     }
 
-    /// For a live session: its holder, their relation to `account`, and when the session ends;
-    /// `None` if the session is unknown or expired. One read, as every customer operation on an
-    /// account begins with it.
+    /// For a live session: its holder's relation to `account` and when the session ends. The
+    /// relation is `None` if there is no such account, else whether the holder holds it. `None`
+    /// if the session is unknown or expired. One read, as every customer operation on an account
+    /// begins with it.
     pub async fn session_holding(
         &self,
         token_hash: &str,
         now_ms: i64,
         account: &AccountId,
-    ) -> Result<Option<Holding>, Error> {
-        let row: Option<(bool, bool, String, i64)> = sqlx::query_as(
+    ) -> Result<Option<(Option<bool>, i64)>, Error> {
+        let row: Option<(bool, bool, i64)> = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1),
                     EXISTS (SELECT 1 FROM account_holders h
                             WHERE h.account_id = ?1 AND h.holder_name = s.holder_name),
-                    s.holder_name,
                     s.expires_ms
              FROM sessions s WHERE s.token_hash = ?2 AND s.expires_ms > ?3",
         )
@@ -211,11 +211,7 @@ impl Ledger {
         .bind(now_ms)
         .fetch_optional(&self.reads)
         .await?;
-        Ok(row.map(|(exists, held, holder, expires_ms)| Holding {
-            held: exists.then_some(held),
-            holder,
-            expires_ms,
-        }))
+        Ok(row.map(|(exists, held, expires_ms)| (exists.then_some(held), expires_ms)))
     }
 
     /// Ends a session, with its audit `event`. Returns whether it existed.
@@ -478,17 +474,6 @@ impl Ledger {
             })
             .await
     }
-}
-
-/// A live session's standing toward one account ([`Ledger::session_holding`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holding {
-    /// `None` if there is no such account, else whether the session's holder holds it.
-    pub held: Option<bool>,
-    /// The session's holder.
-    pub holder: String,
-    /// When the session ends.
-    pub expires_ms: i64,
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl BankService for BankApi {
             let r = JoiningHolder::try_from(request.get_ref())?;
             let account = self
                 .bank
-                .authorize(token, r.account, "account_id", &call)
+                .authorize(token, r.account, "account_id", &|| call.clone())
                 .await?;
             self.bank
                 .add_joining_holder(account, r.holder, &r.session_token, &call)
@@ -197,7 +197,7 @@ impl BankService for BankApi {
         let account = AccountId::parse("account_id", &request.get_ref().account_id)?;
         let account = self
             .bank
-            .authorize(token, account, "account_id", &call(&request))
+            .authorize(token, account, "account_id", &|| call(&request))
             .await?;
         let account_id = account.id().to_string();
         let balance_cents = self.bank.balance(account).await?;
@@ -229,7 +229,7 @@ impl BankService for BankApi {
         let r = TransferOrder::try_from(request.get_ref())?;
         let from = self
             .bank
-            .authorize_transfer(token, r.from, "from_account_id", &call(&request))
+            .authorize_transfer(token, r.from, "from_account_id", &|| call(&request))
             .await?;
         let receipt = self
             .bank
@@ -247,7 +247,7 @@ impl BankService for BankApi {
         let account = AccountId::parse("account_id", &r.account_id)?;
         let account = self
             .bank
-            .authorize(token, account, "account_id", &call(&request))
+            .authorize(token, account, "account_id", &|| call(&request))
             .await?;
         // Newest first: a page continues before the id of the last entry served. Its token is
         // bound to the account and to the session that asked.
@@ -321,7 +321,7 @@ impl BankApi {
         let r = requests::Movement::try_from(request.get_ref())?;
         let account = self
             .bank
-            .authorize(token, r.account, "account_id", &call(&request))
+            .authorize(token, r.account, "account_id", &|| call(&request))
             .await?;
         let receipt = self
             .bank

@@ -61,8 +61,9 @@ impl Caller {
 /// The RPC a request calls, `township.bank.v1.BankService/Login` (no leading slash): put in
 /// every request's extensions by the kit, for a service that records who called what (tonic's
 /// own `GrpcMethod` is set only on the client side).
+/// It shares the request's own bytes (no copy on every call).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RpcMethod(String);
+pub struct RpcMethod(http::uri::PathAndQuery);
 
 impl RpcMethod {
     /// The RPC `request` calls; empty if it did not come through the kit's server.
@@ -70,7 +71,7 @@ impl RpcMethod {
         request
             .extensions()
             .get::<RpcMethod>()
-            .map_or("", |method| method.0.as_str())
+            .map_or("", |method| method.0.path().trim_start_matches('/'))
     }
 }
 
@@ -218,8 +219,9 @@ where
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
         }
-        let method = RpcMethod(request.uri().path().trim_start_matches('/').to_owned());
-        request.extensions_mut().insert(method);
+        if let Some(path) = request.uri().path_and_query().cloned() {
+            request.extensions_mut().insert(RpcMethod(path));
+        }
         AccessFuture::Inner {
             inner: self.inner.call(request),
         }

@@ -89,7 +89,7 @@ impl Bank {
     }
 
     /// The holder of `token`'s session, if it is live.
-    async fn authenticate(&self, token: Option<&str>) -> Result<HolderName, Error> {
+    pub(super) async fn authenticate(&self, token: Option<&str>) -> Result<HolderName, Error> {
         let token = token.ok_or(Error::Unauthenticated(
             "no `authorization: Bearer <token>` header",
         ))?;
