@@ -259,19 +259,37 @@ pub(crate) async fn page(
         String,
         i64,
     );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, time_ms, kind, method, holder, account, principal, peer, detail, count
-         FROM audit
-         WHERE id < ?1 AND time_ms >= ?2 AND (?3 IS NULL OR holder = ?3)
-           AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= ?2)
-         ORDER BY id DESC LIMIT ?4",
-    )
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(filter.since_ms.unwrap_or(i64::MIN))
-    .bind(filter.holder.as_deref())
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    // Only the conditions given, so that SQLite can use the index they need: by holder, the
+    // (holder, id) index; since a time, the id range from the first event at or after it.
+    macro_rules! audit_sql {
+        ($($condition:literal)*) => {
+            concat!(
+                "SELECT id, time_ms, kind, method, holder, account, principal, peer, detail, count
+                 FROM audit WHERE id < ?",
+                $($condition,)*
+                " ORDER BY id DESC LIMIT ?"
+            )
+        };
+    }
+    let sql = match (filter.holder.is_some(), filter.since_ms.is_some()) {
+        (false, false) => audit_sql!(),
+        (true, false) => audit_sql!(" AND holder = ?"),
+        (false, true) => audit_sql!(
+            " AND time_ms >= ? AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= ?)"
+        ),
+        (true, true) => audit_sql!(
+            " AND holder = ?"
+            " AND time_ms >= ? AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= ?)"
+        ),
+    };
+    let mut query = sqlx::query_as::<_, Row>(sql).bind(before.unwrap_or(i64::MAX));
+    if let Some(holder) = &filter.holder {
+        query = query.bind(holder);
+    }
+    if let Some(since_ms) = filter.since_ms {
+        query = query.bind(since_ms).bind(since_ms);
+    }
+    let rows = query.bind(i64::from(limit)).fetch_all(pool).await?;
     Ok(rows
         .into_iter()
         .map(
