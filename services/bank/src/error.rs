@@ -91,6 +91,9 @@ pub enum Error {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
+    /// Storage failed, on the ledger writer's own connection.
+    #[error("storage: {0}")]
+    Sqlite(#[from] township_store::rusqlite::Error),
     /// A broken invariant.
     #[error("internal: {0}")]
     Internal(String),
@@ -120,7 +123,7 @@ impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {
             Error::Invalid(invalid) => return invalid.into(),
-            Error::Storage(_) | Error::Internal(_) => return internal(&err),
+            Error::Storage(_) | Error::Sqlite(_) | Error::Internal(_) => return internal(&err),
             Error::AccountNotFound { .. } => Code::NotFound,
             Error::NotYourAccount { .. }
             | Error::NotStaff

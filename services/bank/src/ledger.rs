@@ -36,6 +36,14 @@ pub use crate::{
 /// transfers a second that is at most a few thousand pages of WAL.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Every commit is fsynced: an answered operation survives a power loss.
+const DURABILITY: Durability = Durability::Full;
+
+/// Checkpoints run in the background, every [`CHECKPOINT_INTERVAL`].
+const CHECKPOINTS: Checkpoints = Checkpoints::InBackground {
+    every: CHECKPOINT_INTERVAL,
+};
+
 /// An account as shown to its holders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountView {
@@ -70,21 +78,18 @@ impl Ledger {
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let Pools { writes, reads } = township_store::open_pools(
-            data_dir,
-            "bank.db",
-            Durability::Full,
-            Checkpoints::InBackground {
-                every: CHECKPOINT_INTERVAL,
-            },
-            4,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the bank's ledger")?;
+        let Pools { writes, reads } =
+            township_store::open_pools(data_dir, "bank.db", DURABILITY, CHECKPOINTS, 4, SCHEMA)
+                .await
+                .context("cannot open the bank's ledger")?;
         let key = township_store::secret(&writes, "page_token_key").await?;
         let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
-        let writer = Writer::start(writes).context("cannot start the ledger's writer thread")?;
+        let dir = data_dir.to_owned();
+        let open = Box::new(move || {
+            township_store::open_blocking(&dir, "bank.db", DURABILITY, CHECKPOINTS)
+        });
+        let writer =
+            Writer::start(writes, open).context("cannot start the ledger's writer thread")?;
         let notes = Notes::start(writer.clone());
         Ok(Self {
             reads,

@@ -1,10 +1,10 @@
 //! Group commit of transfers, the bank's hottest path. Transfers that arrive while the writer
 //! (see [`crate::writer`]) is busy queue up; it then takes up to [`MAX_BATCH`] of them and does
-//! them all in one `BEGIN IMMEDIATE` transaction of two round trips to SQLite whatever their
-//! number (read the request ids, the accounts and the last ledger row; then write the balances,
-//! append the ledger rows, record the request ids and commit), so its cost per transfer falls as
-//! load rises. Nobody is answered before that transaction commits: every answered transfer
-//! survives `kill -9`.
+//! them all in one `BEGIN IMMEDIATE` transaction on its own blocking connection (read the request
+//! ids, the accounts, the sessions and the last ledger row; then write the balances, append the
+//! ledger rows, record the request ids and commit), so that they share one commit and its fsync.
+//! Nobody is answered before that transaction commits: every answered transfer survives `kill -9`
+//! and a power loss.
 //!
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
 //! left by the ones before it, by the same rules as any money movement ([`crate::rules`]:
@@ -13,14 +13,10 @@
 //! batch: the later waits for the next one, where it finds the earlier one's outcome. If the
 //! transaction fails, none of the batch is applied and each transfer gets the error.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque, hash_map::Entry};
 
-use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use township_store::{
-    SqlitePool,
-    sqlx::{self, SqliteConnection},
-};
+use township_store::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
     Error,
@@ -59,11 +55,12 @@ impl Transfer {
     }
 }
 
-/// Commits the next batch of `waiting` transfers (see [`take_batch`]) and answers each of them.
-/// If the transaction fails, none of the batch is applied and each transfer gets the error.
-pub async fn commit_batch(pool: &SqlitePool, waiting: &mut VecDeque<Transfer>) {
+/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn` and answers
+/// each of them. If the transaction fails, none of the batch is applied and each transfer gets
+/// the error. Blocking: the writer's own thread runs it.
+pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>) {
     let batch = take_batch(waiting);
-    let outcomes = match commit(pool, &batch).await {
+    let outcomes = match commit(conn, &batch) {
         Ok(outcomes) => outcomes,
         Err(err) => {
             tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
@@ -111,198 +108,186 @@ enum Decision {
     Refused(Refusal),
 }
 
-/// The first round trip to SQLite: opens the transaction and reads everything the batch's
-/// decisions need, as one row of JSON (each row sent back is a wake-up of the writer thread).
-/// `?1` is a JSON array of the request ids, `?2` of the account ids, `?3` of the `[session,
-/// source account]` pairs, of which those whose session is live at `?4` and holds the account
-/// come back.
-const READ: &str = "BEGIN IMMEDIATE;
-SELECT
- (SELECT json_group_array(json_array(request_id, params, transaction_id, balance_cents, rejection))
-  FROM requests WHERE request_id IN (SELECT value FROM json_each(?1))),
- (SELECT json_group_array(json_array(id, balance_cents, fence_any, fence_write))
-  FROM accounts WHERE id IN (SELECT value FROM json_each(?2))),
- (SELECT COALESCE(MAX(id), 0) FROM ledger),
- (SELECT json_group_array(pair.value) FROM json_each(?3) AS pair
-  WHERE EXISTS (SELECT 1 FROM sessions s JOIN account_holders h ON h.holder_name = s.holder_name
-                WHERE s.token_hash = pair.value ->> 0 AND s.expires_ms > ?4
-                  AND h.account_id = pair.value ->> 1));";
+/// The stored outcome of a request id.
+const FIND_REQUEST: &str =
+    "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?1";
+/// An account's balance and fences.
+const FIND_ACCOUNT: &str =
+    "SELECT balance_cents, fence_any, fence_write FROM accounts WHERE id = ?1";
+/// The last ledger row: the batch numbers its rows after it.
+const LAST_ROW: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger";
+/// Whether the session `?1` is live at `?2` and its holder holds account `?3`.
+const SESSION_HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM sessions s
+ JOIN account_holders h ON h.holder_name = s.holder_name
+ WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND h.account_id = ?3)";
+/// An account's new balance and fences.
+const UPDATE_ACCOUNT: &str =
+    "UPDATE accounts SET balance_cents = ?2, fence_any = ?3, fence_write = ?4 WHERE id = ?1";
+/// A row of the ledger, numbered by the batch.
+const INSERT_LEDGER_ROW: &str = "INSERT INTO ledger (id, account_id, request_id, kind,
+ amount_cents, balance_after_cents, counterparty, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// A request id's outcome, so that a retry gets the same answer.
+const RECORD_REQUEST: &str = "INSERT INTO requests (request_id, params, transaction_id,
+ balance_cents, rejection, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// The second and last round trip: writes the batch's decisions and commits. `?1` is a JSON
-/// array of changed accounts `[id, balance, fence_any, fence_write]`, `?2` of ledger rows `[id,
-/// account, request, kind, amount, balance after, counterparty]`, `?4` of recorded requests
-/// `[request, params, transaction, balance, rejection]`; `?3` is the time.
-const WRITE: &str = "UPDATE accounts
- SET balance_cents = change.value ->> 1, fence_any = change.value ->> 2,
-     fence_write = change.value ->> 3
- FROM json_each(?1) AS change WHERE accounts.id = change.value ->> 0;
-INSERT INTO ledger (id, account_id, request_id, kind, amount_cents, balance_after_cents,
-                    counterparty, time_ms)
- SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-        value ->> 6, ?3 FROM json_each(?2);
-INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
- SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?3 FROM json_each(?4);
-COMMIT;";
-
-/// Does `batch` in one transaction and returns each transfer's outcome, in order. The
-/// transaction takes two round trips to SQLite's worker thread whatever the batch's size, each
-/// one SQL text that is prepared once and cached: each round trip wakes two threads, and on a
-/// busy machine those wake-ups cost more than the SQL.
-async fn commit(
-    pool: &SqlitePool,
-    batch: &[Transfer],
-) -> Result<Vec<Result<Receipt, Error>>, Error> {
-    let mut conn = pool.acquire().await?;
-    let done = in_transaction(&mut conn, batch).await;
-    if done.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-        // Either the transaction never began or the connection is unusable: a fresh one is
-        // certain to hold no transaction.
-        conn.close_on_drop();
-    }
-    done
+/// Does `batch` in one `BEGIN IMMEDIATE` transaction and returns each transfer's outcome, in
+/// order. Each statement is prepared once per connection and cached; a failure rolls it all
+/// back (the transaction's drop).
+fn commit(conn: &mut Connection, batch: &[Transfer]) -> Result<Vec<Result<Receipt, Error>>, Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = decide_and_write(&tx, batch, now_ms())?;
+    tx.commit()?;
+    Ok(outcomes)
 }
 
-async fn in_transaction(
-    conn: &mut SqliteConnection,
+/// What a batch's decisions start from, as read inside its transaction.
+struct Read<'a> {
+    /// The stored outcomes of the batch's request ids that have one.
+    priors: HashMap<&'a str, PriorRequest>,
+    /// The batch's accounts that exist.
+    accounts: HashMap<&'a str, Seen>,
+    /// For each (session, source account) pair: whether the session is live and holds it.
+    live: HashMap<(&'a str, &'a str), bool>,
+    /// The last ledger row's id.
+    last_row: i64,
+}
+
+/// Reads what `batch`'s decisions need, one indexed lookup per request id, account and session.
+fn read<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &'a [Transfer],
+    now: i64,
+) -> Result<Read<'a>, Error> {
+    let mut priors = HashMap::new();
+    let mut find_request = tx.prepare_cached(FIND_REQUEST)?;
+    for transfer in batch {
+        let id = transfer.request_id.as_str();
+        let prior = find_request
+            .query_row([id], |row| {
+                Ok(PriorRequest {
+                    params: row.get(0)?,
+                    transaction_id: row.get(1)?,
+                    balance_cents: row.get(2)?,
+                    rejection: row.get(3)?,
+                })
+            })
+            .optional()?;
+        if let Some(prior) = prior {
+            priors.insert(id, prior);
+        }
+    }
+
+    let mut accounts = HashMap::new();
+    let mut find_account = tx.prepare_cached(FIND_ACCOUNT)?;
+    for id in batch.iter().flat_map(|t| [t.from.as_str(), t.to.as_str()]) {
+        if accounts.contains_key(id) {
+            continue;
+        }
+        let state = find_account
+            .query_row([id], |row| {
+                Ok(AccountState {
+                    balance: row.get(0)?,
+                    fence_any: row.get(1)?,
+                    fence_write: row.get(2)?,
+                })
+            })
+            .optional()?;
+        if let Some(state) = state {
+            let seen = Seen {
+                state,
+                changed: false,
+            };
+            accounts.insert(id, seen);
+        }
+    }
+
+    let mut live = HashMap::new();
+    let mut session_holds = tx.prepare_cached(SESSION_HOLDS)?;
+    for transfer in batch {
+        let (session, from) = (transfer.session.as_str(), transfer.from.as_str());
+        if let Entry::Vacant(pair) = live.entry((session, from)) {
+            pair.insert(session_holds.query_row(params![session, now, from], |row| row.get(0))?);
+        }
+    }
+    let last_row = tx.query_row(LAST_ROW, [], |row| row.get(0))?;
+    Ok(Read {
+        priors,
+        accounts,
+        live,
+        last_row,
+    })
+}
+
+/// Decides each transfer of `batch` in turn and writes the outcome: the ledger rows and the
+/// request id of each, then the changed balances.
+fn decide_and_write(
+    tx: &rusqlite::Transaction<'_>,
     batch: &[Transfer],
+    now: i64,
 ) -> Result<Vec<Result<Receipt, Error>>, Error> {
-    let params: Vec<String> = batch.iter().map(Transfer::params).collect();
-    let request_ids: Vec<&str> = batch.iter().map(|t| t.request_id.as_str()).collect();
-    let account_ids: HashSet<&str> = batch
-        .iter()
-        .flat_map(|t| [t.from.as_str(), t.to.as_str()])
-        .collect();
-
-    let pairs: HashSet<(&str, &str)> = batch
-        .iter()
-        .map(|t| (t.session.as_str(), t.from.as_str()))
-        .collect();
-    let (requests, accounts, last_row, live): (String, String, i64, String) = sqlx::query_as(READ)
-        .bind(json!(request_ids).to_string())
-        .bind(json!(account_ids).to_string())
-        .bind(json!(pairs).to_string())
-        .bind(now_ms())
-        .fetch_one(&mut *conn)
-        .await?;
-    let unreadable = |e: serde_json::Error| Error::Internal(format!("transfer batch read: {e}"));
-    let live: HashSet<(String, String)> = serde_json::from_str(&live).map_err(unreadable)?;
-    let mut priors: HashMap<String, PriorRequest> =
-        serde_json::from_str::<Vec<(String, String, String, i64, String)>>(&requests)
-            .map_err(unreadable)?
-            .into_iter()
-            .map(|(id, params, transaction_id, balance_cents, rejection)| {
-                let prior = PriorRequest {
-                    params,
-                    transaction_id,
-                    balance_cents,
-                    rejection,
-                };
-                (id, prior)
-            })
-            .collect();
-    let mut accounts: HashMap<String, Seen> =
-        serde_json::from_str::<Vec<(String, i64, i64, i64)>>(&accounts)
-            .map_err(unreadable)?
-            .into_iter()
-            .map(|(id, balance, fence_any, fence_write)| {
-                let state = AccountState {
-                    balance,
-                    fence_any,
-                    fence_write,
-                };
-                let seen = Seen {
-                    state,
-                    changed: false,
-                };
-                (id, seen)
-            })
-            .collect();
+    let Read {
+        mut priors,
+        mut accounts,
+        live,
+        last_row,
+    } = read(tx, batch, now)?;
+    let mut insert_row = tx.prepare_cached(INSERT_LEDGER_ROW)?;
+    let mut record_request = tx.prepare_cached(RECORD_REQUEST)?;
     let mut next_row = last_row + 1;
-
-    let decisions: Vec<Decision> = batch
-        .iter()
-        .zip(&params)
-        .map(|(transfer, params)| {
-            let session = (transfer.session.clone(), transfer.from.as_str().to_owned());
-            if !live.contains(&session) {
-                // Holdings are never taken away, so it is the session that has ended.
-                return Decision::Answered(Err(Error::Unauthenticated(
-                    "the session token is unknown or expired",
-                )));
-            }
-            let prior = priors.remove(transfer.request_id.as_str());
-            decide(transfer, params, prior, &mut accounts)
-        })
-        .collect();
-
-    let changes: Vec<Value> = accounts
-        .iter()
-        .filter(|(_, seen)| seen.changed)
-        .map(|(id, Seen { state: s, .. })| json!([id, s.balance, s.fence_any, s.fence_write]))
-        .collect();
-    let mut ledger_rows: Vec<Value> = Vec::new();
-    let mut records: Vec<Value> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
-    for ((transfer, params), decision) in batch.iter().zip(&params).zip(decisions) {
-        let request_id = transfer.request_id.as_str();
-        match decision {
+    for transfer in batch {
+        let (request_id, params) = (transfer.request_id.as_str(), transfer.params());
+        if !live[&(transfer.session.as_str(), transfer.from.as_str())] {
+            // Holdings are never taken away, so it is the session that has ended.
+            outcomes.push(Err(Error::Unauthenticated(
+                "the session token is unknown or expired",
+            )));
+            continue;
+        }
+        let prior = priors.remove(request_id);
+        match decide(transfer, &params, prior, &mut accounts) {
             Decision::Answered(outcome) => outcomes.push(outcome),
             Decision::Applied {
                 from_after,
                 to_after,
             } => {
-                let (from, to, cents) = (
-                    transfer.from.as_str(),
-                    transfer.to.as_str(),
-                    transfer.amount.cents(),
-                );
+                let (from, to) = (transfer.from.as_str(), transfer.to.as_str());
+                let cents = transfer.amount.cents();
                 let out_row = next_row;
-                ledger_rows.push(json!([
-                    out_row,
-                    from,
-                    request_id,
-                    "TRANSFER_OUT",
-                    -cents,
-                    from_after,
-                    to
-                ]));
-                ledger_rows.push(json!([
-                    out_row + 1,
-                    to,
-                    request_id,
-                    "TRANSFER_IN",
-                    cents,
-                    to_after,
-                    from
-                ]));
+                let out = (out_row, from, "TRANSFER_OUT", -cents, from_after, to);
+                let into = (out_row + 1, to, "TRANSFER_IN", cents, to_after, from);
+                for (id, account, kind, amount, after, counterparty) in [out, into] {
+                    insert_row.execute(params![
+                        id,
+                        account,
+                        request_id,
+                        kind,
+                        amount,
+                        after,
+                        counterparty,
+                        now
+                    ])?;
+                }
                 next_row += 2;
                 let receipt = Receipt {
                     transaction_id: out_row.to_string(),
                     balance_cents: from_after,
                 };
-                records.push(json!([
-                    request_id,
-                    params,
-                    receipt.transaction_id,
-                    from_after,
-                    ""
-                ]));
+                let id = &receipt.transaction_id;
+                record_request.execute(params![request_id, params, id, from_after, "", now])?;
                 outcomes.push(Ok(receipt));
             }
             Decision::Refused(refusal) => {
                 let (rejection, balance) = refusal.stored();
-                records.push(json!([request_id, params, "", balance, rejection]));
+                record_request.execute(params![request_id, params, "", balance, rejection, now])?;
                 outcomes.push(Err(refusal.into()));
             }
         }
     }
-    sqlx::query(WRITE)
-        .bind(Value::Array(changes).to_string())
-        .bind(Value::Array(ledger_rows).to_string())
-        .bind(now_ms())
-        .bind(Value::Array(records).to_string())
-        .execute(&mut *conn)
-        .await?;
+    let mut update_account = tx.prepare_cached(UPDATE_ACCOUNT)?;
+    for (id, Seen { state: s, .. }) in accounts.iter().filter(|(_, seen)| seen.changed) {
+        update_account.execute(params![id, s.balance, s.fence_any, s.fence_write])?;
+    }
     Ok(outcomes)
 }
 
@@ -312,7 +297,7 @@ fn decide(
     transfer: &Transfer,
     params: &str,
     prior: Option<PriorRequest>,
-    accounts: &mut HashMap<String, Seen>,
+    accounts: &mut HashMap<&str, Seen>,
 ) -> Decision {
     match prior_outcome(prior, params) {
         Ok(Some(receipt)) => return Decision::Answered(Ok(receipt)),

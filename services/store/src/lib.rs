@@ -13,12 +13,17 @@
 //! for most services: the commit that takes the WAL past 1,000 pages does it, and waits for it.
 //! A service whose commits are its bottleneck moves them off that path with
 //! [`Checkpoints::InBackground`].
+//!
+//! Such a service may also write on a thread of its own through a plain blocking connection
+//! ([`open_blocking`], rusqlite), with no hand-off to a worker thread per statement.
 
+mod blocking;
 mod migrate;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context;
+pub use blocking::{open_blocking, rusqlite};
 pub use migrate::Migration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 pub use sqlx::{self, SqlitePool};
