@@ -325,6 +325,48 @@ async fn a_batch_reports_unknown_accounts_and_stale_tokens_per_transfer() {
 }
 
 #[tokio::test]
+async fn a_batch_that_fails_applies_none_of_its_transfers_and_their_retries_apply_once() {
+    let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
+    let (a, b) = (&accounts[0], &accounts[1]);
+    // Every write of a transfer's request id fails until the trigger is dropped.
+    run_sql(
+        &ledger,
+        "CREATE TRIGGER refuse_requests BEFORE INSERT ON requests
+         BEGIN SELECT RAISE(ABORT, 'storage refuses'); END",
+    )
+    .await
+    .unwrap();
+    let ids = [rid(), rid(), rid()];
+    let (first, second, third) = tokio::join!(
+        ledger.transfer(SESSION, a, b, cents(10), &ids[0], (1, 1)),
+        ledger.transfer(SESSION, a, b, cents(20), &ids[1], (1, 1)),
+        ledger.transfer(SESSION, a, b, cents(30), &ids[2], (1, 1)),
+    );
+    for outcome in [first, second, third] {
+        assert!(matches!(outcome, Err(Error::Internal(_))), "{outcome:?}");
+    }
+    assert_eq!(
+        ledger.balance(a, 1).await.unwrap(),
+        1_000,
+        "nothing applied"
+    );
+
+    run_sql(&ledger, "DROP TRIGGER refuse_requests")
+        .await
+        .unwrap();
+    for (id, amount) in ids.iter().zip([10, 20, 30]) {
+        for _ in 0..2 {
+            let receipt = ledger.transfer(SESSION, a, b, cents(amount), id, (1, 1));
+            receipt
+                .await
+                .expect("the writer carries on after a failed batch");
+        }
+    }
+    assert_eq!(ledger.balance(a, 1).await.unwrap(), 940);
+    assert_eq!(ledger.balance(b, 1).await.unwrap(), 60);
+}
+
+#[tokio::test]
 async fn a_transfer_is_refused_in_its_transaction_once_its_session_has_ended() {
     let (_dir, ledger, accounts) = ledger_with(&[1_000, 0]).await;
     let (a, b) = (&accounts[0], &accounts[1]);
