@@ -36,7 +36,8 @@ pub use crate::{
 /// transfers a second that is at most a few thousand pages of WAL.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Every commit is fsynced: an answered operation survives a power loss.
+/// Every commit is fsynced: an answered operation survives a power loss. The transfer batches
+/// commit without (`NORMAL`), and are answered only once flushed (see [`crate::syncer`]).
 const DURABILITY: Durability = Durability::Full;
 
 /// Checkpoints run in the background, every [`CHECKPOINT_INTERVAL`].
@@ -86,10 +87,13 @@ impl Ledger {
         let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
         let dir = data_dir.to_owned();
         let open = Box::new(move || {
-            township_store::open_blocking(&dir, "bank.db", DURABILITY, CHECKPOINTS)
+            township_store::open_blocking(&dir, "bank.db", Durability::Normal, CHECKPOINTS)
         });
+        // The WAL file exists as long as any connection is open, and the writer's stays open.
+        let wal = data_dir.join("bank.db-wal");
+        let sync = Box::new(move || std::fs::File::open(&wal)?.sync_data());
         let writer =
-            Writer::start(writes, open).context("cannot start the ledger's writer thread")?;
+            Writer::start(writes, open, sync).context("cannot start the ledger's writer thread")?;
         let notes = Notes::start(writer.clone());
         Ok(Self {
             reads,
@@ -319,6 +323,8 @@ impl Ledger {
         .bind(account.as_str())
         .fetch_all(&self.reads)
         .await?;
+        // The balance may come from a batch of transfers not yet flushed.
+        self.writer.durable().await;
         Ok(AccountView {
             id: account.clone(),
             holders,

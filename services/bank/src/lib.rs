@@ -25,6 +25,7 @@ pub mod rules;
 mod schema;
 pub mod service;
 mod strikes;
+mod syncer;
 #[cfg(debug_assertions)]
 pub mod test_seam;
 mod transfers;

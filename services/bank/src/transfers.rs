@@ -3,8 +3,8 @@
 //! them all in one `BEGIN IMMEDIATE` transaction on its own blocking connection (read the request
 //! ids, the accounts, the sessions and the last ledger row; then write the balances, append the
 //! ledger rows, record the request ids and commit), so that they share one commit and its fsync.
-//! Nobody is answered before that transaction commits: every answered transfer survives `kill -9`
-//! and a power loss.
+//! Nobody is answered before that transaction is on the disk (see [`crate::syncer`]): every
+//! answered transfer survives `kill -9` and a power loss.
 //!
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
 //! left by the ones before it, by the same rules as any money movement ([`crate::rules`]:
@@ -22,6 +22,7 @@ use crate::{
     Error,
     clock::now_ms,
     rules::{self, AccountState, Leg, PriorRequest, Receipt, Refusal, Verdict, prior_outcome},
+    syncer::Syncer,
     types::{AccountId, Amount, RequestId},
 };
 
@@ -55,23 +56,24 @@ impl Transfer {
     }
 }
 
-/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn` and answers
-/// each of them. If the transaction fails, none of the batch is applied and each transfer gets
-/// the error. Blocking: the writer's own thread runs it.
-pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>) {
+/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, and hands
+/// their answers to `syncer`, which sends them once the commit is on the disk. If the
+/// transaction fails, none of the batch is applied and each transfer gets the error at once.
+/// Blocking: the writer's own thread runs it.
+pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syncer: &Syncer) {
     let batch = take_batch(waiting);
-    let outcomes = match commit(conn, &batch) {
-        Ok(outcomes) => outcomes,
+    match commit(conn, &batch) {
+        Ok(outcomes) => {
+            let answers = batch.into_iter().map(|t| t.outcome).zip(outcomes);
+            syncer.committed(answers.collect());
+        }
         Err(err) => {
             tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
-            batch
-                .iter()
-                .map(|_| Err(Error::Internal(format!("transfer batch: {err}"))))
-                .collect()
+            for transfer in batch {
+                let failed = Error::Internal(format!("transfer batch: {err}"));
+                let _ = transfer.outcome.send(Err(failed));
+            }
         }
-    };
-    for (transfer, outcome) in batch.into_iter().zip(outcomes) {
-        let _ = transfer.outcome.send(outcome);
     }
 }
 

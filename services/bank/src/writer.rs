@@ -18,7 +18,8 @@
 //! write connection sits idle. Here the transactions run at SQLite's pace. The transfer batches,
 //! the hottest path, go further: they run on this thread's own blocking connection, with no
 //! hand-off at all (each one was a wake-up of two threads, which on a busy machine cost more than
-//! the SQL). The other jobs, rarer, keep the sqlx write pool; both connections are used only
+//! the SQL), and without waiting for the disk: their answers go out once [`Syncer`] has flushed
+//! the commit. The other jobs, rarer, keep the sqlx write pool; both connections are used only
 //! from this loop, in turn, so they never wait on each other.
 
 use std::{collections::VecDeque, pin::Pin};
@@ -28,6 +29,7 @@ use township_store::{SqlitePool, rusqlite::Connection};
 
 use crate::{
     Error,
+    syncer::{self, Syncer},
     transfers::{self, MAX_BATCH, Transfer},
 };
 
@@ -49,23 +51,25 @@ enum Work {
 #[derive(Clone, Debug)]
 pub struct Writer {
     queue: mpsc::UnboundedSender<Work>,
+    syncer: Syncer,
 }
 
 impl Writer {
     /// Starts the writer on a thread of its own, which lives as long as the process: jobs run on
     /// `pool` (the write pool: one connection), transfers on the connection `open` makes (and
     /// makes again should a failed batch leave it inside a transaction).
-    pub fn start(pool: SqlitePool, open: Opener) -> anyhow::Result<Self> {
+    pub fn start(pool: SqlitePool, open: Opener, sync: syncer::Flush) -> anyhow::Result<Self> {
         let conn = open()?;
+        let syncer = Syncer::start(sync)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let (queue, queued) = mpsc::unbounded_channel();
-        runtime.spawn(write(pool, conn, open, queued));
+        runtime.spawn(write(pool, conn, open, syncer.clone(), queued));
         std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-        Ok(Self { queue })
+        Ok(Self { queue, syncer })
     }
 
     /// Runs `work` (one transaction on the write pool) on the writer, and returns its answer.
@@ -85,6 +89,12 @@ impl Writer {
         answered
             .await
             .map_err(|_| Error::Internal("the ledger writer dropped a transaction".into()))?
+    }
+
+    /// Waits until every transfer committed so far is on the disk: for whoever shows data
+    /// without a durable commit of its own (see [`crate::syncer`]).
+    pub async fn durable(&self) {
+        self.syncer.durable().await;
     }
 
     /// Queues `transfer` for the next batch; its outcome goes to the transfer's own channel.
@@ -120,6 +130,7 @@ async fn write(
     pool: SqlitePool,
     mut conn: Connection,
     open: Opener,
+    syncer: Syncer,
     mut queued: mpsc::UnboundedReceiver<Work>,
 ) {
     let mut waiting = Waiting::default();
@@ -137,7 +148,7 @@ async fn write(
             }
         }
         if !waiting.transfers.is_empty() {
-            transfers::commit_batch(&mut conn, &mut waiting.transfers);
+            transfers::commit_batch(&mut conn, &mut waiting.transfers, &syncer);
             if !conn.is_autocommit() {
                 // The batch failed and so did its rollback: a fresh connection is certain to
                 // hold no transaction (the old one's ends when it closes).
@@ -148,6 +159,10 @@ async fn write(
                     }
                 }
             }
+        }
+        if !waiting.jobs.is_empty() {
+            // A job may read what the transfers changed, and answer without a flush of its own.
+            syncer.durable().await;
         }
         for job in std::mem::take(&mut waiting.jobs) {
             // A task of its own, awaited at once: a panicking job fails its caller (its answer
