@@ -33,6 +33,10 @@ pub type Answers = Vec<(
     Result<Receipt, Error>,
 )>;
 
+/// A batch's place in commit order (see [`Syncer::next_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch(u64);
+
 /// Flushes the WAL file to the disk.
 pub type Flush = Box<dyn FnMut() -> io::Result<()> + Send>;
 
@@ -41,7 +45,7 @@ pub type Flush = Box<dyn FnMut() -> io::Result<()> + Send>;
 #[derive(Clone, Debug)]
 pub struct Syncer {
     queue: mpsc::Sender<(u64, Answers)>,
-    /// How many batches have been committed.
+    /// How many batches have been numbered (committed, or about to be).
     committed: Arc<AtomicU64>,
     /// How many batches are known to be on the disk.
     synced: watch::Receiver<u64>,
@@ -62,11 +66,17 @@ impl Syncer {
         })
     }
 
-    /// Takes the answers of a batch just committed (without a flush): they are sent once a flush
-    /// after the commit has succeeded. Call it in commit order, from the one writer.
-    pub fn committed(&self, answers: Answers) {
-        let batch = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Err(mpsc::SendError((_, answers))) = self.queue.send((batch, answers)) {
+    /// Numbers the next batch. Call it before the batch commits: from then on [`Syncer::durable`]
+    /// waits for its flush, so that nobody who reads the commit sees it before it is durable.
+    pub fn next_batch(&self) -> Batch {
+        Batch(self.committed.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Takes the answers of `batch`, once its transaction has ended (committed without a flush,
+    /// or failed): they are sent after a flush that follows it. Call it for every batch
+    /// numbered, in order, from the one writer.
+    pub fn committed(&self, batch: Batch, answers: Answers) {
+        if let Err(mpsc::SendError((_, answers))) = self.queue.send((batch.0, answers)) {
             // The thread is gone only if the process is stopping: nobody is told a transfer
             // was done that may not be durable.
             for (answer, _) in answers {
@@ -140,7 +150,7 @@ mod tests {
     async fn a_batch_is_answered_only_after_a_flush_that_follows_its_commit() {
         let (syncer, release, flushes) = held_syncer();
         let (answer, mut answered) = oneshot::channel();
-        syncer.committed(vec![(answer, receipt("1"))]);
+        syncer.committed(syncer.next_batch(), vec![(answer, receipt("1"))]);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             answered.try_recv().is_err(),
@@ -154,16 +164,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn durable_waits_for_a_batch_numbered_before_its_commit() {
+        let (syncer, release, _) = held_syncer();
+        let batch = syncer.next_batch();
+        let durable = syncer.durable();
+        tokio::pin!(durable);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut durable).await;
+        assert!(early.is_err(), "a reader of the commit waits for its flush");
+        syncer.committed(batch, Vec::new());
+        release.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), durable)
+            .await
+            .expect("durable once flushed");
+    }
+
+    #[tokio::test]
     async fn batches_committed_during_a_flush_share_the_next_and_durable_waits_for_it() {
         let (syncer, release, flushes) = held_syncer();
         let (first, first_answered) = oneshot::channel();
-        syncer.committed(vec![(first, receipt("1"))]);
+        syncer.committed(syncer.next_batch(), vec![(first, receipt("1"))]);
         // The thread is now in the first flush; two more batches commit meanwhile.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (second, second_answered) = oneshot::channel();
         let (third, third_answered) = oneshot::channel();
-        syncer.committed(vec![(second, receipt("2"))]);
-        syncer.committed(vec![(third, receipt("3"))]);
+        syncer.committed(syncer.next_batch(), vec![(second, receipt("2"))]);
+        syncer.committed(syncer.next_batch(), vec![(third, receipt("3"))]);
         let durable = syncer.durable();
         tokio::pin!(durable);
         assert!(

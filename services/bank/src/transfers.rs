@@ -58,23 +58,23 @@ impl Transfer {
 
 /// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, and hands
 /// their answers to `syncer`, which sends them once the commit is on the disk. If the
-/// transaction fails, none of the batch is applied and each transfer gets the error at once.
+/// transaction fails, none of the batch is applied and each transfer gets the error.
 /// Blocking: the writer's own thread runs it.
 pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syncer: &Syncer) {
     let batch = take_batch(waiting);
-    match commit(conn, &batch) {
-        Ok(outcomes) => {
-            let answers = batch.into_iter().map(|t| t.outcome).zip(outcomes);
-            syncer.committed(answers.collect());
-        }
+    let number = syncer.next_batch();
+    let outcomes = match commit(conn, &batch) {
+        Ok(outcomes) => outcomes,
         Err(err) => {
             tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
-            for transfer in batch {
-                let failed = Error::Internal(format!("transfer batch: {err}"));
-                let _ = transfer.outcome.send(Err(failed));
-            }
+            batch
+                .iter()
+                .map(|_| Err(Error::Internal(format!("transfer batch: {err}"))))
+                .collect()
         }
-    }
+    };
+    let answers = batch.into_iter().map(|t| t.outcome).zip(outcomes);
+    syncer.committed(number, answers.collect());
 }
 
 /// Up to [`MAX_BATCH`] waiting transfers with distinct request ids, in arrival order; the others
