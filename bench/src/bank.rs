@@ -33,7 +33,7 @@ const PIN: &str = "2468";
 const SCALE: u32 = 16;
 /// What the bank promises of an acknowledged transfer.
 const BANK: Durable =
-    Durable::Yes("SQLite WAL, synchronous=FULL: fsync per commit, one per group of transfers");
+    Durable::Yes("SQLite WAL, each group of transfers flushed (fdatasync) before it is answered");
 const POSTGRES: Durable = Durable::Yes("fsync on, synchronous_commit on");
 
 /// The systems measured in each bank scenario.

@@ -73,9 +73,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) `<data_dir>/bank.db`. WAL with `synchronous = FULL`: a committed
-    /// transaction survives `kill -9` of any process and a power loss (the group commit of
-    /// transfers spreads each fsync over a batch).
+    /// Opens (or creates) `<data_dir>/bank.db`. WAL, every answer sent only once its commit is
+    /// flushed: it survives `kill -9` of any process and a power loss (`synchronous = FULL`, and
+    /// for the group commit of transfers one flush per batch or more, see [`crate::syncer`]).
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
