@@ -126,17 +126,33 @@ mod tests {
 
     use super::*;
 
-    /// A syncer whose flushes each wait for the test to let one through, and counts them.
-    fn held_syncer() -> (Syncer, mpsc::Sender<()>, Arc<Mutex<u32>>) {
-        let (release, released): (mpsc::Sender<()>, Receiver<()>) = mpsc::channel();
+    /// A syncer whose flushes each say they have begun (`entered`), then wait for the test to let
+    /// one through (`release`); `flushes` counts those done.
+    struct Held {
+        syncer: Syncer,
+        entered: Receiver<()>,
+        release: mpsc::Sender<()>,
+        flushes: Arc<Mutex<u32>>,
+    }
+
+    fn held_syncer() -> Held {
+        let (release, released) = mpsc::channel::<()>();
+        let (enter, entered) = mpsc::channel();
         let flushes = Arc::new(Mutex::new(0));
         let counted = flushes.clone();
         let sync: Flush = Box::new(move || {
+            let _ = enter.send(());
             released.recv().map_err(io::Error::other)?;
             *counted.lock().unwrap() += 1;
             Ok(())
         });
-        (Syncer::start(sync).unwrap(), release, flushes)
+        let syncer = Syncer::start(sync).unwrap();
+        Held {
+            syncer,
+            entered,
+            release,
+            flushes,
+        }
     }
 
     fn receipt(id: &str) -> Result<Receipt, Error> {
@@ -148,10 +164,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_answered_only_after_a_flush_that_follows_its_commit() {
-        let (syncer, release, flushes) = held_syncer();
+        let Held {
+            syncer,
+            entered,
+            release,
+            flushes,
+        } = held_syncer();
         let (answer, mut answered) = oneshot::channel();
         syncer.committed(syncer.next_batch(), vec![(answer, receipt("1"))]);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(
             answered.try_recv().is_err(),
             "not answered before the flush"
@@ -165,7 +186,9 @@ mod tests {
 
     #[tokio::test]
     async fn durable_waits_for_a_batch_numbered_before_its_commit() {
-        let (syncer, release, _) = held_syncer();
+        let Held {
+            syncer, release, ..
+        } = held_syncer();
         let batch = syncer.next_batch();
         let durable = syncer.durable();
         tokio::pin!(durable);
@@ -180,11 +203,16 @@ mod tests {
 
     #[tokio::test]
     async fn batches_committed_during_a_flush_share_the_next_and_durable_waits_for_it() {
-        let (syncer, release, flushes) = held_syncer();
+        let Held {
+            syncer,
+            entered,
+            release,
+            flushes,
+        } = held_syncer();
         let (first, first_answered) = oneshot::channel();
         syncer.committed(syncer.next_batch(), vec![(first, receipt("1"))]);
-        // The thread is now in the first flush; two more batches commit meanwhile.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+        // The thread is in the first flush; two more batches commit meanwhile.
         let (second, second_answered) = oneshot::channel();
         let (third, third_answered) = oneshot::channel();
         syncer.committed(syncer.next_batch(), vec![(second, receipt("2"))]);
