@@ -164,38 +164,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_answered_only_after_a_flush_that_follows_its_commit() {
-        let Held {
-            syncer,
-            entered,
-            release,
-            flushes,
-        } = held_syncer();
+        let held = held_syncer();
         let (answer, mut answered) = oneshot::channel();
-        syncer.committed(syncer.next_batch(), vec![(answer, receipt("1"))]);
-        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+        held.syncer
+            .committed(held.syncer.next_batch(), vec![(answer, receipt("1"))]);
+        held.entered.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(
             answered.try_recv().is_err(),
             "not answered before the flush"
         );
 
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(5), answered).await;
         assert_eq!(outcome.unwrap().unwrap().unwrap().transaction_id, "1");
-        assert_eq!(*flushes.lock().unwrap(), 1);
+        assert_eq!(*held.flushes.lock().unwrap(), 1);
     }
 
     #[tokio::test]
     async fn durable_waits_for_a_batch_numbered_before_its_commit() {
-        let Held {
-            syncer, release, ..
-        } = held_syncer();
-        let batch = syncer.next_batch();
-        let durable = syncer.durable();
+        let held = held_syncer();
+        let batch = held.syncer.next_batch();
+        let durable = held.syncer.durable();
         tokio::pin!(durable);
         let early = tokio::time::timeout(Duration::from_millis(50), &mut durable).await;
         assert!(early.is_err(), "a reader of the commit waits for its flush");
-        syncer.committed(batch, Vec::new());
-        release.send(()).unwrap();
+        held.syncer.committed(batch, Vec::new());
+        held.release.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(5), durable)
             .await
             .expect("durable once flushed");
@@ -203,21 +197,19 @@ mod tests {
 
     #[tokio::test]
     async fn batches_committed_during_a_flush_share_the_next_and_durable_waits_for_it() {
-        let Held {
-            syncer,
-            entered,
-            release,
-            flushes,
-        } = held_syncer();
+        let held = held_syncer();
         let (first, first_answered) = oneshot::channel();
-        syncer.committed(syncer.next_batch(), vec![(first, receipt("1"))]);
-        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+        held.syncer
+            .committed(held.syncer.next_batch(), vec![(first, receipt("1"))]);
+        held.entered.recv_timeout(Duration::from_secs(5)).unwrap();
         // The thread is in the first flush; two more batches commit meanwhile.
         let (second, second_answered) = oneshot::channel();
         let (third, third_answered) = oneshot::channel();
-        syncer.committed(syncer.next_batch(), vec![(second, receipt("2"))]);
-        syncer.committed(syncer.next_batch(), vec![(third, receipt("3"))]);
-        let durable = syncer.durable();
+        held.syncer
+            .committed(held.syncer.next_batch(), vec![(second, receipt("2"))]);
+        held.syncer
+            .committed(held.syncer.next_batch(), vec![(third, receipt("3"))]);
+        let durable = held.syncer.durable();
         tokio::pin!(durable);
         assert!(
             tokio::time::timeout(Duration::from_millis(50), &mut durable)
@@ -226,15 +218,19 @@ mod tests {
             "not durable while a batch waits for its flush"
         );
 
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         first_answered.await.unwrap().unwrap();
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         let (second, third) = tokio::join!(second_answered, third_answered);
         assert_eq!(second.unwrap().unwrap().transaction_id, "2");
         assert_eq!(third.unwrap().unwrap().transaction_id, "3");
         tokio::time::timeout(Duration::from_secs(5), durable)
             .await
             .expect("durable once every committed batch is flushed");
-        assert_eq!(*flushes.lock().unwrap(), 2, "one flush for the two batches");
+        assert_eq!(
+            *held.flushes.lock().unwrap(),
+            2,
+            "one flush for the two batches"
+        );
     }
 }
