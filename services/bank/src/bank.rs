@@ -334,6 +334,13 @@ impl Bank {
     }
 
     /// A transfer, under WRITE locks on both accounts taken in one atomic acquire.
+    ///
+    /// The locks go as soon as the transfer is committed, before its commit is flushed, and the
+    /// answer only after the flush. Whoever takes the locks next commits after it, in the same
+    /// WAL, and is not answered before a flush of their own that covers it too (a transfer by
+    /// [`crate::syncer`], any other change or fenced read by its `synchronous = FULL` commit, on
+    /// any replica), so nothing is shown that a power loss could take back. Holding the locks
+    /// through the flush made every transfer that touched either account wait for it too.
     pub async fn transfer(
         &self,
         from: OwnAccount,
@@ -355,19 +362,22 @@ impl Bank {
             (from_resource.as_str(), Mode::Write),
             (to_resource.as_str(), Mode::Write),
         ];
-        self.locked(&targets, async |tokens| {
-            self.ledger
-                .transfer(
-                    &session,
-                    &from,
-                    &to,
-                    amount,
-                    &request_id,
-                    (tokens[0], tokens[1]),
-                )
-                .await
-        })
-        .await
+        let committed = self
+            .locked(&targets, async |tokens| {
+                self.ledger
+                    .commit_transfer(
+                        &session,
+                        &from,
+                        &to,
+                        amount,
+                        &request_id,
+                        (tokens[0], tokens[1]),
+                    )
+                    .await
+            })
+            .await?;
+        let outcome = self.ledger.once_durable(committed).await;
+        self.fenced(outcome).await
     }
 
     /// Staff: credits every account with its interest, each under its own WRITE lock. A retry
@@ -418,6 +428,11 @@ impl Bank {
             })
             .await
             .map_err(|err| Error::LockUnavailable(err.to_string()))?;
+        self.fenced(done).await
+    }
+
+    /// `done`, with a token refused by an account's fence told as [`Error::LockLost`].
+    async fn fenced<R>(&self, done: Result<R, Error>) -> Result<R, Error> {
         match done {
             Err(Error::StaleLease { token, recorded }) => {
                 Err(self.lock_lost(token, recorded).await)

@@ -29,6 +29,7 @@ use crate::{
 pub use crate::{
     clock::now_ms,
     rules::{Movement, Receipt},
+    transfers::Committed,
     writes::Entry,
 };
 
@@ -433,7 +434,7 @@ impl Ledger {
     /// session is live and its holder holds `from`, so a logout on any replica stops every
     /// transfer not yet committed. Exactly once per request id. Committed together with the
     /// transfers queued beside it (group commit, see [`crate::transfers`]); answered only once
-    /// committed.
+    /// that commit is on the disk.
     pub async fn transfer(
         &self,
         session: &str,
@@ -443,7 +444,26 @@ impl Ledger {
         request_id: &RequestId,
         tokens: (u64, u64),
     ) -> Result<Receipt, Error> {
-        let (outcome, answer) = oneshot::channel();
+        let committed = self
+            .commit_transfer(session, from, to, amount, request_id, tokens)
+            .await?;
+        self.once_durable(committed).await
+    }
+
+    /// [`Ledger::transfer`] in two steps, for a caller holding the accounts' locks: this one
+    /// returns as soon as the transfer's batch is committed, when the locks may go (whoever takes
+    /// them next commits after it, see [`crate::bank::Bank::transfer`]); the outcome is an answer
+    /// only after [`Ledger::once_durable`].
+    pub async fn commit_transfer(
+        &self,
+        session: &str,
+        from: &AccountId,
+        to: &AccountId,
+        amount: Amount,
+        request_id: &RequestId,
+        tokens: (u64, u64),
+    ) -> Result<Committed, Error> {
+        let (outcome, committed) = oneshot::channel();
         self.writer.queue_transfer(Transfer {
             session: session.to_owned(),
             from: from.clone(),
@@ -453,9 +473,15 @@ impl Ledger {
             tokens,
             outcome,
         })?;
-        answer
+        committed
             .await
-            .map_err(|_| Error::Internal("the ledger writer dropped a transfer".into()))?
+            .map_err(|_| Error::Internal("the ledger writer dropped a transfer".into()))
+    }
+
+    /// The outcome of a committed transfer, once its commit is on the disk.
+    pub async fn once_durable(&self, committed: Committed) -> Result<Receipt, Error> {
+        self.writer.durable_through(committed.batch).await?;
+        committed.outcome
     }
 
     /// Claims `request_id` for an interest run (a retry of the same run may continue it), with

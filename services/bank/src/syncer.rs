@@ -2,10 +2,11 @@
 //!
 //! The writer commits each batch of transfers with `synchronous = NORMAL`: the commit writes the
 //! batch to the WAL file but does not flush it, and the writer goes on with the next batch at
-//! once. It hands the batch's answers here, and this thread flushes the WAL (one `fdatasync` for
-//! every batch committed since the last) and only then sends them. So a transfer is still answered
-//! only once it survives a power loss, as with `synchronous = FULL`, while the disk's flush and
-//! the next batch's work overlap (the flush was about half of the writer's time).
+//! once. It tells this thread the batch's number, and this thread flushes the WAL (one
+//! `fdatasync` for every batch committed since the last). Whoever answers a transfer first waits
+//! for its batch's flush ([`Syncer::durable_through`]), so a transfer is still answered only once
+//! it survives a power loss, as with `synchronous = FULL`, while the disk's flush and the next
+//! batch's work overlap (the flush was about half of the writer's time).
 //!
 //! A committed batch is visible to other connections before its flush. Whoever shows data that
 //! a transfer may have changed, without a durable commit of its own, first waits for
@@ -23,15 +24,9 @@ use std::{
     },
 };
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use crate::{Error, rules::Receipt};
-
-/// The answers of one committed batch: each transfer's channel and its outcome.
-pub type Answers = Vec<(
-    oneshot::Sender<Result<Receipt, Error>>,
-    Result<Receipt, Error>,
-)>;
+use crate::Error;
 
 /// A batch's place in commit order (see [`Syncer::next_batch`]).
 #[derive(Clone, Copy, Debug)]
@@ -41,10 +36,10 @@ pub struct Batch(u64);
 pub type Flush = Box<dyn FnMut() -> io::Result<()> + Send>;
 
 /// The handle to the syncing thread. Cheap to clone; the thread stops once every handle is
-/// dropped (after answering what it was given).
+/// dropped (after flushing what it was told of).
 #[derive(Clone, Debug)]
 pub struct Syncer {
-    queue: mpsc::Sender<(u64, Answers)>,
+    queue: mpsc::Sender<u64>,
     /// How many batches have been numbered (committed, or about to be).
     committed: Arc<AtomicU64>,
     /// How many batches are known to be on the disk.
@@ -72,46 +67,42 @@ impl Syncer {
         Batch(self.committed.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
-    /// Takes the answers of `batch`, once its transaction has ended (committed without a flush,
-    /// or failed): they are sent after a flush that follows it. Call it for every batch
-    /// numbered, in order, from the one writer.
-    pub fn committed(&self, batch: Batch, answers: Answers) {
-        if let Err(mpsc::SendError((_, answers))) = self.queue.send((batch.0, answers)) {
-            // The thread is gone only if the process is stopping: nobody is told a transfer
-            // was done that may not be durable.
-            for (answer, _) in answers {
-                let _ = answer.send(Err(Error::Internal("the ledger syncer stopped".into())));
-            }
+    /// Says that `batch`'s transaction has ended (committed without a flush, or failed): a flush
+    /// follows. Call it for every batch numbered, in order, from the one writer.
+    pub fn committed(&self, batch: Batch) {
+        // Fails only once the thread is gone, with the process: `durable_through` then says so.
+        let _ = self.queue.send(batch.0);
+    }
+
+    /// Waits until `batch` (and every batch before it) is on the disk. An error means it may
+    /// never be: the syncing thread has stopped, and with it the process.
+    pub async fn durable_through(&self, batch: Batch) -> Result<(), Error> {
+        let mut synced = self.synced.clone();
+        match synced.wait_for(|synced| *synced >= batch.0).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Internal("the ledger syncer stopped".into())),
         }
     }
 
     /// Waits until every batch committed before this call is on the disk.
     pub async fn durable(&self) {
-        let committed = self.committed.load(Ordering::SeqCst);
-        let mut synced = self.synced.clone();
+        let committed = Batch(self.committed.load(Ordering::SeqCst));
         // An error means the thread is gone, and with it the process.
-        let _ = synced.wait_for(|synced| *synced >= committed).await;
+        let _ = self.durable_through(committed).await;
     }
 }
 
-/// The syncing thread: for every batch committed since the last flush, one flush, then their
-/// answers.
-fn run(mut sync: Flush, queued: mpsc::Receiver<(u64, Answers)>, synced: watch::Sender<u64>) {
+/// The syncing thread: for every batch committed since the last flush, one flush, then they are
+/// durable.
+fn run(mut sync: Flush, queued: mpsc::Receiver<u64>, synced: watch::Sender<u64>) {
     while let Ok(first) = queued.recv() {
-        let mut batches = vec![first];
-        batches.extend(queued.try_iter());
+        let last = queued.try_iter().last().unwrap_or(first);
         if let Err(err) = sync() {
             tracing::error!(
                 error = %err,
                 "cannot flush the ledger's WAL to the disk: stopping, as committed transfers may not be durable"
             );
             std::process::abort();
-        }
-        let last = batches.last().map_or(0, |(batch, _)| *batch);
-        for (_, answers) in batches {
-            for (answer, outcome) in answers {
-                let _ = answer.send(outcome);
-            }
         }
         synced.send_replace(last);
     }
@@ -155,28 +146,33 @@ mod tests {
         }
     }
 
-    fn receipt(id: &str) -> Result<Receipt, Error> {
-        Ok(Receipt {
-            transaction_id: id.into(),
-            balance_cents: 1,
-        })
+    /// Whether `future` is still pending after 50 ms. Used only while a flush is held, so a
+    /// pending answer is certain, not a matter of timing.
+    async fn still_pending(future: impl Future<Output = impl Sized>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), future)
+            .await
+            .is_err()
+    }
+
+    async fn within_5s<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), future)
+            .await
+            .expect("done within 5 s")
     }
 
     #[tokio::test]
-    async fn a_batch_is_answered_only_after_a_flush_that_follows_its_commit() {
+    async fn a_batch_is_durable_only_after_a_flush_that_follows_its_commit() {
         let held = held_syncer();
-        let (answer, mut answered) = oneshot::channel();
-        held.syncer
-            .committed(held.syncer.next_batch(), vec![(answer, receipt("1"))]);
+        let batch = held.syncer.next_batch();
+        held.syncer.committed(batch);
         held.entered.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(
-            answered.try_recv().is_err(),
-            "not answered before the flush"
+            still_pending(held.syncer.durable_through(batch)).await,
+            "not durable before the flush"
         );
 
         held.release.send(()).unwrap();
-        let outcome = tokio::time::timeout(Duration::from_secs(5), answered).await;
-        assert_eq!(outcome.unwrap().unwrap().unwrap().transaction_id, "1");
+        within_5s(held.syncer.durable_through(batch)).await.unwrap();
         assert_eq!(*held.flushes.lock().unwrap(), 1);
     }
 
@@ -186,51 +182,54 @@ mod tests {
         let batch = held.syncer.next_batch();
         let durable = held.syncer.durable();
         tokio::pin!(durable);
-        let early = tokio::time::timeout(Duration::from_millis(50), &mut durable).await;
-        assert!(early.is_err(), "a reader of the commit waits for its flush");
-        held.syncer.committed(batch, Vec::new());
+        assert!(
+            still_pending(&mut durable).await,
+            "a reader of the commit waits for its flush"
+        );
+        held.syncer.committed(batch);
         held.release.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), durable)
-            .await
-            .expect("durable once flushed");
+        within_5s(durable).await;
     }
 
     #[tokio::test]
     async fn batches_committed_during_a_flush_share_the_next_and_durable_waits_for_it() {
         let held = held_syncer();
-        let (first, first_answered) = oneshot::channel();
-        held.syncer
-            .committed(held.syncer.next_batch(), vec![(first, receipt("1"))]);
+        let first = held.syncer.next_batch();
+        held.syncer.committed(first);
         held.entered.recv_timeout(Duration::from_secs(5)).unwrap();
         // The thread is in the first flush; two more batches commit meanwhile.
-        let (second, second_answered) = oneshot::channel();
-        let (third, third_answered) = oneshot::channel();
-        held.syncer
-            .committed(held.syncer.next_batch(), vec![(second, receipt("2"))]);
-        held.syncer
-            .committed(held.syncer.next_batch(), vec![(third, receipt("3"))]);
+        let (second, third) = (held.syncer.next_batch(), held.syncer.next_batch());
+        held.syncer.committed(second);
+        held.syncer.committed(third);
         let durable = held.syncer.durable();
         tokio::pin!(durable);
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut durable)
-                .await
-                .is_err(),
+            still_pending(&mut durable).await,
             "not durable while a batch waits for its flush"
         );
 
         held.release.send(()).unwrap();
-        first_answered.await.unwrap().unwrap();
+        within_5s(held.syncer.durable_through(first)).await.unwrap();
         held.release.send(()).unwrap();
-        let (second, third) = tokio::join!(second_answered, third_answered);
-        assert_eq!(second.unwrap().unwrap().transaction_id, "2");
-        assert_eq!(third.unwrap().unwrap().transaction_id, "3");
-        tokio::time::timeout(Duration::from_secs(5), durable)
+        within_5s(held.syncer.durable_through(third)).await.unwrap();
+        within_5s(held.syncer.durable_through(second))
             .await
-            .expect("durable once every committed batch is flushed");
+            .unwrap();
+        within_5s(durable).await;
         assert_eq!(
             *held.flushes.lock().unwrap(),
             2,
             "one flush for the two batches"
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_never_called_durable_once_the_syncer_has_stopped() {
+        let sync: Flush = Box::new(|| panic!("the disk is gone"));
+        let syncer = Syncer::start(sync).unwrap();
+        let batch = syncer.next_batch();
+        syncer.committed(batch);
+        let answer = within_5s(syncer.durable_through(batch)).await;
+        assert!(matches!(answer, Err(Error::Internal(_))), "{answer:?}");
     }
 }

@@ -3,8 +3,10 @@
 //! them all in one `BEGIN IMMEDIATE` transaction on its own blocking connection (read the request
 //! ids, the accounts, the sessions and the last ledger row; then write the balances, append the
 //! ledger rows, record the request ids and commit), so that they share one commit and its fsync.
-//! Nobody is answered before that transaction is on the disk (see [`crate::syncer`]): every
-//! answered transfer survives `kill -9` and a power loss.
+//! Each transfer's outcome is handed back as soon as the transaction commits, as a
+//! [`Committed`], so that its caller can release the accounts' locks; nobody is answered before
+//! the transaction is on the disk (see [`crate::syncer`]): every answered transfer survives
+//! `kill -9` and a power loss.
 //!
 //! Inside the batch each transfer is decided in arrival order against the balances and fences
 //! left by the ones before it, by the same rules as any money movement ([`crate::rules`]:
@@ -22,7 +24,7 @@ use crate::{
     Error,
     clock::now_ms,
     rules::{self, AccountState, Leg, PriorRequest, Receipt, Refusal, Verdict, prior_outcome},
-    syncer::Syncer,
+    syncer::{Batch, Syncer},
     types::{AccountId, Amount, RequestId},
 };
 
@@ -45,8 +47,18 @@ pub struct Transfer {
     pub request_id: RequestId,
     /// The fencing tokens of the WRITE locks on (source, destination).
     pub tokens: (u64, u64),
-    /// Where the outcome goes; answered only once the batch is committed.
-    pub outcome: oneshot::Sender<Result<Receipt, Error>>,
+    /// Where the outcome goes, once the batch's transaction has ended.
+    pub outcome: oneshot::Sender<Committed>,
+}
+
+/// A transfer's outcome once its batch's transaction has ended, which may not be on the disk
+/// yet: it is an answer only after [`Syncer::durable_through`] its batch.
+#[derive(Debug)]
+pub struct Committed {
+    /// The receipt, or why the transfer was not made.
+    pub(crate) outcome: Result<Receipt, Error>,
+    /// The batch whose flush makes the outcome durable.
+    pub(crate) batch: Batch,
 }
 
 impl Transfer {
@@ -56,9 +68,9 @@ impl Transfer {
     }
 }
 
-/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, and hands
-/// their answers to `syncer`, which sends them once the commit is on the disk. If the
-/// transaction fails, none of the batch is applied and each transfer gets the error.
+/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, tells `syncer`
+/// to flush it, and sends each transfer its [`Committed`] outcome. If the transaction fails, none
+/// of the batch is applied and each transfer gets the error.
 /// Blocking: the writer's own thread runs it.
 pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syncer: &Syncer) {
     let batch = take_batch(waiting);
@@ -73,8 +85,15 @@ pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syn
                 .collect()
         }
     };
-    let answers = batch.into_iter().map(|t| t.outcome).zip(outcomes);
-    syncer.committed(number, answers.collect());
+    syncer.committed(number);
+    for (transfer, outcome) in batch.into_iter().zip(outcomes) {
+        let committed = Committed {
+            outcome,
+            batch: number,
+        };
+        // Nobody waits if the call was cancelled; the transfer is done all the same.
+        let _ = transfer.outcome.send(committed);
+    }
 }
 
 /// Up to [`MAX_BATCH`] waiting transfers with distinct request ids, in arrival order; the others

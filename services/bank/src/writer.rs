@@ -18,8 +18,8 @@
 //! write connection sits idle. Here the transactions run at SQLite's pace. The transfer batches,
 //! the hottest path, go further: they run on this thread's own blocking connection, with no
 //! hand-off at all (each one was a wake-up of two threads, which on a busy machine cost more than
-//! the SQL), and without waiting for the disk: their answers go out once [`Syncer`] has flushed
-//! the commit. The other jobs, rarer, keep the sqlx write pool; both connections are used only
+//! the SQL), and without waiting for the disk: [`Syncer`] flushes the commit, and their callers
+//! wait for that flush before they answer. The other jobs, rarer, keep the sqlx write pool; both connections are used only
 //! from this loop, in turn, so they never wait on each other.
 
 use std::{collections::VecDeque, pin::Pin};
@@ -29,7 +29,7 @@ use township_store::{SqlitePool, rusqlite::Connection};
 
 use crate::{
     Error,
-    syncer::{self, Syncer},
+    syncer::{self, Batch, Syncer},
     transfers::{self, MAX_BATCH, Transfer},
 };
 
@@ -95,6 +95,11 @@ impl Writer {
     /// without a durable commit of its own (see [`crate::syncer`]).
     pub async fn durable(&self) {
         self.syncer.durable().await;
+    }
+
+    /// Waits until `batch` is on the disk (see [`Syncer::durable_through`]).
+    pub async fn durable_through(&self, batch: Batch) -> Result<(), Error> {
+        self.syncer.durable_through(batch).await
     }
 
     /// Queues `transfer` for the next batch; its outcome goes to the transfer's own channel.
