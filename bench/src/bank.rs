@@ -1,7 +1,8 @@
 //! Bank: transfers per second and their latency with the lock service in the loop, with one
 //! bank replica and with two replicas sharing one data file and one lock service; beside the one
 //! replica, in alternating rounds, PostgreSQL's own pgbench (TPC-B and simple update) on a
-//! throwaway PostgreSQL, the reference a user would otherwise pick.
+//! throwaway PostgreSQL, the reference a user would otherwise pick. Last, transfers among a few
+//! hot accounts, where every transfer waits for another's locks.
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ const ACCOUNTS: usize = 200;
 /// Concurrent closed-loop clients: 16 ATMs, whose figure is bounded by each transfer's round
 /// trips, and 64, enough to keep the bank busy, which is how its capacity is measured.
 const CLIENTS: [usize; 2] = [16, 64];
+/// Accounts of the hot scenario (one replica, 16 clients): every transfer contends for its
+/// accounts' locks, so the figure is bounded by how long each transfer holds them.
+const HOT_ACCOUNTS: usize = 4;
 const PIN: &str = "2468";
 /// pgbench's scale: 16 branches (one per client at 16), 1.6 million accounts.
 const SCALE: u32 = 16;
@@ -57,9 +61,20 @@ pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     let mut reference = start_postgres(if smoke { 1 } else { SCALE }, &mut report).await;
     for replicas in [1, 2] {
         for clients in CLIENTS {
-            measure(plan, replicas, clients, &mut reference, &mut report).await?;
+            let scenario = Scenario {
+                replicas,
+                clients,
+                accounts: ACCOUNTS,
+            };
+            measure(plan, scenario, &mut reference, &mut report).await?;
         }
     }
+    let hot = Scenario {
+        replicas: 1,
+        clients: 16,
+        accounts: HOT_ACCOUNTS,
+    };
+    measure(plan, hot, &mut reference, &mut report).await?;
     if let Ok(running) = reference {
         tokio::task::spawn_blocking(move || running.postgres.stop())
             .await
@@ -97,13 +112,32 @@ async fn start_postgres(scale: u32, report: &mut Report) -> Result<Pgsql, String
     })
 }
 
-async fn measure(
-    plan: &Plan,
+/// One bank scenario: how many replicas, clients and accounts.
+#[derive(Clone, Copy)]
+struct Scenario {
     replicas: usize,
     clients: usize,
+    accounts: usize,
+}
+
+impl Scenario {
+    /// Whether pgbench runs beside it: one replica among the usual accounts.
+    fn has_reference(self) -> bool {
+        self.replicas == 1 && self.accounts == ACCOUNTS
+    }
+}
+
+async fn measure(
+    plan: &Plan,
+    scenario: Scenario,
     reference: &mut Result<Pgsql, String>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let Scenario {
+        replicas,
+        clients,
+        accounts,
+    } = scenario;
     let lock_dir = tempfile::tempdir().context("temporary dir")?;
     let bank_dir = tempfile::tempdir().context("temporary dir")?;
     // Caps raised: the bank replicas are one principal holding every transfer's leases.
@@ -118,12 +152,12 @@ async fn measure(
     let admin =
         std::fs::read_to_string(bank_dir.path().join("admin-token")).context("admin token")?;
     let first = connect(banks[0].addr).await?;
-    let accounts = open_accounts(&first, admin.trim()).await?;
+    let accounts = open_accounts(&first, admin.trim(), accounts).await?;
     let token = login(&first).await?;
 
     let scripts = [pgbench::Script::SimpleUpdate, pgbench::Script::TpcB];
     let mut systems = vec![System::Bank];
-    if replicas == 1 && reference.is_ok() {
+    if scenario.has_reference() && reference.is_ok() {
         systems.extend(scripts.map(System::Pgbench));
     }
     let servers: Vec<&server::Server> = std::iter::once(&lock).chain(&banks).collect();
@@ -147,12 +181,15 @@ async fn measure(
             },
         })
         .await?;
-    let name = format!(
+    let mut name = format!(
         "bank: transfers, {clients} clients, {replicas} replica{}",
         if replicas == 1 { "" } else { "s" }
     );
+    if accounts.len() != ACCOUNTS {
+        name.push_str(&format!(", {} hot accounts", accounts.len()));
+    }
     let mut rows = vec![measured[0].row(&name, "bank-server", BANK)?];
-    if replicas == 1 {
+    if scenario.has_reference() {
         for (i, script) in scripts.into_iter().enumerate() {
             rows.push(match &*reference {
                 Ok(running) => {
@@ -174,7 +211,7 @@ async fn measure(
         }
     }
 
-    if replicas == 1 && clients == 16 {
+    if scenario.has_reference() && clients == 16 {
         for (i, at_least) in [1.0, 2.0].into_iter().enumerate() {
             let target = format!("bank ≥ {at_least}× {}, 16 clients", scripts[i].name());
             let target = Target::ratio_at_least(target, &rows[0], &rows[i + 1], at_least);
@@ -182,7 +219,10 @@ async fn measure(
         }
     }
     report.rows.extend(rows);
-    let replicas_named = format!("{replicas} bank replica(s), {clients} clients");
+    let replicas_named = format!(
+        "{replicas} bank replica(s), {clients} clients, {} accounts",
+        accounts.len()
+    );
     let transfers = transfers.max(1) as f64;
     for (server, cpu) in servers.iter().zip(cpu) {
         let mut footprint = server.footprint()?;
@@ -230,10 +270,10 @@ fn authorized<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
     Ok(request)
 }
 
-async fn open_accounts(channel: &Channel, admin: &str) -> anyhow::Result<Vec<String>> {
+async fn open_accounts(channel: &Channel, admin: &str, n: usize) -> anyhow::Result<Vec<String>> {
     let mut rpc = BankServiceClient::new(channel.clone());
     let mut accounts = Vec::new();
-    for _ in 0..ACCOUNTS {
+    for _ in 0..n {
         let open = OpenAccountRequest {
             holder_name: "bench".into(),
             pin: PIN.into(),
