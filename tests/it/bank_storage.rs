@@ -1,7 +1,8 @@
 //! The bank's storage across versions and losses: a data directory made before versioned
 //! migrations opens in place, keeping its money, its holders' PINs, its fences and its record of
-//! requests, and starts its audit; and when the lock service loses its lock.db, the bank names
-//! the epoch to restart it at, and works again once it is.
+//! requests, and starts its audit; when the lock service loses its lock.db, the bank names the
+//! epoch to restart it at, and works again once it is; and a committed transfer frees its
+//! accounts' locks at once but is answered only once its commit is on the disk.
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
@@ -10,12 +11,15 @@ use township_tests::free_port;
 
 use crate::support::{
     bank::{
-        Payer, admin_token, assert_adds_up, balance, bank_server, client, ledger, lock_server,
-        lock_server_with, login, request_id, restore_dump, schema_versions, transfer,
+        Payer, TestBank, admin_token, assert_adds_up, balance, bank_server, client, committed,
+        ledger, lock_server, lock_server_with, login, request_id, restore_dump, schema_versions,
+        transfer,
     },
     bank_audit::audit_events,
+    lock,
     process::stop,
     status::{error_metadata, expect_code, reason},
+    wait::wait_until,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -112,4 +116,46 @@ async fn after_the_lock_service_loses_lock_db_the_bank_names_the_required_epoch_
         lock_server_with(lock_dir.path(), Some(&lock_addr), &["--initial-epoch", "2"]).await;
     let receipt = payer.pay(1).await;
     assert!(receipt.is_ok(), "{receipt:?}; logs:\n{}", bank.logs());
+}
+
+#[tokio::test]
+async fn a_committed_transfer_frees_its_locks_at_once_and_is_answered_only_once_flushed() {
+    // Each flush of the transfers' WAL first waits 10 s: a committed transfer is not yet durable
+    // for that long.
+    let bank = TestBank::start_with(&["--test-delay-before-flush", "10s"]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "5678", 0).await;
+    let locks = lock::Rpc::new(bank.lock.channel().await);
+    let id = request_id();
+    let call = {
+        let (rpc, ada, a, b, id) = (
+            bank.rpc.clone(),
+            ada.clone(),
+            a.clone(),
+            b.clone(),
+            id.clone(),
+        );
+        tokio::spawn(async move { transfer(&rpc, &ada, &a, &b, 250, &id).await })
+    };
+
+    wait_until("the transfer is committed", LIMIT, async || {
+        committed(bank.data_dir.path(), &id).await
+    })
+    .await;
+    for account in [&a, &b] {
+        let resource = format!("account/{account}");
+        // Well before the flush: nobody else waits for it to take these accounts.
+        wait_until("the account's lock is free", lock::SOON, async || {
+            lock::state(&locks, &resource).await.is_none()
+        })
+        .await;
+    }
+    assert!(
+        !call.is_finished(),
+        "a transfer is not answered before its commit is flushed"
+    );
+
+    let receipt = call.await.unwrap().expect("answered once flushed");
+    assert_eq!(receipt.balance_cents, 750);
+    assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 750);
 }

@@ -80,6 +80,24 @@ impl Ledger {
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_pausing(data_dir, None).await
+    }
+
+    /// [`Ledger::open`] with the integration tests' pause before each flush of the transfers'
+    /// WAL, if `delays` has one (debug builds only, see [`crate::test_seam`]).
+    #[cfg(debug_assertions)]
+    pub async fn open_with_test_delays(
+        data_dir: &Path,
+        delays: &crate::test_seam::TestDelays,
+    ) -> anyhow::Result<Self> {
+        Self::open_pausing(data_dir, delays.before_flush).await
+    }
+
+    /// [`Ledger::open`], pausing `before_flush` (if any) before each flush of the transfers' WAL.
+    async fn open_pausing(
+        data_dir: &Path,
+        before_flush: Option<std::time::Duration>,
+    ) -> anyhow::Result<Self> {
         let Pools { writes, reads } =
             township_store::open_pools(data_dir, "bank.db", DURABILITY, CHECKPOINTS, 4, SCHEMA)
                 .await
@@ -92,7 +110,12 @@ impl Ledger {
         });
         // The WAL file exists as long as any connection is open, and the writer's stays open.
         let wal = data_dir.join("bank.db-wal");
-        let sync = Box::new(move || std::fs::File::open(&wal)?.sync_data());
+        let sync = Box::new(move || {
+            if let Some(pause) = before_flush {
+                std::thread::sleep(pause);
+            }
+            std::fs::File::open(&wal)?.sync_data()
+        });
         let writer =
             Writer::start(writes, open, sync).context("cannot start the ledger's writer thread")?;
         let notes = Notes::start(writer.clone());

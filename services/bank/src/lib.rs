@@ -80,6 +80,10 @@ pub struct Config {
 /// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
 /// With TLS toward the lock service, SIGHUP reads its files again, as it does the server's own.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    #[cfg(debug_assertions)]
+    let ledger =
+        ledger::Ledger::open_with_test_delays(&config.data_dir, &config.bank.test_delays).await?;
+    #[cfg(not(debug_assertions))]
     let ledger = ledger::Ledger::open(&config.data_dir).await?;
     let owner = format!(
         "bank@{}/{}",

@@ -88,6 +88,11 @@ struct TestDelayArgs {
     /// after a request is applied and before it is answered.
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     test_delay_after_commit: Option<Duration>,
+
+    /// Test only: pause this long before each flush of the transfers' WAL, so tests can look at
+    /// a transfer committed and not yet durable.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    test_delay_before_flush: Option<Duration>,
 }
 
 /// How the bank reaches its lock service: the --lock-* files, each defaulting to the bank's own
@@ -150,6 +155,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             test_delays: township_bank::test_seam::TestDelays {
                 after_grant: args.test_delays.test_delay_after_grant,
                 after_commit: args.test_delays.test_delay_after_commit,
+                before_flush: args.test_delays.test_delay_before_flush,
             },
         },
     };

@@ -1,5 +1,5 @@
-//! Test-only pauses around a locked operation, so the integration tests can kill a server at a
-//! chosen moment. This module exists only in debug builds (`cfg(debug_assertions)`), which is
+//! Test-only pauses around a locked operation and before a flush of the transfers' WAL, so the
+//! integration tests can kill a server, or look at it, at a chosen moment. This module exists only in debug builds (`cfg(debug_assertions)`), which is
 //! what the integration tests run: a release build has neither these pauses nor the hidden
 //! `--test-delay-*` flags that set them.
 
@@ -16,6 +16,9 @@ pub struct TestDelays {
     /// A pause between a successful operation's commit and its reply (the window in which a
     /// crash loses the answer of an applied request), so tests can kill a server in between.
     pub after_commit: Option<Duration>,
+    /// A pause before each flush of the transfers' WAL (see `crate::syncer`), so tests can see
+    /// what a committed transfer that is not yet durable holds and shows.
+    pub before_flush: Option<Duration>,
 }
 
 impl TestDelays {
