@@ -798,16 +798,7 @@ async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_b
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, _) = bank.customer("Bob", "5678", 0).await;
     let id = request_id();
-    let call = {
-        let (rpc, ada, a, b, id) = (
-            bank.rpc.clone(),
-            ada.clone(),
-            a.clone(),
-            b.clone(),
-            id.clone(),
-        );
-        tokio::spawn(async move { transfer(&rpc, &ada, &a, &b, 250, &id).await })
-    };
+    let call = spawn_transfer(&bank.rpc, &ada, &a, &b, 250, &id);
     // The kill comes as soon as the transfer is committed (its request id is in the database),
     // well inside the 3 s before the answer.
     wait_until(

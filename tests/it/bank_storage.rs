@@ -13,7 +13,7 @@ use crate::support::{
     bank::{
         Payer, TestBank, admin_token, assert_adds_up, balance, bank_server, client, committed,
         ledger, lock_server, lock_server_with, login, request_id, restore_dump, schema_versions,
-        transfer,
+        spawn_transfer, transfer,
     },
     bank_audit::audit_events,
     lock,
@@ -127,16 +127,7 @@ async fn a_committed_transfer_frees_its_locks_at_once_and_is_answered_only_once_
     let (b, _) = bank.customer("Bob", "5678", 0).await;
     let locks = lock::Rpc::new(bank.lock.channel().await);
     let id = request_id();
-    let call = {
-        let (rpc, ada, a, b, id) = (
-            bank.rpc.clone(),
-            ada.clone(),
-            a.clone(),
-            b.clone(),
-            id.clone(),
-        );
-        tokio::spawn(async move { transfer(&rpc, &ada, &a, &b, 250, &id).await })
-    };
+    let call = spawn_transfer(&bank.rpc, &ada, &a, &b, 250, &id);
 
     wait_until("the transfer is committed", LIMIT, async || {
         committed(bank.data_dir.path(), &id).await

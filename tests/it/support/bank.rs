@@ -346,6 +346,25 @@ pub async fn transfer(
         .map(|r| r.into_inner())
 }
 
+/// [`transfer`] from a task of its own, so that the test can act while it is under way.
+pub fn spawn_transfer(
+    rpc: &Rpc,
+    token: &str,
+    from: &str,
+    to: &str,
+    cents: i64,
+    id: &str,
+) -> tokio::task::JoinHandle<Result<pb::Receipt, Status>> {
+    let (rpc, token, from, to, id) = (
+        rpc.clone(),
+        token.to_owned(),
+        from.to_owned(),
+        to.to_owned(),
+        id.to_owned(),
+    );
+    tokio::spawn(async move { transfer(&rpc, &token, &from, &to, cents, &id).await })
+}
+
 /// A customer logged in with two accounts, one funded: for tests that need transfers to go
 /// through (or not) and do not care about whose.
 pub struct Payer {
