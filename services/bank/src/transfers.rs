@@ -2,7 +2,7 @@
 //! (see [`crate::writer`]) is busy queue up; it then takes up to [`MAX_BATCH`] of them and does
 //! them all in one `BEGIN IMMEDIATE` transaction on its own blocking connection (read the request
 //! ids, the accounts, the sessions and the last ledger row; then write the balances, append the
-//! ledger rows, record the request ids and commit), so that they share one commit and its fsync.
+//! ledger rows, record the request ids and commit), so that they share one commit and its flush.
 //! Each transfer's outcome is handed back as soon as the transaction commits, as a
 //! [`Committed`], so that its caller can release the accounts' locks; nobody is answered before
 //! the transaction is on the disk (see [`crate::syncer`]): every answered transfer survives
@@ -91,7 +91,7 @@ pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syn
             outcome,
             batch: number,
         };
-        // Nobody waits if the call was cancelled; the transfer is done all the same.
+        // Nobody waits if the call was cancelled; the outcome stands all the same.
         let _ = transfer.outcome.send(committed);
     }
 }
