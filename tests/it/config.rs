@@ -1,5 +1,6 @@
 //! Server configuration: flags and env vars, and one line plus exit 64 for bad config (a bank
-//! admin token file that others may read included).
+//! admin token file that others may read included); one line plus exit 65 for a damaged
+//! database file.
 
 use std::time::Duration;
 
@@ -122,4 +123,29 @@ async fn a_bank_admin_token_file_that_others_may_read_exits_64_naming_it_and_not
     assert!(out.stderr.contains("admin-token") && out.stderr.contains("chmod 600"));
     assert!(!out.stderr.contains("sekrit"), "{:?}", out.stderr);
     assert!(out.stdout.is_empty(), "it does not start: {:?}", out.stdout);
+}
+
+#[tokio::test]
+async fn a_damaged_database_file_is_one_line_naming_it_and_exit_65_for_every_stateful_server() {
+    let servers = [
+        ("bank-server", "bank.db"),
+        ("chat-server", "chat.db"),
+        ("doctor-server", "doctor.db"),
+        ("lock-server", "lock.db"),
+        ("phonebook-server", "phonebook.db"),
+    ];
+    for (server, file) in servers {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file), vec![0xAB; 8192]).unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = ["--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        let out = run_binary(server, &args, &[]).await;
+        assert_eq!(out.code, Some(65), "{server}: {out:?}");
+        let last = out.stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.contains(file) && last.contains("damaged"),
+            "{server}: {last}"
+        );
+        assert!(!out.stderr.contains("panicked"), "{server}: {out:?}");
+    }
 }

@@ -11,6 +11,10 @@ pub const EXIT_BAD_CONFIG: u8 = 64;
 /// Exit status when the server fails after start-up (cannot bind, storage error, ...).
 pub const EXIT_FAILURE: u8 = 1;
 
+/// Exit status when the data the server keeps is unusable, e.g. a damaged database file
+/// (sysexits' `EX_DATAERR`): restarting cannot help, so a supervisor can tell it from a crash.
+pub const EXIT_BAD_DATA: u8 = 65;
+
 /// Flags every server takes. Flatten it into the server's own `clap::Parser`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -154,9 +158,16 @@ fn exit_for_parse_error(err: &clap::Error) -> u8 {
 #[error("{0}")]
 pub struct BadConfig(pub String);
 
+/// Stored data found unusable, e.g. a database file that SQLite says is damaged: [`run_server`]
+/// exits [`EXIT_BAD_DATA`] with its one line, where a plain failure would exit 1 and be
+/// restarted into the same failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadData(pub String);
+
 /// The body of every server binary's `main`: parses `A` (bad config: one line, exit 64), starts
 /// tracing in the format its [`ServerArgs`] ask for, runs `serve`, and turns a failure into one
-/// line on stderr and exit 1 ([`BadConfig`] anywhere in its chain: exit 64).
+/// line on stderr and exit 1 ([`BadConfig`] anywhere in its chain: exit 64; [`BadData`]: exit 65).
 pub async fn run_server<A: Parser>(
     server_args: impl Fn(&A) -> &ServerArgs,
     serve: impl AsyncFnOnce(A) -> anyhow::Result<()>,
@@ -168,6 +179,10 @@ pub async fn run_server<A: Parser>(
         Err(err) if err.chain().any(|cause| cause.is::<BadConfig>()) => {
             eprintln!("{}: {err:#}", program_name());
             ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(err) if err.chain().any(|cause| cause.is::<BadData>()) => {
+            eprintln!("{}: {err:#}", program_name());
+            ExitCode::from(EXIT_BAD_DATA)
         }
         Err(err) => fail(&err),
     }

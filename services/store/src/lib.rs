@@ -16,8 +16,12 @@
 //!
 //! Such a service may also write on a thread of its own through a plain blocking connection
 //! ([`open_blocking`], rusqlite), with no hand-off to a worker thread per statement.
+//!
+//! A damaged file is refused when it is opened (see [`integrity`]), so the server exits with one
+//! line naming it instead of failing query by query.
 
 mod blocking;
+mod integrity;
 mod migrate;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -120,6 +124,10 @@ async fn open_migrated(
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let _turn = migrate::lock(&data_dir.join(format!("{file}.migrate-lock"))).await?;
     let pool = open_pool(data_dir, file, durability, autocheckpoint, connections).await?;
+    let path = data_dir.join(file);
+    integrity::quick_check(&pool)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))?;
     migrate::migrate(&pool, schema)
         .await
         .with_context(|| format!("in {}", data_dir.join(file).display()))?;
@@ -159,6 +167,7 @@ async fn open_pool(
         .test_before_acquire(false)
         .connect_with(options)
         .await
+        .map_err(integrity::refuse_damaged)
         .with_context(|| format!("cannot open database {}", path.display()))
 }
 
