@@ -17,8 +17,8 @@
 //! Such a service may also write on a thread of its own through a plain blocking connection
 //! ([`open_blocking`], rusqlite), with no hand-off to a worker thread per statement.
 //!
-//! A damaged file is refused when it is opened (see [`integrity`]), so the server exits with one
-//! line naming it instead of failing query by query.
+//! A damaged file is refused when it is opened (the `integrity` module), so the server exits
+//! with one line naming it instead of failing query by query.
 
 mod blocking;
 mod integrity;
