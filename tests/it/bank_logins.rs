@@ -8,27 +8,17 @@
 use std::time::Duration;
 
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 use crate::support::{
     bank::{
         Rpc, TestBank, balance, change_pin, client_from, login, names_with_strikes,
         revoke_sessions, strikes, unlock,
     },
-    status::{expect_code, reason},
+    status::{expect_code, reason, retry_delay},
     wait::wait_until,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// The RetryInfo delay of a refusal.
-fn retry_delay(status: &Status) -> Duration {
-    status
-        .get_error_details()
-        .retry_info()
-        .and_then(|info| info.retry_delay)
-        .unwrap_or_else(|| panic!("RetryInfo with a delay: {status:?}"))
-}
 
 /// A failed login (wrong PIN) of `name` through `rpc`: the PIN was checked.
 async fn fails(rpc: &Rpc, name: &str) {

@@ -1,13 +1,14 @@
 //! Server configuration: flags and env vars, and one line plus exit 64 for bad config (a bank
 //! admin token file that others may read included); one line plus exit 65 for a damaged
-//! database file.
+//! database file; one line naming the holder plus exit 75 for a data directory another server
+//! holds.
 
 use std::time::Duration;
 
 use township_proto::time::v1::{GetTimeRequest, time_service_client::TimeServiceClient};
 use township_tests::spawn_service_with_env;
 
-use crate::support::process::run_binary;
+use crate::support::process::{assert_serving, run_binary, server_on, stop};
 
 /// Runs the time-server with `args` and `env` to its end.
 async fn time_server(args: &[&str], env: &[(&str, &str)]) -> township_tests::Output {
@@ -18,7 +19,7 @@ async fn time_server(args: &[&str], env: &[(&str, &str)]) -> township_tests::Out
 async fn bad_config_exits_64_with_one_line_on_stderr() {
     // (arguments, environment, what the error line must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             &["--time-zone", "Atlantis/Capital"],
             &[],
@@ -26,6 +27,7 @@ async fn bad_config_exits_64_with_one_line_on_stderr() {
         ),
         (&["--listen", "not-an-address"], &[], "not-an-address"),
         (&["--shutdown-grace", "soon"], &[], "soon"),
+        (&["--call-deadline", "0s"], &[], "above zero"),
         (&["--no-such-flag"], &[], "--no-such-flag"),
         (&[], &[("TOWNSHIP_LISTEN", "127.0.0.1:99999")], "99999"),
     ];
@@ -147,5 +149,53 @@ async fn a_damaged_database_file_is_one_line_naming_it_and_exit_65_for_every_sta
             "{server}: {last}"
         );
         assert!(!out.stderr.contains("panicked"), "{server}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_server_on_a_data_directory_in_use_exits_75_naming_the_holders_pid() {
+    let servers = [
+        ("chat-server", "township.chat.v1.ChatService"),
+        ("doctor-server", "township.doctor.v1.DoctorService"),
+        ("lock-server", "township.lock.v1.LockService"),
+        ("phonebook-server", "township.phonebook.v1.PhoneBookService"),
+    ];
+    for (server, service) in servers {
+        let dir = tempfile::tempdir().unwrap();
+        let first = server_on(server, dir.path(), None, &[]).await;
+        let data_dir = dir.path().to_str().unwrap();
+        let args = ["--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        let out = run_binary(server, &args, &[]).await;
+        assert_eq!(out.code, Some(75), "{server}: {out:?}");
+        let last = out.stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.contains(data_dir) && last.contains(&format!("PID {}", first.pid())),
+            "{server}: {last}"
+        );
+        assert!(!out.stderr.contains("panicked"), "{server}: {out:?}");
+        assert_serving(&first, service).await;
+        stop(first, libc::SIGTERM).await;
+        let again = server_on(server, dir.path(), None, &[]).await;
+        stop(again, libc::SIGKILL).await;
+        let after_a_crash = server_on(server, dir.path(), None, &[]).await;
+        assert_serving(&after_a_crash, service).await;
+    }
+}
+
+#[tokio::test]
+async fn bank_replicas_share_a_data_directory_that_other_servers_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock_addr = format!("127.0.0.1:{}", township_tests::closed_port());
+    let bank = ["--lock-addr", lock_addr.as_str()];
+    let one = server_on("bank-server", dir.path(), None, &bank).await;
+    let two = server_on("bank-server", dir.path(), None, &bank).await;
+    let data_dir = dir.path().to_str().unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let out = run_binary("chat-server", &args, &[]).await;
+    assert_eq!(out.code, Some(75), "{out:?}");
+    assert!(out.stderr.contains("in use"), "{out:?}");
+    for replica in [one, two] {
+        assert_serving(&replica, "township.bank.v1.BankService").await;
+        stop(replica, libc::SIGTERM).await;
     }
 }

@@ -770,10 +770,11 @@ async fn hostile_and_unicode_names_are_just_names_and_nothing_leaves_the_data_di
     let allowed: HashSet<PathBuf> = ["", "-wal", "-shm", ".migrate-lock"]
         .iter()
         .map(|suffix| PathBuf::from(format!("a/b/data/doctor.db{suffix}")))
+        .chain([PathBuf::from("a/b/data/server.lock")])
         .collect();
     assert!(
         files.iter().all(|f| allowed.contains(f)),
-        "only the data dir's doctor.db (and its -wal/-shm, and the lock file of its migrations): {files:?}"
+        "only the data dir's doctor.db (and its -wal/-shm, the lock file of its migrations, and the data dir's lock): {files:?}"
     );
     assert!(
         files.contains(&PathBuf::from("a/b/data/doctor.db")),

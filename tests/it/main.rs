@@ -21,6 +21,7 @@ mod daytime;
 mod doctor;
 mod doctor_cli;
 mod grpcurl;
+mod limits;
 mod lock;
 mod lock_acl;
 mod lock_cli;

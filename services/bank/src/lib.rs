@@ -80,6 +80,10 @@ pub struct Config {
 /// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
 /// With TLS toward the lock service, SIGHUP reads its files again, as it does the server's own.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Shared, not exclusive: replicas on one bank.db in one directory are the design until the
+    // PostgreSQL backend lands (SQLite's own locks serialize their writes, and every change is
+    // fenced by the lock service). Any other server pointed here by mistake is kept out.
+    let _data_dir = township_kit::DataDirLock::shared(&config.data_dir).await?;
     #[cfg(debug_assertions)]
     let ledger =
         ledger::Ledger::open_with_test_delays(&config.data_dir, &config.bank.test_delays).await?;

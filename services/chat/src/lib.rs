@@ -45,6 +45,8 @@ pub struct Config {
 /// (after a Left event for its member), and every member still live when the server stops (its
 /// stream cut after the grace period) gets a Left too.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Held until the server stops: a second server on this directory refuses to start (exit 75).
+    let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let store = store::Store::open(&config.data_dir).await?;
     let rooms = Arc::new(rooms::Rooms::new(store));
     let api = ChatApi::new(rooms.clone(), shutdown.clone(), config.idle_timeout);

@@ -78,6 +78,8 @@ pub struct Config {
 /// Serves the doctor on `listener` until `shutdown` fires: open Converse streams end with a
 /// farewell, idle sessions end on their own meanwhile.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Held until the server stops: a second server on this directory refuses to start (exit 75).
+    let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let records = records::Records::open(&config.data_dir).await?;
     let tokens = records.page_tokens().await?;
     let practice = Arc::new(practice::Practice::new(

@@ -15,6 +15,10 @@ pub const EXIT_FAILURE: u8 = 1;
 /// (sysexits' `EX_DATAERR`): restarting cannot help, so a supervisor can tell it from a crash.
 pub const EXIT_BAD_DATA: u8 = 65;
 
+/// Exit status when what the server needs is held by another process, e.g. its data directory
+/// (sysexits' `EX_TEMPFAIL`): it may start once the other one is gone.
+pub const EXIT_IN_USE: u8 = 75;
+
 /// Flags every server takes. Flatten it into the server's own `clap::Parser`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -46,6 +50,25 @@ pub struct ServerArgs {
     #[arg(long, env = "TOWNSHIP_MAX_CONCURRENT_STREAMS", value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
+
+    /// Most unary calls in flight at once, over every connection; past it a call is refused at
+    /// once with RESOURCE_EXHAUSTED and a RetryInfo (health checks are never refused).
+    #[arg(long, env = "TOWNSHIP_MAX_CONCURRENT_CALLS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_calls: u32,
+
+    /// Most streams open at once, over every connection (WatchTime, Join, Converse, KeepAlive,
+    /// Session, Export, Import, health's Watch, reflection); past it a new one is refused at once
+    /// with RESOURCE_EXHAUSTED and a RetryInfo.
+    #[arg(long, env = "TOWNSHIP_MAX_OPEN_STREAMS", value_name = "N", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_open_streams: u32,
+
+    /// How long a unary call may run when its client set no deadline, before DEADLINE_EXCEEDED.
+    /// Default: 60s (the lock-server: above its longest Acquire wait).
+    #[arg(long, env = "TOWNSHIP_CALL_DEADLINE", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub call_deadline: Option<Duration>,
 
     /// Also serve `grpc.health.v1.Health`, and nothing else, in plaintext on this address, for
     /// probes that cannot speak TLS (Kubernetes' gRPC probes, some load balancers).
@@ -165,9 +188,16 @@ pub struct BadConfig(pub String);
 #[error("{0}")]
 pub struct BadData(pub String);
 
+/// What the server needs is held by another process, e.g. its data directory
+/// ([`crate::data_dir::DataDirLock`]): [`run_server`] exits [`EXIT_IN_USE`] with its one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InUse(pub String);
+
 /// The body of every server binary's `main`: parses `A` (bad config: one line, exit 64), starts
 /// tracing in the format its [`ServerArgs`] ask for, runs `serve`, and turns a failure into one
-/// line on stderr and exit 1 ([`BadConfig`] anywhere in its chain: exit 64; [`BadData`]: exit 65).
+/// line on stderr and exit 1 ([`BadConfig`] anywhere in its chain: exit 64; [`BadData`]: exit 65;
+/// [`InUse`]: exit 75).
 pub async fn run_server<A: Parser>(
     server_args: impl Fn(&A) -> &ServerArgs,
     serve: impl AsyncFnOnce(A) -> anyhow::Result<()>,
@@ -183,6 +213,10 @@ pub async fn run_server<A: Parser>(
         Err(err) if err.chain().any(|cause| cause.is::<BadData>()) => {
             eprintln!("{}: {err:#}", program_name());
             ExitCode::from(EXIT_BAD_DATA)
+        }
+        Err(err) if err.chain().any(|cause| cause.is::<InUse>()) => {
+            eprintln!("{}: {err:#}", program_name());
+            ExitCode::from(EXIT_IN_USE)
         }
         Err(err) => fail(&err),
     }
@@ -220,6 +254,15 @@ fn first_line(text: &str) -> String {
         .take_while(|l| l.starts_with("--") || l.starts_with('<'))
         .collect();
     format!("{first} {}", listed.join(", "))
+}
+
+/// Parses a duration above zero (`30s`, `5m`).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be above zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// Parses a listen address: `ip:port` or `host:port`, with an optional `http://` in front.

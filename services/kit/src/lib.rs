@@ -18,8 +18,10 @@
 pub mod access;
 pub mod authz;
 pub mod config;
+pub mod data_dir;
 pub mod fields;
 pub mod health;
+pub mod limits;
 pub mod net;
 pub mod paging;
 mod rpc_trace;
@@ -31,5 +33,6 @@ pub mod tls;
 
 pub use access::{Caller, Denial, DenialHook, RpcMethod};
 pub use config::{LogFormat, ServerArgs};
+pub use data_dir::DataDirLock;
 pub use server::{ServeOptions, ServiceSet, serve};
 pub use shutdown::Shutdown;

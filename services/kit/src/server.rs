@@ -18,6 +18,7 @@ use crate::{
     ServerArgs, Shutdown,
     access::{AccessLayer, DenialHook, PolicyFile},
     health::{HealthRegistry, ServingStatus},
+    limits::{Limits, LimitsLayer},
     rpc_trace::RpcTraceLayer,
     tls::{TlsConfig, TlsFiles},
 };
@@ -42,6 +43,8 @@ pub struct ServeOptions {
     pub health_listen: Option<SocketAddr>,
     /// The authorization policy file, re-read on SIGHUP; `None`: every call allowed.
     pub authz_policy: Option<PathBuf>,
+    /// Calls in flight and streams open over every connection, and unary calls' default deadline.
+    pub limits: Limits,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +57,7 @@ impl Default for ServeOptions {
             tls: None,
             health_listen: None,
             authz_policy: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -68,6 +72,13 @@ impl From<&ServerArgs> for ServeOptions {
             tls: args.tls(),
             health_listen: args.health_listen,
             authz_policy: args.authz_policy.clone(),
+            limits: Limits {
+                max_calls: args.max_concurrent_calls as usize,
+                max_streams: args.max_open_streams as usize,
+                call_deadline: args
+                    .call_deadline
+                    .unwrap_or(Limits::default().call_deadline),
+            },
         }
     }
 }
@@ -161,6 +172,7 @@ pub async fn serve(
         .http2_keepalive_timeout(options.keepalive)
         .layer(RpcTraceLayer)
         .layer(AccessLayer { policy, on_denial })
+        .layer(LimitsLayer::new(options.limits))
         .add_routes(routes.routes());
     let stop = shutdown.clone().cancelled_owned();
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =

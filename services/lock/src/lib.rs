@@ -28,6 +28,12 @@ use township_proto::lock::v1::lock_service_server::LockServiceServer;
 pub use error::Error;
 pub use guard::Caps;
 pub use service::LockApi;
+
+/// The lock-server's default deadline for unary calls without one of their own
+/// (`--call-deadline`): a minute above the longest wait an Acquire may ask for, so that the
+/// deadline never cuts a wait the API allows.
+pub const CALL_DEADLINE: std::time::Duration =
+    std::time::Duration::from_secs(convert::MAX_WAIT.as_secs() + 60);
 pub use store::MAX_EPOCH;
 pub use table::LockTable;
 
@@ -54,6 +60,8 @@ pub struct Config {
 /// Serves the lock service on `listener` until `shutdown` fires. Advances the fencing epoch in
 /// `config.data_dir` first, so every token of this run is greater than any token of earlier runs.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Held until the server stops: a second server on this directory refuses to start (exit 75).
+    let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let guard = Arc::new(Guard::new(config.resource_acl.clone(), config.caps)?);
     watch_hangups(&guard, &shutdown)?;
     let epoch = store::next_epoch(&config.data_dir, config.initial_epoch).await?;

@@ -42,6 +42,8 @@ pub struct Config {
 /// Serves the phone book on `listener` until `shutdown` fires. Every write acknowledged before
 /// then is on disk.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Held until the server stops: a second server on this directory refuses to start (exit 75).
+    let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     // libphonenumber's metadata (about 5 MiB once loaded) is loaded by the first request that
     // reads a number, not here: an idle server stays small and is SERVING sooner; that one
     // request takes about 80 ms longer.

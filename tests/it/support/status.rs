@@ -61,3 +61,12 @@ pub fn error_metadata(status: &Status, key: &str) -> Option<String> {
         .error_info()
         .and_then(|info| info.metadata.get(key).cloned())
 }
+
+/// The RetryInfo delay of a refusal, which it must carry.
+pub fn retry_delay(status: &Status) -> std::time::Duration {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .unwrap_or_else(|| panic!("RetryInfo with a delay: {status:?}"))
+}
