@@ -3,6 +3,8 @@
 //! stream, and the doctor-server's footprint. No reference: there is no other ELIZA server to put
 //! beside it, so the figures stand alone, with their rounds' spread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
@@ -54,6 +56,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Numbers the bench's patients, so that each conversation is a new patient's.
+static NEXT_PATIENT: AtomicU64 = AtomicU64::new(0);
+
 /// `patients` closed-loop patients, each on its own connection with one Converse stream, saying
 /// a line and waiting for the reply, until the window ends.
 async fn conversations(
@@ -70,7 +75,11 @@ async fn conversations(
             .await
             .context("open Converse")?
             .into_inner();
-        let name = format!("bench patient {patient}");
+        // A new patient each time: a returning one would need the key their first visit got.
+        let name = format!(
+            "bench patient {patient}.{}",
+            NEXT_PATIENT.fetch_add(1, Ordering::Relaxed)
+        );
         say(&tx, patient_line::Kind::PatientName(name)).await?;
         match next(&mut replies).await? {
             doctor_line::Kind::Greeting(_) => {}
@@ -94,9 +103,11 @@ async fn conversations(
 }
 
 async fn say(tx: &mpsc::Sender<PatientLine>, kind: patient_line::Kind) -> anyhow::Result<()> {
-    tx.send(PatientLine { kind: Some(kind) })
-        .await
-        .context("the Converse stream closed")
+    let line = PatientLine {
+        kind: Some(kind),
+        patient_key: String::new(),
+    };
+    tx.send(line).await.context("the Converse stream closed")
 }
 
 async fn next(replies: &mut tonic::Streaming<DoctorLine>) -> anyhow::Result<doctor_line::Kind> {

@@ -67,8 +67,16 @@ async fn the_doctor_transcript_replays_exactly_through_the_server() {
     let stored = history(&rpc, &name).await;
     assert_eq!(said(&stored), expected_said(&lines));
     assert!(
-        stored.iter().all(|e| e.session_id == session.session_id),
+        stored
+            .iter()
+            .all(|e| e.session_started.is_some() && e.session_started == stored[0].session_started),
         "every exchange belongs to the one session"
+    );
+    #[allow(deprecated)]
+    let ids_shown = stored.iter().any(|e| !e.session_id.is_empty());
+    assert!(
+        !ids_shown,
+        "a history never shows the session ids Reply trusts"
     );
 }
 
@@ -163,11 +171,11 @@ async fn a_returning_patient_is_greeted_as_one_and_a_memory_from_the_first_visit
         expected_said(&lines),
         "both visits, in order"
     );
-    let sessions: Vec<&str> = stored.iter().map(|e| e.session_id.as_str()).collect();
-    assert_eq!(sessions[..2], [first.session_id.as_str(); 2]);
+    let sessions: Vec<_> = stored.iter().map(|e| e.session_started).collect();
+    assert_eq!(sessions[0], sessions[1]);
     assert!(
-        sessions[2..].iter().all(|s| *s == second.session_id),
-        "{sessions:?}"
+        sessions[2..].iter().all(|s| *s == sessions[2]) && sessions[2] != sessions[0],
+        "two visits: {sessions:?}"
     );
     let times: Vec<i64> = stored
         .iter()
@@ -223,8 +231,16 @@ async fn different_patients_are_different_people_with_their_own_history() {
             "HELLO. WHAT WOULD YOU LIKE TO TALK ABOUT".to_owned()
         )]
     );
-    let nobody = history_page(&rpc, "Nobody Yet", 0, "").await.unwrap();
-    assert!(nobody.exchanges.is_empty() && nobody.next_page_token.is_empty());
+    // A name nobody has used is refused as a wrong key is: the answer tells a stranger nothing.
+    let nobody = expect_code(
+        history_page(&rpc, "Nobody Yet", 0, "").await,
+        Code::PermissionDenied,
+    );
+    let wrong = expect_code(
+        history_page_with_key(&rpc, "Ada", "not-her-key", 0, "").await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(nobody.message(), wrong.message());
     // A name that was never seen before is not made a patient by reading its history.
     assert!(!visit(&rpc, "Nobody Yet").await.returning_patient);
 }
@@ -464,12 +480,14 @@ async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_mem
     let stored = history(&rpc, name).await;
     assert_eq!(stored.len(), 60, "all 60 lines: {:?}", said(&stored));
     for (session, sent) in [(&a, &replies[0]), (&b, &replies[1])] {
+        let texts: HashSet<&String> = sent.iter().map(|(text, _)| text).collect();
         let own: Vec<(String, String)> = stored
             .iter()
-            .filter(|e| e.session_id == session.session_id)
+            .filter(|e| texts.contains(&e.patient_text))
             .map(|e| (e.patient_text.clone(), e.doctor_text.clone()))
             .collect();
         assert_eq!(&own, sent, "each session's lines, in its own order");
+        assert!(!session.session_id.is_empty());
     }
 
     // Drain the queue from a third session: 4 lines give LIMIT 4 once.
@@ -530,7 +548,11 @@ async fn twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines() {
         );
         let stored = history(&channels[0], &name).await;
         assert_eq!(said(&stored), expected_said(&lines), "{name}");
-        assert!(stored.iter().all(|e| e.session_id == session_id));
+        assert!(
+            stored
+                .iter()
+                .all(|e| e.session_started == stored[0].session_started)
+        );
     }
 }
 
@@ -876,6 +898,7 @@ async fn converse_answers_a_whole_transcript_sent_at_once_in_order() {
         }
     });
     let session = talk.greeting().await;
+    remember("Hurried Hilda", &session);
     for line in &lines {
         assert_eq!(talk.reply().await.text, line.expected, "line {}", line.at);
     }
@@ -887,7 +910,12 @@ async fn converse_answers_a_whole_transcript_sent_at_once_in_order() {
     assert!(talk.next().await.is_none());
     let stored = history(&rpc, "Hurried Hilda").await;
     assert_eq!(said(&stored), expected_said(&lines));
-    assert!(stored.iter().all(|e| e.session_id == session.session_id));
+    assert!(
+        stored
+            .iter()
+            .all(|e| e.session_started == stored[0].session_started)
+    );
+    assert!(!session.session_id.is_empty());
 }
 
 #[tokio::test]
@@ -902,7 +930,7 @@ async fn converse_refuses_a_first_message_that_does_not_name_the_patient() {
     );
 
     let mut talk = Conversation::open(server.uri()).await;
-    talk.send(pb::PatientLine { kind: None }).await;
+    talk.send(pb::PatientLine::default()).await;
     expect_invalid::<()>(Err(talk.error().await), "patient_name");
 
     let mut talk = Conversation::open(server.uri()).await;
@@ -1173,6 +1201,8 @@ async fn grpcurl_starts_a_session_and_gets_a_reply() {
         .expect("a sessionId")
         .to_owned();
     assert!(!id.is_empty(), "{session}");
+    let key = session["patientKey"].as_str().expect("a new patient's key");
+    remember_key("Zoë", key);
     assert_eq!(session["greeting"], GREETING, "{session}");
     assert_eq!(session["displayGreeting"], DISPLAY_GREETING, "{session}");
     assert!(
@@ -1200,20 +1230,27 @@ async fn grpcurl_starts_a_session_and_gets_a_reply() {
         )]
     );
 
-    let again =
-        json(&grpcurl_doctor(&server, "StartSession", r#"{"patient_name": " ZOË "}"#).await);
+    let stranger = grpcurl_doctor(&server, "StartSession", r#"{"patient_name": " ZOË "}"#).await;
+    assert!(stranger.stderr.contains("PermissionDenied"), "{stranger:?}");
+    let data = serde_json::json!({"patient_name": " ZOË ", "patient_key": key}).to_string();
+    let again = json(&grpcurl_doctor(&server, "StartSession", &data).await);
+    assert!(
+        again.get("patientKey").is_none(),
+        "a key is given once: {again}"
+    );
     assert_eq!(again["returningPatient"], true, "{again}");
     assert_eq!(
         again["previousVisits"], "1",
         "int64 is a JSON string: {again}"
     );
 
-    let history_json =
-        json(&grpcurl_doctor(&server, "GetHistory", r#"{"patient_name": "Zoë"}"#).await);
+    let data = serde_json::json!({"patient_name": "Zoë", "patient_key": key}).to_string();
+    let history_json = json(&grpcurl_doctor(&server, "GetHistory", &data).await);
     let exchanges = history_json["exchanges"].as_array().expect("exchanges");
     assert_eq!(exchanges.len(), 1, "{history_json}");
     assert_eq!(exchanges[0]["patientText"], "I am unhappy.");
-    assert_eq!(exchanges[0]["sessionId"], id.as_str());
+    assert!(exchanges[0].get("sessionId").is_none(), "{history_json}");
+    assert!(exchanges[0]["sessionStarted"].is_string(), "{history_json}");
     assert!(
         exchanges[0]["time"]
             .as_str()

@@ -20,6 +20,7 @@ mod conventions;
 mod daytime;
 mod doctor;
 mod doctor_cli;
+mod doctor_keys;
 mod grpcurl;
 mod limits;
 mod lock;

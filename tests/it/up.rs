@@ -66,7 +66,14 @@ async fn township_up_runs_the_town_until_sigterm_then_stops_every_server() {
     let doctor_health = health_status(doctor_addr, "township.doctor.v1.DoctorService").await;
     assert_eq!(doctor_health.unwrap(), ServingStatus::Serving);
     let mut doctor = township();
-    doctor.args(["doctor", "--name", "Up", "--addr", &doctor_row]);
+    let config = tempfile::tempdir().unwrap();
+    doctor.env("TOWNSHIP_CONFIG_DIR", config.path()).args([
+        "doctor",
+        "--name",
+        "Up",
+        "--addr",
+        &doctor_row,
+    ]);
     let out = run(doctor, Duration::from_secs(30)).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.lines().count(), 1, "the greeting: {out:?}");

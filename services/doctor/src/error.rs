@@ -1,7 +1,11 @@
 //! The doctor's errors and how each reaches a client as a gRPC status.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use township_kit::status::{InvalidField, internal};
+
+/// How soon a caller refused for too many sessions is told to retry.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything that can go wrong in a doctor request.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,15 @@ pub enum Error {
     /// Too many sessions are open.
     #[error("the doctor is seeing {0} patients already: try again later")]
     Full(usize),
+    /// The patient has as many sessions open as one patient may.
+    #[error("this patient has {0} sessions open already: end one first")]
+    PatientFull(usize),
+    /// The patient key is missing or wrong for this name, or the name is unknown (GetHistory):
+    /// one answer for all, so a stranger learns nothing about the patient.
+    #[error(
+        "patient_key: missing or wrong for this name (a patient's first session returns their key; the operator reissues a lost one)"
+    )]
+    Denied,
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] township_store::sqlx::Error),
@@ -32,7 +45,12 @@ impl From<Error> for Status {
         match &err {
             Error::Invalid(invalid) => invalid.into(),
             Error::NoSession(_) => Status::new(Code::NotFound, err.to_string()),
-            Error::Full(_) => Status::new(Code::ResourceExhausted, err.to_string()),
+            Error::Full(_) | Error::PatientFull(_) => Status::with_error_details(
+                Code::ResourceExhausted,
+                err.to_string(),
+                ErrorDetails::with_retry_info(Some(RETRY)),
+            ),
+            Error::Denied => Status::new(Code::PermissionDenied, err.to_string()),
             Error::Storage(_) => internal(&err),
         }
     }

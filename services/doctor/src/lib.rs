@@ -34,6 +34,7 @@ mod diagnostic;
 pub mod engine;
 mod error;
 pub mod hash;
+mod keys;
 mod matching;
 pub mod practice;
 pub mod records;
@@ -96,6 +97,25 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     shutdown.cancel();
     let _ = reaper.await;
     served
+}
+
+/// Gives the patient named `name` in the records in `data_dir` a new key, which replaces any
+/// they had, and returns it (see `doctor-server issue-key`). Safe beside a running server: the
+/// records are SQLite's, and every session start reads the key anew. Never creates records: a
+/// directory without them, or a name they do not know, is an error.
+pub async fn issue_key(data_dir: &std::path::Path, name: &str) -> anyhow::Result<String> {
+    let file = data_dir.join("doctor.db");
+    anyhow::ensure!(
+        file.exists(),
+        "no doctor records at {} (is --data-dir the doctor's?)",
+        file.display()
+    );
+    let patient = types::PatientName::parse("name", name)?;
+    let records = records::Records::open(data_dir).await?;
+    records
+        .issue_key(patient.key())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no patient named {name:?} in {}", file.display()))
 }
 
 async fn end_idle_sessions(practice: Arc<practice::Practice>, shutdown: Shutdown) {

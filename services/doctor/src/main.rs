@@ -1,9 +1,10 @@
 //! `doctor-server`: parses its config (including the script, which must parse), starts tracing,
-//! binds, announces and serves until a signal.
+//! binds, announces and serves until a signal. `doctor-server issue-key` gives a patient a new key
+//! instead, and prints it.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use township_doctor::{Config, DEFAULT_PORT, Doctor, Script};
 use township_kit::{ServerArgs, config, net, shutdown};
 
@@ -13,6 +14,9 @@ use township_kit::{ServerArgs, config, net, shutdown};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
 
     /// Which doctor: `eliza` (the 1966 engine with a script) or `classic` (hedges, qualifiers
     /// and "Earlier you said that ...").
@@ -33,6 +37,27 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_DOCTOR_IDLE_TIMEOUT", default_value = "30m",
           value_parser = parse_idle_timeout)]
     idle_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Give a known patient a new key and print it, once: for a patient stored before keys
+    /// existed, or one who lost theirs (the old key stops working). Works with the server
+    /// running or stopped.
+    IssueKey {
+        /// The doctor's data directory (as the server's --data-dir).
+        #[arg(
+            long,
+            env = "TOWNSHIP_DATA_DIR",
+            value_name = "DIR",
+            default_value = "township-data/doctor"
+        )]
+        data_dir: PathBuf,
+
+        /// The patient's name (case and spacing do not matter, as for the doctor).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,6 +88,11 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::IssueKey { data_dir, name }) = &args.command {
+        let key = township_doctor::issue_key(data_dir, name).await?;
+        println!("{key}");
+        return Ok(());
+    }
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let doctor = match args.mode {
         Mode::Eliza => Doctor::Script(

@@ -19,6 +19,8 @@ use crate::{
 
 /// Most sessions open at once.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions one patient may have open at once.
+pub const MAX_SESSIONS_PER_PATIENT: usize = 8;
 /// What every session ends with.
 pub const FAREWELL: &str = "Have a nice day!";
 
@@ -136,6 +138,15 @@ pub struct Opened {
     pub greeting: Reply,
     /// Sessions the patient had before this one.
     pub previous_visits: i64,
+    /// A new patient's key, shown to them this once.
+    pub patient_key: Option<String>,
+}
+
+/// An open session: its patient (by match key, to count their sessions without waiting for a
+/// session's lock) and its visit.
+struct Open {
+    patient_key: String,
+    visit: Arc<AsyncMutex<Visit>>,
 }
 
 struct Visit {
@@ -149,7 +160,10 @@ pub struct Practice {
     doctor: Doctor,
     records: Records,
     idle_timeout: Duration,
-    sessions: Mutex<HashMap<String, Arc<AsyncMutex<Visit>>>>,
+    sessions: Mutex<HashMap<String, Open>>,
+    /// Held while a session opens, so that a patient's open sessions are counted and added to
+    /// in one step (starts are one write transaction each anyway, on the records' one writer).
+    opening: AsyncMutex<()>,
 }
 
 impl Practice {
@@ -160,26 +174,47 @@ impl Practice {
             records,
             idle_timeout,
             sessions: Mutex::new(HashMap::new()),
+            opening: AsyncMutex::new(()),
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<Visit>>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
         self.sessions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens a session for `patient`: recorded as a visit, greeted as new or returning, and
-    /// continuing from the patient's last exchange (any earlier session's).
-    pub async fn start(&self, patient: PatientName) -> Result<Opened, Error> {
+    /// Opens a session for `patient`, who presents `patient_key` (ignored for a new patient, who
+    /// gets one): recorded as a visit, greeted as new or returning, and continuing from the
+    /// patient's last exchange (any earlier session's). A known patient without their key is
+    /// [`Error::Denied`], before anything about them is read.
+    pub async fn start(&self, patient: PatientName, patient_key: &str) -> Result<Opened, Error> {
+        let _opening = self.opening.lock().await;
         let open = self.sessions().len();
         if open >= MAX_SESSIONS {
             return Err(Error::Full(open));
         }
         let session_id = uuid::Uuid::new_v4().simple().to_string();
+        let admit = || {
+            let theirs = self
+                .sessions()
+                .values()
+                .filter(|open| open.patient_key == patient.key())
+                .count();
+            if theirs >= MAX_SESSIONS_PER_PATIENT {
+                return Err(Error::PatientFull(theirs));
+            }
+            Ok(())
+        };
         let chart = self
             .records
-            .start_visit(patient.key(), patient.as_str(), &session_id)
+            .start_visit(
+                patient.key(),
+                patient.as_str(),
+                &session_id,
+                patient_key,
+                admit,
+            )
             .await?;
         let returning = chart.previous_visits > 0;
         let greeting = self.doctor.greeting(returning.then_some(&patient));
@@ -188,12 +223,16 @@ impl Practice {
             patient,
             last_seen: Instant::now(),
         };
-        self.sessions()
-            .insert(session_id.clone(), Arc::new(AsyncMutex::new(visit)));
+        let open = Open {
+            patient_key: visit.patient.key().to_owned(),
+            visit: Arc::new(AsyncMutex::new(visit)),
+        };
+        self.sessions().insert(session_id.clone(), open);
         Ok(Opened {
             session_id,
             greeting,
             previous_visits: chart.previous_visits,
+            patient_key: chart.new_key,
         })
     }
 
@@ -203,7 +242,7 @@ impl Practice {
         let visit = self
             .sessions()
             .get(session_id)
-            .cloned()
+            .map(|open| open.visit.clone())
             .ok_or_else(|| Error::NoSession(session_id.to_owned()))?;
         let mut visit = visit.lock().await;
         let visit = &mut *visit;
@@ -236,7 +275,7 @@ impl Practice {
         let now = Instant::now();
         let mut sessions = self.sessions();
         let before = sessions.len();
-        sessions.retain(|_, visit| match visit.try_lock() {
+        sessions.retain(|_, open| match open.visit.try_lock() {
             Ok(visit) => now.duration_since(visit.last_seen) < self.idle_timeout,
             Err(_) => true,
         });
@@ -248,14 +287,17 @@ impl Practice {
         (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
-    /// Up to `limit` exchanges of `patient` after the exchange `after` (`None`: from the first),
-    /// oldest first.
+    /// Up to `limit` exchanges of `patient`, who presents `patient_key`, after the exchange
+    /// `after` (`None`: from the first), oldest first. [`Error::Denied`] for a wrong key and for
+    /// a name the records do not know alike.
     pub async fn history(
         &self,
         patient: &PatientName,
+        patient_key: &str,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Exchange>, Error> {
+        self.records.check_key(patient.key(), patient_key).await?;
         self.records.history(patient.key(), after, limit).await
     }
 }

@@ -19,14 +19,21 @@ use township_store::{
     sqlx::{self, Row, SqliteConnection},
 };
 
-use crate::error::Error;
+use crate::{error::Error, keys};
 
 /// The doctor's migrations, in order (see township_store::Migration).
-const SCHEMA: &[Migration] = &[Migration {
-    version: 1,
-    description: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
-}];
+const SCHEMA: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "baseline",
+        sql: include_str!("../migrations/0001_baseline.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "patient keys",
+        sql: include_str!("../migrations/0002_patient_keys.sql"),
+    },
+];
 
 /// What the records know about a patient when a visit starts.
 #[derive(Clone, Debug)]
@@ -35,6 +42,8 @@ pub struct Chart {
     pub previous_visits: i64,
     /// The engine's state after the patient's latest exchange (JSON), if any.
     pub last_mind: Option<String>,
+    /// A new patient's key, to be shown to them once.
+    pub new_key: Option<String>,
 }
 
 /// One stored exchange.
@@ -42,8 +51,8 @@ pub struct Chart {
 pub struct Exchange {
     /// Its position in the records (for paging).
     pub id: i64,
-    /// The visit it belongs to.
-    pub session_id: String,
+    /// When the visit it belongs to began, ms since the Unix epoch (UTC).
+    pub session_started_ms: i64,
     /// When, ms since the Unix epoch (UTC).
     pub time_ms: i64,
     /// What the patient said.
@@ -96,23 +105,39 @@ impl Records {
     }
 
     /// Records a new visit of the patient with match key `key` (shown as `name`) and returns
-    /// their chart.
+    /// their chart. A new patient gets a patient key (in the chart, once); a known one must
+    /// present theirs (`presented`), else [`Error::Denied`]. `admit` has the last word, once the
+    /// patient is known to be who they say (it bounds their open sessions); nothing is recorded
+    /// when it refuses.
     pub async fn start_visit(
         &self,
         key: &str,
         name: &str,
         session_id: &str,
+        presented: &str,
+        admit: impl FnOnce() -> Result<(), Error>,
     ) -> Result<Chart, Error> {
         let now = now_ms();
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO patients (name_key, name, first_visit_ms) VALUES (?, ?, ?)",
-        )
-        .bind(key)
-        .bind(name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let new_key = match stored_key(&mut tx, key).await? {
+            Stored::Unknown => {
+                let new_key = keys::new_key();
+                sqlx::query(
+                    "INSERT INTO patients (name_key, name, first_visit_ms, key_hash) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(key)
+                .bind(name)
+                .bind(now)
+                .bind(keys::hash(&new_key))
+                .execute(&mut *tx)
+                .await?;
+                Some(new_key)
+            }
+            Stored::Hash(hash) if keys::matches(presented, &hash) => None,
+            Stored::Hash(_) | Stored::NoKey => return Err(Error::Denied),
+        };
+        admit()?;
         let previous_visits: i64 =
             sqlx::query_scalar("SELECT count(*) FROM visits WHERE name_key = ?")
                 .bind(key)
@@ -134,7 +159,33 @@ impl Records {
         Ok(Chart {
             previous_visits,
             last_mind,
+            new_key,
         })
+    }
+
+    /// Whether `presented` is the key of the patient with match key `key`: [`Error::Denied`]
+    /// when it is not, and for a name the records do not know, so that the answer tells a
+    /// stranger nothing.
+    pub async fn check_key(&self, key: &str, presented: &str) -> Result<(), Error> {
+        let mut conn = self.reads.acquire().await?;
+        match stored_key(&mut conn, key).await? {
+            Stored::Hash(hash) if keys::matches(presented, &hash) => Ok(()),
+            _ => Err(Error::Denied),
+        }
+    }
+
+    /// Gives the known patient with match key `key` a new key, which replaces any they had, and
+    /// returns it: the operator's way to admit a patient stored before keys existed, or one who
+    /// lost theirs. `None` when no such patient is known.
+    pub async fn issue_key(&self, key: &str) -> Result<Option<String>, Error> {
+        let new_key = keys::new_key();
+        let updated = sqlx::query("UPDATE patients SET key_hash = ? WHERE name_key = ?")
+            .bind(keys::hash(&new_key))
+            .bind(key)
+            .execute(&self.writes)
+            .await?
+            .rows_affected();
+        Ok((updated == 1).then_some(new_key))
     }
 
     /// Runs one exchange: `think` gets the patient's memory queue (oldest first) and returns what
@@ -194,8 +245,9 @@ impl Records {
         limit: u32,
     ) -> Result<Vec<Exchange>, Error> {
         let rows = sqlx::query(
-            "SELECT id, session_id, time_ms, patient_text, doctor_text FROM exchanges \
-             WHERE name_key = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT e.id, e.time_ms, e.patient_text, e.doctor_text, v.started_ms \
+             FROM exchanges e JOIN visits v ON v.session_id = e.session_id \
+             WHERE e.name_key = ? AND e.id > ? ORDER BY e.id LIMIT ?",
         )
         .bind(key)
         .bind(after.unwrap_or(0))
@@ -206,7 +258,7 @@ impl Records {
             .map(|row| {
                 Ok(Exchange {
                     id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
+                    session_started_ms: row.try_get("started_ms")?,
                     time_ms: row.try_get("time_ms")?,
                     patient_text: row.try_get("patient_text")?,
                     doctor_text: row.try_get("doctor_text")?,
@@ -215,6 +267,29 @@ impl Records {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Error::from)
     }
+}
+
+/// What the records hold of a patient's key.
+enum Stored {
+    /// No such patient.
+    Unknown,
+    /// A patient stored before keys existed, not yet given one by the operator.
+    NoKey,
+    /// The hash of the patient's key.
+    Hash(String),
+}
+
+async fn stored_key(conn: &mut SqliteConnection, key: &str) -> Result<Stored, sqlx::Error> {
+    let row: Option<Option<String>> =
+        sqlx::query_scalar("SELECT key_hash FROM patients WHERE name_key = ?")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        None => Stored::Unknown,
+        Some(None) => Stored::NoKey,
+        Some(Some(hash)) => Stored::Hash(hash),
+    })
 }
 
 /// The patient's memories not yet recalled, oldest first.

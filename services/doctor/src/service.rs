@@ -46,8 +46,8 @@ impl DoctorService for DoctorApi {
         &self,
         request: Request<pb::StartSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        let StartSession { patient } = StartSession::try_from(request.get_ref())?;
-        let opened = self.practice.start(patient).await?;
+        let StartSession { patient, key } = StartSession::try_from(request.get_ref())?;
+        let opened = self.practice.start(patient, &key).await?;
         Ok(Response::new(session_to_pb(opened)))
     }
 
@@ -93,23 +93,22 @@ impl DoctorService for DoctorApi {
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        let HistoryQuery { patient, page } = HistoryQuery::parse(request.get_ref(), &self.tokens)?;
+        let HistoryQuery { patient, key, page } =
+            HistoryQuery::parse(request.get_ref(), &self.tokens)?;
         let mut exchanges = self
             .practice
-            .history(&patient, page.after, page.lookahead())
+            .history(&patient, &key, page.after, page.lookahead())
             .await?;
         let next_page_token = page.finish(&self.tokens, &mut exchanges, |last| last.id);
         Ok(Response::new(pb::GetHistoryResponse {
             exchanges: exchanges
                 .into_iter()
                 .map(|e| pb::Exchange {
-                    session_id: e.session_id,
-                    time: Some(prost_types::Timestamp {
-                        seconds: e.time_ms.div_euclid(1000),
-                        nanos: i32::try_from(e.time_ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
-                    }),
+                    time: Some(timestamp(e.time_ms)),
+                    session_started: Some(timestamp(e.session_started_ms)),
                     patient_text: e.patient_text,
                     doctor_text: e.doctor_text,
+                    ..Default::default()
                 })
                 .collect(),
             next_page_token,
@@ -131,7 +130,8 @@ async fn converse(
         first = inbound.message() => first?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let opened = practice.start(converse_opening(first)?).await?;
+    let StartSession { patient, key } = converse_opening(first)?;
+    let opened = practice.start(patient, &key).await?;
     let session_id = opened.session_id.clone();
     let greeting = doctor_line::Kind::Greeting(session_to_pb(opened));
     let result = answer_lines(
@@ -198,6 +198,14 @@ fn session_to_pb(opened: Opened) -> pb::Session {
         display_greeting: opened.greeting.display_text,
         returning_patient: opened.previous_visits > 0,
         previous_visits: opened.previous_visits,
+        patient_key: opened.patient_key.unwrap_or_default(),
+    }
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
     }
 }
 

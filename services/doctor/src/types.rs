@@ -69,11 +69,27 @@ pub fn patient_text(text: &str) -> Result<&str, Error> {
     Ok(text)
 }
 
-/// A StartSession request: who comes in.
+/// Longest patient key accepted (a real one has 64 characters).
+pub const MAX_KEY_CHARS: usize = 128;
+
+/// Validates a presented patient key: at most [`MAX_KEY_CHARS`]; empty means none.
+pub fn patient_key(key: &str) -> Result<String, Error> {
+    if key.len() > MAX_KEY_CHARS {
+        return Err(Error::invalid(
+            "patient_key",
+            format!("must be at most {MAX_KEY_CHARS} characters"),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// A StartSession request: who comes in, with what key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StartSession {
     /// The patient.
     pub patient: PatientName,
+    /// The key they present (see [`patient_key`]).
+    pub key: String,
 }
 
 impl TryFrom<&pb::StartSessionRequest> for StartSession {
@@ -82,6 +98,7 @@ impl TryFrom<&pb::StartSessionRequest> for StartSession {
     fn try_from(r: &pb::StartSessionRequest) -> Result<Self, Error> {
         Ok(Self {
             patient: PatientName::parse("patient_name", &r.patient_name)?,
+            key: patient_key(&r.patient_key)?,
         })
     }
 }
@@ -107,10 +124,16 @@ impl TryFrom<pb::ReplyRequest> for Say {
     }
 }
 
-/// The first message of a Converse stream: it must name the patient.
-pub fn converse_opening(line: Option<pb::PatientLine>) -> Result<PatientName, Error> {
-    match line.and_then(|line| line.kind) {
-        Some(patient_line::Kind::PatientName(name)) => PatientName::parse("patient_name", &name),
+/// The first message of a Converse stream: it must name the patient (and carry their key).
+pub fn converse_opening(line: Option<pb::PatientLine>) -> Result<StartSession, Error> {
+    match line {
+        Some(pb::PatientLine {
+            kind: Some(patient_line::Kind::PatientName(name)),
+            patient_key: key,
+        }) => Ok(StartSession {
+            patient: PatientName::parse("patient_name", &name)?,
+            key: patient_key(&key)?,
+        }),
         _ => Err(Error::invalid(
             "patient_name",
             "the first message must name the patient",
@@ -134,6 +157,8 @@ pub fn converse_text(line: pb::PatientLine) -> Result<String, Error> {
 pub struct HistoryQuery {
     /// The patient.
     pub patient: PatientName,
+    /// The key they present.
+    pub key: String,
     /// Which page; a position is an exchange id.
     pub page: PageRequest<i64>,
 }
@@ -142,8 +167,9 @@ impl HistoryQuery {
     /// Reads a GetHistory request; its page token must be one `tokens` issued for this patient.
     pub fn parse(r: &pb::GetHistoryRequest, tokens: &PageTokens) -> Result<Self, Error> {
         let patient = PatientName::parse("patient_name", &r.patient_name)?;
+        let key = patient_key(&r.patient_key)?;
         let page = PageRequest::read(tokens, history_scope(&patient), r.page_size, &r.page_token)?;
-        Ok(Self { patient, page })
+        Ok(Self { patient, key, page })
     }
 }
 
@@ -170,6 +196,7 @@ mod tests {
             patient_name: name.into(),
             page_size,
             page_token: page_token.into(),
+            patient_key: String::new(),
         }
     }
 
@@ -191,11 +218,25 @@ mod tests {
     fn converse_opens_with_a_name_then_carries_text() {
         let name = |n: &str| pb::PatientLine {
             kind: Some(patient_line::Kind::PatientName(n.into())),
+            patient_key: "k".into(),
         };
         let text = |t: &str| pb::PatientLine {
             kind: Some(patient_line::Kind::Text(t.into())),
+            patient_key: String::new(),
         };
-        assert_eq!(converse_opening(Some(name("Ada"))).unwrap().as_str(), "Ada");
+        let opening = converse_opening(Some(name("Ada"))).unwrap();
+        assert_eq!(
+            (opening.patient.as_str(), opening.key.as_str()),
+            ("Ada", "k")
+        );
+        let too_long = pb::PatientLine {
+            patient_key: "k".repeat(MAX_KEY_CHARS + 1),
+            ..name("Ada")
+        };
+        assert_eq!(
+            field(converse_opening(Some(too_long)).unwrap_err()),
+            "patient_key"
+        );
         assert_eq!(
             field(converse_opening(Some(text("hi"))).unwrap_err()),
             "patient_name"

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod net;
 pub mod paging;
 mod rpc_trace;
+pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod status;

@@ -1,10 +1,12 @@
 //! The doctor's test helpers: transcripts read from the engine's files, a doctor-server on a data
-//! directory (or in a working directory of the test's choosing), one function per RPC, many
-//! exchanges from several sessions at once, an open Converse stream, and the checks on replies and
-//! errors.
+//! directory (or in a working directory of the test's choosing), one function per RPC (each
+//! presenting the patient's key, as a patient's own client would), many exchanges from several
+//! sessions at once, an open Converse stream, and the checks on replies and errors.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
+    sync::{LazyLock, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -168,17 +170,96 @@ pub async fn doctor_server_refusing(args: &[&str]) -> Output {
     run_binary("doctor-server", &full, &[]).await
 }
 
+// ----- patient keys -----
+
+/// Every key the doctors under test have given each patient (by the doctor's match key), newest
+/// last: tests running at once may give one name to two doctors, so the helpers present each
+/// key a name has, newest first, as a patient with two doctors would.
+static KEYS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
+
+/// The doctor's match key of `name`: NFC, case-folded, white space collapsed.
+pub fn match_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = caseless::default_case_fold_str(&name.nfc().collect::<String>());
+    folded
+        .nfc()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The keys `name` was given, newest first; one empty key when it has none.
+pub fn keys_of(name: &str) -> Vec<String> {
+    let keys = KEYS.lock().unwrap();
+    match keys.get(&match_key(name)) {
+        Some(known) => known.iter().rev().cloned().collect(),
+        None => vec![String::new()],
+    }
+}
+
+/// The newest key `name` was given, or an empty one.
+pub fn key_of(name: &str) -> String {
+    keys_of(name).swap_remove(0)
+}
+
+/// Keeps the key a new patient's first session returned.
+pub fn remember(name: &str, session: &pb::Session) {
+    remember_key(name, &session.patient_key);
+}
+
+/// Keeps `key` (unless empty) as the newest of `name`.
+pub fn remember_key(name: &str, key: &str) {
+    if !key.is_empty() {
+        let mut keys = KEYS.lock().unwrap();
+        keys.entry(match_key(name))
+            .or_default()
+            .push(key.to_owned());
+    }
+}
+
 // ----- calls -----
 
-/// StartSession.
-pub async fn start(rpc: &Rpc, name: &str) -> Result<pb::Session, Status> {
+/// StartSession presenting `patient_key`, as a stranger (or anyone) may.
+pub async fn start_with_key(
+    rpc: &Rpc,
+    name: &str,
+    patient_key: &str,
+) -> Result<pb::Session, Status> {
     let request = pb::StartSessionRequest {
         patient_name: name.into(),
+        patient_key: patient_key.into(),
     };
-    rpc.clone()
-        .start_session(request)
-        .await
-        .map(|r| r.into_inner())
+    let session = rpc.clone().start_session(request).await?.into_inner();
+    remember(name, &session);
+    Ok(session)
+}
+
+/// StartSession as the patient, with each of their keys in turn, newest first, until one is
+/// not PERMISSION_DENIED; again with the keys that came meanwhile, if any did (a patient's
+/// first sessions started at once: only the first of them gets the key).
+pub async fn start(rpc: &Rpc, name: &str) -> Result<pb::Session, Status> {
+    let mut answer = Err(Status::internal("no key tried"));
+    let mut tried = Vec::new();
+    while tried != keys_of(name) {
+        tried = keys_of(name);
+        for key in &tried {
+            answer = start_with_key(rpc, name, key).await;
+            if !matches!(&answer, Err(status) if status.code() == Code::PermissionDenied) {
+                return answer;
+            }
+        }
+        if tried == [String::new()] {
+            // The first session may still be on its way back with the key.
+            for _ in 0..250 {
+                if keys_of(name) != tried {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    answer
 }
 
 /// StartSession, which must succeed.
@@ -215,10 +296,11 @@ pub async fn end(rpc: &Rpc, session_id: &str) -> Result<String, Status> {
         .map(|r| r.into_inner().farewell)
 }
 
-/// One page of GetHistory.
-pub async fn history_page(
+/// One page of GetHistory presenting `patient_key`.
+pub async fn history_page_with_key(
     rpc: &Rpc,
     name: &str,
+    patient_key: &str,
     page_size: i32,
     page_token: &str,
 ) -> Result<pb::GetHistoryResponse, Status> {
@@ -226,11 +308,29 @@ pub async fn history_page(
         patient_name: name.into(),
         page_size,
         page_token: page_token.into(),
+        patient_key: patient_key.into(),
     };
     rpc.clone()
         .get_history(request)
         .await
         .map(|r| r.into_inner())
+}
+
+/// One page of GetHistory, as the patient (their keys tried as by [`start`]).
+pub async fn history_page(
+    rpc: &Rpc,
+    name: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<pb::GetHistoryResponse, Status> {
+    let mut answer = Err(Status::internal("no key tried"));
+    for key in keys_of(name) {
+        answer = history_page_with_key(rpc, name, &key, page_size, page_token).await;
+        if !matches!(&answer, Err(status) if status.code() == Code::PermissionDenied) {
+            break;
+        }
+    }
+    answer
 }
 
 /// Gives `name` `count` exchanges (`I dream of line N.`), from `sessions` sessions at once.
@@ -386,12 +486,15 @@ pub async fn doctor_in(cwd: &Path, data_dir: &str) -> (ServiceProcess, Rpc) {
 pub struct Conversation {
     pub tx: Option<mpsc::Sender<pb::PatientLine>>,
     pub rx: Streaming<pb::DoctorLine>,
+    /// The name the first line gave, whose key the greeting may carry.
+    patient: Mutex<Option<String>>,
 }
 
-/// The first line of a conversation: the patient's name.
+/// The first line of a conversation: the patient's name, with their newest key.
 pub fn name_line(name: &str) -> pb::PatientLine {
     pb::PatientLine {
         kind: Some(patient_line::Kind::PatientName(name.into())),
+        patient_key: key_of(name),
     }
 }
 
@@ -399,6 +502,7 @@ pub fn name_line(name: &str) -> pb::PatientLine {
 pub fn text_line(text: &str) -> pb::PatientLine {
     pb::PatientLine {
         kind: Some(patient_line::Kind::Text(text.into())),
+        patient_key: String::new(),
     }
 }
 
@@ -417,11 +521,18 @@ impl Conversation {
             .await
             .expect("Converse opens")
             .into_inner();
-        Self { tx: Some(tx), rx }
+        Self {
+            tx: Some(tx),
+            rx,
+            patient: Mutex::new(None),
+        }
     }
 
     /// Sends `line`.
     pub async fn send(&self, line: pb::PatientLine) {
+        if let Some(patient_line::Kind::PatientName(name)) = &line.kind {
+            *self.patient.lock().unwrap() = Some(name.clone());
+        }
         self.tx
             .as_ref()
             .expect("the client side is open")
@@ -446,7 +557,12 @@ impl Conversation {
     /// The next doctor line, which must be the greeting.
     pub async fn greeting(&mut self) -> pb::Session {
         match self.next().await {
-            Some(Ok(doctor_line::Kind::Greeting(session))) => session,
+            Some(Ok(doctor_line::Kind::Greeting(session))) => {
+                if let Some(name) = self.patient.lock().unwrap().as_deref() {
+                    remember(name, &session);
+                }
+                session
+            }
             other => panic!("expected a greeting, got {other:?}"),
         }
     }

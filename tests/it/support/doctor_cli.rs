@@ -28,17 +28,23 @@ use crate::support::{
     doctor::{self, DOCTOR_TRANSCRIPT, doctor_server},
 };
 
-/// A doctor-server (Township's own script) on a fresh data directory.
+/// A doctor-server (Township's own script) on a fresh data directory, and the CLI's own
+/// configuration directory (where it keeps patient keys) for the person at this terminal.
 pub struct Practice {
     pub server: ServiceProcess,
     _dir: TempDir,
+    pub config: TempDir,
 }
 
 /// A doctor-server on a fresh data directory.
 pub async fn start_doctor() -> Practice {
     let dir = tempfile::tempdir().unwrap();
     let server = doctor_server(dir.path(), None, &[]).await;
-    Practice { server, _dir: dir }
+    Practice {
+        server,
+        _dir: dir,
+        config: tempfile::tempdir().unwrap(),
+    }
 }
 
 impl Practice {
@@ -47,6 +53,7 @@ impl Practice {
         let mut command = township();
         command
             .env_remove("TOWNSHIP_DOCTOR_ADDR")
+            .env("TOWNSHIP_CONFIG_DIR", self.config.path())
             .arg("--addr")
             .arg(self.server.addr.to_string())
             .arg("doctor")

@@ -3,12 +3,13 @@
 
 use township_proto::doctor::v1::{Exchange, GetHistoryRequest};
 
-use super::{HistoryArgs, connect};
+use super::{HistoryArgs, connect, keys::KeyStore};
 use crate::{connect::unary, error::CliError, global::Global, output::print_json};
 
 /// Prints one page of the patient's history (with a hint to the next one), or every page with
 /// `--all`.
 pub(super) async fn history(args: HistoryArgs, global: &Global) -> Result<(), CliError> {
+    let patient_key = KeyStore::new()?.get(&args.name)?.unwrap_or_default();
     let doctor = connect(global).await?;
     let page_size = args.paging.page_size();
     let mut page_token = args.paging.first_token();
@@ -19,6 +20,7 @@ pub(super) async fn history(args: HistoryArgs, global: &Global) -> Result<(), Cl
             patient_name: args.name.clone(),
             page_size,
             page_token,
+            patient_key: patient_key.clone(),
         };
         let page = doctor
             .client()
@@ -45,25 +47,29 @@ pub(super) async fn history(args: HistoryArgs, global: &Global) -> Result<(), Cl
     Ok(())
 }
 
-/// Prints one exchange: `> said` and `< answered`, after a `# TIME  session ID` line when its
-/// session differs from the one printed before (`session`); or one JSON object.
+/// Prints one exchange: `> said` and `< answered`, after a `# TIME  session started STARTED`
+/// line when its session differs from the one printed before (`session`); or one JSON object.
 fn print_exchange(global: &Global, exchange: &Exchange, session: &mut String) {
     let time = exchange.time.as_ref().map(ToString::to_string);
+    let started = exchange
+        .session_started
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     if global.json {
         print_json(&serde_json::json!({
-            "session_id": exchange.session_id,
+            "session_started": started,
             "time": time,
             "patient_text": exchange.patient_text,
             "doctor_text": exchange.doctor_text,
         }));
         return;
     }
-    if *session != exchange.session_id {
-        session.clone_from(&exchange.session_id);
+    if *session != started {
+        session.clone_from(&started);
         println!(
-            "# {}  session {}",
+            "# {}  session started {started}",
             time.as_deref().unwrap_or("(no time)"),
-            exchange.session_id
         );
     }
     println!("> {}", line_breaks_as_spaces(&exchange.patient_text));

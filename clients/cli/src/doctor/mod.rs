@@ -8,6 +8,7 @@
 //! `history` the patient's history.
 
 mod history;
+mod keys;
 mod show;
 mod talk;
 
@@ -39,7 +40,12 @@ With --json (either way) one object per line and no prompts: the greeting {\"ses
 \"text\", \"display_text\"} per line sent, and {\"farewell\"} last.
 
 The doctor remembers patients by name (ignoring case and surrounding spaces): a returning patient \
-is welcomed back and the conversation continues from the last one.
+is welcomed back and the conversation continues from the last one. A patient's first session \
+returns their key, which this command keeps in $TOWNSHIP_CONFIG_DIR/doctor/<name>.key (default \
+~/.config/township; mode 0600) and sends at every later session and history: without it, the \
+doctor refuses the name (exit 1) and tells nothing about the patient. A lost key, or one for a \
+patient from before keys, comes from the operator: `doctor-server issue-key --name NAME` prints \
+it; put it in that file.
 
 Exit codes: 0 the session ended (also by Ctrl-C); 1 the doctor answered an error (e.g. a line of \
 more than 2000 characters from a pipe, a name longer than 100 characters, or a session that ended \
@@ -48,8 +54,9 @@ reached.";
 
 const HISTORY_HELP: &str = "Each exchange is two lines: `> ` and what the patient said, `< ` and \
 what the doctor answered (the engine's text), as in the doctor's transcripts; a line `# TIME  \
-session ID` comes before the first exchange of each session shown. With --json, one object per \
-exchange with the fields session_id, time (RFC 3339, UTC), patient_text and doctor_text.";
+session started STARTED` comes before the first exchange of each session shown. With --json, one \
+object per exchange with the fields session_started, time (RFC 3339, UTC), patient_text and \
+doctor_text. The patient's key is read as for a conversation.";
 
 /// `township doctor ...`.
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use township_proto::doctor::v1::{
 };
 use township_proto::town;
 
-use super::{Doctor, TalkArgs, connect, show::Output};
+use super::{Doctor, TalkArgs, connect, keys::KeyStore, show::Output};
 use crate::{error::CliError, global::Global, input::StdinLines, output::unless_broken_pipe};
 
 /// The longest line the doctor accepts, in characters (longer: INVALID_ARGUMENT).
@@ -66,8 +66,20 @@ async fn converse(args: TalkArgs, global: &Global) -> Result<(), CliError> {
         },
     };
 
-    let mut conversation = Conversation::open(&doctor, name, global.timeout).await?;
+    let keys = KeyStore::new()?;
+    let patient_key = keys.get(&name)?.unwrap_or_default();
+    let mut conversation =
+        Conversation::open(&doctor, name.clone(), patient_key, global.timeout).await?;
     let session = conversation.greeting().await?;
+    if !session.patient_key.is_empty() {
+        // Kept before anything is shown: the doctor gives it this once. Never printed.
+        if let Err(err) = keys.put(&name, &session.patient_key) {
+            eprintln!(
+                "township: {err}: the doctor will not know {name:?} again unless the operator \
+                 issues a new key (doctor-server issue-key)"
+            );
+        }
+    }
     out.greeting(&session)?;
     let mut unanswered = None;
     loop {
@@ -169,11 +181,17 @@ struct Conversation<'d> {
 }
 
 impl<'d> Conversation<'d> {
-    /// Opens the stream; its first message names the patient.
-    async fn open(doctor: &'d Doctor, name: String, timeout: Duration) -> Result<Self, CliError> {
+    /// Opens the stream; its first message names the patient, with their key (empty: none).
+    async fn open(
+        doctor: &'d Doctor,
+        name: String,
+        patient_key: String,
+        timeout: Duration,
+    ) -> Result<Self, CliError> {
         let (outgoing, lines) = mpsc::channel(1);
         let first = PatientLine {
             kind: Some(patient_line::Kind::PatientName(name)),
+            patient_key,
         };
         // The channel is empty: this cannot wait.
         let _ = outgoing.try_send(first);
@@ -216,6 +234,7 @@ impl<'d> Conversation<'d> {
     fn say(&self, text: &str) -> Result<(), CliError> {
         let line = PatientLine {
             kind: Some(patient_line::Kind::Text(text.to_owned())),
+            patient_key: String::new(),
         };
         let sent = self.outgoing.as_ref().map(|out| out.try_send(line));
         match sent {
