@@ -12,7 +12,7 @@ use township_proto::{
 
 use crate::support::{
     bank::lock_server_with,
-    lock::{LONG_WAIT, Rpc, SOON, Session, acquire, ask, ask_ttl, release, spawn_acquire, waiters},
+    lock::{LONG_WAIT, Rpc, SOON, Session, acquire, ask, ask_ttl, release, waiters},
     process::assert_serving,
     status::{expect_code, retry_delay},
     time::{TIME_SERVICE, time_server},
@@ -98,19 +98,28 @@ async fn unary_calls_past_the_bound_are_refused_at_once_and_health_is_still_answ
         .acquire(1, ask("holder", &[("r", pb::Mode::Write)], SOON))
         .await;
     holder.lease(1).await;
+    // Each waiter tries again while a probe below holds the place it needs for a moment.
     let waiting: Vec<_> = (0..3)
         .map(|i| {
-            spawn_acquire(
-                &rpc,
-                ask(&format!("w{i}"), &[("r", pb::Mode::Read)], LONG_WAIT),
-            )
+            let rpc = rpc.clone();
+            tokio::spawn(async move {
+                loop {
+                    let request = ask(&format!("w{i}"), &[("r", pb::Mode::Read)], LONG_WAIT);
+                    match acquire(&rpc, request).await {
+                        Err(busy) if busy.code() == Code::ResourceExhausted => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        answer => return answer,
+                    }
+                }
+            })
         })
         .collect();
 
     let mut status = None;
     wait_until(
         "the three waiting calls fill the bound",
-        SOON,
+        LONG_WAIT,
         async || match release(&rpc, "no-such-lease").await {
             Err(refusal) if refusal.code() == Code::ResourceExhausted => {
                 status = Some(refusal);
