@@ -34,7 +34,6 @@ mod diagnostic;
 pub mod engine;
 mod error;
 pub mod hash;
-mod keys;
 mod matching;
 pub mod practice;
 pub mod records;

@@ -13,13 +13,13 @@ use std::{
 };
 
 use anyhow::Context;
-use township_kit::paging::PageTokens;
+use township_kit::{paging::PageTokens, secrets};
 use township_store::{
     Checkpoints, Durability, Migration, Pools, SqlitePool,
     sqlx::{self, Row, SqliteConnection},
 };
 
-use crate::{error::Error, keys};
+use crate::error::Error;
 
 /// The doctor's migrations, in order (see township_store::Migration).
 const SCHEMA: &[Migration] = &[
@@ -121,7 +121,7 @@ impl Records {
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await?;
         let new_key = match stored_key(&mut tx, key).await? {
             Stored::Unknown => {
-                let new_key = keys::new_key();
+                let new_key = secrets::new_token();
                 sqlx::query(
                     "INSERT INTO patients (name_key, name, first_visit_ms, key_hash) \
                      VALUES (?, ?, ?, ?)",
@@ -129,12 +129,12 @@ impl Records {
                 .bind(key)
                 .bind(name)
                 .bind(now)
-                .bind(keys::hash(&new_key))
+                .bind(secrets::token_hash(&new_key))
                 .execute(&mut *tx)
                 .await?;
                 Some(new_key)
             }
-            Stored::Hash(hash) if keys::matches(presented, &hash) => None,
+            Stored::Hash(hash) if secrets::token_matches(presented, &hash) => None,
             Stored::Hash(_) | Stored::NoKey => return Err(Error::Denied),
         };
         admit()?;
@@ -169,7 +169,7 @@ impl Records {
     pub async fn check_key(&self, key: &str, presented: &str) -> Result<(), Error> {
         let mut conn = self.reads.acquire().await?;
         match stored_key(&mut conn, key).await? {
-            Stored::Hash(hash) if keys::matches(presented, &hash) => Ok(()),
+            Stored::Hash(hash) if secrets::token_matches(presented, &hash) => Ok(()),
             _ => Err(Error::Denied),
         }
     }
@@ -178,9 +178,9 @@ impl Records {
     /// returns it: the operator's way to admit a patient stored before keys existed, or one who
     /// lost theirs. `None` when no such patient is known.
     pub async fn issue_key(&self, key: &str) -> Result<Option<String>, Error> {
-        let new_key = keys::new_key();
+        let new_key = secrets::new_token();
         let updated = sqlx::query("UPDATE patients SET key_hash = ? WHERE name_key = ?")
-            .bind(keys::hash(&new_key))
+            .bind(secrets::token_hash(&new_key))
             .bind(key)
             .execute(&self.writes)
             .await?
