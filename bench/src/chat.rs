@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 use township_proto::chat::v1::{
-    JoinRequest, ListRoomsRequest, SendRequest, chat_event::Kind,
+    self as pb, JoinRequest, ListRoomsRequest, SendRequest, chat_event::Kind,
     chat_service_client::ChatServiceClient,
 };
 
@@ -75,6 +75,8 @@ async fn fan_out(uri: &str, members: usize, rate: u32, plan: &Plan) -> anyhow::R
     let seen = Rc::new(RefCell::new(vec![0u64; members]));
     // Deliveries count when their message was due within this window (µs since `epoch`).
     let window = Rc::new(Cell::new((u64::MAX, u64::MAX)));
+    // The sender is member 0: its Send needs the member token of its Join.
+    let mut sender_token = String::new();
     for member in 0..members {
         let mut rpc = Client::new(channels[member % channels.len()].clone());
         let join = JoinRequest {
@@ -83,6 +85,17 @@ async fn fan_out(uri: &str, members: usize, rate: u32, plan: &Plan) -> anyhow::R
             after_seq: history,
         };
         let mut stream = rpc.join(join).await.context("join")?.into_inner();
+        match stream.message().await.context("the Join's Welcome")? {
+            Some(pb::ChatEvent {
+                kind: Some(Kind::Welcome(welcome)),
+                ..
+            }) if member == 0 => sender_token = welcome.member_token,
+            Some(pb::ChatEvent {
+                kind: Some(Kind::Welcome(_)),
+                ..
+            }) => {}
+            other => bail!("a Join began with {other:?}, not a Welcome"),
+        }
         let deliveries = deliveries.clone();
         let seen = seen.clone();
         let window = window.clone();
@@ -133,6 +146,7 @@ async fn fan_out(uri: &str, members: usize, rate: u32, plan: &Plan) -> anyhow::R
                     name: name.clone(),
                     text: format!("t={}", micros(next)),
                     client_message_id: String::new(),
+                    member_token: sender_token.clone(),
                 })
                 .await
                 .context("send")?;

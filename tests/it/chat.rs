@@ -621,6 +621,11 @@ async fn a_member_who_sends_nothing_is_let_go_after_the_idle_timeout_and_one_who
         "not let go before the idle timeout: {ended_after:?}"
     );
     assert_eq!(seen.first().map(what).as_deref(), Some("quiet joined"));
+    assert_eq!(
+        seen.last().map(what).as_deref(),
+        Some("quiet left (idle)"),
+        "the member is told why its stream ends"
+    );
     let left = wait_for_event(&rpc, "idle", "quiet left (idle)").await;
     quiet_gone.store(true, Ordering::SeqCst);
     let (chatty_rpc, seqs) = talking.await.expect("chatty keeps sending");
@@ -798,7 +803,7 @@ async fn a_message_with_a_line_break_cannot_forge_a_line_of_the_text_transcript(
 #[tokio::test]
 async fn sends_cut_off_by_their_deadline_mid_write_neither_wedge_the_room_nor_hide_a_message() {
     let (_dir, server, rpc) = chat(&[]).await;
-    let mut ada = joined(&rpc, "cut", "ada", 0).await;
+    let (mut ada, token) = join_with_token(&rpc, "cut", "ada", 0).await.unwrap();
     let mut cut_off = 0;
     for i in 0..200u64 {
         // A deadline so short that the server gives up on the call somewhere in the middle:
@@ -808,6 +813,7 @@ async fn sends_cut_off_by_their_deadline_mid_write_neither_wedge_the_room_nor_hi
             name: "ada".into(),
             text: format!("maybe {i}"),
             client_message_id: format!("maybe-{i}"),
+            member_token: token.clone(),
         });
         request.set_timeout(Duration::from_micros(100 + (i % 40) * 50));
         let outcome = within(
@@ -950,8 +956,13 @@ async fn sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves
     // Every stream delivers whatever was still on its way, then ends cleanly (status OK, not an
     // error) within the grace period (and some slack for a busy machine).
     within("every stream ending", Duration::from_secs(15), async {
-        for (_name, _rpc, events) in &mut members {
-            read_to_end(events).await;
+        for (name, _rpc, events) in &mut members {
+            let seen = read_to_end(events).await;
+            assert_eq!(
+                seen.last().map(what),
+                Some(format!("{name} left (server shutdown)")),
+                "each member is told why its stream ends"
+            );
         }
     })
     .await;
@@ -996,8 +1007,13 @@ async fn sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves
 #[tokio::test]
 async fn grpcurl_sends_a_message_for_a_joined_member_and_a_retry_returns_the_same_seq() {
     let (_dir, server, rpc) = chat(&[]).await;
-    let _ada = joined(&rpc, "curl", "ada", 0).await;
-    let data = r#"{"room": "curl", "name": "ada", "text": "hello from grpcurl", "client_message_id": "c-1"}"#;
+    let (_ada, token) = join_with_token(&rpc, "curl", "ada", 0).await.unwrap();
+    let data = serde_json::json!({
+        "room": "curl", "name": "ada", "text": "hello from grpcurl", "client_message_id": "c-1",
+        "member_token": token,
+    })
+    .to_string();
+    let data = data.as_str();
     let mut seqs = Vec::new();
     for _ in 0..2 {
         let out = run(
@@ -1017,15 +1033,36 @@ async fn grpcurl_sends_a_message_for_a_joined_member_and_a_retry_returns_the_sam
         ["ada joined", "ada: hello from grpcurl"]
     );
 
-    // Someone not joined is refused, with grpcurl's exit code for FAILED_PRECONDITION (64 + 9).
-    let data = r#"{"room": "curl", "name": "eve", "text": "let me in"}"#;
-    let out = run(
-        grpcurl_chat(&server, data, &[], "Send"),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(out.code, Some(64 + 9), "{out:?}");
-    assert!(out.stderr.contains("FailedPrecondition"), "{out:?}");
+    // Refused, with grpcurl's exit codes (64 + the code): someone not joined
+    // (FAILED_PRECONDITION), a Send without a member token (INVALID_ARGUMENT), and someone
+    // posting as ada without her token (PERMISSION_DENIED).
+    let refusals = [
+        (
+            r#"{"room": "curl", "name": "eve", "text": "let me in", "member_token": "x"}"#,
+            9,
+            "FailedPrecondition",
+        ),
+        (
+            r#"{"room": "curl", "name": "ada", "text": "it is me"}"#,
+            3,
+            "member_token",
+        ),
+        (
+            r#"{"room": "curl", "name": "ada", "text": "it is me", "member_token": "guess"}"#,
+            7,
+            "PermissionDenied",
+        ),
+    ];
+    for (data, code, named) in refusals {
+        let out = run(
+            grpcurl_chat(&server, data, &[], "Send"),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(out.code, Some(64 + code), "{out:?}");
+        assert!(out.stderr.contains(named), "{out:?}");
+    }
+    assert_eq!(story(&rpc, "curl").await.len(), 2, "nothing more was said");
 }
 
 #[tokio::test]
@@ -1049,6 +1086,15 @@ async fn grpcurl_join_streams_the_transcript_then_live_events_until_its_max_time
     assert!(out.stderr.contains("DeadlineExceeded"), "{out:?}");
 
     let values = json_values(&out);
+    // The Welcome first (seq 0, omitted in proto3 JSON), with the member token.
+    assert!(values[0].get("seq").is_none(), "{}", out.stdout);
+    assert_eq!(
+        values[0]["welcome"]["memberToken"].as_str().map(str::len),
+        Some(64),
+        "{}",
+        out.stdout
+    );
+    let values = &values[1..];
     let seqs: Vec<&str> = values.iter().map(|v| v["seq"].as_str().unwrap()).collect();
     assert_eq!(seqs, ["1", "2", "3", "4"], "{}", out.stdout);
     assert_eq!(values[0]["joined"]["name"], "ada");

@@ -373,3 +373,22 @@ async fn a_chat_that_is_down_exits_3_and_usage_errors_exit_2() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_member_let_go_for_being_idle_is_told_so_and_exits_1_without_rejoining() {
+    let chat = Chat::start(&["--idle-timeout", "2s"]).await;
+    let mut quiet = chat.member(&["--room", "naps", "--name", "quiet"]);
+    quiet
+        .wait_line("quiet's own left (idle)", |l| {
+            l.starts_with("quiet ") && l.ends_with(": left (idle)")
+        })
+        .await;
+    let status = tokio::time::timeout(LIMIT, quiet.child.wait())
+        .await
+        .expect("the session ends by itself")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let stderr = quiet.stderr.lock().unwrap().clone();
+    assert!(stderr.iter().any(|l| l.contains("idle")), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("rejoin")), "{stderr:?}");
+}

@@ -28,6 +28,50 @@ const MAX_PAGE: usize = 1000;
 /// The page a request for 0 gets.
 const DEFAULT_PAGE: usize = 50;
 
+// ----- chat -----
+
+#[tokio::test]
+async fn a_chat_transcript_comes_in_pages_whose_tokens_hold_only_for_their_room() {
+    let (_dir, _server, rpc) = chat::chat(&[]).await;
+    let _ada = chat::joined(&rpc, "pages", "ada", 0).await;
+    for i in 0..120 {
+        chat::sent(&rpc, "pages", "ada", &format!("line {i}"), "").await;
+    }
+    let first = chat::transcript_page(&rpc, "pages", 0, "").await.unwrap();
+    assert_eq!(first.events.len(), DEFAULT_PAGE);
+    assert_eq!(
+        first.text.lines().count(),
+        DEFAULT_PAGE,
+        "the text is the page's"
+    );
+    let mut seqs: Vec<u64> = first.events.iter().map(|e| e.seq).collect();
+    let mut token = first.next_page_token.clone();
+    while !token.is_empty() {
+        let page = chat::transcript_page(&rpc, "pages", 0, &token)
+            .await
+            .unwrap();
+        seqs.extend(page.events.iter().map(|e| e.seq));
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seqs,
+        (1..=121).collect::<Vec<u64>>(),
+        "every event once, in order"
+    );
+
+    let _bob = chat::joined(&rpc, "other", "bob", 0).await;
+    let refused = expect_invalid(
+        chat::transcript_page(&rpc, "other", 0, &first.next_page_token).await,
+        "page_token",
+    );
+    assert_eq!(refused.message(), PAGE_TOKEN_REFUSED);
+    let refused = expect_invalid(
+        chat::transcript_page(&rpc, "pages", -1, "").await,
+        "page_size",
+    );
+    assert_eq!(refused.message(), PAGE_SIZE_REFUSED);
+}
+
 // ----- doctor -----
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod bank_tls;
 mod certs;
 mod chat;
 mod chat_cli;
+mod chat_members;
 mod cli;
 mod completions;
 mod config;

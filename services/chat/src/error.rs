@@ -1,6 +1,7 @@
 //! The chat's errors and how each reaches a client as a gRPC status.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use township_kit::status::{InvalidField, internal};
 
 /// Everything that can go wrong in a chat request.
@@ -20,6 +21,19 @@ pub enum Error {
         /// The room.
         room: String,
     },
+    /// The member token is not that of the name's live Join of the room.
+    #[error(
+        "member_token: not the token of this name's live Join of this room (it is in the Join stream's Welcome)"
+    )]
+    NotYourJoin,
+    /// The caller created as many new rooms as it may this minute.
+    #[error(
+        "room: you have created too many new rooms this minute: join an existing one, or retry later"
+    )]
+    TooManyRooms(std::time::Duration),
+    /// The server is shutting down.
+    #[error("the chat is shutting down: join again in a moment, or another chat server")]
+    Draining,
     /// The client message id was used by another member in this room.
     #[error("client_message_id: already used by another member in this room: use a fresh id")]
     IdTaken,
@@ -47,6 +61,13 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => invalid.into(),
             Error::NameTaken(_) => Status::new(Code::AlreadyExists, err.to_string()),
             Error::NotJoined { .. } => Status::new(Code::FailedPrecondition, err.to_string()),
+            Error::NotYourJoin => Status::new(Code::PermissionDenied, err.to_string()),
+            Error::Draining => Status::new(Code::Unavailable, err.to_string()),
+            Error::TooManyRooms(wait) => Status::with_error_details(
+                Code::ResourceExhausted,
+                err.to_string(),
+                ErrorDetails::with_retry_info(Some(*wait)),
+            ),
             Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),
             Error::Internal(_) | Error::Task(_) | Error::Storage(_) => internal(&err),
         }

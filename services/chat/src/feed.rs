@@ -1,8 +1,9 @@
-//! One member's Join stream: the stored transcript after `after_seq`, then the room's live events
-//! read straight from the room's broadcast ring. The connection's stream task polls it, so a live
-//! event costs each member one poll, not a task, a channel and a second task. It ends, once the
-//! member's Left is stored, on shutdown or when the member goes idle; dropped (the client went
-//! away), it stores the Left in the background.
+//! One member's Join stream: the Welcome with the member token, the stored transcript after
+//! `after_seq`, then the room's live events read straight from the room's broadcast ring. The
+//! connection's stream task polls it, so a live event costs each member one poll, not a task, a
+//! channel and a second task. On shutdown or when the member goes idle it stores the member's
+//! Left, hands out everything up to and including it (so the member learns why), and ends;
+//! dropped (the client went away), it stores the Left in the background.
 
 use std::{
     future::Future,
@@ -27,8 +28,9 @@ use township_proto::chat::v1 as pb;
 use crate::{
     Error,
     event::{Event, Kind},
-    rooms::{Live, Membership, Rooms},
+    rooms::{Joined, Membership, Rooms},
     store::CATCH_UP_BATCH,
+    types::RoomName,
 };
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -39,8 +41,13 @@ type Reason = &'static str;
 /// A member's events, in seq order with no gap and no duplicate, as a gRPC response stream.
 pub struct Feed {
     rooms: Arc<Rooms>,
+    room: RoomName,
+    /// The first message, until it is handed out.
+    welcome: Option<pb::ChatEvent>,
     /// `None` once the member's Left is on its way.
     membership: Option<Membership>,
+    /// Once the member's own Left is stored: its seq, the last event the stream hands out.
+    stop_at: Option<u64>,
     /// The seq of the last event handed out.
     last: u64,
     live: BroadcastStream<Arc<Event>>,
@@ -64,24 +71,41 @@ enum Step {
     /// Asking when the member last joined or sent.
     CheckingIdle(BoxFuture<Option<std::time::Instant>>),
     /// Storing the member's Left (in a task of its own, so it completes even if the stream is
-    /// dropped); the stream ends once it is stored.
-    Leaving(JoinHandle<()>),
+    /// dropped); then, when the member is to be told, the stream hands out the events through
+    /// it, and ends.
+    Leaving {
+        left: JoinHandle<Option<u64>>,
+        tell_member: bool,
+    },
     Ended,
 }
 
 impl Feed {
-    /// The feed of a member who just joined: the stored events after `after_seq`, then `live`.
+    /// The feed of a member who just joined: their Welcome, the stored events after
+    /// `after_seq`, then the room's live events.
     pub fn new(
         rooms: Arc<Rooms>,
-        membership: Membership,
-        live: Live,
+        joined: Joined,
         after_seq: u64,
         shutdown: Shutdown,
         idle_timeout: Option<Duration>,
     ) -> Self {
+        let Joined {
+            membership,
+            member_token,
+            live,
+        } = joined;
+        let welcome = pb::ChatEvent {
+            seq: 0,
+            time: None,
+            kind: Some(pb::chat_event::Kind::Welcome(pb::Welcome { member_token })),
+        };
         let mut feed = Self {
             rooms,
+            room: membership.room.clone(),
+            welcome: Some(welcome),
             membership: Some(membership),
+            stop_at: None,
             last: after_seq,
             live: BroadcastStream::new(live),
             shutdown_begun: Box::pin(shutdown.clone().cancelled_owned()),
@@ -97,22 +121,28 @@ impl Feed {
     /// Starts reading the stored events after `last`.
     fn read(&self) -> Step {
         let rooms = self.rooms.clone();
-        let room = self.membership.as_ref().map(|m| m.room.clone());
+        let room = self.room.clone();
         let after = self.last;
         Step::Reading(Box::pin(async move {
-            match room {
-                Some(room) => rooms.store().after(&room, after, CATCH_UP_BATCH).await,
-                None => Ok(Vec::new()),
-            }
+            rooms.store().after(&room, after, CATCH_UP_BATCH).await
         }))
     }
 
-    /// Starts storing the member's Left (once); the stream ends when it is stored.
-    fn leave(&mut self, reason: Reason) {
+    /// Starts storing the member's Left (once); once it is stored, the stream hands out the
+    /// events through it when `tell_member`, and ends.
+    fn leave(&mut self, reason: Reason, tell_member: bool) {
         self.step = match self.membership.take() {
-            Some(membership) => Step::Leaving(spawn_leave(self.rooms.clone(), membership, reason)),
+            Some(membership) => Step::Leaving {
+                left: spawn_leave(self.rooms.clone(), membership, reason),
+                tell_member,
+            },
             None => Step::Ended,
         };
+    }
+
+    /// Whether the member's own Left has been handed out.
+    fn told_left(&self) -> bool {
+        self.stop_at.is_some_and(|stop| self.last >= stop)
     }
 
     /// Asks when the member was last active.
@@ -141,9 +171,11 @@ impl Feed {
             .is_some_and(|due| due.as_mut().poll(cx).is_ready())
     }
 
-    /// `event` as the member's next one, or `None` if they already have it.
+    /// `event` as the member's next one, or `None` if they already have it (or it comes after
+    /// their own Left).
     fn hand_out(&mut self, event: Event) -> Option<pb::ChatEvent> {
-        (event.seq > self.last).then(|| {
+        let after_left = self.stop_at.is_some_and(|stop| event.seq > stop);
+        (event.seq > self.last && !after_left).then(|| {
             self.last = event.seq;
             event_to_pb(event)
         })
@@ -155,16 +187,22 @@ impl Stream for Feed {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(welcome) = this.welcome.take() {
+            return Poll::Ready(Some(Ok(welcome)));
+        }
         loop {
             match &mut this.step {
                 Step::Reading(read) => match read.as_mut().poll(cx) {
-                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown"),
+                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown", true),
                     Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(batch)) if batch.is_empty() && this.stop_at.is_some() => {
+                        this.step = Step::Ended;
+                    }
                     Poll::Ready(Ok(batch)) if batch.is_empty() => this.step = Step::Live,
                     Poll::Ready(Ok(batch)) => this.step = Step::Replaying(batch.into_iter()),
                     Poll::Ready(Err(err)) => {
                         tracing::error!(error = %err, "cannot read the transcript");
-                        this.leave("disconnected");
+                        this.leave("disconnected", false);
                         return Poll::Ready(Some(Err(Status::from(err))));
                     }
                 },
@@ -174,7 +212,8 @@ impl Stream for Feed {
                             return Poll::Ready(Some(Ok(event)));
                         }
                     }
-                    None if this.shutdown.is_cancelled() => this.leave("server shutdown"),
+                    None if this.told_left() => this.step = Step::Ended,
+                    None if this.shutting_down(cx) => this.leave("server shutdown", true),
                     None => this.step = this.read(),
                 },
                 // Shutdown and the idle check are looked at (and their wake-ups registered) each
@@ -189,13 +228,13 @@ impl Stream for Feed {
                     Poll::Ready(Some(Ok(_) | Err(BroadcastStreamRecvError::Lagged(_)))) => {
                         this.step = this.read();
                     }
-                    Poll::Ready(None) => this.leave("server shutdown"),
-                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown"),
+                    Poll::Ready(None) => this.leave("server shutdown", true),
+                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown", true),
                     Poll::Pending if this.idle_check_due(cx) => this.step = this.check_idle(),
                     Poll::Pending => return Poll::Pending,
                 },
                 Step::CheckingIdle(check) => match check.as_mut().poll(cx) {
-                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown"),
+                    Poll::Pending if this.shutting_down(cx) => this.leave("server shutdown", true),
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(last_active) => {
                         let due = last_active
@@ -207,15 +246,23 @@ impl Stream for Feed {
                                 check.as_mut().reset(due);
                                 this.step = Step::Live;
                             }
-                            _ => this.leave("idle"),
+                            _ => this.leave("idle", true),
                         }
                     }
                 },
-                Step::Leaving(left) => {
-                    if let Err(err) = ready!(Pin::new(left).poll(cx)) {
-                        tracing::error!(error = %err, "the task storing a leave failed");
-                    }
-                    this.step = Step::Ended;
+                Step::Leaving { left, tell_member } => {
+                    let tell_member = *tell_member;
+                    this.step = match ready!(Pin::new(left).poll(cx)) {
+                        Ok(Some(seq)) if tell_member => {
+                            this.stop_at = Some(seq);
+                            this.read()
+                        }
+                        Ok(_) => Step::Ended,
+                        Err(err) => {
+                            tracing::error!(error = %err, "the task storing a leave failed");
+                            Step::Ended
+                        }
+                    };
                 }
                 Step::Ended => return Poll::Ready(None),
             }
@@ -243,11 +290,19 @@ impl Drop for Feed {
 }
 
 /// Stores the Left of `membership` in a task of its own: a room's sequence never stops halfway
-/// through an append, whatever becomes of the stream.
-fn spawn_leave(rooms: Arc<Rooms>, membership: Membership, reason: Reason) -> JoinHandle<()> {
+/// through an append, whatever becomes of the stream. Resolves to the Left's seq, if stored.
+fn spawn_leave(
+    rooms: Arc<Rooms>,
+    membership: Membership,
+    reason: Reason,
+) -> JoinHandle<Option<u64>> {
     tokio::spawn(async move {
-        if let Err(err) = rooms.leave(&membership, reason).await {
-            tracing::error!(error = %err, room = membership.room.as_str(), "cannot record a leave");
+        match rooms.leave(&membership, reason).await {
+            Ok(seq) => seq,
+            Err(err) => {
+                tracing::error!(error = %err, room = membership.room.as_str(), "cannot record a leave");
+                None
+            }
         }
     })
 }

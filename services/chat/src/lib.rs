@@ -8,11 +8,13 @@
 //! - [`store`]: the transcripts in SQLite;
 //! - [`rooms`]: membership and each room's one order;
 //! - [`feed`]: one member's Join stream, transcript then live events;
+//! - [`quota`]: how many new rooms a caller may create per minute;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 mod error;
 pub mod event;
 pub mod feed;
+pub mod quota;
 pub mod rooms;
 pub mod service;
 pub mod store;
@@ -39,6 +41,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A member who sends nothing for this long is let go (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// New rooms one caller may create per minute.
+    pub new_rooms_per_minute: u32,
 }
 
 /// Serves the chat on `listener` until `shutdown` fires; every Join stream then ends cleanly
@@ -48,8 +52,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     // Held until the server stops: a second server on this directory refuses to start (exit 75).
     let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let store = store::Store::open(&config.data_dir).await?;
+    let tokens = store.page_tokens().await?;
     let rooms = Arc::new(rooms::Rooms::new(store));
-    let api = ChatApi::new(rooms.clone(), shutdown.clone(), config.idle_timeout);
+    let quota = quota::RoomQuota::new(config.new_rooms_per_minute);
+    let api = ChatApi::new(
+        rooms.clone(),
+        tokens,
+        quota,
+        shutdown.clone(),
+        config.idle_timeout,
+    );
     let server =
         ChatServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);

@@ -24,6 +24,12 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_CHAT_KEEPALIVE", default_value = "2s",
           value_parser = humantime::parse_duration)]
     keepalive: Duration,
+
+    /// New rooms one caller (its certificate's principal, else its IP address) may create per
+    /// minute; more get RESOURCE_EXHAUSTED with a RetryInfo. Joining an existing room is free.
+    #[arg(long, env = "TOWNSHIP_CHAT_MAX_NEW_ROOMS_PER_MINUTE", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_new_rooms_per_minute: u32,
 }
 
 /// One thread for the whole server (SQLite has its own). A message is a burst of small sends to
@@ -45,6 +51,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         },
         data_dir: args.server.data_dir_or("chat"),
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        new_rooms_per_minute: args.max_new_rooms_per_minute,
     };
     let shutdown = shutdown::on_signals();
     net::announce("", &listener)?;

@@ -1,5 +1,10 @@
 //! The rooms: who is joined where, and the one order of each room's events.
 //!
+//! A room is in memory only while it has members: the last one's Left retires it (under its
+//! lock, so a Join waiting for that lock sees it retired and takes the room afresh), and its
+//! history stays on disk. A new room (one with no events yet) counts against its creator's
+//! quota of rooms per minute, checked as its first Join goes through.
+//!
 //! Each room appends under its own lock: the next seq is taken, the event is committed to the
 //! store, and only then broadcast to the room's live members. So every member sees the same
 //! events in the same order, and everything anyone saw is on disk. The broadcast is a bounded
@@ -16,6 +21,7 @@ use std::{
 };
 
 use tokio::sync::{Mutex as AsyncMutex, broadcast};
+use township_kit::secrets;
 
 use crate::{
     Error,
@@ -29,6 +35,8 @@ pub const LIVE_BUFFER: usize = 1024;
 
 struct Member {
     token: u64,
+    /// The hash of the member token its Join's Welcome carried (what Send must present).
+    secret_hash: String,
     /// The name as spelled at join (messages show it so, whatever the sender's spelling).
     name: String,
     last_active: Instant,
@@ -40,6 +48,8 @@ struct RoomState {
     next_seq: Option<u64>,
     /// Live members by name key.
     members: HashMap<String, Member>,
+    /// Its last member left and it is no longer in the map: take the room afresh.
+    retired: bool,
 }
 
 struct Room {
@@ -57,6 +67,17 @@ pub struct Membership {
     /// The member's name.
     pub name: MemberName,
     token: u64,
+}
+
+/// A Join that went through: the membership, its member token (for the Welcome; the room keeps
+/// only its hash) and the room's live events from its Joined on.
+pub struct Joined {
+    /// The member's place.
+    pub membership: Membership,
+    /// What Send must present, told to the member once.
+    pub member_token: String,
+    /// The room's live events.
+    pub live: Live,
 }
 
 /// The room's live events from the moment of joining (the Joined event included).
@@ -103,17 +124,44 @@ impl Rooms {
             .clone()
     }
 
-    /// Joins `name` to `room` (created on first join): appends Joined and returns the
-    /// membership and its live events, from that Joined on. ALREADY_EXISTS if the name is live
-    /// there; INVALID_ARGUMENT if `after_seq` is beyond the room's last event.
+    /// Joins `name` to `room` (created on first join, which `new_room` must allow): appends
+    /// Joined and returns the membership, its member token and its live events, from that
+    /// Joined on. ALREADY_EXISTS if the name is live there; INVALID_ARGUMENT if `after_seq` is
+    /// beyond the room's last event.
     pub async fn join(
         &self,
         room: RoomName,
         name: MemberName,
         after_seq: u64,
-    ) -> Result<(Membership, Live), Error> {
-        let shared = self.room(&room);
+        new_room: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Joined, Error> {
+        let mut shared = self.room(&room);
         let mut state = shared.state.lock().await;
+        while state.retired {
+            drop(state);
+            shared = self.room(&room);
+            state = shared.state.lock().await;
+        }
+        let joined = self
+            .join_locked(&shared, &mut state, room, name, after_seq, new_room)
+            .await;
+        // A Join that failed leaves no empty room behind in memory.
+        if joined.is_err() && state.members.is_empty() {
+            self.retire(&shared, &mut state);
+        }
+        joined
+    }
+
+    /// [`Rooms::join`] once the room's lock is held.
+    async fn join_locked(
+        &self,
+        shared: &Room,
+        state: &mut RoomState,
+        room: RoomName,
+        name: MemberName,
+        after_seq: u64,
+        new_room: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Joined, Error> {
         if state.members.contains_key(name.key()) {
             return Err(Error::NameTaken(name.as_str().to_owned()));
         }
@@ -127,29 +175,40 @@ impl Rooms {
                 format!("the room's last event is {last}: resume from a seq you received"),
             ));
         }
+        if last == 0 {
+            new_room()?;
+        }
         let live = shared.live.subscribe();
         let joined = Kind::Joined {
             name: name.as_str().to_owned(),
         };
-        self.append(&shared, &mut state, joined, "").await?;
+        self.append(shared, state, joined, "").await?;
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+        let member_token = secrets::new_token();
         state.members.insert(
             name.key().to_owned(),
             Member {
                 token,
+                secret_hash: secrets::token_hash(&member_token),
                 name: name.as_str().to_owned(),
                 last_active: Instant::now(),
             },
         );
-        Ok((Membership { room, name, token }, live))
+        Ok(Joined {
+            membership: Membership { room, name, token },
+            member_token,
+            live,
+        })
     }
 
-    /// Appends a message from a live member and returns its seq; a retry with a
-    /// `client_message_id` already used in the room returns the original seq.
+    /// Appends a message from a live member, who presents their Join's `member_token`, and
+    /// returns its seq; a retry with a `client_message_id` already used in the room returns the
+    /// original seq.
     pub async fn send(
         &self,
         room: &RoomName,
         name: &MemberName,
+        member_token: &str,
         text: &str,
         client_message_id: &str,
     ) -> Result<u64, Error> {
@@ -160,7 +219,10 @@ impl Rooms {
         let shared = self.rooms().get(room).cloned().ok_or_else(not_joined)?;
         let mut state = shared.state.lock().await;
         let from = match state.members.get(name.key()) {
-            Some(member) => member.name.clone(),
+            Some(member) if secrets::token_matches(member_token, &member.secret_hash) => {
+                member.name.clone()
+            }
+            Some(_) => return Err(Error::NotYourJoin),
             None => return Err(not_joined()),
         };
         if !client_message_id.is_empty()
@@ -185,21 +247,46 @@ impl Rooms {
         Ok(seq)
     }
 
-    /// Ends a membership: appends Left with `reason`. A membership already replaced (the name
-    /// rejoined) changes nothing.
-    pub async fn leave(&self, membership: &Membership, reason: &str) -> Result<(), Error> {
-        let shared = self.room(&membership.room);
+    /// Ends a membership: appends Left with `reason` and returns its seq; the last member's
+    /// Left retires the room from memory. A membership already replaced (the name rejoined)
+    /// changes nothing (`None`).
+    pub async fn leave(&self, membership: &Membership, reason: &str) -> Result<Option<u64>, Error> {
+        let Some(shared) = self.rooms().get(&membership.room).cloned() else {
+            return Ok(None);
+        };
         let mut state = shared.state.lock().await;
         let key = membership.name.key();
         if state.members.get(key).map(|m| m.token) != Some(membership.token) {
-            return Ok(());
+            return Ok(None);
         }
         state.members.remove(key);
         let left = Kind::Left {
             name: membership.name.as_str().to_owned(),
             reason: reason.to_owned(),
         };
-        self.append(&shared, &mut state, left, "").await.map(drop)
+        let seq = self.append(&shared, &mut state, left, "").await;
+        if state.members.is_empty() {
+            self.retire(&shared, &mut state);
+        }
+        seq.map(Some)
+    }
+
+    /// Drops an empty room from memory (its history stays in the store); the caller holds its
+    /// lock, so whoever waits for it next sees it retired.
+    fn retire(&self, room: &Arc<Room>, state: &mut RoomState) {
+        state.retired = true;
+        let mut rooms = self.rooms();
+        if rooms
+            .get(&room.name)
+            .is_some_and(|kept| Arc::ptr_eq(kept, room))
+        {
+            rooms.remove(&room.name);
+        }
+    }
+
+    /// How many rooms are in memory (those with live members).
+    pub fn in_memory(&self) -> usize {
+        self.rooms().len()
     }
 
     /// Appends a Left with `reason` for every member still live, room by room: the last word on
@@ -224,7 +311,7 @@ impl Rooms {
 
     /// When the member last joined or sent (`None` once the membership ended).
     pub async fn last_active(&self, membership: &Membership) -> Option<Instant> {
-        let shared = self.room(&membership.room);
+        let shared = self.rooms().get(&membership.room).cloned()?;
         let state = shared.state.lock().await;
         state
             .members
@@ -298,7 +385,10 @@ mod tests {
         let room = RoomName::parse("lobby").unwrap();
         for name in ["ada", "bob"] {
             let member = MemberName::parse(name).unwrap();
-            rooms.join(room.clone(), member, 0).await.unwrap();
+            rooms
+                .join(room.clone(), member, 0, || Ok(()))
+                .await
+                .unwrap();
         }
         rooms.leave_everyone("server shutdown").await;
         let events = rooms.store().after(&room, 2, 10).await.unwrap();
@@ -313,5 +403,112 @@ mod tests {
         let shutdown = |name: &str| (name.to_owned(), "server shutdown".to_owned());
         assert_eq!(left, [shutdown("ada"), shutdown("bob")]);
         assert_eq!(rooms.list().await.unwrap(), [(room, 0, 4)]);
+    }
+
+    async fn rooms() -> (tempfile::TempDir, Arc<Rooms>) {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = Arc::new(Rooms::new(Store::open(dir.path()).await.unwrap()));
+        (dir, rooms)
+    }
+
+    fn named(name: &str) -> MemberName {
+        MemberName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_empty_room_leaves_memory_and_keeps_its_history() {
+        let (_dir, rooms) = rooms().await;
+        let room = RoomName::parse("brief").unwrap();
+        let ada = rooms
+            .join(room.clone(), named("ada"), 0, || Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(rooms.in_memory(), 1);
+        rooms.leave(&ada.membership, "left").await.unwrap();
+        assert_eq!(rooms.in_memory(), 0, "the last leave drops the room");
+        let again = rooms
+            .join(room.clone(), named("bob"), 0, || Ok(()))
+            .await
+            .unwrap();
+        rooms.leave(&again.membership, "left").await.unwrap();
+        let seqs: Vec<u64> = rooms
+            .store()
+            .after(&room, 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4], "the history goes on where it was");
+
+        // A Join that fails leaves nothing behind either.
+        let refused = rooms.join(
+            RoomName::parse("never").unwrap(),
+            named("eve"),
+            9,
+            || Ok(()),
+        );
+        assert!(refused.await.is_err());
+        assert_eq!(rooms.in_memory(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn joins_racing_the_last_leave_keep_one_sequence() {
+        let (_dir, rooms) = rooms().await;
+        let room = RoomName::parse("race").unwrap();
+        for round in 0..50 {
+            let first = rooms
+                .join(room.clone(), named("ada"), 0, || Ok(()))
+                .await
+                .unwrap();
+            let leaving = {
+                let rooms = rooms.clone();
+                tokio::spawn(async move { rooms.leave(&first.membership, "left").await })
+            };
+            let joining = {
+                let (rooms, room) = (rooms.clone(), room.clone());
+                tokio::spawn(async move {
+                    rooms
+                        .join(room, named(&format!("bob{round}")), 0, || Ok(()))
+                        .await
+                })
+            };
+            leaving.await.unwrap().unwrap();
+            let bob = joining.await.unwrap().unwrap();
+            rooms.leave(&bob.membership, "left").await.unwrap();
+        }
+        let seqs: Vec<u64> = rooms
+            .store()
+            .after(&room, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=200).collect::<Vec<u64>>(),
+            "no seq twice, none missing"
+        );
+        assert_eq!(rooms.in_memory(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_room_must_be_allowed_and_an_old_one_needs_no_allowance() {
+        let (_dir, rooms) = rooms().await;
+        let room = RoomName::parse("fresh").unwrap();
+        let refuse = || Err(Error::TooManyRooms(std::time::Duration::from_secs(1)));
+        let refused = rooms.join(room.clone(), named("ada"), 0, refuse).await;
+        assert!(matches!(refused, Err(Error::TooManyRooms(_))));
+        assert_eq!(rooms.in_memory(), 0);
+        let ada = rooms
+            .join(room.clone(), named("ada"), 0, || Ok(()))
+            .await
+            .unwrap();
+        rooms.leave(&ada.membership, "left").await.unwrap();
+        rooms
+            .join(room, named("bob"), 0, refuse)
+            .await
+            .expect("an old room");
     }
 }

@@ -8,31 +8,42 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use tokio::sync::oneshot;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use township_kit::Shutdown;
+use township_kit::{Caller, Shutdown, paging::PageTokens};
 use township_proto::chat::v1::{self as pb, chat_service_server::ChatService};
 
 use crate::{
     Error,
     feed::{Feed, event_to_pb},
+    quota::RoomQuota,
     rooms::Rooms,
-    store::CATCH_UP_BATCH,
-    types::{Join, Message, RoomName},
+    types::{Join, Message, TranscriptQuery},
 };
 
 /// Implements `township.chat.v1.ChatService`.
 #[derive(Clone)]
 pub struct ChatApi {
     rooms: Arc<Rooms>,
+    tokens: PageTokens,
+    quota: Arc<RoomQuota>,
     shutdown: Shutdown,
     idle_timeout: Option<Duration>,
 }
 
 impl ChatApi {
-    /// Serves `rooms`; members who send nothing for `idle_timeout` are let go (`None`: never);
-    /// every stream ends cleanly when `shutdown` fires.
-    pub fn new(rooms: Arc<Rooms>, shutdown: Shutdown, idle_timeout: Option<Duration>) -> Self {
+    /// Serves `rooms`, signing transcript page tokens with `tokens` and holding each caller to
+    /// `quota` of new rooms; members who send nothing for `idle_timeout` are let go (`None`:
+    /// never); every stream ends cleanly when `shutdown` fires.
+    pub fn new(
+        rooms: Arc<Rooms>,
+        tokens: PageTokens,
+        quota: RoomQuota,
+        shutdown: Shutdown,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
         Self {
             rooms,
+            tokens,
+            quota: Arc::new(quota),
             shutdown,
             idle_timeout,
         }
@@ -47,31 +58,36 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<Self::JoinStream>, Status> {
+        let caller = caller(&request);
         let Join {
             room,
             name,
             after_seq,
         } = Join::try_from(request.into_inner())?;
+        if self.shutdown.is_cancelled() {
+            return Err(Error::Draining.into());
+        }
         // The join runs in a task of its own: if this call is cancelled mid-join, the join still
         // completes (a room's sequence never stops halfway through an append) and the member,
         // whose stream is gone, leaves at once.
         let rooms = self.rooms.clone();
+        let quota = self.quota.clone();
         let (answer, joined) = oneshot::channel();
         tokio::spawn(async move {
-            let result = rooms.join(room, name, after_seq).await;
-            if let Err(Ok((membership, _))) = answer.send(result)
-                && let Err(err) = rooms.leave(&membership, "left").await
+            let new_room = || quota.take(&caller);
+            let result = rooms.join(room, name, after_seq, new_room).await;
+            if let Err(Ok(joined)) = answer.send(result)
+                && let Err(err) = rooms.leave(&joined.membership, "left").await
             {
-                tracing::error!(error = %err, room = membership.room.as_str(), "cannot record a leave");
+                tracing::error!(error = %err, room = joined.membership.room.as_str(), "cannot record a leave");
             }
         });
-        let (membership, live) = joined
+        let joined = joined
             .await
             .map_err(|_| Error::Internal("the join task ended without an answer"))??;
         let feed = Feed::new(
             self.rooms.clone(),
-            membership,
-            live,
+            joined,
             after_seq,
             self.shutdown.clone(),
             self.idle_timeout,
@@ -88,12 +104,16 @@ impl ChatService for ChatApi {
             name,
             text,
             client_message_id,
+            member_token,
         } = Message::try_from(request.into_inner())?;
         let rooms = self.rooms.clone();
-        let seq =
-            tokio::spawn(async move { rooms.send(&room, &name, &text, &client_message_id).await })
+        let seq = tokio::spawn(async move {
+            rooms
+                .send(&room, &name, &member_token, &text, &client_message_id)
                 .await
-                .map_err(Error::from)??;
+        })
+        .await
+        .map_err(Error::from)??;
         Ok(Response::new(pb::SendResponse { seq }))
     }
 
@@ -101,23 +121,22 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::GetTranscriptRequest>,
     ) -> Result<Response<pb::GetTranscriptResponse>, Status> {
-        let room = RoomName::try_from(request.get_ref())?;
-        let mut events = Vec::new();
-        let mut after = 0;
-        loop {
-            let batch = self
-                .rooms
-                .store()
-                .after(&room, after, CATCH_UP_BATCH)
-                .await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            events.extend(batch);
-        }
+        let TranscriptQuery { room, page } =
+            TranscriptQuery::parse(request.get_ref(), &self.tokens)?;
+        let after = page.after.map_or(0, |seq| u64::try_from(seq).unwrap_or(0));
+        let mut events = self
+            .rooms
+            .store()
+            .after(&room, after, page.lookahead())
+            .await?;
+        let next_page_token = page.finish(&self.tokens, &mut events, |last| {
+            i64::try_from(last.seq).unwrap_or(i64::MAX)
+        });
         let text = events.iter().map(|e| e.line() + "\n").collect();
         Ok(Response::new(pb::GetTranscriptResponse {
             events: events.into_iter().map(event_to_pb).collect(),
             text,
+            next_page_token,
         }))
     }
 
@@ -136,5 +155,50 @@ impl ChatService for ChatApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+/// Who is calling, for their quota of new rooms: their certificate's principal, else their IP
+/// address (not the port: one machine is one caller).
+fn caller<T>(request: &Request<T>) -> String {
+    match Caller::of(request) {
+        Some(caller) => format!("principal:{}", caller.principal()),
+        None => request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |addr| format!("ip:{}", addr.ip())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_draining_server_refuses_new_joins_with_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = Arc::new(Rooms::new(Store::open(dir.path()).await.unwrap()));
+        let shutdown = Shutdown::new();
+        let tokens = rooms.store().page_tokens().await.unwrap();
+        let api = ChatApi::new(
+            rooms.clone(),
+            tokens,
+            RoomQuota::new(60),
+            shutdown.clone(),
+            None,
+        );
+        let join = || {
+            Request::new(pb::JoinRequest {
+                room: "lobby".into(),
+                name: "ada".into(),
+                after_seq: 0,
+            })
+        };
+        drop(api.join(join()).await.expect("joins while serving"));
+        shutdown.cancel();
+        let refused = api.join(join()).await.err().expect("refused once draining");
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     }
 }

@@ -5,6 +5,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Context;
+use township_kit::paging::PageTokens;
 use township_store::{
     Checkpoints, Durability, Migration, Pools, SqlitePool,
     sqlx::{self, Row},
@@ -54,6 +55,13 @@ impl Store {
         .await
         .context("cannot open the transcripts")?;
         Ok(Self { writes, reads })
+    }
+
+    /// Signs and checks GetTranscript's page tokens with the key kept in the transcripts
+    /// (created with them), so that tokens outlive a restart.
+    pub async fn page_tokens(&self) -> anyhow::Result<PageTokens> {
+        let key = township_store::secret(&self.writes, "page_token_key").await?;
+        PageTokens::new(&key).context("the stored page token key")
     }
 
     /// Appends `event` to `room` (its seq must be the next one; the caller holds the room).

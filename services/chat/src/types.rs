@@ -2,7 +2,8 @@
 //! read once into the domain request a handler passes on: the handlers hold no validation of
 //! their own.
 
-use township_proto::chat::v1 as pb;
+use township_kit::paging::{PageRequest, PageTokens, Scope};
+use township_proto::chat::v1::{self as pb, chat_service_server::SERVICE_NAME};
 
 use crate::Error;
 
@@ -163,6 +164,8 @@ pub struct Message {
     pub text: String,
     /// The client's id for the message, trimmed (empty: none); a retry with it is sent once.
     pub client_message_id: String,
+    /// The member token of the sender's Join (not empty).
+    pub member_token: String,
 }
 
 impl TryFrom<pb::SendRequest> for Message {
@@ -174,16 +177,47 @@ impl TryFrom<pb::SendRequest> for Message {
             name: MemberName::parse(&r.name)?,
             text: text(&r.text)?.to_owned(),
             client_message_id: client_message_id(&r.client_message_id)?.to_owned(),
+            member_token: member_token(&r.member_token)?.to_owned(),
         })
     }
 }
 
-/// The room GetTranscript asks for.
-impl TryFrom<&pb::GetTranscriptRequest> for RoomName {
-    type Error = Error;
+/// Longest member token accepted (a real one has 64 characters).
+pub const MAX_TOKEN_CHARS: usize = 128;
 
-    fn try_from(r: &pb::GetTranscriptRequest) -> Result<Self, Error> {
-        RoomName::parse(&r.room)
+/// Validates a Send's member token: required, at most [`MAX_TOKEN_CHARS`].
+pub fn member_token(token: &str) -> Result<&str, Error> {
+    if token.is_empty() {
+        return Err(Error::invalid(
+            "member_token",
+            "required: the member_token of your Join's Welcome",
+        ));
+    }
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(Error::invalid(
+            "member_token",
+            format!("must be at most {MAX_TOKEN_CHARS} characters"),
+        ));
+    }
+    Ok(token)
+}
+
+/// A GetTranscript request: which room, and which page of its events.
+#[derive(Debug)]
+pub struct TranscriptQuery {
+    /// The room.
+    pub room: RoomName,
+    /// Which page; a position is an event's seq.
+    pub page: PageRequest<i64>,
+}
+
+impl TranscriptQuery {
+    /// Reads a GetTranscript request; its page token must be one `tokens` issued for this room.
+    pub fn parse(r: &pb::GetTranscriptRequest, tokens: &PageTokens) -> Result<Self, Error> {
+        let room = RoomName::parse(&r.room)?;
+        let scope = Scope::rpc(&format!("{SERVICE_NAME}/GetTranscript")).query(room.as_str());
+        let page = PageRequest::read(tokens, scope, r.page_size, &r.page_token)?;
+        Ok(Self { room, page })
     }
 }
 
@@ -229,6 +263,7 @@ mod tests {
             name: name.into(),
             text: text.into(),
             client_message_id: id.into(),
+            member_token: "t".into(),
         };
         let message = Message::try_from(send("", " Ada ", "hi", " m-1 ")).unwrap();
         assert_eq!(message.room.as_str(), "lobby");
@@ -245,5 +280,15 @@ mod tests {
         let long_id = "x".repeat(129);
         let bad_id = Message::try_from(send("", "Ada", "hi", &long_id)).unwrap_err();
         assert_eq!(field(bad_id), "client_message_id");
+        for token in ["", &"t".repeat(MAX_TOKEN_CHARS + 1)] {
+            let request = pb::SendRequest {
+                member_token: token.to_owned(),
+                ..send("", "Ada", "hi", "")
+            };
+            assert_eq!(
+                field(Message::try_from(request).unwrap_err()),
+                "member_token"
+            );
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! The chat's test helpers: a chat-server on a data directory, one function per RPC (each bounded
-//! by a deadline), reading Join streams event by event, waiting for what the server does on its
+//! by a deadline; Join takes its Welcome and Send presents the member token, as a member's own
+//! client would), reading Join streams event by event, waiting for what the server does on its
 //! own, and describing events for assertions.
 
 use std::{
+    collections::HashMap,
     path::Path,
+    sync::{LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
@@ -67,16 +70,71 @@ pub async fn chat(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
 
 // ----- calls -----
 
-/// Join, bounded by [`CALL_TIMEOUT`]: the event stream.
-pub async fn join(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -> Result<Events, Status> {
+/// The member tokens of every Join the helpers made, by room and name (lower case), newest
+/// last: tests running at once may use one room and name on two servers, so Send presents each
+/// in turn, newest first.
+static TOKENS: LazyLock<Mutex<HashMap<(String, String), Tokens>>> = LazyLock::new(Default::default);
+
+/// One name's member tokens in one room, oldest first.
+type Tokens = Vec<String>;
+
+/// Where [`TOKENS`] keeps the tokens of `name` in `room` (an empty room name is the lobby).
+fn token_key(room: &str, name: &str) -> (String, String) {
+    let room = if room.is_empty() { "lobby" } else { room };
+    (room.to_owned(), name.trim().to_lowercase())
+}
+
+/// The tokens of `name`'s Joins of `room`, newest first; for a name that never joined, one that
+/// no Join has (what a client that never joined might send).
+fn tokens_of(room: &str, name: &str) -> Vec<String> {
+    match TOKENS.lock().unwrap().get(&token_key(room, name)) {
+        Some(known) => known.iter().rev().cloned().collect(),
+        None => vec!["never-joined".to_owned()],
+    }
+}
+
+/// The member token in a Join stream's first message, which must be its Welcome (seq 0).
+pub fn welcome_token(first: Option<pb::ChatEvent>) -> String {
+    match first {
+        Some(pb::ChatEvent {
+            seq: 0,
+            kind: Some(Kind::Welcome(welcome)),
+            ..
+        }) if welcome.member_token.len() == 64 => welcome.member_token,
+        other => panic!("a Join stream begins with a Welcome and its token: {other:?}"),
+    }
+}
+
+/// Join, bounded by [`CALL_TIMEOUT`]: the event stream, after its Welcome (whose member token
+/// [`send`] will present), and that token.
+pub async fn join_with_token(
+    rpc: &Rpc,
+    room: &str,
+    name: &str,
+    after_seq: u64,
+) -> Result<(Events, String), Status> {
     let request = pb::JoinRequest {
         room: room.into(),
         name: name.into(),
         after_seq,
     };
-    within("Join", CALL_TIMEOUT, rpc.clone().join(request))
+    let mut events = within("Join", CALL_TIMEOUT, rpc.clone().join(request))
+        .await?
+        .into_inner();
+    let token = welcome_token(within("the Welcome", EVENT_TIMEOUT, events.message()).await?);
+    let mut tokens = TOKENS.lock().unwrap();
+    tokens
+        .entry(token_key(room, name))
+        .or_default()
+        .push(token.clone());
+    Ok((events, token))
+}
+
+/// Join, bounded by [`CALL_TIMEOUT`]: the event stream, after its Welcome.
+pub async fn join(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -> Result<Events, Status> {
+    join_with_token(rpc, room, name, after_seq)
         .await
-        .map(|r| r.into_inner())
+        .map(|(events, _)| events)
 }
 
 /// A Join that must succeed.
@@ -101,17 +159,38 @@ pub async fn join_when_free(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -
     }
 }
 
-/// Send, bounded by [`CALL_TIMEOUT`]: the message's seq.
-pub async fn send(rpc: &Rpc, room: &str, name: &str, text: &str, id: &str) -> Result<u64, Status> {
+/// Send presenting `member_token`, bounded by [`CALL_TIMEOUT`]: the message's seq.
+pub async fn send_with_token(
+    rpc: &Rpc,
+    room: &str,
+    name: &str,
+    member_token: &str,
+    text: &str,
+    id: &str,
+) -> Result<u64, Status> {
     let request = pb::SendRequest {
         room: room.into(),
         name: name.into(),
         text: text.into(),
         client_message_id: id.into(),
+        member_token: member_token.into(),
     };
     within("Send", CALL_TIMEOUT, rpc.clone().send(request))
         .await
         .map(|r| r.into_inner().seq)
+}
+
+/// Send as the member, with the token of their Join (each known for the name, newest first,
+/// until one is not PERMISSION_DENIED): the message's seq.
+pub async fn send(rpc: &Rpc, room: &str, name: &str, text: &str, id: &str) -> Result<u64, Status> {
+    let mut answer = Err(Status::internal("no token tried"));
+    for token in tokens_of(room, name) {
+        answer = send_with_token(rpc, room, name, &token, text, id).await;
+        if !matches!(&answer, Err(status) if status.code() == Code::PermissionDenied) {
+            break;
+        }
+    }
+    answer
 }
 
 /// A Send that must succeed: its seq.
@@ -121,9 +200,18 @@ pub async fn sent(rpc: &Rpc, room: &str, name: &str, text: &str, id: &str) -> u6
         .unwrap_or_else(|status| panic!("{name} sends {text:?} to {room:?}: {status:?}"))
 }
 
-/// GetTranscript, bounded by [`CALL_TIMEOUT`].
-pub async fn try_transcript(rpc: &Rpc, room: &str) -> Result<pb::GetTranscriptResponse, Status> {
-    let request = pb::GetTranscriptRequest { room: room.into() };
+/// One page of GetTranscript, bounded by [`CALL_TIMEOUT`].
+pub async fn transcript_page(
+    rpc: &Rpc,
+    room: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<pb::GetTranscriptResponse, Status> {
+    let request = pb::GetTranscriptRequest {
+        room: room.into(),
+        page_size,
+        page_token: page_token.into(),
+    };
     within(
         "GetTranscript",
         CALL_TIMEOUT,
@@ -133,11 +221,27 @@ pub async fn try_transcript(rpc: &Rpc, room: &str) -> Result<pb::GetTranscriptRe
     .map(|r| r.into_inner())
 }
 
-/// GetTranscript, which must succeed.
+/// The first page of GetTranscript (pages of 1000).
+pub async fn try_transcript(rpc: &Rpc, room: &str) -> Result<pb::GetTranscriptResponse, Status> {
+    transcript_page(rpc, room, 1000, "").await
+}
+
+/// The whole transcript, every page of 1000 joined into one answer, which must come.
 pub async fn transcript(rpc: &Rpc, room: &str) -> pb::GetTranscriptResponse {
-    try_transcript(rpc, room)
-        .await
-        .unwrap_or_else(|status| panic!("the transcript of {room:?}: {status:?}"))
+    let mut whole = pb::GetTranscriptResponse::default();
+    let mut token = String::new();
+    for _ in 0..10_000 {
+        let page = transcript_page(rpc, room, 1000, &token)
+            .await
+            .unwrap_or_else(|status| panic!("the transcript of {room:?}: {status:?}"));
+        whole.events.extend(page.events);
+        whole.text.push_str(&page.text);
+        if page.next_page_token.is_empty() {
+            return whole;
+        }
+        token = page.next_page_token;
+    }
+    panic!("the transcript of {room:?} never ends")
 }
 
 /// The transcript of `room` as [`what`] strings.
@@ -252,6 +356,7 @@ pub fn what(event: &pb::ChatEvent) -> String {
         Kind::Message(m) => format!("{}: {}", m.from, m.text),
         Kind::Joined(j) => format!("{} joined", j.name),
         Kind::Left(l) => format!("{} left ({})", l.name, l.reason),
+        Kind::Welcome(_) => "welcome".to_owned(),
     }
 }
 
@@ -290,6 +395,7 @@ pub fn classic_line(event: &pb::ChatEvent) -> String {
         Kind::Joined(j) => format!("{} {at}: joined", j.name),
         Kind::Left(l) if l.reason == "left" => format!("{} {at}: left", l.name),
         Kind::Left(l) => format!("{} {at}: left ({})", l.name, l.reason),
+        Kind::Welcome(_) => panic!("a Welcome is no transcript event: {event:?}"),
     }
 }
 

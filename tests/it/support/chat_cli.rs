@@ -19,8 +19,7 @@ use tokio::{
     task::JoinHandle,
 };
 use township_proto::chat::v1::{
-    ChatEvent, GetTranscriptRequest, ListRoomsRequest, chat_event::Kind,
-    chat_service_client::ChatServiceClient,
+    ChatEvent, ListRoomsRequest, chat_event::Kind, chat_service_client::ChatServiceClient,
 };
 use township_tests::{Output, ServiceProcess, free_port, run, spawn_service_at, township};
 
@@ -119,17 +118,10 @@ impl Chat {
         }
     }
 
-    /// The room's transcript, asked over gRPC.
+    /// The room's whole transcript, asked over gRPC.
     pub async fn transcript(&self, room: &str) -> Vec<ChatEvent> {
-        let mut client = ChatServiceClient::new(self.server.channel().await);
-        client
-            .get_transcript(GetTranscriptRequest {
-                room: room.to_owned(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events
+        let client = ChatServiceClient::new(self.server.channel().await);
+        crate::support::chat::transcript(&client, room).await.events
     }
 }
 
@@ -284,6 +276,7 @@ pub fn line_of(event: &ChatEvent) -> String {
         Kind::Joined(j) => format!("{} {time}: joined", j.name),
         Kind::Left(l) if l.reason == "left" => format!("{} {time}: left", l.name),
         Kind::Left(l) => format!("{} {time}: left ({})", l.name, l.reason),
+        Kind::Welcome(_) => panic!("a Welcome is no transcript event: {event:?}"),
     }
 }
 

@@ -39,6 +39,8 @@ pub(super) fn event_line(event: &ChatEvent) -> Option<String> {
             left.name,
             controls_as_spaces(&left.reason)
         ),
+        // Not part of the transcript (and its token is never shown).
+        Kind::Welcome(_) => return None,
     };
     Some(line)
 }
@@ -58,6 +60,7 @@ pub(super) fn event_json(event: &ChatEvent) -> serde_json::Value {
             "seq": event.seq, "time": time, "kind": "left",
             "name": left.name, "reason": left.reason,
         }),
+        Some(Kind::Welcome(_)) => serde_json::json!({ "seq": event.seq, "kind": "welcome" }),
         None => serde_json::json!({ "seq": event.seq, "time": time, "kind": "unknown" }),
     }
 }

@@ -51,8 +51,10 @@ chat refuses (e.g. more than 4096 bytes) is reported on stderr and the session g
 alone on a line, or the end of stdin (Ctrl-D), leaves once every line before it is sent and \
 shown, together with everything the room said up to that moment; Ctrl-C leaves at once.
 
-When the connection is lost or the server ends the stream (a restart, a dropped network, or the \
-server's idle timeout: the room then sees you leave and join again), the client says so on stderr \
+Each Join's Welcome carries the member token that every line is sent with; it is never shown. \
+When the server lets you go for being idle (your own `left (idle)`), the command prints it and \
+exits 1. When the connection is lost or the server ends the stream (a restart or a dropped \
+network: the room then sees you leave and join again), the client says so on stderr \
 and rejoins by itself, retrying with backoff (about 200 ms doubling to 2 s, with jitter) for \
 up to --reconnect-for, and resumes after the last event it printed: no line is printed twice and \
 none is missed. Lines typed meanwhile are sent once it is back, each under the client message id \
@@ -60,7 +62,7 @@ it was first sent with, so none is appended twice. While the server has not yet 
 connection is dead the name is still taken (ALREADY_EXISTS): that is retried too.
 
 Exit codes: 0 left the room; 1 the chat answered an error (e.g. the name is taken in the room, \
-an invalid room or name); 2 bad usage (no --name); 3 the chat could not be reached, or could not \
+an invalid room or name) or let you go for being idle; 2 bad usage (no --name); 3 the chat could not be reached, or could not \
 be reached again within --reconnect-for.";
 
 const TRANSCRIPT_HELP: &str = "Prints the room's classic transcript as the chat service forms it: \

@@ -18,7 +18,8 @@ pub(super) struct Outgoing {
 }
 
 /// Whether a failed Send is worth trying again (with the same client message id): the chat was
-/// not reached, the answer was lost, or the member is not joined yet after a restart.
+/// not reached, the answer was lost, or the member is not joined yet after a restart (or its
+/// member token is the lost Join's, until the new Welcome comes).
 fn worth_resending(status: &Status) -> bool {
     is_local(status)
         || matches!(
@@ -29,6 +30,7 @@ fn worth_resending(status: &Status) -> bool {
                 | Code::DeadlineExceeded
                 | Code::Aborted
                 | Code::FailedPrecondition
+                | Code::PermissionDenied
         )
 }
 
@@ -44,28 +46,34 @@ pub(super) struct LineSender {
 }
 
 impl LineSender {
-    /// Sends every line of `outgoing` until it closes; publishes the highest seq acknowledged on
-    /// `acked`. A line that fails because the chat was not reached, or before the session
-    /// rejoined, is sent again — at once when the session has rejoined (`generation` moved on),
+    /// Sends every line of `outgoing` until it closes, each with the member token of the
+    /// session's current Join (`joins`: how many Welcomes came, and the latest token); publishes
+    /// the highest seq acknowledged on `acked`. A line that fails because the chat was not
+    /// reached, or before the session rejoined, is sent again — at once when a new Welcome came,
     /// else after a backoff — with the same client message id. A line the chat refuses is
     /// reported on stderr and dropped.
     pub(super) async fn run(
         mut self,
         mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-        mut generation: watch::Receiver<u64>,
+        mut joins: watch::Receiver<(u64, String)>,
         acked: watch::Sender<u64>,
     ) {
         while let Some(line) = outgoing.recv().await {
-            let request = SendRequest {
+            let mut request = SendRequest {
                 room: self.room.clone(),
                 name: self.name.clone(),
                 text: line.text,
                 client_message_id: line.id,
+                member_token: String::new(),
             };
             let mut backoff = Backoff::new();
             let mut failing_since = None;
+            if joins.wait_for(|(welcomes, _)| *welcomes > 0).await.is_err() {
+                return; // The session is over.
+            }
             loop {
-                let joined = *generation.borrow_and_update();
+                let (joined, token) = joins.borrow_and_update().clone();
+                request.member_token = token;
                 let mut call = tonic::Request::new(request.clone());
                 call.set_timeout(self.timeout);
                 let status = match self.client.send(call).await {
@@ -83,7 +91,7 @@ impl LineSender {
                     break;
                 }
                 tokio::select! {
-                    changed = generation.wait_for(|g| *g > joined) => {
+                    changed = joins.wait_for(|(welcomes, _)| *welcomes > joined) => {
                         if changed.is_err() {
                             return; // The session is over.
                         }

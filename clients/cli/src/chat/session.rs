@@ -12,7 +12,7 @@ use tokio::{
 use tokio_stream::StreamExt;
 use tonic::{Code, Status, Streaming};
 use township_client::Backoff;
-use township_proto::chat::v1::{ChatEvent, JoinRequest, ListRoomsRequest};
+use township_proto::chat::v1::{ChatEvent, JoinRequest, ListRoomsRequest, chat_event::Kind};
 
 use super::{
     Chat, JoinArgs, SERVICE, connect, describe,
@@ -134,7 +134,8 @@ impl Session<'_> {
         terminate: &mut Signal,
     ) -> Result<(), CliError> {
         let (lines, outgoing) = mpsc::unbounded_channel();
-        let (rejoined, generation) = watch::channel(0u64);
+        // How many Welcomes came, and the latest member token: each Join has its own.
+        let (welcomed, joins) = watch::channel((0u64, String::new()));
         let (acked, acknowledged) = watch::channel(0u64);
         let sender = LineSender {
             client: self.chat.client(),
@@ -144,7 +145,7 @@ impl Session<'_> {
             timeout: self.timeout,
             give_up_after: self.reconnect_for + self.timeout,
         };
-        let mut sending = tokio::spawn(sender.run(outgoing, generation, acked));
+        let mut sending = tokio::spawn(sender.run(outgoing, joins, acked));
         let mut lines = Some(lines);
         // The user's lines as typed: a message keeps its spaces.
         let mut input = StdinLines::start()?;
@@ -157,7 +158,25 @@ impl Session<'_> {
         loop {
             tokio::select! {
                 happening = link.next() => match happening {
+                    Happening::Event(ChatEvent { kind: Some(Kind::Welcome(welcome)), .. }) => {
+                        welcomed.send_modify(|(count, token)| {
+                            *count += 1;
+                            *token = welcome.member_token;
+                        });
+                    }
                     Happening::Event(event) => {
+                        if let Some(Kind::Left(left)) = &event.kind
+                            && left.reason == "idle"
+                            && left.name.to_lowercase() == self.name.trim().to_lowercase()
+                        {
+                            // This member was let go for saying nothing: not a lost connection
+                            // to rejoin after.
+                            let _ = self.print(&event);
+                            return Err(CliError::Rejected(format!(
+                                "the chat let {} go from room {} for being idle",
+                                self.name, self.room
+                            )));
+                        }
                         if event.seq > self.last_seq {
                             if self.print(&event).is_err() {
                                 // Nobody reads stdout any more (`township chat ... | head`).
@@ -183,7 +202,6 @@ impl Session<'_> {
                             self.room, self.name, self.last_seq
                         );
                         link = Link::Up(Box::new(stream));
-                        rejoined.send_modify(|generation| *generation += 1);
                     }
                     Happening::GaveUp(err) => return Err(err),
                 },
