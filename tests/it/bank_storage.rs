@@ -12,10 +12,11 @@ use township_tests::free_port;
 use crate::support::{
     bank::{
         Payer, TestBank, admin_token, assert_adds_up, balance, bank_server, client, committed,
-        ledger, lock_server, lock_server_with, login, request_id, restore_dump, schema_versions,
-        spawn_transfer, transfer,
+        ledger, lock_server, lock_server_with, login, request_id, schema_versions, spawn_transfer,
+        transfer,
     },
     bank_audit::audit_events,
+    fixtures::restore_dump,
     lock,
     process::stop,
     status::{error_metadata, expect_code, reason},

@@ -11,6 +11,7 @@ use township_tests::{Output, run};
 use crate::support::{
     doctor::*,
     doctor_cli::start_doctor,
+    fixtures::{restore_dump, schema_versions},
     process::{CALL_TIMEOUT, assert_serving, run_binary},
     status::{expect_code, retry_delay},
 };
@@ -197,4 +198,45 @@ async fn the_cli_keeps_the_key_in_a_private_file_and_is_welcomed_back_as_before(
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("PermissionDenied"), "{out:?}");
     assert!(out.stdout.is_empty(), "no greeting: {out:?}");
+}
+
+#[tokio::test]
+async fn a_data_dir_made_before_keys_upgrades_in_place_and_its_patients_wait_for_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doctor.db");
+    restore_dump(
+        &file,
+        include_str!("fixtures/doctor-before-keys/doctor.sql"),
+    )
+    .await;
+    let (_server, rpc) = doctor_in(dir.path(), dir.path().to_str().unwrap()).await;
+    assert_eq!(schema_versions(&file).await, [1, 2]);
+
+    expect_code(
+        start_with_key(&rpc, "Ada Lovelace", "").await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        history_page_with_key(&rpc, "Ada Lovelace", "", 0, "").await,
+        Code::PermissionDenied,
+    );
+    let data_dir = dir.path().to_str().unwrap();
+    let issued = issue_key(&["--data-dir", data_dir, "--name", "ada lovelace"]).await;
+    assert_eq!(issued.code, Some(0), "{issued:?}");
+    let key = issued.stdout.trim();
+    let back = start_with_key(&rpc, "Ada Lovelace", key).await.unwrap();
+    assert!(
+        back.returning_patient && back.previous_visits == 1,
+        "{back:?}"
+    );
+    let stored = history_page_with_key(&rpc, "Ada Lovelace", key, 0, "")
+        .await
+        .unwrap();
+    let said: Vec<&str> = stored
+        .exchanges
+        .iter()
+        .map(|e| e.patient_text.as_str())
+        .collect();
+    assert_eq!(said, ["My cat is called Tom.", "I am unhappy.", "Hello."]);
+    assert!(stored.exchanges.iter().all(|e| e.session_started.is_some()));
 }

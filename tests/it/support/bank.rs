@@ -523,31 +523,9 @@ pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
     found > 0
 }
 
-/// Makes the SQLite file `path` from `dump` (SQL, as `.dump` writes it): for data directories
-/// made by earlier versions, kept as text in `tests/it/fixtures`.
-pub async fn restore_dump(path: &Path, dump: &'static str) {
-    // A dump creates tables in name order, before the tables they refer to.
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .foreign_keys(false);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .expect("create the database");
-    sqlx::raw_sql(dump)
-        .execute(&mut db)
-        .await
-        .expect("restore the dump");
-    db.close().await.expect("close the database");
-}
-
 /// The schema versions `<data_dir>/bank.db` records as applied, in order.
 pub async fn schema_versions(data_dir: &Path) -> Vec<i64> {
-    let mut db = read_bank_db(data_dir).await;
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(&mut db)
-        .await
-        .expect("read the applied migrations")
+    crate::support::fixtures::schema_versions(&data_dir.join("bank.db")).await
 }
 
 /// The failed logins `<data_dir>/bank.db` counts for `name`, from every source.
