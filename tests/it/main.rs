@@ -29,6 +29,7 @@ mod lock_acl;
 mod lock_cli;
 mod phonebook;
 mod phonebook_cli;
+mod phonebook_writers;
 mod shutdown;
 mod support;
 mod time;

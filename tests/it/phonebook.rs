@@ -1618,3 +1618,43 @@ async fn health_reports_the_phone_book_serving() {
     let (_dir, server, _rpc) = phonebook().await;
     assert_serving(&server, SERVICE).await;
 }
+
+// ----- extensions and national numbers -----
+
+#[tokio::test]
+async fn an_extension_is_part_of_the_number_and_a_national_search_finds_international_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = phonebook_server(dir.path(), None, &["--region", "GB"]).await;
+    let rpc = client(&server).await;
+    let desk = add(&rpc, "Acme", "+44 20 7946 0958 ext. 46", "desk")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            desk.number.as_str(),
+            desk.extension.as_str(),
+            desk.display_number.as_str()
+        ),
+        ("+442079460958", "46", "+44 20 7946 0958 x46")
+    );
+    let other = add(&rpc, "Acme", "020 7946 0958 x47", "").await.unwrap();
+    assert_eq!(other.extension, "47", "another extension is another number");
+    let plain = add(&rpc, "Acme", "+44 20 7946 0958", "").await.unwrap();
+    assert_eq!(plain.extension, "");
+    let again = expect_code(
+        add(&rpc, "acme", "+44 (20) 7946-0958 ext. 46", "").await,
+        Code::AlreadyExists,
+    );
+    assert!(again.message().contains(&desk.id), "{again:?}");
+
+    let _elsewhere = add(&rpc, "Elsewhere", "+1 201 555 0100", "").await.unwrap();
+    let found = search(&rpc, "020 7946", 0, "").await.unwrap();
+    let mut ids: Vec<&str> = found.entries.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    let mut acme = vec![desk.id.as_str(), other.id.as_str(), plain.id.as_str()];
+    acme.sort();
+    assert_eq!(
+        ids, acme,
+        "the national digits find the GB numbers, and only them"
+    );
+}

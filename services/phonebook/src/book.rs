@@ -234,6 +234,11 @@ impl Book {
         let key_end = prefix_end(&query.key);
         let (digits_from, digits_end) =
             (format!("+{}", query.digits), format!("+{}:", query.digits));
+        // The query read as a national number of the book's region (`+` alone: none).
+        let (national_from, national_end) = (
+            format!("+{}", query.national),
+            format!("+{}:", query.national),
+        );
         if start.0 == 0 {
             let (key, id) = (start.1, start.2);
             let rows = if query.digits.is_empty() {
@@ -255,7 +260,8 @@ impl Book {
                     "SELECT ",
                     columns!(),
                     " FROM entries WHERE ((name_key >= ?1 AND name_key < ?2) \
-                       OR (number >= ?3 AND number < ?4)) \
+                       OR (number >= ?3 AND number < ?4) \
+                       OR (?8 <> '+' AND number >= ?8 AND number < ?9)) \
                        AND (name_key, id) > (?5, ?6) ORDER BY name_key, id LIMIT ?7"
                 ))
                 .bind(&query.key)
@@ -265,6 +271,8 @@ impl Book {
                 .bind(key)
                 .bind(id)
                 .bind(i64::from(limit))
+                .bind(&national_from)
+                .bind(&national_end)
                 .fetch_all(&self.reads)
                 .await?
             };
@@ -286,6 +294,7 @@ impl Book {
                    AND (instr(name_key, ?1) > 0 OR (?3 <> '+' AND instr(number, substr(?3, 2)) > 0)) \
                    AND NOT (name_key >= ?1 AND name_key < ?2) \
                    AND NOT (?3 <> '+' AND number >= ?3 AND number < ?4) \
+                   AND NOT (?8 <> '+' AND number >= ?8 AND number < ?9) \
                  ORDER BY name_key, id LIMIT ?7"
             ))
             .bind(&query.key)
@@ -295,6 +304,8 @@ impl Book {
             .bind(key)
             .bind(id)
             .bind(wanted as i64)
+            .bind(&national_from)
+            .bind(&national_end)
             .fetch_all(&self.reads)
             .await?;
             for row in &rows {
@@ -473,7 +484,7 @@ async fn add_all(
             serde_json::json!([
                 e.name.as_str(),
                 e.name.key(),
-                e.number.e164(),
+                e.number.identity(),
                 e.number.display(),
                 e.label.as_str()
             ])
@@ -575,7 +586,7 @@ async fn update(conn: &mut SqliteConnection, change: &Change, now: i64) -> Appli
         .label
         .as_ref()
         .map_or(current.label, |l| l.as_str().to_owned());
-    if let Some(existing) = duplicate_of(conn, &key, number.e164(), change.id.0).await? {
+    if let Some(existing) = duplicate_of(conn, &key, number.identity(), change.id.0).await? {
         return Ok(Err(Error::Duplicate(existing)));
     }
     let row = sqlx::query(concat!(
@@ -585,7 +596,7 @@ async fn update(conn: &mut SqliteConnection, change: &Change, now: i64) -> Appli
     ))
     .bind(&name)
     .bind(&key)
-    .bind(number.e164())
+    .bind(number.identity())
     .bind(number.display())
     .bind(&label)
     .bind(now)
@@ -709,7 +720,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let query = Query::parse("SMITH").unwrap();
+        let query = Query::parse("SMITH", "US".parse().unwrap()).unwrap();
         let mut names = Vec::new();
         let mut after = None;
         loop {
@@ -743,10 +754,51 @@ mod tests {
         book.add_one(new_entry("Neither", "+44 20 7946 0000"))
             .await
             .unwrap();
-        let query = Query::parse("1201").unwrap();
+        let query = Query::parse("1201", "US".parse().unwrap()).unwrap();
         let hits = book.search(&query, None, 10).await.unwrap();
         let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
         assert_eq!(names, [("Prefix", 0), ("Inner", 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_search_in_national_format_finds_the_regions_numbers_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        for (name, number) in [
+            ("London", "+44 20 7946 0958"),
+            ("Elsewhere", "+1 201 555 0100"),
+            ("Inner", "+1 210 207 9461"),
+        ] {
+            book.add_one(new_entry(name, number)).await.unwrap();
+        }
+        let query = Query::parse("020 7946", "GB".parse().unwrap()).unwrap();
+        let hits = book.search(&query, None, 10).await.unwrap();
+        let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
+        assert_eq!(names, [("London", 0), ("Inner", 1)]);
+    }
+
+    #[tokio::test]
+    async fn the_same_number_with_another_extension_is_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).await.unwrap();
+        let front_desk = book
+            .add_one(new_entry("Acme", "+1 201 555 0100 ext. 46"))
+            .await
+            .unwrap();
+        assert_eq!(front_desk.number.extension(), Some("46"));
+        book.add_one(new_entry("Acme", "+1 201 555 0100 ext. 47"))
+            .await
+            .expect("another extension");
+        book.add_one(new_entry("Acme", "+1 201 555 0100"))
+            .await
+            .expect("no extension");
+        let again = book
+            .add_one(new_entry("acme", "+1 (201) 555-0100 x46"))
+            .await;
+        assert!(
+            matches!(again, Err(Error::Duplicate(id)) if id == front_desk.id),
+            "{again:?}"
+        );
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl PhoneBookService for PhoneBookApi {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let Search { query, page } = Search::parse(request.get_ref(), self.book.page_tokens())?;
+        let Search { query, page } =
+            Search::parse(request.get_ref(), self.book.page_tokens(), self.region)?;
         let mut hits = self
             .book
             .search(&query, page.after.as_ref(), page.lookahead())
@@ -188,14 +189,16 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 fn entry_to_pb(entry: Entry) -> pb::Entry {
-    let (number, display_number) = (
+    let (number, extension, display_number) = (
         entry.number.e164().to_owned(),
+        entry.number.extension().unwrap_or_default().to_owned(),
         entry.number.display().to_owned(),
     );
     pb::Entry {
         id: entry.id.to_string(),
         name: entry.name,
         number,
+        extension,
         display_number,
         label: entry.label,
         etag: entry.etag.to_string(),

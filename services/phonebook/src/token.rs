@@ -59,7 +59,7 @@ mod tests {
     use crate::types::Query;
 
     fn query_scope(text: &str) -> Scope {
-        let query = Query::parse(text).unwrap();
+        let query = Query::parse(text, "US".parse().unwrap()).unwrap();
         search_scope(&query.key, &query.digits)
     }
 
@@ -93,7 +93,7 @@ mod tests {
         let token = tokens().issue(&digits, &cursor());
         let same_key_as_text = Query {
             digits: String::new(),
-            ..Query::parse("201").unwrap()
+            ..Query::parse("201", "US".parse().unwrap()).unwrap()
         };
         assert!(
             tokens()

@@ -104,6 +104,17 @@ impl Name {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region(country::Id);
 
+impl Region {
+    /// `digits` of a national number written with this region's national prefix (`0` in GB and
+    /// DE, `1` in the US) as E.164 digits: the prefix dropped, the country code put first.
+    /// `None` when they do not start with the prefix, or the region has none.
+    pub fn as_international(self, digits: &str) -> Option<String> {
+        let metadata = phonenumber::metadata::DATABASE.by_id(self.to_string().as_str())?;
+        let rest = digits.strip_prefix(metadata.national_prefix()?)?;
+        (!rest.is_empty()).then(|| format!("{}{rest}", metadata.country_code()))
+    }
+}
+
 impl FromStr for Region {
     type Err = String;
 
@@ -121,11 +132,17 @@ impl fmt::Display for Region {
 }
 
 /// A valid phone number: E.164 for storage and comparison, international format for people.
+/// An extension (`ext. 46`) is part of its identity: the same number with another extension is
+/// another number. It is stored as E.164 with RFC 3966's `;ext=46` after it (only stored so:
+/// the parser does not read that form back).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number {
-    e164: String,
+    identity: String,
     display: String,
 }
+
+/// What separates a number's extension from its E.164 in [`Number::identity`] (RFC 3966).
+const EXTENSION: &str = ";ext=";
 
 impl Number {
     /// Parses and validates `text` with libphonenumber, reading national numbers in `region`.
@@ -148,9 +165,16 @@ impl Number {
             phonenumber::parse(Some(region.0), text)
                 .ok()
                 .filter(phonenumber::is_valid)
-                .map(|number| Number {
-                    e164: number.format().mode(Mode::E164).to_string(),
-                    display: number.format().mode(Mode::International).to_string(),
+                .map(|number| {
+                    let e164 = number.format().mode(Mode::E164).to_string();
+                    Number {
+                        identity: match number.extension() {
+                            Some(extension) => format!("{e164}{EXTENSION}{}", &**extension),
+                            None => e164,
+                        },
+                        // International format, the extension as its country writes one.
+                        display: number.format().mode(Mode::International).to_string(),
+                    }
                 })
         }));
         match parsed {
@@ -164,19 +188,34 @@ impl Number {
         }
     }
 
-    /// E.164, e.g. `+12015550123`.
+    /// E.164, e.g. `+12015550123` (without the extension).
     pub fn e164(&self) -> &str {
-        &self.e164
+        self.identity
+            .split_once(EXTENSION)
+            .map_or(self.identity.as_str(), |(e164, _)| e164)
     }
 
-    /// International format, e.g. `+1 201-555-0123`.
+    /// The extension, e.g. `46`, if any.
+    pub fn extension(&self) -> Option<&str> {
+        self.identity
+            .split_once(EXTENSION)
+            .map(|(_, extension)| extension)
+    }
+
+    /// What tells numbers apart, as stored: E.164, then `;ext=46` if it has an extension.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// International format, e.g. `+1 201-555-0123`; an extension as its country writes one
+    /// (`+1 201-555-0123 ext. 46`, `+44 20 7946 0958 x46`).
     pub fn display(&self) -> &str {
         &self.display
     }
 
     /// Rebuilds a number read back from storage (already validated when it was written).
-    pub fn from_stored(e164: String, display: String) -> Self {
-        Self { e164, display }
+    pub fn from_stored(identity: String, display: String) -> Self {
+        Self { identity, display }
     }
 }
 
@@ -279,11 +318,15 @@ pub struct Query {
     /// The query's digits if it holds only digits and number punctuation (`+ - . ( )` and
     /// spaces), else empty: matched against E.164 numbers without their `+`.
     pub digits: String,
+    /// The same digits read as a national number of the book's region, as E.164 digits: the
+    /// national prefix dropped and the country code put first (`020 7946` in GB is `44207946`).
+    /// Empty unless the query starts with the region's national prefix and not with `+`.
+    pub national: String,
 }
 
 impl Query {
-    /// Parses the request field `query`.
-    pub fn parse(text: &str) -> Result<Self, Error> {
+    /// Parses the request field `query`; national numbers are read as `region`'s.
+    pub fn parse(text: &str, region: Region) -> Result<Self, Error> {
         let text = text.trim();
         if text.chars().count() > MAX_QUERY_CHARS {
             return Err(Error::invalid(
@@ -298,12 +341,21 @@ impl Query {
         let numberish = text
             .chars()
             .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
-        let digits = if numberish {
+        let digits: String = if numberish {
             text.chars().filter(char::is_ascii_digit).collect()
         } else {
             String::new()
         };
-        Ok(Self { key, digits })
+        let national = if digits.is_empty() || text.starts_with('+') {
+            String::new()
+        } else {
+            region.as_international(&digits).unwrap_or_default()
+        };
+        Ok(Self {
+            key,
+            digits,
+            national,
+        })
     }
 }
 
@@ -396,10 +448,56 @@ mod tests {
 
     #[test]
     fn queries_keep_digits_only_when_they_read_like_a_number() {
-        let q = Query::parse("(201) 555").unwrap();
+        let q = Query::parse("(201) 555", us()).unwrap();
         assert_eq!(q.digits, "201555");
-        let q = Query::parse("Zoë 2").unwrap();
+        let q = Query::parse("Zoë 2", us()).unwrap();
         assert_eq!((q.key.as_str(), q.digits.as_str()), ("zoe 2", ""));
-        assert!(Query::parse("  ").is_err());
+        assert!(Query::parse("  ", us()).is_err());
+    }
+
+    #[test]
+    fn national_digits_are_also_read_as_the_regions_international_ones() {
+        let gb: Region = "GB".parse().unwrap();
+        assert_eq!(Query::parse("020 7946", gb).unwrap().national, "44207946");
+        assert_eq!(Query::parse("+020 7946", gb).unwrap().national, "");
+        assert_eq!(
+            Query::parse("20 7946", gb).unwrap().national,
+            "",
+            "no national prefix"
+        );
+        assert_eq!(
+            Query::parse("0", gb).unwrap().national,
+            "",
+            "the prefix alone"
+        );
+        let de: Region = "DE".parse().unwrap();
+        assert_eq!(Query::parse("030 1234", de).unwrap().national, "49301234");
+    }
+
+    #[test]
+    fn an_extension_is_part_of_a_numbers_identity() {
+        let gb: Region = "GB".parse().unwrap();
+        let plain = Number::parse("number", "+44 20 7946 0958", gb).unwrap();
+        assert_eq!(
+            (plain.identity(), plain.extension()),
+            ("+442079460958", None)
+        );
+        for written in [
+            "+44 20 7946 0958 ext. 46",
+            "020 7946 0958 x46",
+            "+442079460958 ext. 46",
+        ] {
+            let n = Number::parse("number", written, gb).unwrap();
+            assert_eq!(n.e164(), "+442079460958", "{written}");
+            assert_eq!(n.extension(), Some("46"), "{written}");
+            assert_eq!(n.identity(), "+442079460958;ext=46", "{written}");
+            assert_eq!(
+                n.display(),
+                "+44 20 7946 0958 x46",
+                "{written}: as GB writes one"
+            );
+            let stored = Number::from_stored(n.identity().into(), n.display().into());
+            assert_eq!(stored, n, "it reads back as it was written");
+        }
     }
 }

@@ -104,7 +104,12 @@ fn csv_record(entry: &Entry) -> [String; 8] {
     [
         entry.id.clone(),
         entry.name.clone(),
-        entry.number.clone(),
+        // E.164 and the extension, which an import reads back as the same number.
+        if entry.extension.is_empty() {
+            entry.number.clone()
+        } else {
+            format!("{} ext. {}", entry.number, entry.extension)
+        },
         entry.display_number.clone(),
         entry.label.clone(),
         entry.etag.clone(),

@@ -36,7 +36,8 @@ Exit codes: 0 every row was added; 1 one or more rows were rejected (or the phon
 error); 2 the file cannot be opened or has no `name` or `number` column; 3 the phone book could \
 not be reached; 6 the file could not be read part way (the rows before were imported).";
 
-const EXPORT_HELP: &str = "Columns: id, name, number (E.164), display_number, label, etag, \
+const EXPORT_HELP: &str = "Columns: id, name, number (E.164, and ` ext. 46` for an extension, \
+as an import reads it back), display_number, label, etag, \
 create_time and update_time (RFC 3339, UTC). FILE is written under a temporary name in its own \
 directory and renamed into place once complete, so a failed or interrupted export leaves no half \
 file and any earlier FILE as it was.

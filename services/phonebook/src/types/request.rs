@@ -173,9 +173,14 @@ pub struct Search {
 }
 
 impl Search {
-    /// Reads a Search request; its page token must be one `tokens` issued for this query.
-    pub fn parse(r: &pb::SearchRequest, tokens: &PageTokens) -> Result<Self, Error> {
-        let query = Query::parse(&r.query)?;
+    /// Reads a Search request (national numbers read as `region`'s); its page token must be one
+    /// `tokens` issued for this query.
+    pub fn parse(
+        r: &pb::SearchRequest,
+        tokens: &PageTokens,
+        region: Region,
+    ) -> Result<Self, Error> {
+        let query = Query::parse(&r.query, region)?;
         let page = PageRequest::read(
             tokens,
             search_scope(&query.key, &query.digits),
@@ -259,6 +264,12 @@ mod tests {
         }
     }
 
+    impl Search {
+        fn parse_in_us(r: &pb::SearchRequest, tokens: &PageTokens) -> Result<Self, Error> {
+            Search::parse(r, tokens, us())
+        }
+    }
+
     #[test]
     fn a_search_reads_its_query_then_its_page_size_then_its_token() {
         let tokens = PageTokens::new(&[3; 32]).unwrap();
@@ -267,13 +278,13 @@ mod tests {
             page_size,
             page_token: page_token.into(),
         };
-        let read = Search::parse(&search("ada", 5000, ""), &tokens).unwrap();
+        let read = Search::parse_in_us(&search("ada", 5000, ""), &tokens).unwrap();
         assert_eq!(read.page.size.get(), 1000, "coerced to the maximum");
-        let err = Search::parse(&search("", -1, "forged"), &tokens).unwrap_err();
+        let err = Search::parse_in_us(&search("", -1, "forged"), &tokens).unwrap_err();
         assert_eq!(field(err), "query");
-        let err = Search::parse(&search("ada", -1, "forged"), &tokens).unwrap_err();
+        let err = Search::parse_in_us(&search("ada", -1, "forged"), &tokens).unwrap_err();
         assert_eq!(field(err), "page_size");
-        let err = Search::parse(&search("ada", 1, "forged"), &tokens).unwrap_err();
+        let err = Search::parse_in_us(&search("ada", 1, "forged"), &tokens).unwrap_err();
         assert_eq!(field(err), "page_token");
     }
 }
