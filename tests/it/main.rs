@@ -18,6 +18,7 @@ mod cli;
 mod completions;
 mod config;
 mod conventions;
+mod data_dirs;
 mod daytime;
 mod doctor;
 mod doctor_cli;
