@@ -48,6 +48,18 @@ pub fn format_cents(cents: i64) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_an_amount_or_a_refusal_never_a_panic(text in ".{0,40}") {
+            let _ = parse_cents(&text);
+        }
+
+        #[test]
+        fn a_written_amount_reads_back_exactly(cents in 0i64..=i64::MAX) {
+            proptest::prop_assert_eq!(parse_cents(&format_cents(cents)), Ok(cents));
+        }
+    }
+
     #[test]
     fn amounts_typed_by_people_parse_exactly() {
         assert_eq!(parse_cents("12.34"), Ok(1234));

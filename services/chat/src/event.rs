@@ -65,6 +65,39 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Reads a message's text back from its transcript line's escaped form.
+    fn unescape(line: &str) -> String {
+        let mut text = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match (c, c == '\\') {
+                (_, true) => match chars.next() {
+                    Some('n') => text.push('\n'),
+                    Some('r') => text.push('\r'),
+                    Some(other) => text.push(other),
+                    None => text.push('\\'),
+                },
+                (c, false) => text.push(c),
+            }
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_message_is_one_transcript_line_that_reads_back_as_it_was_said(text in ".{0,200}|[a\\\\\n\r]{0,40}") {
+            let event = Event {
+                seq: 1,
+                time_ms: 0,
+                kind: Kind::Message { from: "ada".into(), text: text.clone() },
+            };
+            let line = event.line();
+            proptest::prop_assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+            let said = line.split_once(": ").map(|(_, said)| said).unwrap_or_default();
+            proptest::prop_assert_eq!(unescape(said), text);
+        }
+    }
+
     #[test]
     fn transcript_lines_read_name_time_text() {
         let at = 1_498_308_872_000; // 2017-06-24T12:54:32Z

@@ -226,6 +226,21 @@ mod tests {
     use super::*;
     use township_kit::status::InvalidField;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_room_or_member_name_or_a_refusal_and_a_name_reads_back(input in ".{0,80}") {
+            if let Ok(room) = RoomName::parse(&input) {
+                proptest::prop_assert_eq!(RoomName::parse(room.as_str()).ok(), Some(room));
+            }
+            if let Ok(name) = MemberName::parse(&input) {
+                let again = MemberName::parse(name.as_str()).expect("a name reads back");
+                proptest::prop_assert_eq!(again.key(), name.key());
+            }
+            let _ = text(&input);
+            let _ = member_token(&input);
+        }
+    }
+
     #[test]
     fn rooms_default_to_the_lobby_and_use_a_small_alphabet() {
         assert_eq!(RoomName::parse("").unwrap().as_str(), "lobby");

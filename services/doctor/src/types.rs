@@ -184,6 +184,19 @@ mod tests {
     use super::*;
     use township_kit::status::InvalidField;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_patient_or_a_refusal_and_a_patient_is_their_own_key(input in ".{0,120}") {
+            if let Ok(patient) = PatientName::parse("patient_name", &input) {
+                let by_key = PatientName::parse("patient_name", patient.key())
+                    .expect("a key is a name");
+                proptest::prop_assert_eq!(by_key.key(), patient.key());
+            }
+            let _ = patient_text(&input);
+            let _ = patient_key(&input);
+        }
+    }
+
     fn field(err: Error) -> String {
         match err {
             Error::Invalid(InvalidField { field, .. }) => field,

@@ -286,6 +286,20 @@ fn strip_scheme(text: &str) -> &str {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_as_a_duration_is_read_or_refused_never_a_panic(text in ".{0,40}") {
+            let _ = parse_positive_duration(&text);
+        }
+
+        #[test]
+        fn a_written_duration_reads_back(millis in 1u64..10_000_000_000) {
+            let duration = Duration::from_millis(millis);
+            let written = humantime::format_duration(duration).to_string();
+            proptest::prop_assert_eq!(parse_positive_duration(&written), Ok(duration));
+        }
+    }
+
     #[test]
     fn listen_addresses_accept_an_optional_http_scheme() {
         assert_eq!(

@@ -179,6 +179,39 @@ mod tests {
     use super::*;
     use township_kit::status::InvalidField;
 
+    proptest::proptest! {
+        #[test]
+        fn any_acquire_is_read_or_refused_never_a_panic_and_reads_within_the_limits(
+            resources in proptest::collection::vec(".{0,300}", 0..70),
+            mode in proptest::prelude::any::<i32>(),
+            ttl in proptest::option::of((proptest::prelude::any::<i64>(), proptest::prelude::any::<i32>())),
+            wait in proptest::option::of((proptest::prelude::any::<i64>(), proptest::prelude::any::<i32>())),
+        ) {
+            let duration = |(seconds, nanos)| prost_types::Duration { seconds, nanos };
+            let request = pb::AcquireRequest {
+                targets: resources
+                    .iter()
+                    .map(|resource| pb::LockTarget { resource: resource.clone(), mode })
+                    .collect(),
+                ttl: ttl.map(duration),
+                wait_timeout: wait.map(duration),
+                owner: String::new(),
+            };
+            if let Ok((read, wait)) = parse_acquire(request, "") {
+                proptest::prop_assert!((MIN_TTL..=MAX_TTL).contains(&read.ttl));
+                proptest::prop_assert!(wait.is_none_or(|wait| wait <= MAX_WAIT));
+                proptest::prop_assert!(read.targets.len() <= MAX_TARGETS);
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_lease_id_or_a_refusal_and_an_id_reads_back(text in ".{0,60}|[0-9a-f-]{0,40}") {
+            if let Ok(id) = parse_lease_id(&text) {
+                proptest::prop_assert_eq!(parse_lease_id(&id.to_string()).ok(), Some(id));
+            }
+        }
+    }
+
     fn target(resource: &str, mode: pb::Mode) -> pb::LockTarget {
         pb::LockTarget {
             resource: resource.into(),

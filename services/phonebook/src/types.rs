@@ -367,6 +367,21 @@ mod tests {
         "US".parse().unwrap()
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_number_or_a_refusal_and_a_number_reads_back_from_its_display(
+            input in ".{0,40}|[+0-9 ()x.-]{0,25}",
+        ) {
+            if let Ok(number) = Number::parse("number", &input, us()) {
+                let again = Number::parse("number", number.display(), us())
+                    .expect("a number's display reads back");
+                proptest::prop_assert_eq!(again.identity(), number.identity());
+            }
+            let _ = Name::parse("name", &input);
+            let _ = Query::parse(&input, "GB".parse().unwrap());
+        }
+    }
+
     #[test]
     fn match_keys_ignore_case_accents_and_spacing() {
         assert_eq!(match_key("  Zoë   Ångström "), "zoe angstrom");

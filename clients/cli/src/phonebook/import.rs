@@ -433,6 +433,53 @@ async fn import_chunk(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_row_written_as_csv_reads_back_as_the_same_entry(
+            rows in proptest::collection::vec((".{0,30}", ".{0,20}", ".{0,20}"), 1..8),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rows.csv");
+            let mut writer = csv::Writer::from_path(&path).unwrap();
+            writer.write_record(["name", "number", "label"]).unwrap();
+            for (name, number, label) in &rows {
+                writer.write_record([name, number, label]).unwrap();
+            }
+            writer.flush().unwrap();
+            drop(writer);
+            let mut read = CsvRows::open(&path).unwrap();
+            for (name, number, label) in &rows {
+                let row = read.next_row().unwrap().expect("a row per record");
+                let entry = row.entry.expect("a well-formed row");
+                proptest::prop_assert_eq!(
+                    (&entry.name, &entry.number, &entry.label),
+                    (name, number, label)
+                );
+            }
+            proptest::prop_assert!(read.next_row().unwrap().is_none());
+        }
+
+        #[test]
+        fn any_bytes_as_a_csv_file_are_rows_or_refusals_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("any.csv");
+            let mut text = b"name,number\n".to_vec();
+            text.extend_from_slice(&bytes);
+            std::fs::write(&path, text).unwrap();
+            let mut read = CsvRows::open(&path).unwrap();
+            for _ in 0..1000 {
+                match read.next_row() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn rows_are_found_by_column_name_and_malformed_rows_are_rejected() {
         let dir = std::env::temp_dir().join(format!("township-csv-{}", std::process::id()));

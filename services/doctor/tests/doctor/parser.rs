@@ -1,5 +1,6 @@
 //! The 1966 script reader: good scripts, and errors with their line and column.
 
+use proptest::strategy::Strategy as _;
 use township_doctor::{Script, ScriptError, ScriptProblem};
 
 use crate::{reply, script};
@@ -322,4 +323,48 @@ fn an_entry_that_says_nothing_is_an_error() {
 fn something_after_a_link_is_an_error() {
     let err = error(&format!("(HI)\n(Y ((0) (B)))\n(X (=Y) ((0) (A)))\n{NONE}"));
     assert_eq!(place(&err), (3, 9));
+}
+
+/// Script-shaped text: atoms, numbers, `=` and `/`, parentheses (balanced or not), line breaks
+/// and `;` comments, in any order.
+fn script_shaped() -> impl proptest::strategy::Strategy<Value = String> {
+    let piece = proptest::prop_oneof![
+        "[A-Z]{1,6}",
+        "[0-9]{1,3}",
+        proptest::strategy::Just("(".to_owned()),
+        proptest::strategy::Just(")".to_owned()),
+        proptest::strategy::Just("=".to_owned()),
+        proptest::strategy::Just("/".to_owned()),
+        proptest::strategy::Just("START".to_owned()),
+        proptest::strategy::Just("MEMORY".to_owned()),
+        proptest::strategy::Just("NONE".to_owned()),
+        proptest::strategy::Just("\n; note\n".to_owned()),
+    ];
+    proptest::collection::vec(piece, 0..80).prop_map(|pieces| pieces.join(" "))
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_text_is_a_script_or_an_error_never_a_panic(text in ".{0,300}") {
+        let _ = Script::parse(&text);
+    }
+
+    #[test]
+    fn script_shaped_text_is_a_script_or_an_error_and_a_script_always_answers(
+        text in script_shaped(),
+        input in "[A-Za-z ,.?]{0,60}",
+    ) {
+        if let Ok(parsed) = Script::parse(&text) {
+            let _ = township_doctor::Engine::greeting(&parsed);
+            let mut state = township_doctor::EngineState::new();
+            let _ = township_doctor::Engine::reply(&parsed, &mut state, &input);
+        }
+    }
+
+    #[test]
+    fn the_default_doctor_answers_any_line(input in ".{0,200}") {
+        let doctor = Script::default_doctor();
+        let mut state = township_doctor::EngineState::new();
+        let _ = township_doctor::Engine::reply(&doctor, &mut state, &input);
+    }
 }

@@ -171,6 +171,24 @@ mod tests {
         PageTokens::new(&[7; 32]).unwrap()
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_as_a_page_token_is_read_or_refused_never_a_panic(text in ".{0,200}") {
+            let _ = tokens().check::<i64>(&history("ada"), &text);
+        }
+
+        #[test]
+        fn a_token_reads_back_as_its_position_for_its_scope_only(
+            position in proptest::prelude::any::<i64>(),
+            patient in ".{0,30}",
+        ) {
+            let token = tokens().issue(&history(&patient), &position);
+            proptest::prop_assert_eq!(tokens().check(&history(&patient), &token), Ok(Some(position)));
+            let other = format!("{patient}!");
+            proptest::prop_assert!(tokens().check::<i64>(&history(&other), &token).is_err());
+        }
+    }
+
     fn history(patient: &str) -> Scope {
         Scope::rpc("township.doctor.v1.DoctorService/GetHistory").caller(patient)
     }
