@@ -58,23 +58,6 @@ async fn nobody_posts_as_a_member_without_the_token_of_their_live_join() {
     );
 }
 
-/// Joins as soon as the name is free (after its last Join's stream ended): the stream and token.
-async fn join_when_free_with_token(rpc: &Rpc, room: &str, name: &str) -> (Events, String) {
-    let mut token = None;
-    crate::support::wait::wait_until("the name is free", SETTLE_TIMEOUT, async || {
-        match join_with_token(rpc, room, name, 0).await {
-            Ok(joined) => {
-                token = Some(joined);
-                true
-            }
-            Err(status) if status.code() == Code::AlreadyExists => false,
-            Err(status) => panic!("{name} rejoins: {status:?}"),
-        }
-    })
-    .await;
-    token.expect("joined")
-}
-
 #[tokio::test]
 async fn one_caller_may_create_only_so_many_new_rooms_a_minute_and_join_old_ones_freely() {
     let (_dir, _server, rpc) = chat(&["--max-new-rooms-per-minute", "3"]).await;

@@ -6,13 +6,13 @@
 use std::os::unix::fs::PermissionsExt;
 
 use tonic::Code;
-use township_tests::{Output, run};
+use township_tests::run;
 
 use crate::support::{
     doctor::*,
     doctor_cli::start_doctor,
     fixtures::{restore_dump, schema_versions},
-    process::{CALL_TIMEOUT, assert_serving, run_binary},
+    process::{CALL_TIMEOUT, assert_serving},
     status::{expect_code, retry_delay},
 };
 
@@ -40,7 +40,7 @@ async fn a_stranger_who_knows_a_name_is_refused_and_learns_nothing_of_the_patien
         }
     }
     let mut talk = Conversation::open(server.uri()).await;
-    talk.send(pb_name_line_with_key(&name, "not-her-key")).await;
+    talk.send(name_line_with_key(&name, "not-her-key")).await;
     let status = talk.error().await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(talk.next().await.is_none(), "no greeting, nothing after");
@@ -52,14 +52,6 @@ async fn a_stranger_who_knows_a_name_is_refused_and_learns_nothing_of_the_patien
         .await
         .unwrap();
     assert_eq!(stored.exchanges.len(), 1);
-}
-
-/// The first line of a Converse naming `name` and presenting `key`.
-fn pb_name_line_with_key(name: &str, key: &str) -> township_proto::doctor::v1::PatientLine {
-    township_proto::doctor::v1::PatientLine {
-        patient_key: key.into(),
-        ..name_line(name)
-    }
 }
 
 #[tokio::test]
@@ -132,27 +124,6 @@ async fn a_patient_from_before_keys_waits_for_the_operator_who_issues_one_while_
         "no records are made where there were none"
     );
     assert_serving(&server, SERVICE).await;
-}
-
-/// Runs `doctor-server issue-key ARGS`.
-async fn issue_key(args: &[&str]) -> Output {
-    let mut full = vec!["issue-key"];
-    full.extend_from_slice(args);
-    run_binary("doctor-server", &full, &[]).await
-}
-
-/// Takes every patient's key away, as a database from before keys has none.
-async fn forget_keys(data_dir: &std::path::Path) {
-    use sqlx::{Connection, sqlite::SqliteConnectOptions};
-    let options = SqliteConnectOptions::new().filename(data_dir.join("doctor.db"));
-    let mut db = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE patients SET key_hash = NULL")
-        .execute(&mut db)
-        .await
-        .unwrap();
-    db.close().await.unwrap();
 }
 
 #[tokio::test]

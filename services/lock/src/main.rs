@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use township_kit::{ServeOptions, ServerArgs, config, limits::Limits, net, shutdown};
+use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
 use township_lock::{CALL_DEADLINE, Caps, Config, DEFAULT_PORT};
 
 /// The Township lock service (gRPC `township.lock.v1.LockService`).
@@ -49,14 +49,10 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let mut serve = ServeOptions::from(&args.server);
+    serve.limits.call_deadline = args.server.call_deadline.unwrap_or(CALL_DEADLINE);
     let config = Config {
-        serve: ServeOptions {
-            limits: Limits {
-                call_deadline: args.server.call_deadline.unwrap_or(CALL_DEADLINE),
-                ..ServeOptions::from(&args.server).limits
-            },
-            ..(&args.server).into()
-        },
+        serve,
         data_dir: args.server.data_dir_or("lock"),
         resource_acl: args.resource_acl,
         initial_epoch: u64::from(args.initial_epoch),

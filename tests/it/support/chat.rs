@@ -21,7 +21,11 @@ use township_proto::chat::v1::{
 };
 use township_tests::ServiceProcess;
 
-use crate::support::{grpcurl::grpcurl_command, process::*, wait::within};
+use crate::support::{
+    grpcurl::grpcurl_command,
+    process::*,
+    wait::{wait_until, within},
+};
 
 /// A chat client.
 pub type Rpc = ChatServiceClient<Channel>;
@@ -157,6 +161,25 @@ pub async fn join_when_free(rpc: &Rpc, room: &str, name: &str, after_seq: u64) -
             Err(status) => panic!("{name} rejoins {room:?}: {status:?}"),
         }
     }
+}
+
+/// Joins as soon as the name is free (after its last Join's stream ended): the stream and token.
+pub async fn join_when_free_with_token(rpc: &Rpc, room: &str, name: &str) -> (Events, String) {
+    let mut token = None;
+    wait_until(
+        "the name is free",
+        SETTLE_TIMEOUT,
+        async || match join_with_token(rpc, room, name, 0).await {
+            Ok(joined) => {
+                token = Some(joined);
+                true
+            }
+            Err(status) if status.code() == Code::AlreadyExists => false,
+            Err(status) => panic!("{name} rejoins: {status:?}"),
+        },
+    )
+    .await;
+    token.expect("joined")
 }
 
 /// Send presenting `member_token`, bounded by [`CALL_TIMEOUT`]: the message's seq.

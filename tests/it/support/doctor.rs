@@ -498,6 +498,14 @@ pub fn name_line(name: &str) -> pb::PatientLine {
     }
 }
 
+/// The first line of a Converse naming `name` and presenting `key`.
+pub fn name_line_with_key(name: &str, key: &str) -> pb::PatientLine {
+    pb::PatientLine {
+        patient_key: key.into(),
+        ..name_line(name)
+    }
+}
+
 /// A line the patient says.
 pub fn text_line(text: &str) -> pb::PatientLine {
     pb::PatientLine {
@@ -582,6 +590,29 @@ impl Conversation {
             other => panic!("expected an error, got {other:?}"),
         }
     }
+}
+
+// ----- patient keys, offline -----
+
+/// Runs `doctor-server issue-key ARGS`.
+pub async fn issue_key(args: &[&str]) -> Output {
+    let mut full = vec!["issue-key"];
+    full.extend_from_slice(args);
+    run_binary("doctor-server", &full, &[]).await
+}
+
+/// Takes every patient's key away, as a database from before keys has none.
+pub async fn forget_keys(data_dir: &std::path::Path) {
+    use sqlx::{Connection, sqlite::SqliteConnectOptions};
+    let options = SqliteConnectOptions::new().filename(data_dir.join("doctor.db"));
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE patients SET key_hash = NULL")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
 }
 
 // ----- grpcurl -----
