@@ -20,6 +20,7 @@ mod config;
 mod conventions;
 mod data_dirs;
 mod daytime;
+mod disk_full;
 mod doctor;
 mod doctor_cli;
 mod doctor_keys;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal, invalid_argument};
+use township_kit::status::{InvalidField, internal, invalid_argument, storage_full};
 
 /// The `domain` of every `ErrorInfo` the bank attaches.
 pub const ERROR_DOMAIN: &str = "bank.township";
@@ -88,12 +88,15 @@ pub enum Error {
         /// The smallest epoch every stored fence accepts.
         required_epoch: u64,
     },
+    /// The disk is full: nothing of the request was stored (see `township_store::full`).
+    #[error("storage full")]
+    StorageFull,
     /// Storage failed.
     #[error("storage: {0}")]
-    Storage(#[from] township_store::sqlx::Error),
+    Storage(township_store::sqlx::Error),
     /// Storage failed, on the ledger writer's own connection.
     #[error("storage: {0}")]
-    Sqlite(#[from] township_store::rusqlite::Error),
+    Sqlite(township_store::rusqlite::Error),
     /// A broken invariant.
     #[error("internal: {0}")]
     Internal(String),
@@ -119,11 +122,32 @@ impl Error {
     }
 }
 
+impl From<township_store::sqlx::Error> for Error {
+    fn from(err: township_store::sqlx::Error) -> Self {
+        if township_store::full::is_full(&err) {
+            Error::StorageFull
+        } else {
+            Error::Storage(err)
+        }
+    }
+}
+
+impl From<township_store::rusqlite::Error> for Error {
+    fn from(err: township_store::rusqlite::Error) -> Self {
+        if township_store::full::is_full_blocking(&err) {
+            Error::StorageFull
+        } else {
+            Error::Sqlite(err)
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {
             Error::Invalid(invalid) => return invalid.into(),
             Error::Storage(_) | Error::Sqlite(_) | Error::Internal(_) => return internal(&err),
+            Error::StorageFull => return storage_full("bank"),
             Error::AccountNotFound { .. } => Code::NotFound,
             Error::NotYourAccount { .. }
             | Error::NotStaff

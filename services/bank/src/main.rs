@@ -72,13 +72,13 @@ struct Args {
 
     #[cfg(debug_assertions)]
     #[command(flatten)]
-    test_delays: TestDelayArgs,
+    test_seams: TestSeamArgs,
 }
 
 /// The integration tests' hidden flags; debug builds only (see `township_bank::test_seam`).
 #[cfg(debug_assertions)]
 #[derive(Debug, clap::Args)]
-struct TestDelayArgs {
+struct TestSeamArgs {
     /// Test only: pause this long between a lock grant and the commit, so tests can kill the
     /// server in between.
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
@@ -128,6 +128,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    township_store::full::apply_test_flags(&args.server);
     let data_dir = args.server.data_dir_or("bank");
     let token_file = args
         .admin_token_file
@@ -153,9 +154,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             },
             #[cfg(debug_assertions)]
             test_delays: township_bank::test_seam::TestDelays {
-                after_grant: args.test_delays.test_delay_after_grant,
-                after_commit: args.test_delays.test_delay_after_commit,
-                before_flush: args.test_delays.test_delay_before_flush,
+                after_grant: args.test_seams.test_delay_after_grant,
+                after_commit: args.test_seams.test_delay_after_commit,
+                before_flush: args.test_seams.test_delay_before_flush,
             },
         },
     };

@@ -70,13 +70,15 @@ impl Transfer {
 
 /// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, tells `syncer`
 /// to flush it, and sends each transfer its [`Committed`] outcome. If the transaction fails, none
-/// of the batch is applied and each transfer gets the error.
+/// of the batch is applied and each transfer gets the error ([`Error::StorageFull`] if the disk
+/// is full, else an internal one).
 /// Blocking: the writer's own thread runs it.
 pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syncer: &Syncer) {
     let batch = take_batch(waiting);
     let number = syncer.next_batch();
     let outcomes = match commit(conn, &batch) {
         Ok(outcomes) => outcomes,
+        Err(Error::StorageFull) => batch.iter().map(|_| Err(Error::StorageFull)).collect(),
         Err(err) => {
             tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
             batch

@@ -153,6 +153,7 @@ async fn write(
             }
         }
         if !waiting.transfers.is_empty() {
+            township_store::full::apply_test_limit(&conn);
             transfers::commit_batch(&mut conn, &mut waiting.transfers, &syncer);
             if !conn.is_autocommit() {
                 // The batch failed and so did its rollback: a fresh connection is certain to

@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal};
+use township_kit::status::{InvalidField, internal, storage_full};
 
 /// Everything that can go wrong in a chat request.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +43,28 @@ pub enum Error {
     /// A task serving the request failed (it panicked or was cancelled).
     #[error("a request task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The disk is full: nothing of the request was stored (see `township_store::full`).
+    #[error("storage full")]
+    StorageFull,
     /// Storage failed.
     #[error("storage: {0}")]
-    Storage(#[from] township_store::sqlx::Error),
+    Storage(township_store::sqlx::Error),
 }
 
 impl Error {
     /// An invalid `field`.
     pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
         Error::Invalid(InvalidField::new(field, problem))
+    }
+}
+
+impl From<township_store::sqlx::Error> for Error {
+    fn from(err: township_store::sqlx::Error) -> Self {
+        if township_store::full::is_full(&err) {
+            Error::StorageFull
+        } else {
+            Error::Storage(err)
+        }
     }
 }
 
@@ -69,6 +82,7 @@ impl From<Error> for Status {
                 ErrorDetails::with_retry_info(Some(*wait)),
             ),
             Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),
+            Error::StorageFull => storage_full("chat"),
             Error::Internal(_) | Error::Task(_) | Error::Storage(_) => internal(&err),
         }
     }

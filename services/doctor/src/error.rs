@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal};
+use township_kit::status::{InvalidField, internal, storage_full};
 
 /// How soon a caller refused for too many sessions is told to retry.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,9 +28,22 @@ pub enum Error {
         "patient_key: missing or wrong for this name (a patient's first session returns their key; the operator reissues a lost one)"
     )]
     Denied,
+    /// The disk is full: nothing of the request was stored (see `township_store::full`).
+    #[error("storage full")]
+    StorageFull,
     /// Storage failed.
     #[error("storage: {0}")]
-    Storage(#[from] township_store::sqlx::Error),
+    Storage(township_store::sqlx::Error),
+}
+
+impl From<township_store::sqlx::Error> for Error {
+    fn from(err: township_store::sqlx::Error) -> Self {
+        if township_store::full::is_full(&err) {
+            Error::StorageFull
+        } else {
+            Error::Storage(err)
+        }
+    }
 }
 
 impl Error {
@@ -51,6 +64,7 @@ impl From<Error> for Status {
                 ErrorDetails::with_retry_info(Some(RETRY)),
             ),
             Error::Denied => Status::new(Code::PermissionDenied, err.to_string()),
+            Error::StorageFull => storage_full("doctor"),
             Error::Storage(_) => internal(&err),
         }
     }

@@ -93,6 +93,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         println!("{key}");
         return Ok(());
     }
+    township_store::full::apply_test_flags(&args.server);
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let doctor = match args.mode {
         Mode::Eliza => Doctor::Script(

@@ -107,6 +107,13 @@ pub struct ServerArgs {
         requires = "tls_cert"
     )]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// Test only (debug builds): a file holding the most pages each database may have, read
+    /// before each write, so tests can fill the disk and give the space back (see
+    /// `township_store::full`, which applies it).
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub test_storage_pages_file: Option<PathBuf>,
 }
 
 impl ServerArgs {

@@ -57,6 +57,25 @@ pub fn internal(err: &(dyn std::error::Error + 'static)) -> Status {
     Status::internal("internal error (see the server log)")
 }
 
+/// How long [`storage_full`] asks a client to wait before retrying.
+pub const STORAGE_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// RESOURCE_EXHAUSTED for a write the server could not store because its disk is full, with a
+/// RetryInfo of [`STORAGE_FULL_RETRY`]: nothing of the request was stored (a retry, with the
+/// same request or message id where the call takes one, is safe), and the server takes writes
+/// again as soon as its operator makes room. The operator learns it from the log, as a warning.
+pub fn storage_full(service: &str) -> Status {
+    tracing::warn!(
+        service,
+        "a write was refused: the disk (or the database's page limit) is full"
+    );
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("the {service}'s storage is full: nothing of this request was stored; retry later"),
+        ErrorDetails::with_retry_info(Some(STORAGE_FULL_RETRY)),
+    )
+}
+
 /// The deadline a client set on this call (the `grpc-timeout` header), if any.
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
     use std::time::Duration;

@@ -404,6 +404,12 @@ async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                     let _ = job.reply.send(outcomes.split_off(at));
                 }
             }
+            Err(err) if township_store::full::is_full(&err) => {
+                for job in batch {
+                    let failed = job.writes.iter().map(|_| Err(Error::StorageFull)).collect();
+                    let _ = job.reply.send(failed);
+                }
+            }
             Err(err) => {
                 let err = Arc::new(err);
                 tracing::error!(error = %err, writes = count, "phone book commit failed");

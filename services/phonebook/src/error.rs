@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Code, Status};
-use township_kit::status::{InvalidField, internal};
+use township_kit::status::{InvalidField, internal, storage_full};
 
 use crate::types::{EntryId, Etag};
 
@@ -31,6 +31,9 @@ pub enum Error {
     /// A broken invariant.
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// The disk is full: nothing of the request was stored (see `township_store::full`).
+    #[error("storage full")]
+    StorageFull,
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(Arc<township_store::sqlx::Error>),
@@ -38,7 +41,11 @@ pub enum Error {
 
 impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
-        Error::Storage(Arc::new(err))
+        if township_store::full::is_full(&err) {
+            Error::StorageFull
+        } else {
+            Error::Storage(Arc::new(err))
+        }
     }
 }
 
@@ -57,6 +64,7 @@ impl Error {
             Error::Duplicate(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
             Error::StaleEtag { .. } => (Code::Aborted, "ABORTED"),
             Error::ShuttingDown => (Code::Unavailable, "UNAVAILABLE"),
+            Error::StorageFull => (Code::ResourceExhausted, "RESOURCE_EXHAUSTED"),
             Error::Storage(_) | Error::Internal(_) => (Code::Internal, "INTERNAL"),
         }
     }
@@ -67,6 +75,7 @@ impl From<Error> for Status {
         match &err {
             Error::Invalid(invalid) => invalid.into(),
             Error::Storage(_) | Error::Internal(_) => internal(&err),
+            Error::StorageFull => storage_full("phone book"),
             _ => Status::new(err.code().0, err.to_string()),
         }
     }

@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    township_store::full::apply_test_flags(&args.server);
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let config = Config {
         serve: (&args.server).into(),

@@ -167,6 +167,7 @@ fn rejection(err: Error) -> pb::Rejection {
         Error::Invalid(InvalidField { problem, .. }) => problem.clone(),
         // Logged with its chain, and answered as opaquely as a failed call.
         Error::Storage(_) | Error::Internal(_) => internal(&err).message().to_owned(),
+        Error::StorageFull => Status::from(Error::StorageFull).message().to_owned(),
         other => other.to_string(),
     };
     let existing_id = match &err {

@@ -18,9 +18,11 @@
 //! ([`open_blocking`], rusqlite), with no hand-off to a worker thread per statement.
 //!
 //! A damaged file is refused when it is opened (the `integrity` module), so the server exits
-//! with one line naming it instead of failing query by query.
+//! with one line naming it instead of failing query by query. A full disk is told apart from
+//! other failures ([`full`]), so a service answers it clearly and works again once there is room.
 
 mod blocking;
+pub mod full;
 mod integrity;
 mod migrate;
 
@@ -160,15 +162,37 @@ async fn open_pool(
     if let Some(pages) = autocheckpoint {
         options = options.pragma("wal_autocheckpoint", pages.to_string());
     }
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         // A ping before each use would be one more round trip to the connection's worker
         // thread, for a local file that cannot have gone away.
         .test_before_acquire(false)
-        .connect_with(options)
+        .before_acquire(|conn, _| Box::pin(reusable(conn)));
+    #[cfg(debug_assertions)]
+    let pool = full::apply_to_pool(pool);
+    pool.connect_with(options)
         .await
         .map_err(integrity::refuse_damaged)
         .with_context(|| format!("cannot open database {}", path.display()))
+}
+
+/// Whether a pooled connection may be used again (and, in a test build, the test's page limit
+/// applied to it, see [`full`]).
+///
+/// SQLite rolls a transaction back by itself on some errors, a full disk among them. sqlx (0.9)
+/// then fails its own ROLLBACK when the transaction is dropped, and goes on counting a
+/// transaction that no longer exists: every later `begin` on that connection fails ("attempted
+/// to call begin_with at non-zero transaction depth"). A connection that still counts one when it
+/// is taken from the pool (sqlx pings it on release, so any rollback it was sent has run by
+/// then) is closed instead, and the pool opens a fresh one: the next write works.
+async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    if sqlx::Connection::is_in_transaction(conn) {
+        tracing::warn!("a connection whose transaction could not be rolled back is replaced");
+        return Ok(false);
+    }
+    #[cfg(debug_assertions)]
+    full::apply_to_connection(conn).await?;
+    Ok(true)
 }
 
 /// Bytes in a [`secret`].
