@@ -15,7 +15,10 @@ use std::{
     collections::HashSet,
     future::Future,
     pin::Pin,
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -23,7 +26,6 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
@@ -58,18 +60,56 @@ impl Default for Limits {
 /// The layer; its caps are shared by every connection.
 #[derive(Clone, Debug)]
 pub(crate) struct LimitsLayer {
-    calls: Arc<Semaphore>,
-    streams: Arc<Semaphore>,
+    calls: Arc<Places>,
+    streams: Arc<Places>,
     call_deadline: Duration,
 }
 
 impl LimitsLayer {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
-            calls: Arc::new(Semaphore::new(limits.max_calls)),
-            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            calls: Places::new(limits.max_calls),
+            streams: Places::new(limits.max_streams),
             call_deadline: limits.call_deadline,
         }
+    }
+}
+
+/// A cap: how many places are taken, of how many. Nobody ever waits for a place, so a counter
+/// is all it takes; a semaphore (tokio's) would lock its waiters' mutex on every release, once
+/// per call.
+#[derive(Debug)]
+struct Places {
+    taken: AtomicUsize,
+    max: usize,
+}
+
+impl Places {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            taken: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A place, unless all are taken; it is given back when dropped.
+    fn take(self: &Arc<Self>) -> Option<Place> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |taken| {
+                (taken < self.max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Place(Arc::clone(self)))
+    }
+}
+
+/// One taken place of a [`Places`].
+#[derive(Debug)]
+struct Place(Arc<Places>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -144,7 +184,7 @@ where
         } else {
             (&self.layer.calls, CALLS_RETRY, "calls in flight")
         };
-        let Ok(permit) = Arc::clone(places).try_acquire_owned() else {
+        let Some(place) = places.take() else {
             tracing::warn!(method = path, "refused: too many {what}");
             let status = Status::with_error_details(
                 Code::ResourceExhausted,
@@ -169,7 +209,7 @@ where
                     .into_http::<ResBody>(),
                 },
             };
-            Ok(response.map(|body| Held::holding(body, permit)))
+            Ok(response.map(|body| Held::holding(body, place)))
         })
     }
 }
@@ -179,22 +219,19 @@ pin_project! {
     pub struct Held<B> {
         #[pin]
         inner: B,
-        permit: Option<OwnedSemaphorePermit>,
+        place: Option<Place>,
     }
 }
 
 impl<B> Held<B> {
     fn free(inner: B) -> Self {
-        Self {
-            inner,
-            permit: None,
-        }
+        Self { inner, place: None }
     }
 
-    fn holding(inner: B, permit: OwnedSemaphorePermit) -> Self {
+    fn holding(inner: B, place: Place) -> Self {
         Self {
             inner,
-            permit: Some(permit),
+            place: Some(place),
         }
     }
 }
@@ -216,7 +253,7 @@ impl<B: Body> Body for Held<B> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
         if let Poll::Ready(None | Some(Err(_))) = frame {
-            this.permit.take();
+            this.place.take();
         }
         frame
     }
@@ -233,6 +270,19 @@ impl<B: Body> Body for Held<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_gives_out_its_places_and_takes_them_back_when_dropped() {
+        let places = Places::new(2);
+        let first = places.take().expect("a first place");
+        let second = places.take().expect("a second place");
+        assert!(places.take().is_none(), "both are taken");
+        drop(first);
+        let third = places.take().expect("the place given back");
+        assert!(places.take().is_none());
+        drop((second, third));
+        assert_eq!(places.taken.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn streaming_rpcs_are_read_from_the_descriptors() {

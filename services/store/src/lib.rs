@@ -181,8 +181,9 @@ async fn open_pool(
 ///
 /// SQLite rolls a transaction back by itself on some errors, a full disk among them. sqlx (0.9)
 /// then fails its own ROLLBACK when the transaction is dropped, and goes on counting a
-/// transaction that no longer exists: every later `begin` on that connection fails ("attempted
-/// to call begin_with at non-zero transaction depth"). A connection that still counts one when it
+/// transaction that no longer exists (as for PostgreSQL's class 40 errors, sqlx issue #3742):
+/// every later `begin_with` on that connection fails ("attempted to call begin_with at non-zero
+/// transaction depth"), and a plain `begin` would make a savepoint instead. A connection that still counts one when it
 /// is taken from the pool (sqlx pings it on release, so any rollback it was sent has run by
 /// then) is closed instead, and the pool opens a fresh one: the next write works.
 async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
