@@ -1,12 +1,10 @@
-//! A full disk, for the bank, the chat, the phone book and the doctor: every write is refused with RESOURCE_EXHAUSTED and a
-//! RetryInfo, nothing acknowledged is lost (nor anything refused applied), and writes pass again
-//! once there is room, with no restart. The "disk" is the database's page limit, set through the
-//! servers' hidden test flag (`township_store::full`): mounting a small filesystem needs
-//! privileges CI may not have.
+//! A full disk, for the bank, the chat, the phone book and the doctor: every write is refused
+//! with RESOURCE_EXHAUSTED and a RetryInfo, nothing acknowledged is lost (nor anything refused
+//! applied), and writes pass again once there is room, with no restart. The "disk" is the
+//! database's page limit, set through the servers' hidden test flag (`support::disk`): mounting a
+//! small filesystem needs privileges CI may not have.
 
-use std::{path::Path, time::Duration};
-
-use tonic::{Code, Status};
+use std::time::Duration;
 
 use crate::support::{
     bank::{
@@ -17,65 +15,26 @@ use crate::support::{
         chat, chat_server, connect, join_with_token, read_through, send_with_token, seq_what,
         transcript,
     },
+    disk::{Disk, MOST_WRITES, assert_storage_full, until_refused},
     doctor::{self, doctor, history, visit},
     phonebook::{
         self, add, batch, batch_added, list_from, phonebook_server, rejected, request, us,
     },
     process::stop,
-    status::retry_delay,
 };
 
-/// The most writes a test makes to fill the disk (each adds at least one row).
-const MOST_WRITES: usize = 5_000;
 const CALL_LIMIT: Duration = Duration::from_secs(30);
-
-/// Fills the disk: no page more may be added to the database.
-fn fill(limit_file: &Path) {
-    // SQLite keeps the limit at the file's size: nothing more fits beyond the pages it has.
-    std::fs::write(limit_file, "1").unwrap();
-}
-
-/// Gives the space back.
-fn make_room(limit_file: &Path) {
-    std::fs::remove_file(limit_file).unwrap();
-}
-
-/// Asserts that `status` is the refusal of a full disk.
-#[track_caller]
-fn assert_storage_full(status: &Status, service: &str) {
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains(&format!("the {service}'s storage is full")),
-        "{status:?}"
-    );
-    assert_eq!(retry_delay(status), Duration::from_secs(5));
-}
-
-/// Calls `write` with 0, 1, 2, ... until it is refused (within [`MOST_WRITES`]): how many were
-/// acknowledged, and the refusal.
-async fn until_refused<T>(mut write: impl AsyncFnMut(usize) -> Result<T, Status>) -> (i64, Status) {
-    for i in 0..MOST_WRITES {
-        if let Err(status) = write(i).await {
-            return (i as i64, status);
-        }
-    }
-    panic!("{MOST_WRITES} writes all fitted on a full disk");
-}
 
 #[tokio::test]
 async fn a_full_disk_refuses_bank_writes_clearly_loses_nothing_acknowledged_and_passes_once_there_is_room()
  {
-    let limit_dir = tempfile::tempdir().unwrap();
-    let limit = limit_dir.path().join("pages");
-    let flag = ["--test-storage-pages-file", limit.to_str().unwrap()];
-    let bank = TestBank::start_with(&flag).await;
+    let disk = Disk::with_room();
+    let bank = TestBank::start_with(&disk.flag()).await;
     let (ada, session) = bank.customer("ada", "2468", 100_000).await;
     let (bob, _) = bank.customer("bob", "1357", 0).await;
     let rpc = &bank.rpc;
 
-    fill(&limit);
+    disk.fill();
     let deposit_ids: Vec<String> = (0..MOST_WRITES).map(|_| request_id()).collect();
     let (deposited, refused) =
         until_refused(async |i| deposit(rpc, &session, &ada, 1, &deposit_ids[i]).await).await;
@@ -94,7 +53,7 @@ async fn a_full_disk_refuses_bank_writes_clearly_loses_nothing_acknowledged_and_
         "a full disk still shows every balance, with exactly what was acknowledged"
     );
 
-    make_room(&limit);
+    disk.make_room();
     deposit(rpc, &session, &ada, 1, refused_deposit)
         .await
         .expect("the refused deposit, retried once there is room");
@@ -129,13 +88,12 @@ async fn a_full_disk_refuses_bank_writes_clearly_loses_nothing_acknowledged_and_
 #[tokio::test]
 async fn a_full_disk_refuses_chat_writes_clearly_loses_no_acknowledged_message_and_passes_once_there_is_room()
  {
-    let limit_dir = tempfile::tempdir().unwrap();
-    let limit = limit_dir.path().join("pages");
-    let (dir, server, rpc) = chat(&["--test-storage-pages-file", limit.to_str().unwrap()]).await;
+    let disk = Disk::with_room();
+    let (dir, server, rpc) = chat(&disk.flag()).await;
     let (mut events, token) = join_with_token(&rpc, "attic", "a", 0).await.unwrap();
     let long = |i: usize| format!("{i:04} {}", "x".repeat(1_000));
 
-    fill(&limit);
+    disk.fill();
     let (long_sent, refused) = until_refused(async |i| {
         send_with_token(&rpc, "attic", "a", &token, &long(i), &format!("m{i}")).await
     })
@@ -152,7 +110,7 @@ async fn a_full_disk_refuses_chat_writes_clearly_loses_no_acknowledged_message_a
     };
     assert_storage_full(&refused, "chat");
 
-    make_room(&limit);
+    disk.make_room();
     let n = long_sent as usize;
     let retried = send_with_token(&rpc, "attic", "a", &token, &long(n), &format!("m{n}"))
         .await
@@ -181,15 +139,13 @@ async fn a_full_disk_refuses_chat_writes_clearly_loses_no_acknowledged_message_a
 
 #[tokio::test]
 async fn a_full_disk_refuses_phone_book_writes_clearly_and_takes_them_once_there_is_room() {
-    let limit_dir = tempfile::tempdir().unwrap();
-    let limit = limit_dir.path().join("pages");
+    let disk = Disk::with_room();
     let dir = tempfile::tempdir().unwrap();
-    let flag = ["--test-storage-pages-file", limit.to_str().unwrap()];
-    let server = phonebook_server(dir.path(), None, &flag).await;
+    let server = phonebook_server(dir.path(), None, &disk.flag()).await;
     let rpc = phonebook::client(&server).await;
     let name = |i: usize| format!("Person {i:04} {}", "x".repeat(100));
 
-    fill(&limit);
+    disk.fill();
     let (added, refused) =
         until_refused(async |i| add(&rpc, &name(i), &us(i as u32), "").await).await;
     assert_storage_full(&refused, "phone book");
@@ -207,7 +163,7 @@ async fn a_full_disk_refuses_phone_book_writes_clearly_and_takes_them_once_there
         );
     }
 
-    make_room(&limit);
+    disk.make_room();
     let n = added as usize;
     add(&rpc, &name(n), &us(n as u32), "")
         .await
@@ -227,20 +183,18 @@ async fn a_full_disk_refuses_phone_book_writes_clearly_and_takes_them_once_there
 
 #[tokio::test]
 async fn a_full_disk_refuses_doctor_exchanges_clearly_and_the_session_goes_on_once_there_is_room() {
-    let limit_dir = tempfile::tempdir().unwrap();
-    let limit = limit_dir.path().join("pages");
-    let (_dir, _server, rpc) =
-        doctor(&["--test-storage-pages-file", limit.to_str().unwrap()]).await;
+    let disk = Disk::with_room();
+    let (_dir, _server, rpc) = doctor(&disk.flag()).await;
     let name = doctor::patient("disk");
     let session = visit(&rpc, &name).await;
     let line = |i: usize| format!("line {i:04} my mother {}", "and my father ".repeat(20));
 
-    fill(&limit);
+    disk.fill();
     let (said, refused) =
         until_refused(async |i| doctor::reply(&rpc, &session.session_id, &line(i)).await).await;
     assert_storage_full(&refused, "doctor");
 
-    make_room(&limit);
+    disk.make_room();
     let n = said as usize;
     doctor::reply(&rpc, &session.session_id, &line(n))
         .await

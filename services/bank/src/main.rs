@@ -72,13 +72,13 @@ struct Args {
 
     #[cfg(debug_assertions)]
     #[command(flatten)]
-    test_seams: TestSeamArgs,
+    test_delays: TestDelayArgs,
 }
 
 /// The integration tests' hidden flags; debug builds only (see `township_bank::test_seam`).
 #[cfg(debug_assertions)]
 #[derive(Debug, clap::Args)]
-struct TestSeamArgs {
+struct TestDelayArgs {
     /// Test only: pause this long between a lock grant and the commit, so tests can kill the
     /// server in between.
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
@@ -154,9 +154,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             },
             #[cfg(debug_assertions)]
             test_delays: township_bank::test_seam::TestDelays {
-                after_grant: args.test_seams.test_delay_after_grant,
-                after_commit: args.test_seams.test_delay_after_commit,
-                before_flush: args.test_seams.test_delay_before_flush,
+                after_grant: args.test_delays.test_delay_after_grant,
+                after_commit: args.test_delays.test_delay_after_commit,
+                before_flush: args.test_delays.test_delay_before_flush,
             },
         },
     };

@@ -110,7 +110,8 @@ pub struct ServerArgs {
 
     /// Test only (debug builds): a file holding the most pages each database may have, read
     /// before each write, so tests can fill the disk and give the space back (see
-    /// `township_store::full`, which applies it).
+    /// `township_store::full`, which every server with a database applies; the time-server has
+    /// none).
     #[cfg(debug_assertions)]
     #[arg(long, hide = true, value_name = "FILE")]
     pub test_storage_pages_file: Option<PathBuf>,

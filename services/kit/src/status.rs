@@ -71,9 +71,15 @@ pub fn storage_full(service: &str) -> Status {
     );
     Status::with_error_details(
         Code::ResourceExhausted,
-        format!("the {service}'s storage is full: nothing of this request was stored; retry later"),
+        storage_full_message(service),
         ErrorDetails::with_retry_info(Some(STORAGE_FULL_RETRY)),
     )
+}
+
+/// The message of [`storage_full`], for a refusal that is not a status (an entry of a batch);
+/// logs nothing, so that a batch can log once for all its entries.
+pub fn storage_full_message(service: &str) -> String {
+    format!("the {service}'s storage is full: nothing of this request was stored; retry later")
 }
 
 /// The deadline a client set on this call (the `grpc-timeout` header), if any.

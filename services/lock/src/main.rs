@@ -48,6 +48,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    township_store::full::apply_test_flags(&args.server);
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let mut serve = ServeOptions::from(&args.server);
     serve.limits.call_deadline = args.server.call_deadline.unwrap_or(CALL_DEADLINE);

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
-use township_kit::status::{InvalidField, internal};
+use township_kit::status::{InvalidField, internal, storage_full_message};
 use township_proto::phonebook::v1::{self as pb, phone_book_service_server::PhoneBookService};
 
 use crate::{
@@ -53,7 +53,12 @@ impl PhoneBookService for PhoneBookApi {
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
-        let mut stored = self.book.add(valid).await?.into_iter();
+        let stored = self.book.add(valid).await?;
+        if stored.iter().any(|o| matches!(o, Err(Error::StorageFull))) {
+            // Once for the call: its entries are rejected without a log line each.
+            tracing::warn!("a batch was refused: the disk (or the database's page limit) is full");
+        }
+        let mut stored = stored.into_iter();
         let results = parsed
             .into_iter()
             .map(|p| {
@@ -167,7 +172,7 @@ fn rejection(err: Error) -> pb::Rejection {
         Error::Invalid(InvalidField { problem, .. }) => problem.clone(),
         // Logged with its chain, and answered as opaquely as a failed call.
         Error::Storage(_) | Error::Internal(_) => internal(&err).message().to_owned(),
-        Error::StorageFull => Status::from(Error::StorageFull).message().to_owned(),
+        Error::StorageFull => storage_full_message("phone book"),
         other => other.to_string(),
     };
     let existing_id = match &err {

@@ -1,9 +1,9 @@
 //! What the integration tests share, one module per concern: starting and stopping servers
 //! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
-//! (`cli`) and grpcurl (`grpcurl`), restoring earlier versions' data (`fixtures`); per service,
-//! its calls and checks (`bank`, `bank_audit`, `chat`, `doctor`, `lock`, `phonebook`, `time`)
-//! and its CLI tests' harness (`*_cli`); and the bank chaos test's
-//! machinery (`chaos`), with its seedable random source (`rng`), shared with the lock's stress test.
+//! (`cli`) and grpcurl (`grpcurl`), restoring earlier versions' data (`fixtures`), filling the disk
+//! (`disk`); per service, its calls and checks (`bank`, `bank_audit`, `chat`, `doctor`, `lock`,
+//! `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's machinery
+//! (`chaos`), with its seedable random source (`rng`), shared with the lock's stress test.
 //! Test files hold only tests.
 
 pub mod bank;
@@ -14,6 +14,7 @@ pub mod chaos;
 pub mod chat;
 pub mod chat_cli;
 pub mod cli;
+pub mod disk;
 pub mod doctor;
 pub mod doctor_cli;
 pub mod fixtures;
