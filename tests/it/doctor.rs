@@ -20,13 +20,34 @@ use std::{
 use tonic::Code;
 use township_proto::doctor::v1::{self as pb, doctor_line};
 
-use crate::support::{cli::json, doctor::*, grpcurl::grpcurl_at, process::*, status::*};
+use crate::support::{
+    cli::json,
+    doctor::*,
+    grpcurl::grpcurl_at,
+    process::*,
+    status::*,
+    storage::{Backend, Storage, on_both_backends},
+};
+
+// The service's core, on SQLite and on PostgreSQL alike (on PostgreSQL, the two sessions of one
+// patient and the twenty patients are spread over two replicas).
+on_both_backends!(
+    the_doctor_transcript_replays_exactly_through_the_server,
+    a_returning_patient_is_greeted_as_one_and_a_memory_from_the_first_visit_comes_back,
+    different_patients_are_different_people_with_their_own_history,
+    the_conversation_survives_a_graceful_restart_and_the_patient_is_greeted_as_returning,
+    an_exchange_answered_right_before_kill_9_is_kept_with_its_memory,
+    every_answered_exchange_survives_a_kill_9_during_concurrent_conversations,
+    two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_memory_queue,
+    twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines,
+    get_history_pages_and_refuses_a_negative_page_size_and_forged_page_tokens,
+    converse_greets_replies_and_says_farewell_when_the_patient_closes,
+);
 
 // ----- the transcripts over gRPC -----
 
-#[tokio::test]
-async fn the_doctor_transcript_replays_exactly_through_the_server() {
-    let (_dir, _server, rpc) = doctor(&[]).await;
+async fn the_doctor_transcript_replays_exactly_through_the_server(backend: Backend) {
+    let (_dir, _server, rpc) = doctor_with(backend, &[]).await;
     let lines = transcript(DOCTOR_TRANSCRIPT);
     assert!(lines.len() >= 30, "only {} exchanges", lines.len());
     let name = patient("Transcript Patient");
@@ -127,9 +148,10 @@ async fn a_returning_classic_patient_is_welcomed_back_by_name() {
 
 // ----- returning patients -----
 
-#[tokio::test]
-async fn a_returning_patient_is_greeted_as_one_and_a_memory_from_the_first_visit_comes_back() {
-    let (_dir, _server, rpc) = doctor(&[]).await;
+async fn a_returning_patient_is_greeted_as_one_and_a_memory_from_the_first_visit_comes_back(
+    backend: Backend,
+) {
+    let (_dir, _server, rpc) = doctor_with(backend, &[]).await;
     let lines = transcript(DOCTOR_TRANSCRIPT);
     // Exchange 2 lays down a memory (MY); exchange 3 runs with LIMIT 4 and has no keyword, so it
     // is answered with that memory, even in the next visit: the LIMIT counter carries on.
@@ -215,9 +237,8 @@ async fn a_returning_patient_is_welcomed_back_by_their_name_as_they_write_it() {
     }
 }
 
-#[tokio::test]
-async fn different_patients_are_different_people_with_their_own_history() {
-    let (_dir, _server, rpc) = doctor(&[]).await;
+async fn different_patients_are_different_people_with_their_own_history(backend: Backend) {
+    let (_dir, _server, rpc) = doctor_with(backend, &[]).await;
     let ada = visit(&rpc, "Ada").await;
     let bob = visit(&rpc, "Bob").await;
     say(&rpc, &ada.session_id, "My sister never calls me.").await;
@@ -247,20 +268,21 @@ async fn different_patients_are_different_people_with_their_own_history() {
 
 // ----- persistence -----
 
-#[tokio::test]
-async fn the_conversation_survives_a_graceful_restart_and_the_patient_is_greeted_as_returning() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_conversation_survives_a_graceful_restart_and_the_patient_is_greeted_as_returning(
+    backend: Backend,
+) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
     let lines = transcript(DOCTOR_TRANSCRIPT);
     let half = lines.len() / 2;
 
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let first = visit(&rpc, "Sigmund").await;
     replay(&rpc, &first.session_id, &lines[..half]).await;
     stop(server, libc::SIGTERM).await;
 
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     assert_eq!(
         said(&history(&rpc, "Sigmund").await),
@@ -278,9 +300,8 @@ async fn the_conversation_survives_a_graceful_restart_and_the_patient_is_greeted
     assert_eq!(said(&history(&rpc, "sigmund").await), expected_said(&lines));
 }
 
-#[tokio::test]
-async fn an_exchange_answered_right_before_kill_9_is_kept_with_its_memory() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_exchange_answered_right_before_kill_9_is_kept_with_its_memory(backend: Backend) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
     let lines = transcript(DOCTOR_TRANSCRIPT);
     // Exchange 12 lays down a memory that exchange 15 recalls.
@@ -290,13 +311,13 @@ async fn an_exchange_answered_right_before_kill_9_is_kept_with_its_memory() {
         "LET'S TALK MORE ABOUT HOW YOUR FATHER DRINKS TOO MUCH"
     );
 
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let first = visit(&rpc, "Anna O.").await;
     replay(&rpc, &first.session_id, &lines[..12]).await;
     stop(server, libc::SIGKILL).await;
 
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     assert_eq!(
         said(&history(&rpc, "Anna O.").await),
@@ -314,11 +335,12 @@ async fn an_exchange_answered_right_before_kill_9_is_kept_with_its_memory() {
     replay(&rpc, &second.session_id, &lines[12..]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_answered_exchange_survives_a_kill_9_during_concurrent_conversations() {
-    let dir = tempfile::tempdir().unwrap();
+async fn every_answered_exchange_survives_a_kill_9_during_concurrent_conversations(
+    backend: Backend,
+) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let answered = Arc::new(AtomicUsize::new(0));
     let mut talkers = Vec::new();
     for n in 0..6 {
@@ -357,7 +379,7 @@ async fn every_answered_exchange_survives_a_kill_9_during_concurrent_conversatio
         );
     }
 
-    let server = doctor_server(dir.path(), Some(&listen), &[]).await;
+    let server = doctor_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     for (n, name, acked) in conversations {
         let stored = said(&history(&rpc, &name).await);
@@ -438,12 +460,14 @@ async fn a_patient_keeps_talking_when_the_server_comes_back_in_another_mode() {
 
 // ----- concurrency -----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_memory_queue() {
-    let (_dir, server, rpc) = doctor(&[]).await;
+async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_memory_queue(
+    backend: Backend,
+) {
+    let doctors = Replicas::start("doctor-server", backend, &[]).await;
+    let rpc = client(doctors.server(0)).await;
     let name = "Dora";
     let a = visit(&rpc, name).await;
-    let b = visit(&rpc, "dora").await;
+    let b = visit(&client(doctors.server(1)).await, "dora").await;
     assert!(b.returning_patient, "a second session counts as a visit");
     assert_eq!(b.previous_visits, 1);
 
@@ -458,8 +482,8 @@ async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_mem
         }
     };
     let mut tasks = Vec::new();
-    for (label, session) in [("A", a.clone()), ("B", b.clone())] {
-        let rpc = client(&server).await;
+    for (n, (label, session)) in [("A", a.clone()), ("B", b.clone())].into_iter().enumerate() {
+        let rpc = client(doctors.server(n)).await;
         tasks.push(tokio::spawn(async move {
             let mut replies = Vec::new();
             for i in 0..30 {
@@ -516,13 +540,12 @@ async fn two_simultaneous_sessions_of_one_patient_lose_no_line_and_share_one_mem
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines() {
-    let (_dir, server, _rpc) = doctor(&[]).await;
+async fn twenty_patients_at_once_each_get_the_same_replies_to_the_same_lines(backend: Backend) {
+    let doctors = Replicas::start("doctor-server", backend, &[]).await;
     let lines = Arc::new(transcript(DOCTOR_TRANSCRIPT));
     let mut channels = Vec::new();
-    for _ in 0..4 {
-        channels.push(client(&server).await);
+    for n in 0..4 {
+        channels.push(client(doctors.server(n)).await);
     }
     let mut patients = Vec::new();
     for n in 0..20 {
@@ -671,9 +694,10 @@ async fn unknown_and_ended_sessions_are_not_found_naming_the_session() {
     assert_eq!(history(&rpc, "Ended Edna").await.len(), 1);
 }
 
-#[tokio::test]
-async fn get_history_pages_and_refuses_a_negative_page_size_and_forged_page_tokens() {
-    let (_dir, _server, rpc) = doctor(&[]).await;
+async fn get_history_pages_and_refuses_a_negative_page_size_and_forged_page_tokens(
+    backend: Backend,
+) {
+    let (_dir, _server, rpc) = doctor_with(backend, &[]).await;
     let session = visit(&rpc, "Paged Paula").await;
     let mut sent = Vec::new();
     for i in 0..60 {
@@ -826,9 +850,8 @@ async fn a_name_typed_composed_or_decomposed_is_the_same_patient() {
 
 // ----- Converse -----
 
-#[tokio::test]
-async fn converse_greets_replies_and_says_farewell_when_the_patient_closes() {
-    let (_dir, server, rpc) = doctor(&[]).await;
+async fn converse_greets_replies_and_says_farewell_when_the_patient_closes(backend: Backend) {
+    let (_dir, server, rpc) = doctor_with(backend, &[]).await;
     let lines = transcript(DOCTOR_TRANSCRIPT);
     let mut talk = Conversation::open(server.uri()).await;
     talk.send(name_line("Stream Stella")).await;

@@ -20,13 +20,48 @@ use township_proto::phonebook::v1::{
     self as pb, add_result::Outcome, phone_book_service_client::PhoneBookServiceClient,
 };
 
-use crate::support::{cli::json, grpcurl::grpcurl_at, phonebook::*, process::*, status::*};
+use crate::support::{
+    cli::json,
+    grpcurl::grpcurl_at,
+    phonebook::*,
+    process::*,
+    status::*,
+    storage::{Backend, Storage, on_both_backends},
+};
+
+// The service's core, on SQLite and on PostgreSQL alike.
+on_both_backends!(
+    add_entry_normalises_the_number_and_sets_the_etag_and_times,
+    batch_add_answers_every_request_in_order,
+    get_entry_finds_an_entry_and_refuses_unknown_or_malformed_ids,
+    lookup_finds_every_entry_for_a_name_oldest_first,
+    update_entry_with_a_mask_changes_only_the_masked_fields,
+    update_entry_with_a_stale_etag_is_aborted_and_changes_nothing,
+    update_entry_that_would_duplicate_another_entry_is_already_exists,
+    delete_entry_with_and_without_an_etag,
+    list_entries_and_export_show_the_whole_book,
+    export_is_one_snapshot_even_while_the_book_changes,
+    concurrent_adds_of_the_same_entry_have_exactly_one_winner,
+    lookup_ignores_case_accents_and_spacing_in_every_script,
+    a_name_that_looks_like_sql_is_stored_and_found_as_plain_data,
+    search_treats_percent_underscore_and_backslash_literally,
+    search_lists_prefix_matches_first_then_the_rest_each_in_name_order,
+    search_by_digits_finds_numbers,
+    search_pages_walk_every_match_once_while_other_entries_are_added,
+    page_tokens_still_work_after_a_restart_on_the_same_data_dir,
+    list_entries_pages_through_230_entries_in_name_order_exactly_once,
+    entries_survive_a_graceful_restart,
+    an_entry_acknowledged_right_before_kill_9_is_there_after_restart,
+    every_acknowledged_entry_survives_a_kill_9_during_concurrent_writes,
+    fifty_concurrent_clients_lose_nothing_and_duplicate_nothing,
+    concurrent_updates_with_the_same_etag_have_exactly_one_winner,
+    an_extension_is_part_of_the_number_and_a_national_search_finds_international_numbers,
+);
 
 // ----- every RPC -----
 
-#[tokio::test]
-async fn add_entry_normalises_the_number_and_sets_the_etag_and_times() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn add_entry_normalises_the_number_and_sets_the_etag_and_times(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let before = now_ms();
     let entry = add(&rpc, "  Ada Lovelace  ", "(201) 555-0123", " home ")
         .await
@@ -99,9 +134,8 @@ async fn the_same_name_with_the_same_number_is_already_exists() {
     assert_eq!(zoes[0], first, "unchanged by the refused add");
 }
 
-#[tokio::test]
-async fn batch_add_answers_every_request_in_order() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn batch_add_answers_every_request_in_order(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let existing = add(&rpc, "Existing", &us(1), "").await.unwrap();
     let outcomes = batch(
         &rpc,
@@ -207,9 +241,8 @@ async fn batch_add_takes_1_to_1000_requests() {
     assert_eq!(batch_added(&rpc, most).await.len(), 1000);
 }
 
-#[tokio::test]
-async fn get_entry_finds_an_entry_and_refuses_unknown_or_malformed_ids() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn get_entry_finds_an_entry_and_refuses_unknown_or_malformed_ids(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let entry = add(&rpc, "Grace Hopper", &us(200), "work").await.unwrap();
     assert_eq!(get(&rpc, &entry.id).await.unwrap(), entry);
 
@@ -221,9 +254,8 @@ async fn get_entry_finds_an_entry_and_refuses_unknown_or_malformed_ids() {
     }
 }
 
-#[tokio::test]
-async fn lookup_finds_every_entry_for_a_name_oldest_first() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn lookup_finds_every_entry_for_a_name_oldest_first(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let home = add(&rpc, "Ada Lovelace", &us(1), "home").await.unwrap();
     add(&rpc, "Ada", &us(2), "").await.unwrap();
     add(&rpc, "Ada Lovelace King", &us(3), "").await.unwrap();
@@ -301,9 +333,8 @@ async fn update_entry_without_a_mask_replaces_name_number_and_label() {
     assert_eq!(get(&rpc, &entry.id).await.unwrap(), back);
 }
 
-#[tokio::test]
-async fn update_entry_with_a_mask_changes_only_the_masked_fields() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn update_entry_with_a_mask_changes_only_the_masked_fields(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let entry = add(&rpc, "Grace Hopper", &us(200), "home").await.unwrap();
     // Only the label: the empty name and number of the request are not looked at.
     let label_only = pb::Entry {
@@ -405,9 +436,8 @@ async fn update_entry_needs_an_entry_an_etag_and_known_mask_paths() {
     );
 }
 
-#[tokio::test]
-async fn update_entry_with_a_stale_etag_is_aborted_and_changes_nothing() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn update_entry_with_a_stale_etag_is_aborted_and_changes_nothing(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let entry = add(&rpc, "Ada", &us(1), "home").await.unwrap();
     let work = pb::Entry {
         label: "work".into(),
@@ -445,9 +475,8 @@ async fn update_entry_with_a_stale_etag_is_aborted_and_changes_nothing() {
     assert_eq!(second.label, "cell");
 }
 
-#[tokio::test]
-async fn update_entry_that_would_duplicate_another_entry_is_already_exists() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn update_entry_that_would_duplicate_another_entry_is_already_exists(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let ada = add(&rpc, "Ada", &us(1), "").await.unwrap();
     let bob = add(&rpc, "Bob", &us(1), "").await.unwrap();
     let renamed = pb::Entry {
@@ -468,9 +497,8 @@ async fn update_entry_that_would_duplicate_another_entry_is_already_exists() {
     assert_eq!((same.name, same.number), (bob.name, bob.number));
 }
 
-#[tokio::test]
-async fn delete_entry_with_and_without_an_etag() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn delete_entry_with_and_without_an_etag(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let a = add(&rpc, "Ada", &us(1), "").await.unwrap();
     let b = add(&rpc, "Bob", &us(2), "").await.unwrap();
     let c = add(&rpc, "Cy", &us(3), "").await.unwrap();
@@ -515,9 +543,8 @@ async fn delete_entry_with_and_without_an_etag() {
     assert!(id_number(&d) > id_number(&c), "{d:?} after {c:?}");
 }
 
-#[tokio::test]
-async fn list_entries_and_export_show_the_whole_book() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn list_entries_and_export_show_the_whole_book(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     assert!(
         export(&rpc).await.is_empty(),
         "an empty book exports nothing"
@@ -553,9 +580,8 @@ async fn list_entries_and_export_show_the_whole_book() {
     assert_eq!(listed, in_name_order(kept), "every entry, in name order");
 }
 
-#[tokio::test]
-async fn export_is_one_snapshot_even_while_the_book_changes() {
-    let (_dir, server, rpc) = phonebook().await;
+async fn export_is_one_snapshot_even_while_the_book_changes(backend: Backend) {
+    let (_dir, server, rpc) = phonebook_with(backend).await;
     let padding = "x".repeat(150);
     let mut before = Vec::new();
     for chunk in 0..3u32 {
@@ -631,14 +657,14 @@ async fn export_is_one_snapshot_even_while_the_book_changes() {
     assert_eq!(now.last(), Some(&latecomer));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_adds_of_the_same_entry_have_exactly_one_winner() {
+async fn concurrent_adds_of_the_same_entry_have_exactly_one_winner(backend: Backend) {
     const CLIENTS: usize = 20;
     const ROUNDS: u32 = 5;
-    let (_dir, server, rpc) = phonebook().await;
+    let book = phonebook_replicas(backend).await;
+    let rpc = client(book.server(0)).await;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client(&server).await);
+        clients.push(client(book.server(clients.len())).await);
     }
     for round in 0..ROUNDS {
         let start = Arc::new(Barrier::new(CLIENTS));
@@ -875,9 +901,8 @@ async fn search_refuses_an_empty_or_overlong_query() {
 
 // ----- Unicode -----
 
-#[tokio::test]
-async fn lookup_ignores_case_accents_and_spacing_in_every_script() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn lookup_ignores_case_accents_and_spacing_in_every_script(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let cases: &[(&str, &[&str])] = &[
         (
             "Zoë Ångström",
@@ -954,9 +979,8 @@ async fn lookup_tells_apart_names_that_differ_only_in_indic_vowel_signs() {
     assert!(home.is_ok(), "मोना may share मीना's number: {home:?}");
 }
 
-#[tokio::test]
-async fn a_name_that_looks_like_sql_is_stored_and_found_as_plain_data() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn a_name_that_looks_like_sql_is_stored_and_found_as_plain_data(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let other = add(&rpc, "Alice", &us(1), "").await.unwrap();
     let sql = "Robert'); DROP TABLE entries;--";
     let bobby = add(&rpc, sql, &us(2), "'; DELETE FROM entries; --")
@@ -1007,9 +1031,8 @@ async fn a_name_that_looks_like_sql_is_stored_and_found_as_plain_data() {
     );
 }
 
-#[tokio::test]
-async fn search_treats_percent_underscore_and_backslash_literally() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn search_treats_percent_underscore_and_backslash_literally(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let percent = add(&rpc, "100% Pure", &us(1), "").await.unwrap();
     let underscore = add(&rpc, "Snake_Case", &us(2), "").await.unwrap();
     let backslash = add(&rpc, r"Back\Slash", &us(3), "").await.unwrap();
@@ -1026,9 +1049,8 @@ async fn search_treats_percent_underscore_and_backslash_literally() {
 
 // ----- search -----
 
-#[tokio::test]
-async fn search_lists_prefix_matches_first_then_the_rest_each_in_name_order() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn search_lists_prefix_matches_first_then_the_rest_each_in_name_order(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     for (i, name) in [
         "Anna Smith",
         "Smith Jones",
@@ -1077,9 +1099,8 @@ async fn search_lists_a_prefix_match_first_whatever_character_follows_the_query(
     expect_invalid(add(&rpc, "Smith\u{10FFFF}", &us(3), "").await, "name");
 }
 
-#[tokio::test]
-async fn search_by_digits_finds_numbers() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn search_by_digits_finds_numbers(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let amy = add(&rpc, "Amy Jersey", "+1 201 555 0144", "")
         .await
         .unwrap();
@@ -1105,9 +1126,8 @@ async fn search_by_digits_finds_numbers() {
     assert!(found("999 888").await.is_empty());
 }
 
-#[tokio::test]
-async fn search_pages_walk_every_match_once_while_other_entries_are_added() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn search_pages_walk_every_match_once_while_other_entries_are_added(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     let mut requests = Vec::new();
     for i in 0..8u32 {
         requests.push(request(
@@ -1234,11 +1254,10 @@ async fn forged_or_foreign_page_tokens_are_invalid_argument() {
     assert_eq!(list(&rpc, 2, &list_token).await.unwrap().entries.len(), 2);
 }
 
-#[tokio::test]
-async fn page_tokens_still_work_after_a_restart_on_the_same_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
+async fn page_tokens_still_work_after_a_restart_on_the_same_data_dir(backend: Backend) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let requests = (0..9)
         .map(|i| request(&format!("Smith {i}"), &us(i), ""))
@@ -1249,7 +1268,7 @@ async fn page_tokens_still_work_after_a_restart_on_the_same_data_dir() {
     assert!(!search_page.next_page_token.is_empty() && !list_page.next_page_token.is_empty());
     stop(server, libc::SIGKILL).await;
 
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let searched: Vec<pb::Entry> = search_page
         .entries
@@ -1273,9 +1292,8 @@ async fn page_tokens_still_work_after_a_restart_on_the_same_data_dir() {
 
 // ----- paging a big book -----
 
-#[tokio::test]
-async fn list_entries_pages_through_230_entries_in_name_order_exactly_once() {
-    let (_dir, _server, rpc) = phonebook().await;
+async fn list_entries_pages_through_230_entries_in_name_order_exactly_once(backend: Backend) {
+    let (_dir, _server, rpc) = phonebook_with(backend).await;
     // 115 names, each twice (in other case) with another number, added out of name order.
     let requests = (0..230u32)
         .map(|i| {
@@ -1312,11 +1330,10 @@ async fn list_entries_pages_through_230_entries_in_name_order_exactly_once() {
 
 // ----- durability -----
 
-#[tokio::test]
-async fn entries_survive_a_graceful_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn entries_survive_a_graceful_restart(backend: Backend) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let requests = (0..5)
         .map(|i| request(&format!("Keeper {i}"), &us(i), "home"))
@@ -1333,7 +1350,7 @@ async fn entries_survive_a_graceful_restart() {
     delete(&rpc, &last.id, &last.etag).await.unwrap();
     stop(server, libc::SIGTERM).await;
 
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     assert_eq!(get(&rpc, &kept[0].id).await.unwrap(), updated);
     for entry in &kept[1..4] {
@@ -1356,26 +1373,24 @@ async fn entries_survive_a_graceful_restart() {
     assert!(id_number(&new) > id_number(&last), "{new:?} after {last:?}");
 }
 
-#[tokio::test]
-async fn an_entry_acknowledged_right_before_kill_9_is_there_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_entry_acknowledged_right_before_kill_9_is_there_after_restart(backend: Backend) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let entry = add(&rpc, "Last Word", &us(7), "").await.unwrap();
     stop(server, libc::SIGKILL).await;
 
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     assert_eq!(get(&rpc, &entry.id).await.unwrap(), entry);
     assert_eq!(lookup(&rpc, "last word").await.unwrap(), vec![entry]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_acknowledged_entry_survives_a_kill_9_during_concurrent_writes() {
-    let dir = tempfile::tempdir().unwrap();
+async fn every_acknowledged_entry_survives_a_kill_9_during_concurrent_writes(backend: Backend) {
+    let dir = Storage::new(backend).await;
     let listen = fixed_address();
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let acked = Arc::new(Mutex::new(Vec::<pb::Entry>::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
@@ -1411,7 +1426,7 @@ async fn every_acknowledged_entry_survives_a_kill_9_during_concurrent_writes() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
 
-    let server = phonebook_server(dir.path(), Some(&listen), &[]).await;
+    let server = phonebook_on(&dir, Some(&listen), &[]).await;
     let rpc = client(&server).await;
     let after: HashMap<String, pb::Entry> = export(&rpc)
         .await
@@ -1439,15 +1454,15 @@ async fn every_acknowledged_entry_survives_a_kill_9_during_concurrent_writes() {
 
 // ----- concurrency -----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_clients_lose_nothing_and_duplicate_nothing() {
+async fn fifty_concurrent_clients_lose_nothing_and_duplicate_nothing(backend: Backend) {
     const CLIENTS: u32 = 50;
     const EACH: u32 = 20;
-    let (_dir, server, rpc) = phonebook().await;
+    let book = phonebook_replicas(backend).await;
+    let rpc = client(book.server(0)).await;
     let start = Arc::new(Barrier::new(CLIENTS as usize));
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let own = client(&server).await;
+        let own = client(book.server(c as usize)).await;
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
             start.wait().await;
@@ -1509,15 +1524,15 @@ async fn fifty_concurrent_clients_lose_nothing_and_duplicate_nothing() {
     assert_eq!(listed, in_name_order(exported));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_updates_with_the_same_etag_have_exactly_one_winner() {
+async fn concurrent_updates_with_the_same_etag_have_exactly_one_winner(backend: Backend) {
     const CLIENTS: usize = 8;
     const ROUNDS: usize = 10;
-    let (_dir, server, rpc) = phonebook().await;
+    let book = phonebook_replicas(backend).await;
+    let rpc = client(book.server(0)).await;
     let entry = add(&rpc, "Contested", &us(1), "start").await.unwrap();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(client(&server).await);
+        clients.push(client(book.server(clients.len())).await);
     }
     let mut current = entry.clone();
     for round in 0..ROUNDS {
@@ -1621,10 +1636,11 @@ async fn health_reports_the_phone_book_serving() {
 
 // ----- extensions and national numbers -----
 
-#[tokio::test]
-async fn an_extension_is_part_of_the_number_and_a_national_search_finds_international_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = phonebook_server(dir.path(), None, &["--region", "GB"]).await;
+async fn an_extension_is_part_of_the_number_and_a_national_search_finds_international_numbers(
+    backend: Backend,
+) {
+    let dir = Storage::new(backend).await;
+    let server = phonebook_on(&dir, None, &["--region", "GB"]).await;
     let rpc = client(&server).await;
     let desk = add(&rpc, "Acme", "+44 20 7946 0958 ext. 46", "desk")
         .await

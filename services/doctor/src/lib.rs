@@ -16,7 +16,7 @@
 //! The service around it:
 //!
 //! - [`types`]: patients' names, what they say, and each request message read once;
-//! - [`records`]: patients, visits, exchanges and memories, append-only in SQLite;
+//! - [`records`]: patients, visits, exchanges and memories, append-only in SQLite or PostgreSQL;
 //! - [`practice`]: open sessions, names, idle timeouts, the engines meeting the records;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 //!
@@ -49,6 +49,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::doctor::v1::doctor_service_server::DoctorServiceServer;
+use township_store::Database;
 
 pub use classic::{Classic, ClassicState};
 pub use engine::{Engine, Reply, Session, display_text};
@@ -67,8 +68,10 @@ pub const DEFAULT_PORT: u16 = township_proto::town::DOCTOR.port;
 pub struct Config {
     /// Shared server settings.
     pub serve: ServeOptions,
-    /// Where `doctor.db` lives.
+    /// The server's own directory (held, so that two servers never share one).
     pub data_dir: PathBuf,
+    /// Where the records are kept: by default `doctor.db` in `data_dir`.
+    pub database: Database,
     /// Which doctor (script or classic).
     pub doctor: Doctor,
     /// How long a session may go unspoken before it ends.
@@ -80,7 +83,7 @@ pub struct Config {
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     // Held until the server stops: a second server on this directory refuses to start (exit 75).
     let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
-    let records = records::Records::open(&config.data_dir).await?;
+    let records = records::Records::open(&config.database).await?;
     let tokens = records.page_tokens().await?;
     let practice = Arc::new(practice::Practice::new(
         config.doctor,
@@ -98,23 +101,30 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     served
 }
 
-/// Gives the patient named `name` in the records in `data_dir` a new key, which replaces any
-/// they had, and returns it (see `doctor-server issue-key`). Safe beside a running server: the
-/// records are SQLite's, and every session start reads the key anew. Never creates records: a
-/// directory without them, or a name they do not know, is an error.
-pub async fn issue_key(data_dir: &std::path::Path, name: &str) -> anyhow::Result<String> {
-    let file = data_dir.join("doctor.db");
-    anyhow::ensure!(
-        file.exists(),
-        "no doctor records at {} (is --data-dir the doctor's?)",
-        file.display()
-    );
+/// Gives the patient named `name` in the records in `database` a new key, which replaces any
+/// they had, and returns it (see `doctor-server issue-key`). Safe beside running servers: it
+/// takes the patient as an exchange does, and every session start reads the key anew. Never
+/// creates a SQLite file: a directory without one, or a name the records do not know, is an
+/// error.
+pub async fn issue_key(database: &Database, name: &str) -> anyhow::Result<String> {
+    let place = match database {
+        Database::Sqlite { dir, file } => {
+            let path = dir.join(file);
+            anyhow::ensure!(
+                path.exists(),
+                "no doctor records at {} (is --data-dir the doctor's?)",
+                path.display()
+            );
+            path.display().to_string()
+        }
+        Database::Postgres(postgres) => postgres.to_string(),
+    };
     let patient = types::PatientName::parse("name", name)?;
-    let records = records::Records::open(data_dir).await?;
+    let records = records::Records::open(database).await?;
     records
         .issue_key(patient.key())
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no patient named {name:?} in {}", file.display()))
+        .ok_or_else(|| anyhow::anyhow!("no patient named {name:?} in {place}"))
 }
 
 async fn end_idle_sessions(practice: Arc<practice::Practice>, shutdown: Shutdown) {

@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 use township_doctor::{Config, DEFAULT_PORT, Doctor, Script};
 use township_kit::{ServerArgs, config, net, shutdown};
+use township_store::DatabaseArgs;
 
 /// The Township doctor (gRPC `township.doctor.v1.DoctorService`).
 #[derive(Debug, Parser)]
@@ -14,6 +15,9 @@ use township_kit::{ServerArgs, config, net, shutdown};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -57,6 +61,9 @@ enum Command {
         /// The patient's name (case and spacing do not matter, as for the doctor).
         #[arg(long, value_name = "NAME")]
         name: String,
+
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -88,8 +95,14 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    if let Some(Command::IssueKey { data_dir, name }) = &args.command {
-        let key = township_doctor::issue_key(data_dir, name).await?;
+    if let Some(Command::IssueKey {
+        data_dir,
+        name,
+        database,
+    }) = &args.command
+    {
+        let database = database.database(data_dir, "doctor.db")?;
+        let key = township_doctor::issue_key(&database, name).await?;
         println!("{key}");
         return Ok(());
     }
@@ -102,9 +115,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ),
         Mode::Classic => Doctor::Classic { seed: args.seed },
     };
+    let data_dir = args.server.data_dir_or("doctor");
     let config = Config {
         serve: (&args.server).into(),
-        data_dir: args.server.data_dir_or("doctor"),
+        database: args.database.database(&data_dir, "doctor.db")?,
+        data_dir,
         doctor,
         idle_timeout: args.idle_timeout,
     };

@@ -1,23 +1,30 @@
-//! The phone book's storage: one SQLite file (`phonebook.db`, WAL, `synchronous = FULL`) in the data
-//! directory.
+//! The phone book's storage, on either backend the store offers: a SQLite file
+//! (`phonebook.db`, WAL, `synchronous = FULL`) in the data directory, or a PostgreSQL database
+//! that several phone book replicas share.
 //!
-//! Reads go through their own pool and never wait behind writes (WAL readers see the last commit).
-//! Writes go through one writer task that commits whatever has queued up since its last commit in
-//! one transaction (group commit): fifty clients adding at once cost a handful of fsyncs, not fifty,
-//! and no acknowledged write is lost — a reply is sent only after its commit reached the disk.
+//! Reads run in parallel and never wait behind writes (their SQL, written once here, is the same
+//! text on both backends). Writes go through one writer task per process that commits whatever
+//! has queued up since its last commit in one transaction (group commit): fifty clients adding
+//! at once cost a handful of fsyncs, not fifty, and no acknowledged write is lost — a reply is
+//! sent only after its commit is durable. How a batch is applied is each backend's own
+//! ([`sqlite`], [`postgres`]): SQLite has one writer at a time, PostgreSQL locks the rows a
+//! write checks, so that etags decide exactly one winner across replicas too.
+
+mod postgres;
+mod sqlite;
 
 use std::{
     collections::HashSet,
-    path::Path,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, StreamExt};
 use township_store::{
-    Checkpoints, Durability, Migration, Pools, SqlitePool,
-    sqlx::{self, Row, SqliteConnection, sqlite::SqliteRow},
+    Checkpoints, Database, Durability, PgPool, Pools, SqlitePool,
+    sqlx::{self, ColumnIndex, Decode, Encode, Row, Type},
 };
 
 use township_kit::paging::PageTokens;
@@ -28,24 +35,22 @@ use crate::{
     types::{Change, EntryId, Etag, NewEntry, Number, Query},
 };
 
-/// The phonebook's migrations, in order (see township_store::Migration).
-const SCHEMA: &[Migration] = &[Migration {
-    version: 1,
-    description: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
-}];
-
 /// The columns every entry query selects, in [`entry_from_row`]'s terms.
 macro_rules! columns {
     () => {
         "id, name, name_key, number, display_number, label, version, create_ms, update_ms"
     };
 }
+use columns;
 
 /// Most writes committed in one transaction.
 const MAX_WRITES_PER_COMMIT: usize = 2000;
-/// Read connections (readers run in parallel; WAL lets them read while the writer commits).
+/// SQLite's read connections (readers run in parallel; WAL lets them read while the writer
+/// commits).
 const READ_CONNECTIONS: u32 = 4;
+/// How many times a batch that PostgreSQL failed for a concurrent transaction's sake (a
+/// deadlock between replicas) is tried in all.
+const ATTEMPTS: u32 = 5;
 
 /// One stored entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,31 +107,62 @@ pub type Hit = (Entry, u8);
 /// The shared phone book.
 #[derive(Clone)]
 pub struct Book {
-    reads: SqlitePool,
+    store: Store,
     jobs: mpsc::Sender<Job>,
     tokens: PageTokens,
 }
 
+/// Where the book is kept.
+#[derive(Clone)]
+enum Store {
+    /// A SQLite file: the writer task's one connection, and the readers' pool.
+    Sqlite {
+        writes: SqlitePool,
+        reads: SqlitePool,
+    },
+    /// A PostgreSQL database, one pool for both.
+    Postgres(PgPool),
+}
+
+/// A value bound to one of the book's queries (they take text and integers).
+enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 impl Book {
-    /// Opens (creating if missing) `<data_dir>/phonebook.db` and starts the writer task, which
-    /// ends once every clone of the book is dropped, after committing what it was given.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let Pools { writes, reads } = township_store::open_pools(
-            data_dir,
-            "phonebook.db",
-            Durability::Full,
-            Checkpoints::OnCommit,
-            READ_CONNECTIONS,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the phone book")?;
-        let token_key = township_store::secret(&writes, "page_token_key").await?;
+    /// Opens (creating if missing) the book in `database`, migrated to this version, and starts
+    /// the writer task, which ends once every clone of the book is dropped, after committing
+    /// what it was given.
+    pub async fn open(database: &Database) -> anyhow::Result<Self> {
+        let (store, token_key) = match database {
+            Database::Sqlite { dir, file } => {
+                let Pools { writes, reads } = township_store::open_pools(
+                    dir,
+                    file,
+                    Durability::Full,
+                    Checkpoints::OnCommit,
+                    READ_CONNECTIONS,
+                    sqlite::SCHEMA,
+                )
+                .await
+                .context("cannot open the phone book")?;
+                let key = township_store::secret(&writes, "page_token_key").await?;
+                (Store::Sqlite { writes, reads }, key)
+            }
+            Database::Postgres(postgres) => {
+                let pool = township_store::postgres::open(postgres, postgres::SCHEMA)
+                    .await
+                    .context("cannot open the phone book")?;
+                let key = township_store::postgres::secret(&pool, "page_token_key").await?;
+                (Store::Postgres(pool), key)
+            }
+        };
         let tokens = PageTokens::new(&token_key).context("the stored page token key")?;
         let (jobs, queue) = mpsc::channel(1024);
-        tokio::spawn(write_loop(writes, queue));
+        tokio::spawn(write_loop(store.clone(), queue));
         Ok(Self {
-            reads,
+            store,
             jobs,
             tokens,
         })
@@ -180,42 +216,35 @@ impl Book {
 
     /// One entry by id.
     pub async fn get(&self, id: EntryId) -> Result<Entry, Error> {
-        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM entries WHERE id = ?"))
-            .bind(id.0)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.map(|row| entry_from_row(&row))
-            .transpose()?
-            .ok_or(Error::NotFound(id))
+        let sql = concat!("SELECT ", columns!(), " FROM entries WHERE id = $1");
+        let mut found = self.store.entries(sql, &[Param::Int(id.0)]).await?;
+        found.pop().ok_or(Error::NotFound(id))
     }
 
     /// Every entry whose name has this match key, oldest first.
     pub async fn lookup(&self, key: &str) -> Result<Vec<Entry>, Error> {
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM entries WHERE name_key = ? ORDER BY id"
-        ))
-        .bind(key)
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+            " FROM entries WHERE name_key = $1 ORDER BY id"
+        );
+        Ok(self.store.entries(sql, &[Param::Text(key)]).await?)
     }
 
     /// Up to `limit` entries after `after` in name order.
     pub async fn list(&self, after: Option<&Cursor>, limit: u32) -> Result<Vec<Entry>, Error> {
         let (key, id) = after.map_or(("", 0), |c| (c.key.as_str(), c.id));
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM entries WHERE (name_key, id) > (?, ?) ORDER BY name_key, id LIMIT ?"
-        ))
-        .bind(key)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+            " FROM entries WHERE (name_key, id) > ($1, $2) ORDER BY name_key, id LIMIT $3"
+        );
+        let params = [
+            Param::Text(key),
+            Param::Int(id),
+            Param::Int(i64::from(limit)),
+        ];
+        Ok(self.store.entries(sql, &params).await?)
     }
 
     /// Up to `limit` entries matching `query` after `after`: prefix matches of the name key or
@@ -241,44 +270,44 @@ impl Book {
         );
         if start.0 == 0 {
             let (key, id) = (start.1, start.2);
-            let rows = if query.digits.is_empty() {
-                sqlx::query(concat!(
+            let found = if query.digits.is_empty() {
+                let sql = concat!(
                     "SELECT ",
                     columns!(),
-                    " FROM entries WHERE name_key >= ?1 AND name_key < ?2 \
-                       AND (name_key, id) > (?3, ?4) ORDER BY name_key, id LIMIT ?5"
-                ))
-                .bind(&query.key)
-                .bind(&key_end)
-                .bind(key)
-                .bind(id)
-                .bind(i64::from(limit))
-                .fetch_all(&self.reads)
-                .await?
+                    " FROM entries WHERE name_key >= $1 AND name_key < $2 \
+                       AND (name_key, id) > ($3, $4) ORDER BY name_key, id LIMIT $5"
+                );
+                let params = [
+                    Param::Text(&query.key),
+                    Param::Text(&key_end),
+                    Param::Text(key),
+                    Param::Int(id),
+                    Param::Int(i64::from(limit)),
+                ];
+                self.store.entries(sql, &params).await?
             } else {
-                sqlx::query(concat!(
+                let sql = concat!(
                     "SELECT ",
                     columns!(),
-                    " FROM entries WHERE ((name_key >= ?1 AND name_key < ?2) \
-                       OR (number >= ?3 AND number < ?4) \
-                       OR (?8 <> '+' AND number >= ?8 AND number < ?9)) \
-                       AND (name_key, id) > (?5, ?6) ORDER BY name_key, id LIMIT ?7"
-                ))
-                .bind(&query.key)
-                .bind(&key_end)
-                .bind(&digits_from)
-                .bind(&digits_end)
-                .bind(key)
-                .bind(id)
-                .bind(i64::from(limit))
-                .bind(&national_from)
-                .bind(&national_end)
-                .fetch_all(&self.reads)
-                .await?
+                    " FROM entries WHERE ((name_key >= $1 AND name_key < $2) \
+                       OR (number >= $3 AND number < $4) \
+                       OR ($8 <> '+' AND number >= $8 AND number < $9)) \
+                       AND (name_key, id) > ($5, $6) ORDER BY name_key, id LIMIT $7"
+                );
+                let params = [
+                    Param::Text(&query.key),
+                    Param::Text(&key_end),
+                    Param::Text(&digits_from),
+                    Param::Text(&digits_end),
+                    Param::Text(key),
+                    Param::Int(id),
+                    Param::Int(i64::from(limit)),
+                    Param::Text(&national_from),
+                    Param::Text(&national_end),
+                ];
+                self.store.entries(sql, &params).await?
             };
-            for row in &rows {
-                hits.push((entry_from_row(row)?, 0));
-            }
+            hits.extend(found.into_iter().map(|entry| (entry, 0)));
         }
         let wanted = limit as usize - hits.len();
         if wanted > 0 {
@@ -287,30 +316,30 @@ impl Book {
             } else {
                 ("", 0)
             };
-            let rows = sqlx::query(concat!(
+            // `instr` is SQLite's; the PostgreSQL schema defines it (as strpos).
+            let sql = concat!(
                 "SELECT ",
                 columns!(),
-                " FROM entries WHERE (name_key, id) > (?5, ?6) \
-                   AND (instr(name_key, ?1) > 0 OR (?3 <> '+' AND instr(number, substr(?3, 2)) > 0)) \
-                   AND NOT (name_key >= ?1 AND name_key < ?2) \
-                   AND NOT (?3 <> '+' AND number >= ?3 AND number < ?4) \
-                   AND NOT (?8 <> '+' AND number >= ?8 AND number < ?9) \
-                 ORDER BY name_key, id LIMIT ?7"
-            ))
-            .bind(&query.key)
-            .bind(&key_end)
-            .bind(&digits_from)
-            .bind(&digits_end)
-            .bind(key)
-            .bind(id)
-            .bind(wanted as i64)
-            .bind(&national_from)
-            .bind(&national_end)
-            .fetch_all(&self.reads)
-            .await?;
-            for row in &rows {
-                hits.push((entry_from_row(row)?, 1));
-            }
+                " FROM entries WHERE (name_key, id) > ($5, $6) \
+                   AND (instr(name_key, $1) > 0 OR ($3 <> '+' AND instr(number, substr($3, 2)) > 0)) \
+                   AND NOT (name_key >= $1 AND name_key < $2) \
+                   AND NOT ($3 <> '+' AND number >= $3 AND number < $4) \
+                   AND NOT ($8 <> '+' AND number >= $8 AND number < $9) \
+                 ORDER BY name_key, id LIMIT $7"
+            );
+            let params = [
+                Param::Text(&query.key),
+                Param::Text(&key_end),
+                Param::Text(&digits_from),
+                Param::Text(&digits_end),
+                Param::Text(key),
+                Param::Int(id),
+                Param::Int(wanted as i64),
+                Param::Text(&national_from),
+                Param::Text(&national_end),
+            ];
+            let found = self.store.entries(sql, &params).await?;
+            hits.extend(found.into_iter().map(|entry| (entry, 1)));
         }
         Ok(hits)
     }
@@ -319,23 +348,76 @@ impl Book {
     /// `buffer` entries: the reader task stops as soon as the receiver is dropped.
     pub fn export(&self, buffer: usize) -> mpsc::Receiver<Result<Entry, Error>> {
         let (tx, rx) = mpsc::channel(buffer);
-        let reads = self.reads.clone();
+        let store = self.store.clone();
+        // One statement is one read transaction (one snapshot) however long it runs, on both.
+        let sql = concat!("SELECT ", columns!(), " FROM entries ORDER BY id");
         tokio::spawn(async move {
-            use tokio_stream::StreamExt;
-            // One statement is one read transaction: a consistent snapshot however long it runs.
-            let mut rows = sqlx::query(concat!("SELECT ", columns!(), " FROM entries ORDER BY id"))
-                .fetch(&reads);
-            while let Some(row) = rows.next().await {
-                let item = row
-                    .map_err(Error::from)
-                    .and_then(|row| entry_from_row(&row).map_err(Error::from));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
+            match store {
+                Store::Sqlite { reads, .. } => forward(sqlx::query(sql).fetch(&reads), tx).await,
+                Store::Postgres(pool) => forward(sqlx::query(sql).fetch(&pool), tx).await,
             }
         });
         rx
+    }
+}
+
+impl Store {
+    /// The entries `sql` (one of the book's reads, the same text on both backends) selects.
+    async fn entries(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Entry>, sqlx::Error> {
+        match self {
+            Store::Sqlite { reads, .. } => {
+                let rows = bind(sqlx::query(sql), params).fetch_all(reads).await?;
+                rows.iter().map(entry_from_row).collect()
+            }
+            Store::Postgres(pool) => {
+                let rows = bind(sqlx::query(sql), params).fetch_all(pool).await?;
+                rows.iter().map(entry_from_row).collect()
+            }
+        }
+    }
+}
+
+/// `query` with `params` bound in order.
+fn bind<'q, DB: sqlx::Database>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    params: &[Param<'_>],
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+{
+    for param in params {
+        query = match *param {
+            Param::Text(text) => query.bind(text),
+            Param::Int(int) => query.bind(int),
+        };
+    }
+    query
+}
+
+/// Sends each entry of `rows` to `tx` until the rows or the receiver end (or a row fails,
+/// which is sent too).
+async fn forward<R: Row>(
+    rows: impl Stream<Item = Result<R, sqlx::Error>>,
+    tx: mpsc::Sender<Result<Entry, Error>>,
+) where
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.next().await {
+        let item = row
+            .and_then(|row| entry_from_row(&row))
+            .map_err(Error::from);
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
     }
 }
 
@@ -369,7 +451,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<Entry, sqlx::Error> {
+/// The entry in a row that selected [`columns!`], from either backend.
+fn entry_from_row<R: Row>(row: &R) -> Result<Entry, sqlx::Error>
+where
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
     Ok(Entry {
         id: EntryId(row.try_get("id")?),
         name: row.try_get("name")?,
@@ -384,7 +472,7 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, sqlx::Error> {
 
 /// The writer task: takes every job that has queued up, applies them in one transaction, commits,
 /// then answers each. A storage failure fails the whole batch (nothing of it is acknowledged).
-async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut count = first.writes.len();
         let mut batch = vec![first];
@@ -397,7 +485,7 @@ async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit(&pool, &batch).await {
+        match store.commit(&batch).await {
             Ok(mut outcomes) => {
                 for job in batch.into_iter().rev() {
                     let at = outcomes.len() - job.writes.len();
@@ -426,103 +514,67 @@ async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// Applies a batch in order in one transaction. Runs of consecutive adds (the common case: bulk
-/// loads and many clients adding at once) go to SQLite as one statement each, since every
-/// statement costs a round trip to SQLite's thread.
-async fn commit(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let mut outcomes = Vec::new();
-    let mut adds = Vec::new();
+/// One step of a batch, in order: each run of consecutive adds together (the common case: bulk
+/// loads and many clients adding at once; each backend adds a run with a few statements however
+/// long it is), each update or delete alone.
+enum Step<'a> {
+    Adds(Vec<&'a NewEntry>),
+    Update(&'a Change),
+    Delete(EntryId, Option<Etag>),
+}
+
+/// `batch`'s writes as [`Step`]s.
+fn steps(batch: &[Job]) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
     for write in batch.iter().flat_map(|job| &job.writes) {
-        match write {
-            Write::Add(entry) => adds.push(entry),
-            Write::Update(change) => {
-                outcomes.extend(add_all(&mut tx, &std::mem::take(&mut adds), now).await?);
-                outcomes.push(update(&mut tx, change, now).await?.map(Some));
-            }
-            Write::Delete(id, etag) => {
-                outcomes.extend(add_all(&mut tx, &std::mem::take(&mut adds), now).await?);
-                outcomes.push(delete(&mut tx, *id, *etag).await?.map(|()| None));
+        match (write, steps.last_mut()) {
+            (Write::Add(entry), Some(Step::Adds(adds))) => adds.push(entry),
+            (Write::Add(entry), _) => steps.push(Step::Adds(vec![entry])),
+            (Write::Update(change), _) => steps.push(Step::Update(change)),
+            (Write::Delete(id, etag), _) => steps.push(Step::Delete(*id, *etag)),
+        }
+    }
+    steps
+}
+
+impl Store {
+    /// Applies `batch` in order in one transaction, and commits it.
+    async fn commit(&self, batch: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let steps = steps(batch);
+        match self {
+            Store::Sqlite { writes, .. } => sqlite::commit(writes, &steps).await,
+            Store::Postgres(pool) => {
+                let mut attempt = 1;
+                loop {
+                    match postgres::commit(pool, &steps).await {
+                        Err(err)
+                            if township_store::postgres::is_transient(&err)
+                                && attempt < ATTEMPTS =>
+                        {
+                            tracing::debug!(error = %err, attempt, "a phone book batch is tried again");
+                            attempt += 1;
+                        }
+                        done => return done,
+                    }
+                }
             }
         }
     }
-    outcomes.extend(add_all(&mut tx, &adds, now).await?);
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
 /// A write's result: `Err` on storage failure (the batch fails), `Ok(Err)` when the write is
 /// refused (the batch goes on).
 type Applied<T> = Result<Result<T, Error>, sqlx::Error>;
 
-async fn duplicate_of(
-    conn: &mut SqliteConnection,
-    key: &str,
-    number: &str,
-    except: i64,
-) -> Result<Option<EntryId>, sqlx::Error> {
-    let id: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM entries WHERE name_key = ? AND number = ? AND id <> ?")
-            .bind(key)
-            .bind(number)
-            .bind(except)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(id.map(EntryId))
-}
-
-/// Adds `entries` with three statements whatever their number (each statement, and each row it
-/// returns, is a round trip to SQLite's thread): the entries travel as one JSON array, and their
-/// ids come back as one. An entry whose name key and number are already in the book, or earlier
-/// in `entries`, is refused as a duplicate of that entry.
-async fn add_all(
-    conn: &mut SqliteConnection,
+/// The outcomes of adding `entries`, given the id each one's name key and number has in the book
+/// after the adds (0: none) and which ids the adds made: the first entry with a new id is added,
+/// any other is refused as a duplicate of the entry with its id.
+fn added(
     entries: &[&NewEntry],
+    ids: Vec<i64>,
+    is_new: impl Fn(i64) -> bool,
     now: i64,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|e| {
-            serde_json::json!([
-                e.name.as_str(),
-                e.name.key(),
-                e.number.identity(),
-                e.number.display(),
-                e.label.as_str()
-            ])
-        })
-        .collect();
-    let json = serde_json::Value::Array(rows).to_string();
-    // Ids are never reused (AUTOINCREMENT): every id above this one is new in this statement.
-    let last_before: i64 = sqlx::query_scalar(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO entries (name, name_key, number, display_number, label, version, create_ms, update_ms) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 1, ?2, ?2 \
-         FROM json_each(?1) WHERE true ORDER BY key \
-         ON CONFLICT (name_key, number) DO NOTHING",
-    )
-    .bind(&json)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    let ids: String = sqlx::query_scalar(
-        "SELECT json_group_array(coalesce((SELECT id FROM entries \
-             WHERE name_key = value ->> 1 AND number = value ->> 2), 0) ORDER BY key) \
-         FROM json_each(?)",
-    )
-    .bind(&json)
-    .fetch_one(&mut *conn)
-    .await?;
-    let ids: Vec<i64> = serde_json::from_str(&ids)
-        .map_err(|err| sqlx::Error::Decode(format!("the ids of added entries: {err}").into()))?;
     if ids.len() != entries.len() {
         return Err(sqlx::Error::Protocol(format!(
             "{} ids for {} added entries",
@@ -535,7 +587,7 @@ async fn add_all(
         .iter()
         .zip(ids)
         .map(|(e, id)| {
-            if id > last_before && claimed.insert(id) {
+            if is_new(id) && claimed.insert(id) {
                 Ok(Some(Entry {
                     id: EntryId(id),
                     name: e.name.as_str().to_owned(),
@@ -555,268 +607,35 @@ async fn add_all(
         .collect())
 }
 
-/// The entry's current version, or the refusal when it is missing or changed.
-async fn check_version(
-    conn: &mut SqliteConnection,
-    id: EntryId,
-    etag: Option<Etag>,
-) -> Applied<()> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM entries WHERE id = ?")
-        .bind(id.0)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match (version, etag) {
+/// The refusal of a write to entry `id` whose version is `version` (`None`: missing) when the
+/// caller expects `etag`.
+fn refusal(id: EntryId, version: Option<i64>, etag: Option<Etag>) -> Result<(), Error> {
+    match (version, etag) {
         (None, _) => Err(Error::NotFound(id)),
         (Some(current), Some(etag)) if current != etag.0 => Err(Error::StaleEtag {
             current: Etag(current),
         }),
         _ => Ok(()),
-    })
+    }
 }
 
-async fn update(conn: &mut SqliteConnection, change: &Change, now: i64) -> Applied<Entry> {
-    if let Err(refused) = check_version(conn, change.id, Some(change.etag)).await? {
-        return Ok(Err(refused));
-    }
-    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM entries WHERE id = ?"))
-        .bind(change.id.0)
-        .fetch_one(&mut *conn)
-        .await?;
-    let current = entry_from_row(&row)?;
-    let (name, key) = match &change.name {
+/// An entry as `change` leaves it.
+fn changed(current: Entry, change: &Change) -> Entry {
+    let (name, name_key) = match &change.name {
         Some(name) => (name.as_str().to_owned(), name.key().to_owned()),
         None => (current.name, current.name_key),
     };
-    let number = change.number.clone().unwrap_or(current.number);
-    let label = change
-        .label
-        .as_ref()
-        .map_or(current.label, |l| l.as_str().to_owned());
-    if let Some(existing) = duplicate_of(conn, &key, number.identity(), change.id.0).await? {
-        return Ok(Err(Error::Duplicate(existing)));
+    Entry {
+        name,
+        name_key,
+        number: change.number.clone().unwrap_or(current.number),
+        label: change
+            .label
+            .as_ref()
+            .map_or(current.label, |l| l.as_str().to_owned()),
+        ..current
     }
-    let row = sqlx::query(concat!(
-        "UPDATE entries SET name = ?, name_key = ?, number = ?, display_number = ?, label = ?, \
-         version = version + 1, update_ms = ? WHERE id = ? RETURNING ",
-        columns!()
-    ))
-    .bind(&name)
-    .bind(&key)
-    .bind(number.identity())
-    .bind(number.display())
-    .bind(&label)
-    .bind(now)
-    .bind(change.id.0)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Ok(entry_from_row(&row)?))
-}
-
-async fn delete(conn: &mut SqliteConnection, id: EntryId, etag: Option<Etag>) -> Applied<()> {
-    if let Err(refused) = check_version(conn, id, etag).await? {
-        return Ok(Err(refused));
-    }
-    sqlx::query("DELETE FROM entries WHERE id = ?")
-        .bind(id.0)
-        .execute(&mut *conn)
-        .await?;
-    Ok(Ok(()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::types::{Label, Name};
-
-    fn new_entry(name: &str, number: &str) -> NewEntry {
-        NewEntry {
-            name: Name::parse("name", name).unwrap(),
-            number: Number::parse("number", number, "US".parse().unwrap()).unwrap(),
-            label: Label::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn concurrent_adds_all_land_with_distinct_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        let adds = (0..100).map(|i| {
-            let book = book.clone();
-            tokio::spawn(async move {
-                book.add_one(new_entry(
-                    &format!("Person {i}"),
-                    &format!("+1 201 555 {i:04}"),
-                ))
-                .await
-            })
-        });
-        let mut ids = Vec::new();
-        for add in adds {
-            ids.push(add.await.unwrap().unwrap().id);
-        }
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 100);
-        assert_eq!(book.list(None, 1000).await.unwrap().len(), 100);
-    }
-
-    #[tokio::test]
-    async fn a_batch_rejects_duplicates_one_by_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        let results = book
-            .add(vec![
-                new_entry("Zoë", "+12015550100"),
-                new_entry("ZOE", "(201) 555-0100"),
-                new_entry("Zoë", "+12015550101"),
-            ])
-            .await
-            .unwrap();
-        let first = results[0].as_ref().unwrap().id;
-        assert!(matches!(results[1], Err(Error::Duplicate(id)) if id == first));
-        assert!(results[2].is_ok());
-        assert_eq!(book.lookup("zoe").await.unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn updates_need_the_current_etag() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        let entry = book
-            .add_one(new_entry("Ada", "+12015550100"))
-            .await
-            .unwrap();
-        let change = |etag| Change {
-            id: entry.id,
-            etag,
-            name: None,
-            number: None,
-            label: Some(Label::parse("label", "work").unwrap()),
-        };
-        let updated = book.update(change(entry.etag)).await.unwrap();
-        assert_eq!(updated.label, "work");
-        assert_ne!(updated.etag, entry.etag);
-        assert!(matches!(
-            book.update(change(entry.etag)).await,
-            Err(Error::StaleEtag { current }) if current == updated.etag
-        ));
-        assert!(matches!(
-            book.delete(entry.id, Some(entry.etag)).await,
-            Err(Error::StaleEtag { .. })
-        ));
-        book.delete(entry.id, Some(updated.etag)).await.unwrap();
-        assert!(matches!(book.get(entry.id).await, Err(Error::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn search_lists_prefix_matches_first_and_pages_without_gaps() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        for (i, name) in [
-            "Anna Smith",
-            "Smith Jones",
-            "Bob Smithers",
-            "Carol",
-            "smith",
-        ]
-        .iter()
-        .enumerate()
-        {
-            book.add_one(new_entry(name, &format!("+1201555{i:04}")))
-                .await
-                .unwrap();
-        }
-        let query = Query::parse("SMITH", "US".parse().unwrap()).unwrap();
-        let mut names = Vec::new();
-        let mut after = None;
-        loop {
-            let page = book.search(&query, after.as_ref(), 2).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            let (last, group) = page.last().unwrap().clone();
-            after = Some(last.cursor(group));
-            names.extend(page.into_iter().map(|(e, g)| (e.name, g)));
-        }
-        let expected = [
-            ("smith", 0),
-            ("Smith Jones", 0),
-            ("Anna Smith", 1),
-            ("Bob Smithers", 1),
-        ];
-        assert_eq!(names, expected.map(|(n, g)| (n.to_owned(), g)).to_vec());
-    }
-
-    #[tokio::test]
-    async fn search_by_digits_lists_number_prefixes_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        book.add_one(new_entry("Inner", "+44 20 7946 1201"))
-            .await
-            .unwrap();
-        book.add_one(new_entry("Prefix", "+1 201 555 0100"))
-            .await
-            .unwrap();
-        book.add_one(new_entry("Neither", "+44 20 7946 0000"))
-            .await
-            .unwrap();
-        let query = Query::parse("1201", "US".parse().unwrap()).unwrap();
-        let hits = book.search(&query, None, 10).await.unwrap();
-        let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
-        assert_eq!(names, [("Prefix", 0), ("Inner", 1)]);
-    }
-
-    #[tokio::test]
-    async fn a_search_in_national_format_finds_the_regions_numbers_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        for (name, number) in [
-            ("London", "+44 20 7946 0958"),
-            ("Elsewhere", "+1 201 555 0100"),
-            ("Inner", "+1 210 207 9461"),
-        ] {
-            book.add_one(new_entry(name, number)).await.unwrap();
-        }
-        let query = Query::parse("020 7946", "GB".parse().unwrap()).unwrap();
-        let hits = book.search(&query, None, 10).await.unwrap();
-        let names: Vec<_> = hits.iter().map(|(e, g)| (e.name.as_str(), *g)).collect();
-        assert_eq!(names, [("London", 0), ("Inner", 1)]);
-    }
-
-    #[tokio::test]
-    async fn the_same_number_with_another_extension_is_not_a_duplicate() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(dir.path()).await.unwrap();
-        let front_desk = book
-            .add_one(new_entry("Acme", "+1 201 555 0100 ext. 46"))
-            .await
-            .unwrap();
-        assert_eq!(front_desk.number.extension(), Some("46"));
-        book.add_one(new_entry("Acme", "+1 201 555 0100 ext. 47"))
-            .await
-            .expect("another extension");
-        book.add_one(new_entry("Acme", "+1 201 555 0100"))
-            .await
-            .expect("no extension");
-        let again = book
-            .add_one(new_entry("acme", "+1 (201) 555-0100 x46"))
-            .await;
-        assert!(
-            matches!(again, Err(Error::Duplicate(id)) if id == front_desk.id),
-            "{again:?}"
-        );
-    }
-
-    #[test]
-    fn a_prefix_range_ends_just_above_every_string_with_that_prefix() {
-        assert_eq!(prefix_end("smith"), "smiti");
-        assert_eq!(prefix_end("ab\u{10FFFF}"), "ac");
-        assert_eq!(prefix_end("\u{D7FF}"), "\u{E000}");
-        for name in ["smith", "smith jones", "smith\u{FFFD}", "smith\u{10FFFD}"] {
-            assert!(
-                name >= "smith" && name < prefix_end("smith").as_str(),
-                "{name}"
-            );
-        }
-    }
-}
+mod tests;

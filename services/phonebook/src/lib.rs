@@ -4,7 +4,7 @@
 //!
 //! - [`types`]: validated values (names and their match keys, numbers, labels, ids, etags) and
 //!   each request message read into a domain request;
-//! - [`book`]: the storage (reads in parallel, writes group-committed);
+//! - [`book`]: the storage, on SQLite or PostgreSQL (reads in parallel, writes group-committed);
 //! - [`token`]: what page tokens carry and are bound to (the kit signs them);
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::phonebook::v1::phone_book_service_server::PhoneBookServiceServer;
+use township_store::Database;
 
 pub use book::Book;
 pub use error::Error;
@@ -33,8 +34,10 @@ pub const DEFAULT_PORT: u16 = township_proto::town::PHONEBOOK.port;
 pub struct Config {
     /// Shared server settings.
     pub serve: ServeOptions,
-    /// Where `phonebook.db` lives.
+    /// The server's own directory (held, so that two servers never share one).
     pub data_dir: PathBuf,
+    /// Where the book is kept: by default `phonebook.db` in `data_dir`.
+    pub database: Database,
     /// The region of numbers written without a country code.
     pub region: Region,
 }
@@ -47,7 +50,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     // libphonenumber's metadata (about 5 MiB once loaded) is loaded by the first request that
     // reads a number, not here: an idle server stays small and is SERVING sooner; that one
     // request takes about 80 ms longer.
-    let book = Book::open(&config.data_dir).await?;
+    let book = Book::open(&config.database).await?;
     let api = PhoneBookApi::new(book, config.region);
     let server =
         PhoneBookServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);

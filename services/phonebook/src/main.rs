@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use township_kit::{ServerArgs, config, net, shutdown};
 use township_phonebook::{Config, DEFAULT_PORT, Region};
+use township_store::DatabaseArgs;
 
 /// The Township phone book (gRPC `township.phonebook.v1.PhoneBookService`).
 #[derive(Debug, Parser)]
@@ -13,6 +14,9 @@ use township_phonebook::{Config, DEFAULT_PORT, Region};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     /// Region (ISO 3166 code) of numbers written without +country code, e.g. US, GB, DE.
     #[arg(long, env = "TOWNSHIP_PHONEBOOK_REGION", default_value = "US")]
@@ -27,9 +31,11 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> anyhow::Result<()> {
     township_store::full::apply_test_flags(&args.server);
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
+    let data_dir = args.server.data_dir_or("phonebook");
     let config = Config {
         serve: (&args.server).into(),
-        data_dir: args.server.data_dir_or("phonebook"),
+        database: args.database.database(&data_dir, "phonebook.db")?,
+        data_dir,
         region: args.region,
     };
     let shutdown = shutdown::on_signals();

@@ -1,5 +1,5 @@
 //! A full disk, as every service meets it. SQLite says `SQLITE_FULL` when the disk has no room
-//! for a write (or the file reached its `max_page_count`); [`is_full`] and [`is_full_blocking`]
+//! for a write (or the file reached its `max_page_count`), PostgreSQL `53100 disk_full`; [`is_full`] and [`is_full_blocking`]
 //! tell it from other storage errors, so that a service answers "storage full, nothing was
 //! stored, retry later" (`township_kit::status::storage_full`) instead of an opaque INTERNAL.
 //!
@@ -20,12 +20,17 @@ use rusqlite::Connection;
 /// SQLite's primary result code `SQLITE_FULL`.
 const SQLITE_FULL: i32 = 13;
 
-/// Whether `err` (from a pool) is SQLite's "database or disk is full".
+/// PostgreSQL's SQLSTATE `disk_full`.
+const POSTGRES_DISK_FULL: &str = "53100";
+
+/// Whether `err` (from a pool) is SQLite's "database or disk is full" or PostgreSQL's
+/// `disk_full`.
 pub fn is_full(err: &sqlx::Error) -> bool {
-    let code = err
-        .as_database_error()
-        .and_then(|db| db.code())
-        .and_then(|code| code.parse::<i32>().ok());
+    let code = err.as_database_error().and_then(|db| db.code());
+    if code.as_deref() == Some(POSTGRES_DISK_FULL) {
+        return true;
+    }
+    let code = code.and_then(|code| code.parse::<i32>().ok());
     // Extended result codes carry the primary one in the low byte.
     code.is_some_and(|code| code & 0xff == SQLITE_FULL)
 }

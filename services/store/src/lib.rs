@@ -1,6 +1,8 @@
 //! The one SQL layer every stateful service uses: sqlx over a SQLite file in the service's
-//! `--data-dir` (sqlx can target PostgreSQL later with the same queries). Runtime SQL only — no
-//! compile-time-checked macros, so no database is needed at build time.
+//! `--data-dir`, or over PostgreSQL ([`postgres`]) when `--database-url` names one
+//! ([`database`]). Each service writes its SQL once per dialect, on typed pools (`SqlitePool`,
+//! `PgPool`): sqlx's `Any` driver rewrites neither placeholders nor transaction syntax. Runtime
+//! SQL only — no compile-time-checked macros, so no database is needed at build time.
 //!
 //! Durability: WAL journal with `synchronous = FULL` by default, so a committed transaction survives
 //! a process kill *and* a power loss; services with hot write paths may choose `NORMAL` (survives
@@ -22,17 +24,20 @@
 //! other failures ([`full`]), so a service answers it clearly and works again once there is room.
 
 mod blocking;
+pub mod database;
 pub mod full;
 mod integrity;
 mod migrate;
+pub mod postgres;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context;
 pub use blocking::{open_blocking, rusqlite};
+pub use database::{Database, DatabaseArgs};
 pub use migrate::Migration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-pub use sqlx::{self, SqlitePool};
+pub use sqlx::{self, PgPool, SqlitePool};
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

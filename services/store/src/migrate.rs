@@ -1,7 +1,8 @@
-//! Versioned schema migrations: each service lists its [`Migration`]s (SQL files embedded in the
-//! binary), and opening a database applies the ones it has not had yet, in version order, each in
+//! Versioned schema migrations: each service lists its [`Migration`]s for each dialect (SQL files
+//! embedded in the binary, `migrations/sqlite/` and `migrations/postgres/`), and opening a database applies the ones it has not had yet, in version order, each in
 //! its own transaction with its record in sqlx's `_sqlx_migrations` table. Processes opening the
-//! same file at once take turns on a lock file beside it, so each migration runs once.
+//! same SQLite file at once take turns on a lock file beside it, and on PostgreSQL on sqlx's
+//! advisory lock, so each migration runs once.
 //!
 //! sqlx's `migrate!` macro would embed the same files, but it needs sqlx's `macros` feature, which
 //! builds sqlx's SQLite driver (bundled C) a second time for the compiler; `include_str!` of the
@@ -50,7 +51,16 @@ pub(crate) async fn lock(path: &Path) -> anyhow::Result<File> {
 /// a database that records a step `steps` lacks (made by a newer version) or whose recorded
 /// step differs from the one in `steps`.
 pub(crate) async fn migrate(pool: &SqlitePool, steps: &'static [Migration]) -> anyhow::Result<()> {
-    let migrator = Migrator::with_migrations(
+    migrator(steps)
+        .run(pool)
+        .await
+        .context("cannot migrate the schema")
+}
+
+/// sqlx's migrator for `steps`. On PostgreSQL its `run` holds an advisory lock on the database
+/// while it migrates (replicas starting at once take turns); on SQLite the caller holds [`lock`].
+pub(crate) fn migrator(steps: &'static [Migration]) -> Migrator {
+    Migrator::with_migrations(
         steps
             .iter()
             .map(|step| {
@@ -63,9 +73,5 @@ pub(crate) async fn migrate(pool: &SqlitePool, steps: &'static [Migration]) -> a
                 )
             })
             .collect(),
-    );
-    migrator
-        .run(pool)
-        .await
-        .context("cannot migrate the schema")
+    )
 }

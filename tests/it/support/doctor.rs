@@ -22,7 +22,12 @@ use township_proto::doctor::v1::{
 };
 use township_tests::{Output, ServiceProcess, spawn_service_in};
 
-use crate::support::{grpcurl::grpcurl_call, process::*, status::expect_code};
+use crate::support::{
+    grpcurl::grpcurl_call,
+    process::*,
+    status::expect_code,
+    storage::{Backend, Storage},
+};
 
 /// A doctor client.
 pub type Rpc = DoctorServiceClient<Channel>;
@@ -147,6 +152,21 @@ pub fn assert_sentence_case(text: &str, display: &str) {
 /// A doctor-server on `dir`, on `listen` (`None`: an ephemeral port), with `extra` flags.
 pub async fn doctor_server(dir: &Path, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
     server_on("doctor-server", dir, listen, extra).await
+}
+
+/// A doctor-server on `storage` (its data directory, and on PostgreSQL its database), on
+/// `listen` (`None`: an ephemeral port), with `extra` flags.
+pub async fn doctor_on(storage: &Storage, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
+    server_with("doctor-server", storage, listen, extra).await
+}
+
+/// A doctor (with `extra` flags) on fresh state on `backend`, and a client of it (keep the
+/// `Storage` alive as long as the server).
+pub async fn doctor_with(backend: Backend, extra: &[&str]) -> (Storage, ServiceProcess, Rpc) {
+    let storage = Storage::new(backend).await;
+    let server = doctor_on(&storage, None, extra).await;
+    let rpc = client(&server).await;
+    (storage, server, rpc)
 }
 
 /// A client with its own connection to `server`.

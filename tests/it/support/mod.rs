@@ -1,6 +1,6 @@
 //! What the integration tests share, one module per concern: starting and stopping servers
 //! (`process`), waiting for an event (`wait`), checking gRPC statuses (`status`), running the CLI
-//! (`cli`) and grpcurl (`grpcurl`), restoring earlier versions' data (`fixtures`), filling the disk
+//! (`cli`) and grpcurl (`grpcurl`), keeping state on SQLite or PostgreSQL (`storage`), restoring earlier versions' data (`fixtures`), filling the disk
 //! (`disk`); per service, its calls and checks (`bank`, `bank_audit`, `chat`, `doctor`, `lock`,
 //! `phonebook`, `time`) and its CLI tests' harness (`*_cli`); and the bank chaos test's machinery
 //! (`chaos`), with its seedable random source (`rng`), shared with the lock's stress test.
@@ -25,6 +25,7 @@ pub mod phonebook_cli;
 pub mod process;
 pub mod rng;
 pub mod status;
+pub mod storage;
 pub mod time;
 pub mod tls;
 pub mod wait;

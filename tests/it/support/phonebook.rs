@@ -1,4 +1,5 @@
-//! The phone book's test helpers: a phonebook-server on a data directory, one function per RPC,
+//! The phone book's test helpers: a phonebook-server on a data directory or on either backend
+//! (two replicas, on PostgreSQL, for the concurrency tests), one function per RPC,
 //! a book of many people added in batches, paging through Search and ListEntries, the checks on
 //! entries, and page-token forgery.
 
@@ -16,7 +17,11 @@ use township_proto::phonebook::v1::{
 };
 use township_tests::{Output, ServiceProcess};
 
-use crate::support::{grpcurl::grpcurl_call, process::*};
+use crate::support::{
+    grpcurl::grpcurl_call,
+    process::*,
+    storage::{Backend, Storage},
+};
 
 /// A phone book client.
 pub type Rpc = PhoneBookServiceClient<Channel>;
@@ -31,6 +36,31 @@ pub const MAX_BATCH: usize = 1000;
 /// A phonebook-server on `dir`, on `listen` (`None`: an ephemeral port), with `extra` flags.
 pub async fn phonebook_server(dir: &Path, listen: Option<&str>, extra: &[&str]) -> ServiceProcess {
     server_on("phonebook-server", dir, listen, extra).await
+}
+
+/// A phonebook-server on `storage` (its data directory, and on PostgreSQL its database), on
+/// `listen` (`None`: an ephemeral port), with `extra` flags.
+pub async fn phonebook_on(
+    storage: &Storage,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> ServiceProcess {
+    server_with("phonebook-server", storage, listen, extra).await
+}
+
+/// A phone book on fresh state on `backend`, and a client of it (keep the `Storage` alive as long
+/// as the server).
+pub async fn phonebook_with(backend: Backend) -> (Storage, ServiceProcess, Rpc) {
+    let storage = Storage::new(backend).await;
+    let server = phonebook_on(&storage, None, &[]).await;
+    let rpc = client(&server).await;
+    (storage, server, rpc)
+}
+
+/// The phone book as the concurrency tests meet it: one server on SQLite; on PostgreSQL, two
+/// replicas on one database, so that their races are between processes too.
+pub async fn phonebook_replicas(backend: Backend) -> Replicas {
+    Replicas::start("phonebook-server", backend, &[]).await
 }
 
 /// A client with its own connection to `server`.

@@ -7,6 +7,8 @@ use std::{path::Path, time::Duration};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use tonic::transport::{Channel, Endpoint};
+
+use crate::support::storage::{Backend, Storage};
 use township_tests::{
     Output, ServiceProcess, command, free_port, health_status, run, spawn_service, spawn_service_at,
 };
@@ -41,6 +43,56 @@ pub async fn server_on(
     try_server(binary, listen, &args)
         .await
         .unwrap_or_else(|err| panic!("the {binary} starts: {err:#}"))
+}
+
+/// `binary` on `storage` (its data directory, and on PostgreSQL its database), on `listen`
+/// (`None`: an ephemeral port), with `extra` flags; it must start.
+pub async fn server_with(
+    binary: &str,
+    storage: &Storage,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> ServiceProcess {
+    let flags = storage.flags();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    try_server(binary, listen, &args)
+        .await
+        .unwrap_or_else(|err| panic!("the {binary} starts: {err:#}"))
+}
+
+/// One server on SQLite, or two replicas of it on one PostgreSQL database, each with its own
+/// data directory: what a test of concurrent callers runs against, so that on PostgreSQL their
+/// races are between processes too. Keep it as long as the servers.
+pub struct Replicas {
+    servers: Vec<ServiceProcess>,
+    _storage: Vec<Storage>,
+}
+
+impl Replicas {
+    /// `binary` with `extra` flags on fresh state on `backend`: one server (SQLite) or two
+    /// replicas (PostgreSQL).
+    pub async fn start(binary: &str, backend: Backend, extra: &[&str]) -> Replicas {
+        let first = Storage::new(backend).await;
+        let mut storage = vec![];
+        if backend == Backend::Postgres {
+            storage.push(first.replica());
+        }
+        storage.insert(0, first);
+        let mut servers = Vec::new();
+        for state in &storage {
+            servers.push(server_with(binary, state, None, extra).await);
+        }
+        Replicas {
+            servers,
+            _storage: storage,
+        }
+    }
+
+    /// Server `n`, modulo their number: callers numbered 0, 1, 2, ... alternate between them.
+    pub fn server(&self, n: usize) -> &ServiceProcess {
+        &self.servers[n % self.servers.len()]
+    }
 }
 
 /// A loopback address below the ephemeral range, for a server restarted on the same address.

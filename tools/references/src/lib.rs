@@ -22,8 +22,9 @@
 //! When a reference is not installed, its `*_version()` answers `Ok(None)` and its `start()`
 //! fails naming the Debian package to install: [`ETCD_PACKAGE`] (`etcd-server`),
 //! [`REDIS_PACKAGE`] (`redis-server`) and [`POSTGRES_PACKAGE`] (`postgresql`). For example
-//! `apt-get install etcd-server redis-server postgresql`. Tests check the version first, and
-//! print why and return when the binary is missing.
+//! `apt-get install etcd-server redis-server postgresql` (which `scripts/test` runs). The bench
+//! checks the version first and says why it leaves a reference out; the integration tests fail
+//! instead, naming the package.
 //!
 //! Durability matches what each reference is compared against: etcd fsyncs its WAL per write
 //! (its default), Redis is started [`RedisDurability::InMemory`] or
@@ -36,5 +37,5 @@ mod process;
 mod redis;
 
 pub use etcd::{ETCD_PACKAGE, Etcd, etcd_version};
-pub use postgres::{POSTGRES_PACKAGE, Postgres, postgres_version};
+pub use postgres::{POSTGRES_PACKAGE, Postgres, Setup as PostgresSetup, postgres_version};
 pub use redis::{REDIS_PACKAGE, Redis, RedisDurability, redis_version};

@@ -97,6 +97,12 @@ impl Postgres {
     /// (quoting its output), or if the postmaster exits while starting or does not accept
     /// connections in time (quoting its log).
     pub fn start() -> anyhow::Result<Postgres> {
+        Postgres::start_with(&Setup::default())
+    }
+
+    /// [`Postgres::start`], set up as `setup` asks: serving TLS with a given certificate, and
+    /// asking every user but the superuser for a password.
+    pub fn start_with(setup: &Setup) -> anyhow::Result<Postgres> {
         let Some(bin) = find_bin_dir() else {
             bail!("PostgreSQL is not installed (apt-get install {POSTGRES_PACKAGE})");
         };
@@ -123,6 +129,7 @@ impl Postgres {
         };
         let data = dir.path().join("data");
         initdb(&bin, &data, &user, dir.path())?;
+        let settings = setup.apply(&data, &user)?;
         let port = process::free_port()?;
         let mut process = Process::spawn(
             "postgres",
@@ -131,6 +138,7 @@ impl Postgres {
                 .arg(&data)
                 .args(["-p", &port.to_string()])
                 .args(["-c", &format!("listen_addresses={HOST}")])
+                .args(settings.iter().flat_map(|setting| ["-c", setting]))
                 .arg("-k")
                 .arg(dir.path())
                 .current_dir(dir.path()),
@@ -213,6 +221,64 @@ impl Postgres {
     }
 }
 
+/// How [`Postgres::start_with`] sets a cluster up beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Serve TLS (`ssl=on`) with this certificate chain and private key, both PEM. Clients that
+    /// do not ask for TLS are still served in plaintext.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Over TCP, users other than the superuser log in with a password (scram-sha-256); the
+    /// superuser needs none.
+    pub passwords: bool,
+}
+
+impl Setup {
+    /// Writes what `self` needs into the new cluster `data` (owned by the server's `user`):
+    /// `pg_hba.conf`, and the TLS files readable by the server's user only. Returns the
+    /// server settings to pass with `-c`.
+    fn apply(&self, data: &Path, user: &str) -> anyhow::Result<Vec<String>> {
+        let mut settings = Vec::new();
+        let others = if self.passwords {
+            "scram-sha-256"
+        } else {
+            "trust"
+        };
+        let hba = format!(
+            "local all all trust\n\
+             host all {user} {HOST}/32 trust\n\
+             host all all {HOST}/32 {others}\n"
+        );
+        write_as_server(data, "pg_hba.conf", hba.as_bytes())?;
+        if let Some((cert, key)) = &self.tls {
+            write_as_server(data, "server.crt", cert)?;
+            write_as_server(data, "server.key", key)?;
+            settings.extend([
+                "ssl=on".to_owned(),
+                "ssl_cert_file=server.crt".to_owned(),
+                "ssl_key_file=server.key".to_owned(),
+            ]);
+        }
+        Ok(settings)
+    }
+}
+
+/// Writes `name` in `data` with mode 0600, owned (as root) by the server's account, which
+/// PostgreSQL requires of its private key.
+fn write_as_server(data: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = data.join(name);
+    fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    if account::is_root() {
+        let service = account::by_name(SERVICE_USER)?
+            .with_context(|| format!("there is no `{SERVICE_USER}` user"))?;
+        std::os::unix::fs::chown(&path, Some(service.uid), Some(service.gid))
+            .with_context(|| format!("cannot give {} to {SERVICE_USER}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs `initdb` for a new cluster in `data` whose superuser is `user`, keeping its output in
 /// `initdb.log` in `dir`.
 fn initdb(bin: &Path, data: &Path, user: &str, dir: &Path) -> anyhow::Result<()> {
@@ -223,6 +289,9 @@ fn initdb(bin: &Path, data: &Path, user: &str, dir: &Path) -> anyhow::Result<()>
             .args(["-U", user])
             .args(["-A", "trust"])
             .args(["-E", "UTF8", "--locale=C"])
+            // No fsync of the new cluster's files: a throwaway cluster need not survive a power
+            // loss before its first checkpoint (the server itself keeps fsync on).
+            .arg("--no-sync")
             .current_dir(dir),
         INITDB_TIMEOUT,
     )

@@ -1,0 +1,253 @@
+//! `--database-url` and `--database-password-file` against a real PostgreSQL: the password comes
+//! from a file and is never shown (not in errors, logs or `--help`), and `sslmode=verify-full`
+//! accepts the server's certificate only from the named CA and for the host connected to. The
+//! phone book stands for every service that takes these flags (they are the store's).
+
+use township_references::PostgresSetup;
+
+use crate::support::{cli::township_with, phonebook::*, process::*, storage::Cluster, tls::Certs};
+
+/// A password no output may contain.
+const PASSWORD: &str = "Tr0ub4dor-and-3-horses";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_password_comes_from_a_file_and_is_never_shown() {
+    let cluster = Cluster::start_with(PostgresSetup {
+        passwords: true,
+        ..PostgresSetup::default()
+    })
+    .await;
+    cluster
+        .execute(&format!("CREATE ROLE book LOGIN PASSWORD '{PASSWORD}'"))
+        .await;
+    cluster.execute("CREATE DATABASE book OWNER book").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
+    std::fs::write(&right, format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let url = format!("postgres://book@{}/book", cluster.address());
+
+    let server = try_server(
+        "phonebook-server",
+        None,
+        &[
+            "--data-dir",
+            data,
+            "--database-url",
+            &url,
+            "--database-password-file",
+            right.to_str().unwrap(),
+        ],
+    )
+    .await
+    .expect("the right password opens the database");
+    let rpc = client(&server).await;
+    add(&rpc, "Ada", &us(1), "").await.unwrap();
+    drop(server);
+
+    let refused = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--database-url",
+            &url,
+            "--database-password-file",
+            wrong.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("password authentication failed"),
+        "{refused:?}"
+    );
+    assert!(!refused.stderr.contains("not-the-password"), "{refused:?}");
+
+    // A password in the URL works too, and is not repeated either.
+    let inline = format!("postgres://book:{PASSWORD}@{}/book", cluster.address());
+    let server = try_server(
+        "phonebook-server",
+        None,
+        &["--data-dir", data, "--database-url", &inline],
+    )
+    .await
+    .expect("a password in the URL opens the database");
+    add(&client(&server).await, "Bob", &us(2), "")
+        .await
+        .unwrap();
+    let logs = server.logs();
+    assert!(!logs.contains(PASSWORD), "{logs}");
+    drop(server);
+    let bad_inline = format!("postgres://book:{PASSWORD}x@{}/book", cluster.address());
+    let refused = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--database-url",
+            &bad_inline,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(!refused.stderr.contains(PASSWORD), "{refused:?}");
+    let twice = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--database-url",
+            &inline,
+            "--database-password-file",
+            right.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        twice.code,
+        Some(64),
+        "a password given twice is bad config: {twice:?}"
+    );
+    assert!(!twice.stderr.contains(PASSWORD), "{twice:?}");
+
+    // The environment's URL is not shown by --help.
+    let help = run_binary(
+        "phonebook-server",
+        &["--help"],
+        &[("TOWNSHIP_DATABASE_URL", &inline)],
+    )
+    .await;
+    assert_eq!(help.code, Some(0), "{help:?}");
+    assert!(help.stdout.contains("--database-url"), "{help:?}");
+    assert!(!help.stdout.contains(PASSWORD), "{help:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_full_accepts_only_a_certificate_from_its_ca_for_its_host() {
+    let certs = Certs::init(&[]).await;
+    let dir = certs.path("");
+    let out = township_with(
+        &[
+            "certs",
+            "issue",
+            "--server",
+            "--name",
+            "pg",
+            "--ip",
+            "127.0.0.1",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let read = |file: &str| std::fs::read(certs.path(file)).unwrap();
+    let cluster = Cluster::start_with(PostgresSetup {
+        tls: Some((read("pg.pem"), read("pg.key"))),
+        ..PostgresSetup::default()
+    })
+    .await;
+    let url = cluster.new_database().await;
+    let verified = |url: &str, ca: &str| format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap().to_owned();
+
+    let server = try_server(
+        "phonebook-server",
+        None,
+        &[
+            "--data-dir",
+            &data,
+            "--database-url",
+            &verified(&url, &certs.pem("ca")),
+        ],
+    )
+    .await
+    .expect("the server's certificate is verified");
+    add(&client(&server).await, "Ada", &us(1), "")
+        .await
+        .unwrap();
+    let encrypted = cluster
+        .count(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name = 'phonebook-server'",
+        )
+        .await;
+    assert!(encrypted > 0, "the phone book's connections use TLS");
+    drop(server);
+
+    let other_ca = Certs::init(&[]).await;
+    let refused = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--database-url",
+            &verified(&url, &other_ca.pem("ca")),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "a certificate from another CA: {refused:?}"
+    );
+    assert!(refused.stderr.contains("certificate"), "{refused:?}");
+
+    let other_host = url.replace("127.0.0.1", "localhost");
+    let refused = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--database-url",
+            &verified(&other_host, &certs.pem("ca")),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "a certificate for another host: {refused:?}"
+    );
+    assert!(refused.stderr.contains("certificate"), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sslmode_require_refuses_a_server_without_tls() {
+    let cluster = Cluster::shared().await;
+    let url = cluster.new_database().await;
+    let data = tempfile::tempdir().unwrap();
+    let refused = run_binary(
+        "phonebook-server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--database-url",
+            &format!("{url}?sslmode=require"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+}
