@@ -1,5 +1,7 @@
 //! Phone book: a book of 100,000 and of 1,000,000 entries, loaded in batches; then Lookup latency
 //! by name (16 clients) and durable AddEntry throughput (16 clients, group-committed) against it.
+//! Each book is kept twice, by two servers measured in alternating rounds: one on its SQLite file
+//! (the default) and one on a throwaway PostgreSQL (`--database-url`), when one can be started.
 
 use std::{
     rc::Rc,
@@ -10,20 +12,23 @@ use std::{
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
+use township_references::Postgres;
 use township_proto::phonebook::v1::{
     AddEntryRequest, BatchAddEntriesRequest, LookupRequest, SearchRequest, add_result::Outcome,
     phone_book_service_client::PhoneBookServiceClient,
 };
 
 use crate::{
-    load::{self, Plan, Window},
-    report::Report,
+    load::{self, Plan},
+    report::{Reference, Report},
     row::{Durable, Figures, Rounds, Row},
-    server,
+    server::{self, Server},
 };
 
 /// Every add is committed with SQLite's `synchronous = FULL` before it is answered.
-const DURABLE: Durable = Durable::Yes("SQLite WAL, synchronous=FULL");
+const SQLITE: Durable = Durable::Yes("SQLite WAL, synchronous=FULL");
+/// Every add is committed by PostgreSQL with its defaults before it is answered.
+const POSTGRES: Durable = Durable::Yes("PostgreSQL, fsync on, synchronous_commit on");
 
 /// Concurrent closed-loop clients.
 const CLIENTS: usize = 16;
@@ -34,7 +39,34 @@ const LOADERS: usize = 4;
 
 type Client = PhoneBookServiceClient<Channel>;
 
-/// Runs the phone book scenarios at each book size, each against a fresh server.
+/// A phone book under test: its server, a connection to it and what it is called in the rows.
+struct Book {
+    server: Server,
+    channel: Channel,
+    system: &'static str,
+    durable: Durable,
+    _data: tempfile::TempDir,
+}
+
+impl Book {
+    /// A phonebook-server on a fresh data directory, with `args`.
+    async fn start(args: &[&str], system: &'static str, durable: Durable) -> anyhow::Result<Book> {
+        let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
+        let server = server::start("phonebook-server", data.path(), args).await?;
+        let channel = server::dial(&server.addr.to_string())
+            .await
+            .context("connect to the phone book")?;
+        Ok(Book {
+            server,
+            channel,
+            system,
+            durable,
+            _data: data,
+        })
+    }
+}
+
+/// Runs the phone book scenarios at each book size, each against fresh servers.
 pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     let sizes: &[usize] = if smoke {
         &[2_000]
@@ -42,24 +74,82 @@ pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
         &[100_000, 1_000_000]
     };
     let mut report = Report::default();
+    let postgres = start_postgres(&mut report).await;
     for &size in sizes {
-        let rows = &mut report.rows;
-        let data = tempfile::tempdir().context("cannot create a temporary data dir")?;
-        let server = server::start("phonebook-server", data.path(), &[]).await?;
-        let channel = server::dial(&server.addr.to_string())
-            .await
-            .context("connect to the phone book")?;
-        rows.push(load_book(&channel, size).await?);
-        for clients in [1, CLIENTS] {
-            rows.push(lookups(&channel, size, clients, plan).await?);
+        let mut books = vec![Book::start(&[], "phonebook-server", SQLITE).await?];
+        if let Ok(postgres) = &postgres {
+            let url = new_database(postgres, &format!("book_{size}")).await?;
+            let args = ["--database-url", url.as_str()];
+            books.push(Book::start(&args, "phonebook-server on PostgreSQL", POSTGRES).await?);
         }
-        rows.push(searches(&channel, size, plan).await?);
-        rows.push(adds(&channel, size, plan).await?);
-        let mut footprint = server.footprint()?;
-        footprint.server = format!("phonebook-server ({size} entries)");
-        report.footprints.push(footprint);
+        let rows = &mut report.rows;
+        for book in &books {
+            rows.push(load_book(book, size).await?);
+        }
+        for clients in [1, CLIENTS] {
+            rows.extend(lookups(&books, size, clients, plan).await?);
+        }
+        rows.extend(searches(&books, size, plan).await?);
+        rows.extend(adds(&books, size, plan).await?);
+        for book in &books {
+            let mut footprint = book.server.footprint()?;
+            footprint.server = format!("{} ({size} entries)", book.system);
+            report.footprints.push(footprint);
+        }
+    }
+    if let Ok(postgres) = postgres {
+        tokio::task::spawn_blocking(move || postgres.stop())
+            .await
+            .context("stop PostgreSQL")??;
     }
     Ok(report)
+}
+
+/// Starts a throwaway PostgreSQL, or says why it could not (the SQLite rows are measured all
+/// the same).
+async fn start_postgres(report: &mut Report) -> Result<Postgres, String> {
+    let package = township_references::POSTGRES_PACKAGE;
+    let started = async {
+        let Some(version) = township_references::postgres_version()? else {
+            anyhow::bail!("not installed: apt-get install {package}");
+        };
+        report.references.push(Reference {
+            name: "PostgreSQL (phone book's database)".into(),
+            version,
+        });
+        tokio::task::spawn_blocking(Postgres::start)
+            .await
+            .context("start PostgreSQL")?
+    };
+    started.await.map_err(|err: anyhow::Error| {
+        let why = format!("{err:#}");
+        eprintln!("township-bench: the phone book on PostgreSQL is not measured: {why}");
+        why
+    })
+}
+
+/// Creates the database `name` on `postgres` and returns its URL.
+async fn new_database(postgres: &Postgres, name: &str) -> anyhow::Result<String> {
+    let mut createdb = tokio::process::Command::new(postgres.program("createdb"));
+    createdb
+        .args(["-h", postgres.host(), "-p", &postgres.port().to_string()])
+        .args(["-U", postgres.user(), name]);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), createdb.output())
+        .await
+        .context("createdb took more than 30 s")?
+        .context("cannot run createdb")?;
+    if !output.status.success() {
+        bail!(
+            "createdb {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(format!(
+        "postgres://{}@{}:{}/{name}",
+        postgres.user(),
+        postgres.host(),
+        postgres.port()
+    ))
 }
 
 /// Entry `i` of the loaded book: distinct names, numbers spread over one exchange.
@@ -73,12 +163,12 @@ fn entry(i: usize) -> AddEntryRequest {
 
 /// Loads `size` entries with BatchAddEntries; the row's rate is entries per second and its
 /// latencies are per batch.
-async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
+async fn load_book(book: &Book, size: usize) -> anyhow::Result<Row> {
     let next = Rc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..LOADERS {
-        let mut rpc = Client::new(channel.clone());
+        let mut rpc = Client::new(book.channel.clone());
         let next = next.clone();
         tasks.push(tokio::task::spawn_local(async move {
             let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
@@ -113,8 +203,8 @@ async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
     load.add_figures(figures, histogram)?;
     let mut row = load.row(
         format!("phonebook: bulk load, batches of {BATCH}, {size} entries (once)"),
-        "phonebook-server",
-        DURABLE,
+        book.system,
+        book.durable.clone(),
     )?;
     row.count = size as u64;
     Ok(row)
@@ -122,15 +212,15 @@ async fn load_book(channel: &Channel, size: usize) -> anyhow::Result<Row> {
 
 /// Lookups of random existing names.
 async fn lookups(
-    channel: &Channel,
+    books: &[Book],
     size: usize,
     clients: usize,
     plan: &Plan,
-) -> anyhow::Result<Row> {
-    one_system(plan, async |window| {
+) -> anyhow::Result<Vec<Row>> {
+    let measured = plan.alternate(books, async |book, window| {
         let mut tasks = Vec::new();
         for client in 0..clients {
-            let mut rpc = Client::new(channel.clone());
+            let mut rpc = Client::new(book.channel.clone());
             let mut random = xorshift(client as u64 + 1);
             tasks.push(tokio::task::spawn_local(async move {
                 load::closed_loop(window, async || {
@@ -150,22 +240,21 @@ async fn lookups(
             }));
         }
         load::merge(tasks).await
-    })
-    .await?
-    .row(
-        format!("phonebook: lookup, {size} entries, {clients} client(s)"),
-        "phonebook-server",
-        DURABLE,
+    });
+    rows(
+        books,
+        measured.await?,
+        &format!("phonebook: lookup, {size} entries, {clients} client(s)"),
     )
 }
 
 /// First pages (50 entries) of searches for a name fragment that matches 100 entries as a prefix
 /// and more inside other names.
-async fn searches(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result<Row> {
-    one_system(plan, async |window| {
+async fn searches(books: &[Book], size: usize, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let measured = plan.alternate(books, async |book, window| {
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
-            let mut rpc = Client::new(channel.clone());
+            let mut rpc = Client::new(book.channel.clone());
             let mut random = xorshift(client as u64 + 101);
             tasks.push(tokio::task::spawn_local(async move {
                 load::closed_loop(window, async || {
@@ -190,23 +279,22 @@ async fn searches(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result
             }));
         }
         load::merge(tasks).await
-    })
-    .await?
-    .row(
-        format!("phonebook: search, first page of 50, {size} entries, {CLIENTS} clients"),
-        "phonebook-server",
-        DURABLE,
+    });
+    rows(
+        books,
+        measured.await?,
+        &format!("phonebook: search, first page of 50, {size} entries, {CLIENTS} clients"),
     )
 }
 
 /// Durable single-entry adds (each acknowledged only after its commit reached the disk).
-async fn adds(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result<Row> {
+async fn adds(books: &[Book], size: usize, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let mut round = 0u32;
-    one_system(plan, async |window| {
+    let measured = plan.alternate(books, async |book, window| {
         round += 1;
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
-            let mut rpc = Client::new(channel.clone());
+            let mut rpc = Client::new(book.channel.clone());
             let mut n = 0u64;
             tasks.push(tokio::task::spawn_local(async move {
                 load::closed_loop(window, async || {
@@ -223,24 +311,21 @@ async fn adds(channel: &Channel, size: usize, plan: &Plan) -> anyhow::Result<Row
             }));
         }
         load::merge(tasks).await
-    })
-    .await?
-    .row(
-        format!("phonebook: add, {size} entries, {CLIENTS} clients"),
-        "phonebook-server",
-        DURABLE,
+    });
+    rows(
+        books,
+        measured.await?,
+        &format!("phonebook: add, {size} entries, {CLIENTS} clients"),
     )
 }
 
-/// The phone book alone, in [`Plan::rounds`] rounds of `round`.
-async fn one_system(
-    plan: &Plan,
-    mut round: impl AsyncFnMut(Window) -> anyhow::Result<Histogram<u64>>,
-) -> anyhow::Result<Rounds> {
-    let mut measured = plan
-        .alternate(&[()], async |_, window| round(window).await)
-        .await?;
-    measured.pop().context("no round")
+/// One row of `scenario` per book, from its rounds.
+fn rows(books: &[Book], measured: Vec<Rounds>, scenario: &str) -> anyhow::Result<Vec<Row>> {
+    books
+        .iter()
+        .zip(measured)
+        .map(|(book, rounds)| rounds.row(scenario, book.system, book.durable.clone()))
+        .collect()
 }
 
 fn xorshift(seed: u64) -> impl FnMut() -> u64 {
