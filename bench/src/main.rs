@@ -85,7 +85,8 @@ enum Scenario {
     /// Bank: transfers with the lock service in the loop, one and two replicas, beside
     /// PostgreSQL's pgbench (TPC-B and simple update) on a throwaway PostgreSQL.
     Bank,
-    /// Phone book: bulk load, lookups and durable adds at 100,000 and 1,000,000 entries.
+    /// Phone book: bulk load, lookups, searches and durable adds at 100,000 and 1,000,000
+    /// entries, on SQLite and on PostgreSQL in alternating rounds.
     Phonebook,
     /// Chat: fan-out of messages to 1,000 members of one room, delivery latency.
     Chat,

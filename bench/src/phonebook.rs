@@ -12,11 +12,11 @@ use std::{
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
-use township_references::Postgres;
 use township_proto::phonebook::v1::{
     AddEntryRequest, BatchAddEntriesRequest, LookupRequest, SearchRequest, add_result::Outcome,
     phone_book_service_client::PhoneBookServiceClient,
 };
+use township_references::Postgres;
 
 use crate::{
     load::{self, Plan},

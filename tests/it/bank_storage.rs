@@ -1,8 +1,9 @@
 //! The bank's storage across versions and losses: a data directory made before versioned
 //! migrations opens in place, keeping its money, its holders' PINs, its fences and its record of
 //! requests, and starts its audit; when the lock service loses its lock.db, the bank names the
-//! epoch to restart it at, and works again once it is; and a committed transfer frees its
-//! accounts' locks at once but is answered only once its commit is on the disk.
+//! epoch to restart it at, and works again once it is; a committed transfer frees its
+//! accounts' locks at once but is answered only once its commit is on the disk; and a backup
+//! taken while it serves restores, as the README's runbook says, into a bank that serves it.
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
@@ -12,8 +13,8 @@ use township_tests::free_port;
 use crate::support::{
     bank::{
         Payer, TestBank, admin_token, assert_adds_up, balance, bank_server, client, committed,
-        ledger, lock_server, lock_server_with, login, request_id, schema_versions, spawn_transfer,
-        transfer,
+        ledger, lock_server, lock_server_with, login, open_account, read_bank_db, request_id,
+        schema_versions, spawn_transfer, transfer,
     },
     bank_audit::audit_events,
     fixtures::restore_dump,
@@ -150,4 +151,66 @@ async fn a_committed_transfer_frees_its_locks_at_once_and_is_answered_only_once_
     let receipt = call.await.unwrap().expect("answered once flushed");
     assert_eq!(receipt.balance_cents, 750);
     assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 750);
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_the_bank_serves_restores_into_a_fresh_data_dir_that_serves_it() {
+    let (lock_dir, bank_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lock_addr = format!("127.0.0.1:{}", free_port());
+    let lock = lock_server(lock_dir.path(), Some(&lock_addr)).await;
+    let bank = bank_server(bank_dir.path(), &lock_addr, None, &[]).await;
+    let rpc = client(&bank.addr.to_string(), LIMIT);
+    let admin = admin_token(bank_dir.path());
+    let ada = open_account(&rpc, &admin, "ada", "2468", 10_000)
+        .await
+        .unwrap();
+    let bob = open_account(&rpc, &admin, "bob", "1357", 0).await.unwrap();
+    let token = login(&rpc, "ada", "2468").await.unwrap().session_token;
+    let (from, to) = (&ada.account_id, &bob.account_id);
+    for _ in 0..5 {
+        transfer(&rpc, &token, from, to, 100, &request_id())
+            .await
+            .unwrap();
+    }
+
+    // The runbook's online backup: `VACUUM INTO` reads one consistent snapshot beside the
+    // running bank (as `sqlite3 bank.db "VACUUM INTO '…'"` would).
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("bank.db");
+    let mut db = read_bank_db(bank_dir.path()).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "VACUUM INTO '{}'",
+        copy.display()
+    )))
+    .execute(&mut db)
+    .await
+    .expect("VACUUM INTO makes the backup");
+    drop(db);
+    // What comes after the backup is not in it.
+    transfer(&rpc, &token, from, to, 1, &request_id())
+        .await
+        .unwrap();
+
+    // The runbook's restore: every bank replica stopped, the backup in a fresh data directory,
+    // the lock service restarted (a new epoch, above every token issued before), the bank
+    // started on the restored file.
+    stop(bank, libc::SIGTERM).await;
+    stop(lock, libc::SIGTERM).await;
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored.path().join("bank.db")).unwrap();
+    let _lock = lock_server(lock_dir.path(), Some(&lock_addr)).await;
+    let bank = bank_server(restored.path(), &lock_addr, None, &[]).await;
+    let rpc = client(&bank.addr.to_string(), LIMIT);
+    let token = login(&rpc, "ada", "2468").await.unwrap().session_token;
+    assert_eq!(balance(&rpc, &token, from).await.unwrap(), 10_000 - 500);
+    assert_adds_up(&ledger(&rpc, &token, from).await.unwrap(), 10_000 - 500);
+    let receipt = transfer(&rpc, &token, from, to, 100, &request_id()).await;
+    assert!(
+        receipt.is_ok(),
+        "the restored bank serves: {receipt:?}; logs:\n{}",
+        bank.logs()
+    );
+    assert_eq!(balance(&rpc, &token, from).await.unwrap(), 10_000 - 600);
+    let bob_token = login(&rpc, "bob", "1357").await.unwrap().session_token;
+    assert_eq!(balance(&rpc, &bob_token, to).await.unwrap(), 600);
 }

@@ -4,8 +4,17 @@
 //! phone book stands for every service that takes these flags (they are the store's).
 
 use township_references::PostgresSetup;
+use township_tests::Output;
 
 use crate::support::{cli::township_with, phonebook::*, process::*, storage::Cluster, tls::Certs};
+
+/// Runs phonebook-server on the data directory `data` with `flags` to its end (it must not
+/// start serving) and returns its output.
+async fn refused_start(data: &str, flags: &[&str]) -> Output {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--data-dir", data];
+    args.extend_from_slice(flags);
+    run_binary("phonebook-server", &args, &[]).await
+}
 
 /// A password no output may contain.
 const PASSWORD: &str = "Tr0ub4dor-and-3-horses";
@@ -47,19 +56,14 @@ async fn the_password_comes_from_a_file_and_is_never_shown() {
     add(&rpc, "Ada", &us(1), "").await.unwrap();
     drop(server);
 
-    let refused = run_binary(
-        "phonebook-server",
+    let refused = refused_start(
+        data,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
             "--database-url",
             &url,
             "--database-password-file",
             wrong.to_str().unwrap(),
         ],
-        &[],
     )
     .await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
@@ -85,34 +89,17 @@ async fn the_password_comes_from_a_file_and_is_never_shown() {
     assert!(!logs.contains(PASSWORD), "{logs}");
     drop(server);
     let bad_inline = format!("postgres://book:{PASSWORD}x@{}/book", cluster.address());
-    let refused = run_binary(
-        "phonebook-server",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--database-url",
-            &bad_inline,
-        ],
-        &[],
-    )
-    .await;
+    let refused = refused_start(data, &["--database-url", &bad_inline]).await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(!refused.stderr.contains(PASSWORD), "{refused:?}");
-    let twice = run_binary(
-        "phonebook-server",
+    let twice = refused_start(
+        data,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
             "--database-url",
             &inline,
             "--database-password-file",
             right.to_str().unwrap(),
         ],
-        &[],
     )
     .await;
     assert_eq!(
@@ -189,17 +176,9 @@ async fn verify_full_accepts_only_a_certificate_from_its_ca_for_its_host() {
     drop(server);
 
     let other_ca = Certs::init(&[]).await;
-    let refused = run_binary(
-        "phonebook-server",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--database-url",
-            &verified(&url, &other_ca.pem("ca")),
-        ],
-        &[],
+    let refused = refused_start(
+        &data,
+        &["--database-url", &verified(&url, &other_ca.pem("ca"))],
     )
     .await;
     assert_eq!(
@@ -210,17 +189,9 @@ async fn verify_full_accepts_only_a_certificate_from_its_ca_for_its_host() {
     assert!(refused.stderr.contains("certificate"), "{refused:?}");
 
     let other_host = url.replace("127.0.0.1", "localhost");
-    let refused = run_binary(
-        "phonebook-server",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--database-url",
-            &verified(&other_host, &certs.pem("ca")),
-        ],
-        &[],
+    let refused = refused_start(
+        &data,
+        &["--database-url", &verified(&other_host, &certs.pem("ca"))],
     )
     .await;
     assert_eq!(
@@ -236,17 +207,9 @@ async fn sslmode_require_refuses_a_server_without_tls() {
     let cluster = Cluster::shared().await;
     let url = cluster.new_database().await;
     let data = tempfile::tempdir().unwrap();
-    let refused = run_binary(
-        "phonebook-server",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "--database-url",
-            &format!("{url}?sslmode=require"),
-        ],
-        &[],
+    let refused = refused_start(
+        data.path().to_str().unwrap(),
+        &["--database-url", &format!("{url}?sslmode=require")],
     )
     .await;
     assert_eq!(refused.code, Some(1), "{refused:?}");

@@ -3,21 +3,16 @@
 //! that several phone book replicas share.
 //!
 //! Reads run in parallel and never wait behind writes (their SQL, written once here, is the same
-//! text on both backends). Writes go through one writer task per process that commits whatever
-//! has queued up since its last commit in one transaction (group commit): fifty clients adding
-//! at once cost a handful of fsyncs, not fifty, and no acknowledged write is lost — a reply is
-//! sent only after its commit is durable. How a batch is applied is each backend's own
-//! ([`sqlite`], [`postgres`]): SQLite has one writer at a time, PostgreSQL locks the rows a
+//! text on both backends). Writes go through one writer task per process (`writer`) that
+//! commits whatever has queued up since its last commit in one transaction (group commit): fifty
+//! clients adding at once cost a handful of fsyncs, not fifty, and no acknowledged write is lost
+//! — a reply is sent only after its commit is durable. How a batch is applied is each backend's
+//! own (`sqlite`, `postgres`): SQLite has one writer at a time, PostgreSQL locks the rows a
 //! write checks, so that etags decide exactly one winner across replicas too.
 
 mod postgres;
 mod sqlite;
-
-use std::{
-    collections::HashSet,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+mod writer;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
@@ -43,14 +38,9 @@ macro_rules! columns {
 }
 use columns;
 
-/// Most writes committed in one transaction.
-const MAX_WRITES_PER_COMMIT: usize = 2000;
 /// SQLite's read connections (readers run in parallel; WAL lets them read while the writer
 /// commits).
 const READ_CONNECTIONS: u32 = 4;
-/// How many times a batch that PostgreSQL failed for a concurrent transaction's sake (a
-/// deadlock between replicas) is tried in all.
-const ATTEMPTS: u32 = 5;
 
 /// One stored entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +150,7 @@ impl Book {
         };
         let tokens = PageTokens::new(&token_key).context("the stored page token key")?;
         let (jobs, queue) = mpsc::channel(1024);
-        tokio::spawn(write_loop(store.clone(), queue));
+        tokio::spawn(writer::write_loop(store.clone(), queue));
         Ok(Self {
             store,
             jobs,
@@ -284,7 +274,9 @@ impl Book {
                     Param::Int(id),
                     Param::Int(i64::from(limit)),
                 ];
-                self.store.entries(sql, &params).await?
+                self.store
+                    .entries_planned(sql, &params, Plan::PerCall)
+                    .await?
             } else {
                 let sql = concat!(
                     "SELECT ",
@@ -305,7 +297,9 @@ impl Book {
                     Param::Text(&national_from),
                     Param::Text(&national_end),
                 ];
-                self.store.entries(sql, &params).await?
+                self.store
+                    .entries_planned(sql, &params, Plan::PerCall)
+                    .await?
             };
             hits.extend(found.into_iter().map(|entry| (entry, 0)));
         }
@@ -338,7 +332,10 @@ impl Book {
                 Param::Text(&national_from),
                 Param::Text(&national_end),
             ];
-            let found = self.store.entries(sql, &params).await?;
+            let found = self
+                .store
+                .entries_planned(sql, &params, Plan::PerCall)
+                .await?;
             hits.extend(found.into_iter().map(|entry| (entry, 1)));
         }
         Ok(hits)
@@ -361,6 +358,18 @@ impl Book {
     }
 }
 
+/// How PostgreSQL plans a read.
+#[derive(Clone, Copy, PartialEq)]
+enum Plan {
+    /// Once per connection, as a prepared statement: reads whose best plan is the same whatever
+    /// their values (a lookup by key, a page in name order).
+    Cached,
+    /// Anew for each call, with its values: search's prefix ranges, where a generic plan would
+    /// walk the whole name index in order (measured at 1,000,000 entries: 322 ms a page instead
+    /// of about 1 ms).
+    PerCall,
+}
+
 impl Store {
     /// The entries `sql` (one of the book's reads, the same text on both backends) selects.
     async fn entries(
@@ -368,13 +377,26 @@ impl Store {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Vec<Entry>, sqlx::Error> {
+        self.entries_planned(sql, params, Plan::Cached).await
+    }
+
+    /// [`Store::entries`], planned by PostgreSQL as `plan` says (SQLite plans each statement
+    /// once, and its plans do not depend on the values).
+    async fn entries_planned(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        plan: Plan,
+    ) -> Result<Vec<Entry>, sqlx::Error> {
         match self {
             Store::Sqlite { reads, .. } => {
                 let rows = bind(sqlx::query(sql), params).fetch_all(reads).await?;
                 rows.iter().map(entry_from_row).collect()
             }
             Store::Postgres(pool) => {
-                let rows = bind(sqlx::query(sql), params).fetch_all(pool).await?;
+                // An unnamed statement (not persistent) is planned with the values it is bound to.
+                let query = bind(sqlx::query(sql), params).persistent(plan == Plan::Cached);
+                let rows = query.fetch_all(pool).await?;
                 rows.iter().map(entry_from_row).collect()
             }
         }
@@ -444,13 +466,6 @@ fn written(outcome: Outcome) -> Result<Entry, Error> {
     outcome.and_then(|entry| entry.ok_or(Error::Internal("a write returned no entry")))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The entry in a row that selected [`columns!`], from either backend.
 fn entry_from_row<R: Row>(row: &R) -> Result<Entry, sqlx::Error>
 where
@@ -468,173 +483,6 @@ where
         created_ms: row.try_get("create_ms")?,
         updated_ms: row.try_get("update_ms")?,
     })
-}
-
-/// The writer task: takes every job that has queued up, applies them in one transaction, commits,
-/// then answers each. A storage failure fails the whole batch (nothing of it is acknowledged).
-async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
-        let mut count = first.writes.len();
-        let mut batch = vec![first];
-        while count < MAX_WRITES_PER_COMMIT {
-            match queue.try_recv() {
-                Ok(job) => {
-                    count += job.writes.len();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        match store.commit(&batch).await {
-            Ok(mut outcomes) => {
-                for job in batch.into_iter().rev() {
-                    let at = outcomes.len() - job.writes.len();
-                    let _ = job.reply.send(outcomes.split_off(at));
-                }
-            }
-            Err(err) if township_store::full::is_full(&err) => {
-                for job in batch {
-                    let failed = job.writes.iter().map(|_| Err(Error::StorageFull)).collect();
-                    let _ = job.reply.send(failed);
-                }
-            }
-            Err(err) => {
-                let err = Arc::new(err);
-                tracing::error!(error = %err, writes = count, "phone book commit failed");
-                for job in batch {
-                    let failed = job
-                        .writes
-                        .iter()
-                        .map(|_| Err(Error::Storage(err.clone())))
-                        .collect();
-                    let _ = job.reply.send(failed);
-                }
-            }
-        }
-    }
-}
-
-/// One step of a batch, in order: each run of consecutive adds together (the common case: bulk
-/// loads and many clients adding at once; each backend adds a run with a few statements however
-/// long it is), each update or delete alone.
-enum Step<'a> {
-    Adds(Vec<&'a NewEntry>),
-    Update(&'a Change),
-    Delete(EntryId, Option<Etag>),
-}
-
-/// `batch`'s writes as [`Step`]s.
-fn steps(batch: &[Job]) -> Vec<Step<'_>> {
-    let mut steps = Vec::new();
-    for write in batch.iter().flat_map(|job| &job.writes) {
-        match (write, steps.last_mut()) {
-            (Write::Add(entry), Some(Step::Adds(adds))) => adds.push(entry),
-            (Write::Add(entry), _) => steps.push(Step::Adds(vec![entry])),
-            (Write::Update(change), _) => steps.push(Step::Update(change)),
-            (Write::Delete(id, etag), _) => steps.push(Step::Delete(*id, *etag)),
-        }
-    }
-    steps
-}
-
-impl Store {
-    /// Applies `batch` in order in one transaction, and commits it.
-    async fn commit(&self, batch: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
-        let steps = steps(batch);
-        match self {
-            Store::Sqlite { writes, .. } => sqlite::commit(writes, &steps).await,
-            Store::Postgres(pool) => {
-                let mut attempt = 1;
-                loop {
-                    match postgres::commit(pool, &steps).await {
-                        Err(err)
-                            if township_store::postgres::is_transient(&err)
-                                && attempt < ATTEMPTS =>
-                        {
-                            tracing::debug!(error = %err, attempt, "a phone book batch is tried again");
-                            attempt += 1;
-                        }
-                        done => return done,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A write's result: `Err` on storage failure (the batch fails), `Ok(Err)` when the write is
-/// refused (the batch goes on).
-type Applied<T> = Result<Result<T, Error>, sqlx::Error>;
-
-/// The outcomes of adding `entries`, given the id each one's name key and number has in the book
-/// after the adds (0: none) and which ids the adds made: the first entry with a new id is added,
-/// any other is refused as a duplicate of the entry with its id.
-fn added(
-    entries: &[&NewEntry],
-    ids: Vec<i64>,
-    is_new: impl Fn(i64) -> bool,
-    now: i64,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    if ids.len() != entries.len() {
-        return Err(sqlx::Error::Protocol(format!(
-            "{} ids for {} added entries",
-            ids.len(),
-            entries.len()
-        )));
-    }
-    let mut claimed = HashSet::new();
-    Ok(entries
-        .iter()
-        .zip(ids)
-        .map(|(e, id)| {
-            if is_new(id) && claimed.insert(id) {
-                Ok(Some(Entry {
-                    id: EntryId(id),
-                    name: e.name.as_str().to_owned(),
-                    name_key: e.name.key().to_owned(),
-                    number: e.number.clone(),
-                    label: e.label.as_str().to_owned(),
-                    etag: Etag(1),
-                    created_ms: now,
-                    updated_ms: now,
-                }))
-            } else if id > 0 {
-                Err(Error::Duplicate(EntryId(id)))
-            } else {
-                Err(Error::Internal("an added entry is neither new nor found"))
-            }
-        })
-        .collect())
-}
-
-/// The refusal of a write to entry `id` whose version is `version` (`None`: missing) when the
-/// caller expects `etag`.
-fn refusal(id: EntryId, version: Option<i64>, etag: Option<Etag>) -> Result<(), Error> {
-    match (version, etag) {
-        (None, _) => Err(Error::NotFound(id)),
-        (Some(current), Some(etag)) if current != etag.0 => Err(Error::StaleEtag {
-            current: Etag(current),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// An entry as `change` leaves it.
-fn changed(current: Entry, change: &Change) -> Entry {
-    let (name, name_key) = match &change.name {
-        Some(name) => (name.as_str().to_owned(), name.key().to_owned()),
-        None => (current.name, current.name_key),
-    };
-    Entry {
-        name,
-        name_key,
-        number: change.number.clone().unwrap_or(current.number),
-        label: change
-            .label
-            .as_ref()
-            .map_or(current.label, |l| l.as_str().to_owned()),
-        ..current
-    }
 }
 
 #[cfg(test)]

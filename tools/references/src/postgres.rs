@@ -80,6 +80,8 @@ pub struct Postgres {
     port: u16,
     /// The superuser `initdb` made.
     user: String,
+    /// The server settings it was started with (`-c`), to start it again alike.
+    settings: Vec<String>,
     /// Holds the cluster (`data/`), the logs (`initdb.log`, `postgres.log`) and the Unix socket.
     dir: tempfile::TempDir,
 }
@@ -131,32 +133,37 @@ impl Postgres {
         initdb(&bin, &data, &user, dir.path())?;
         let settings = setup.apply(&data, &user)?;
         let port = process::free_port()?;
-        let mut process = Process::spawn(
-            "postgres",
-            as_server_user(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string()])
-                .args(["-c", &format!("listen_addresses={HOST}")])
-                .args(settings.iter().flat_map(|setting| ["-c", setting]))
-                .arg("-k")
-                .arg(dir.path())
-                .current_dir(dir.path()),
-            dir.path().join("postgres.log"),
-            Shutdown {
-                signal: libc::SIGQUIT,
-                grace: DROP_GRACE,
-            },
-        )?;
-        let pg_isready = bin.join("pg_isready");
-        process.wait_ready(START_TIMEOUT, || is_ready(&pg_isready, port, &user))?;
+        let process = spawn_postmaster(&bin, &data, port, &settings, dir.path(), &user)?;
         Ok(Postgres {
             process,
             bin,
             port,
             user,
+            settings,
             dir,
         })
+    }
+
+    /// What `pg_ctl restart -m immediate` does, by the PID: SIGQUIT to the postmaster (an
+    /// immediate shutdown, like a crash: no checkpoint, every backend ended at once, every
+    /// client's connection cut), then a new postmaster on the same cluster and port, which
+    /// recovers from the WAL before it takes connections (waited for, at most 30 s). Every
+    /// committed transaction is there after it; its PID is new.
+    pub fn restart_immediately(&mut self) -> anyhow::Result<()> {
+        self.process.end(Shutdown {
+            signal: libc::SIGQUIT,
+            grace: STOP_GRACE,
+        })?;
+        let data = self.dir.path().join("data");
+        self.process = spawn_postmaster(
+            &self.bin,
+            &data,
+            self.port,
+            &self.settings,
+            self.dir.path(),
+            &self.user,
+        )?;
+        Ok(())
     }
 
     /// The host it listens on, "127.0.0.1".
@@ -219,6 +226,38 @@ impl Postgres {
             .with_context(|| format!("cannot remove PostgreSQL's directory {}", path.display()));
         stopped.and(removed)
     }
+}
+
+/// Starts the postmaster on the cluster `data` (in `dir`, which holds its log and socket) on
+/// `port` with `settings`, and waits until it accepts connections as `user`.
+fn spawn_postmaster(
+    bin: &Path,
+    data: &Path,
+    port: u16,
+    settings: &[String],
+    dir: &Path,
+    user: &str,
+) -> anyhow::Result<Process> {
+    let mut process = Process::spawn(
+        "postgres",
+        as_server_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(data)
+            .args(["-p", &port.to_string()])
+            .args(["-c", &format!("listen_addresses={HOST}")])
+            .args(settings.iter().flat_map(|setting| ["-c", setting]))
+            .arg("-k")
+            .arg(dir)
+            .current_dir(dir),
+        dir.join("postgres.log"),
+        Shutdown {
+            signal: libc::SIGQUIT,
+            grace: DROP_GRACE,
+        },
+    )?;
+    let pg_isready = bin.join("pg_isready");
+    process.wait_ready(START_TIMEOUT, || is_ready(&pg_isready, port, user))?;
+    Ok(process)
 }
 
 /// How [`Postgres::start_with`] sets a cluster up beyond the defaults.

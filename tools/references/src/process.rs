@@ -157,6 +157,12 @@ impl Process {
         self.shutdown(how)
     }
 
+    /// [`Process::stop`] for a caller that starts the server again in its place: the same stop,
+    /// after which the `Process` is spent (its drop does nothing).
+    pub(crate) fn end(&mut self, how: Shutdown) -> anyhow::Result<()> {
+        self.shutdown(how)
+    }
+
     /// The last lines of the log, introduced by its path, to explain a failure.
     pub(crate) fn log_tail(&self) -> String {
         log_tail(&self.log)

@@ -349,6 +349,34 @@ fn postgres_answers_psql_with_fsync_on_and_stop_ends_the_postmaster_and_its_chil
 }
 
 #[test]
+fn an_immediate_restart_keeps_every_committed_row_on_the_same_port_with_a_new_postmaster() {
+    if installed("PostgreSQL", postgres_version(), POSTGRES_PACKAGE).is_none() {
+        return;
+    }
+    let mut postgres = Postgres::start().expect("PostgreSQL starts");
+    let (pid, port) = (postgres.pid(), postgres.port());
+    psql(
+        &postgres,
+        "create table kept (n int); insert into kept select generate_series(1, 1000)",
+    );
+    let children = children_of(pid);
+    postgres.restart_immediately().expect("PostgreSQL restarts");
+    assert!(is_gone(pid), "the old postmaster's PID {pid} is gone");
+    for child in children {
+        assert!(is_gone(child), "its child {child} is gone");
+    }
+    assert_ne!(postgres.pid(), pid);
+    assert_eq!(postgres.port(), port);
+    assert_eq!(psql(&postgres, "select count(*) from kept"), "1000");
+    let log = std::fs::read_to_string(postgres.log_path()).unwrap();
+    assert!(
+        log.contains("not properly shut down") || log.contains("automatic recovery"),
+        "the new postmaster recovered from the WAL, as after a crash:\n{log}"
+    );
+    postgres.stop().expect("PostgreSQL stops");
+}
+
+#[test]
 fn dropping_postgres_ends_the_postmaster_and_its_children_and_removes_its_dir() {
     if installed("PostgreSQL", postgres_version(), POSTGRES_PACKAGE).is_none() {
         return;

@@ -8,7 +8,8 @@ use township_store::{
 };
 
 use super::{
-    Applied, Entry, Outcome, Step, added, changed, columns, entry_from_row, now_ms, refusal,
+    Entry, Outcome, columns, entry_from_row,
+    writer::{Applied, Step, added, changed, now_ms, refusal},
 };
 use crate::{
     Error,
