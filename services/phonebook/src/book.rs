@@ -260,6 +260,15 @@ impl Book {
         );
         if start.0 == 0 {
             let (key, id) = (start.1, start.2);
+            // Where the name range's walk starts: the cursor, or the range's own start if the
+            // cursor is below it ((name_key, id) > (key, 0) is name_key >= key: ids start at 1).
+            // PostgreSQL 15's btree would otherwise start a row comparison's scan at a cursor
+            // far below the range, and walk everything in between.
+            let (from_key, from_id) = if (key, id) > (query.key.as_str(), 0) {
+                (key, id)
+            } else {
+                (query.key.as_str(), 0)
+            };
             let found = if query.digits.is_empty() {
                 let sql = concat!(
                     "SELECT ",
@@ -270,22 +279,19 @@ impl Book {
                 let params = [
                     Param::Text(&query.key),
                     Param::Text(&key_end),
-                    Param::Text(key),
-                    Param::Int(id),
+                    Param::Text(from_key),
+                    Param::Int(from_id),
                     Param::Int(i64::from(limit)),
                 ];
                 self.store
                     .entries_planned(sql, &params, Plan::PerCall)
                     .await?
             } else {
-                let sql = concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM entries WHERE ((name_key >= $1 AND name_key < $2) \
-                       OR (number >= $3 AND number < $4) \
-                       OR ($8 <> '+' AND number >= $8 AND number < $9)) \
-                       AND (name_key, id) > ($5, $6) ORDER BY name_key, id LIMIT $7"
-                );
+                // The same matches in either text (SQLite's takes the first nine values). SQLite
+                // walks the name index from the cursor, or takes the OR apart where that is
+                // cheaper; PostgreSQL needs each range with its own start, or its bitmap scan of
+                // the name range starts at the cursor (and the OR taken apart would collect and
+                // sort every match when a range holds many, as SQLite's planner does).
                 let params = [
                     Param::Text(&query.key),
                     Param::Text(&key_end),
@@ -296,9 +302,37 @@ impl Book {
                     Param::Int(i64::from(limit)),
                     Param::Text(&national_from),
                     Param::Text(&national_end),
+                    Param::Text(from_key),
+                    Param::Int(from_id),
                 ];
+                let (sql, params) = match self.store {
+                    Store::Sqlite { .. } => (
+                        concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM entries WHERE ((name_key >= $1 AND name_key < $2) \
+                           OR (number >= $3 AND number < $4) \
+                           OR ($8 <> '+' AND number >= $8 AND number < $9)) \
+                           AND (name_key, id) > ($5, $6) ORDER BY name_key, id LIMIT $7"
+                        ),
+                        &params[..9],
+                    ),
+                    Store::Postgres(_) => (
+                        concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM entries WHERE \
+                           (name_key >= $1 AND name_key < $2 AND (name_key, id) > ($10, $11)) \
+                           OR (number >= $3 AND number < $4 AND (name_key, id) > ($5, $6)) \
+                           OR ($8 <> '+' AND number >= $8 AND number < $9 \
+                               AND (name_key, id) > ($5, $6)) \
+                         ORDER BY name_key, id LIMIT $7"
+                        ),
+                        &params[..],
+                    ),
+                };
                 self.store
-                    .entries_planned(sql, &params, Plan::PerCall)
+                    .entries_planned(sql, params, Plan::PerCall)
                     .await?
             };
             hits.extend(found.into_iter().map(|entry| (entry, 0)));
