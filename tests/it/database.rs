@@ -54,7 +54,7 @@ async fn the_password_comes_from_a_file_and_is_never_shown() {
     .expect("the right password opens the database");
     let rpc = client(&server).await;
     add(&rpc, "Ada", &us(1), "").await.unwrap();
-    drop(server);
+    stop(server, libc::SIGTERM).await;
 
     let refused = refused_start(
         data,
@@ -87,7 +87,7 @@ async fn the_password_comes_from_a_file_and_is_never_shown() {
         .unwrap();
     let logs = server.logs();
     assert!(!logs.contains(PASSWORD), "{logs}");
-    drop(server);
+    stop(server, libc::SIGTERM).await;
     let bad_inline = format!("postgres://book:{PASSWORD}x@{}/book", cluster.address());
     let refused = refused_start(data, &["--database-url", &bad_inline]).await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
@@ -173,7 +173,7 @@ async fn verify_full_accepts_only_a_certificate_from_its_ca_for_its_host() {
         )
         .await;
     assert!(encrypted > 0, "the phone book's connections use TLS");
-    drop(server);
+    stop(server, libc::SIGTERM).await;
 
     let other_ca = Certs::init(&[]).await;
     let refused = refused_start(
