@@ -12,7 +12,7 @@
 //! after its transaction commits.
 //!
 //! The SQL is written once, with `$1`-style placeholders that both of sqlx's drivers read;
-//! [`either!`] runs it on whichever connection the records have.
+//! `either!` runs it on whichever connection the records have.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -57,6 +57,9 @@ pub struct Cluster {
     databases: AtomicU32,
 }
 
+/// The shared cluster's `max_connections`.
+const MAX_CONNECTIONS: u32 = 400;
+
 /// The cluster the tests running now share, while any of them holds it.
 static SHARED: tokio::sync::Mutex<Weak<Cluster>> = tokio::sync::Mutex::const_new(Weak::new());
 
@@ -67,7 +70,14 @@ impl Cluster {
         if let Some(cluster) = shared.upgrade() {
             return cluster;
         }
-        let cluster = Cluster::start_with(PostgresSetup::default()).await;
+        // Every test running now shares it, each with servers that hold pools of up to 10
+        // connections (`--database-max-connections`): PostgreSQL's 100 would run out on a
+        // machine that runs many tests at once.
+        let cluster = Cluster::start_with(PostgresSetup {
+            max_connections: Some(MAX_CONNECTIONS),
+            ..PostgresSetup::default()
+        })
+        .await;
         *shared = Arc::downgrade(&cluster);
         cluster
     }

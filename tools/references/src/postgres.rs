@@ -269,6 +269,9 @@ pub struct Setup {
     /// Over TCP, users other than the superuser log in with a password (scram-sha-256); the
     /// superuser needs none.
     pub passwords: bool,
+    /// The server's `max_connections`, if not PostgreSQL's 100 (a cluster that many tests share
+    /// at once, each with servers holding pools, needs more).
+    pub max_connections: Option<u32>,
 }
 
 impl Setup {
@@ -277,6 +280,9 @@ impl Setup {
     /// server settings to pass with `-c`.
     fn apply(&self, data: &Path, user: &str) -> anyhow::Result<Vec<String>> {
         let mut settings = Vec::new();
+        if let Some(max) = self.max_connections {
+            settings.push(format!("max_connections={max}"));
+        }
         let others = if self.passwords {
             "scram-sha-256"
         } else {
