@@ -9,13 +9,20 @@ use tonic::{Code, Request};
 use township_proto::bank::v1::{self as pb};
 use township_tests::free_port;
 
-use crate::support::{bank::*, process::CALL_TIMEOUT, status::*, wait::wait_until};
+use crate::support::{
+    bank::*,
+    process::CALL_TIMEOUT,
+    status::*,
+    storage::{Backend, on_both_backends},
+    wait::wait_until,
+};
 
 // ----- the happy path and the ledger -----
 
-#[tokio::test]
-async fn a_customer_opens_logs_in_deposits_withdraws_transfers_and_the_ledger_adds_up() {
-    let bank = TestBank::start().await;
+async fn a_customer_opens_logs_in_deposits_withdraws_transfers_and_the_ledger_adds_up(
+    backend: Backend,
+) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let opened = open_account(&bank.rpc, &bank.admin, "Ada Lovelace", "1234", 10_000)
         .await
         .unwrap();
@@ -73,9 +80,10 @@ async fn a_customer_opens_logs_in_deposits_withdraws_transfers_and_the_ledger_ad
     assert_adds_up(&bob_ledger, 3_000);
 }
 
-#[tokio::test]
-async fn history_pages_two_at_a_time_newest_first_and_a_forged_page_token_is_refused() {
-    let bank = TestBank::start().await;
+async fn history_pages_two_at_a_time_newest_first_and_a_forged_page_token_is_refused(
+    backend: Backend,
+) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     for cents in [10, 20, 30, 40] {
         deposit(&bank.rpc, &ada, &a, cents, &request_id())
@@ -111,9 +119,8 @@ async fn history_pages_two_at_a_time_newest_first_and_a_forged_page_token_is_ref
     }
 }
 
-#[tokio::test]
-async fn a_history_page_token_is_refused_for_another_account_or_another_session() {
-    let bank = TestBank::start().await;
+async fn a_history_page_token_is_refused_for_another_account_or_another_session(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, bea) = bank.customer("Bea", "5678", 1_000).await;
     for (account, session) in [(&a, &ada), (&b, &bea)] {
@@ -145,9 +152,8 @@ async fn a_history_page_token_is_refused_for_another_account_or_another_session(
     assert!(rest.next_page_token.is_empty());
 }
 
-#[tokio::test]
-async fn an_overdraft_is_refused_with_insufficient_funds_and_changes_nothing() {
-    let bank = TestBank::start().await;
+async fn an_overdraft_is_refused_with_insufficient_funds_and_changes_nothing(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, bob) = bank.customer("Bob", "5678", 0).await;
     let before = ledger(&bank.rpc, &ada, &a).await.unwrap();
@@ -166,9 +172,10 @@ async fn an_overdraft_is_refused_with_insufficient_funds_and_changes_nothing() {
 
 // ----- exactly once -----
 
-#[tokio::test]
-async fn a_retry_with_the_same_request_id_returns_the_same_receipt_and_applies_once() {
-    let bank = TestBank::start().await;
+async fn a_retry_with_the_same_request_id_returns_the_same_receipt_and_applies_once(
+    backend: Backend,
+) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, bob) = bank.customer("Bob", "5678", 0).await;
 
@@ -202,9 +209,8 @@ async fn a_retry_with_the_same_request_id_returns_the_same_receipt_and_applies_o
     );
 }
 
-#[tokio::test]
-async fn the_same_request_id_with_other_parameters_is_refused_as_reused() {
-    let bank = TestBank::start().await;
+async fn the_same_request_id_with_other_parameters_is_refused_as_reused(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, _bob) = bank.customer("Bob", "5678", 0).await;
     let id = request_id();
@@ -233,9 +239,8 @@ async fn the_same_request_id_with_other_parameters_is_refused_as_reused() {
 
 // ----- bad input -----
 
-#[tokio::test]
-async fn bad_input_is_refused_naming_the_field() {
-    let bank = TestBank::start().await;
+async fn bad_input_is_refused_naming_the_field(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, _bob) = bank.customer("Bob", "5678", 0).await;
     let (rpc, admin) = (&bank.rpc, bank.admin.as_str());
@@ -343,9 +348,8 @@ async fn bad_input_is_refused_naming_the_field() {
     assert_eq!(ledger(rpc, &ada, &a).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn an_unknown_account_is_not_found() {
-    let bank = TestBank::start().await;
+async fn an_unknown_account_is_not_found(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let nobody = uuid::Uuid::new_v4().to_string();
     let rpc = &bank.rpc;
@@ -375,9 +379,8 @@ async fn an_unknown_account_is_not_found() {
 
 // ----- who may do what -----
 
-#[tokio::test]
-async fn a_call_without_a_valid_session_is_unauthenticated() {
-    let bank = TestBank::start().await;
+async fn a_call_without_a_valid_session_is_unauthenticated(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, _ada) = bank.customer("Ada", "1234", 1_000).await;
     let bare = pb::GetBalanceRequest {
         account_id: a.clone(),
@@ -405,9 +408,8 @@ async fn a_call_without_a_valid_session_is_unauthenticated() {
     );
 }
 
-#[tokio::test]
-async fn another_holders_account_is_permission_denied() {
-    let bank = TestBank::start().await;
+async fn another_holders_account_is_permission_denied(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, bob) = bank.customer("Bob", "5678", 1_000).await;
     let rpc = &bank.rpc;
@@ -449,9 +451,8 @@ async fn another_holders_account_is_permission_denied() {
     assert_eq!(balance(rpc, &ada, &a).await.unwrap(), 1_100);
 }
 
-#[tokio::test]
-async fn logout_revokes_the_session_token() {
-    let bank = TestBank::start().await;
+async fn logout_revokes_the_session_token(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let other = login(&bank.rpc, "Ada", "1234").await.unwrap().session_token;
     assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 1_000);
@@ -480,9 +481,8 @@ async fn logout_revokes_the_session_token() {
     );
 }
 
-#[tokio::test]
-async fn staff_calls_without_or_with_a_wrong_admin_token_are_permission_denied() {
-    let bank = TestBank::start().await;
+async fn staff_calls_without_or_with_a_wrong_admin_token_are_permission_denied(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 10_000).await;
     let request = || pb::OpenAccountRequest {
         holder_name: "Mallory".into(),
@@ -522,25 +522,19 @@ async fn staff_calls_without_or_with_a_wrong_admin_token_are_permission_denied()
     );
 }
 
-#[tokio::test]
-async fn a_session_token_works_on_a_second_replica_sharing_the_data_dir() {
-    let bank = TestBank::start().await;
+async fn a_session_token_works_on_a_second_replica(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
-    let lock_addr = bank.lock.addr.to_string();
-    let second = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
-    let replica = client(&second.addr.to_string(), CALL_TIMEOUT);
+    let replica = bank.replica(&[]).await;
+    let replica = &replica.rpc;
 
-    assert_eq!(balance(&replica, &ada, &a).await.unwrap(), 1_000);
-    let receipt = deposit(&replica, &ada, &a, 250, &request_id())
+    assert_eq!(balance(replica, &ada, &a).await.unwrap(), 1_000);
+    let receipt = deposit(replica, &ada, &a, 250, &request_id())
         .await
         .unwrap();
     assert_eq!(receipt.balance_cents, 1_250);
     assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 1_250);
-    assert_eq!(
-        admin_token(bank.data_dir.path()),
-        bank.admin,
-        "one staff token"
-    );
+    assert_eq!(admin_token(bank.data_dir()), bank.admin, "one staff token");
     replica
         .clone()
         .logout(authed(&ada, pb::LogoutRequest {}))
@@ -549,14 +543,14 @@ async fn a_session_token_works_on_a_second_replica_sharing_the_data_dir() {
     expect_code(balance(&bank.rpc, &ada, &a).await, Code::Unauthenticated);
 }
 
-#[tokio::test]
-async fn a_logout_on_one_replica_stops_transfers_on_another_that_had_just_made_one() {
-    let bank = TestBank::start().await;
+async fn a_logout_on_one_replica_stops_transfers_on_another_that_had_just_made_one(
+    backend: Backend,
+) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, _) = bank.customer("Bob", "5678", 0).await;
-    let lock_addr = bank.lock.addr.to_string();
-    let second = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
-    let replica = client(&second.addr.to_string(), CALL_TIMEOUT);
+    let replica = bank.replica(&[]).await;
+    let replica = &replica.rpc;
 
     transfer(&bank.rpc, &ada, &a, &b, 100, &request_id())
         .await
@@ -576,9 +570,8 @@ async fn a_logout_on_one_replica_stops_transfers_on_another_that_had_just_made_o
 
 // ----- three strikes -----
 
-#[tokio::test]
-async fn an_unknown_name_and_a_wrong_pin_get_the_same_unauthenticated_answer() {
-    let bank = TestBank::start().await;
+async fn an_unknown_name_and_a_wrong_pin_get_the_same_unauthenticated_answer(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     bank.customer("Ada", "1234", 0).await;
     let wrong_pin = expect_code(login(&bank.rpc, "Ada", "9999").await, Code::Unauthenticated);
     let unknown = expect_code(
@@ -588,18 +581,16 @@ async fn an_unknown_name_and_a_wrong_pin_get_the_same_unauthenticated_answer() {
     assert_eq!(wrong_pin.message(), unknown.message());
     assert_eq!(reason(&wrong_pin), reason(&unknown));
 }
-#[tokio::test]
-async fn after_three_wrong_pins_even_the_right_pin_is_refused_with_retry_info() {
-    let bank = TestBank::start().await;
+async fn after_three_wrong_pins_even_the_right_pin_is_refused_with_retry_info(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     bank.customer("Ada", "1234", 0).await;
     assert_three_strikes_lock(&bank.rpc, "Ada", "1234").await;
     let other = bank.customer("Cy", "4321", 0).await;
     assert!(!other.1.is_empty(), "other names are not locked");
 }
 
-#[tokio::test]
-async fn three_failed_logins_lock_a_name_that_does_not_exist_too() {
-    let bank = TestBank::start().await;
+async fn three_failed_logins_lock_a_name_that_does_not_exist_too(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     assert_three_strikes_lock(&bank.rpc, "Nobody", "1234").await;
     // Opening the account does not lift the lock on the name.
     open_account(&bank.rpc, &bank.admin, "Nobody", "1234", 0)
@@ -611,9 +602,8 @@ async fn three_failed_logins_lock_a_name_that_does_not_exist_too() {
     );
 }
 
-#[tokio::test]
-async fn a_successful_login_resets_the_strikes() {
-    let bank = TestBank::start().await;
+async fn a_successful_login_resets_the_strikes(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     bank.customer("Ada", "1234", 0).await;
     for _ in 0..2 {
         expect_code(login(&bank.rpc, "Ada", "0000").await, Code::Unauthenticated);
@@ -625,10 +615,10 @@ async fn a_successful_login_resets_the_strikes() {
     login(&bank.rpc, "Ada", "1234").await.unwrap();
 }
 
-#[tokio::test]
-async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists_all_in_the_order_opened()
- {
-    let bank = TestBank::start().await;
+async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists_all_in_the_order_opened(
+    backend: Backend,
+) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, _ada) = bank.customer("Ada", "1234", 100).await;
     let wrong = open_account(&bank.rpc, &bank.admin, "Ada", "9999", 500).await;
     expect_code(wrong, Code::PermissionDenied);
@@ -660,9 +650,8 @@ async fn a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists
 
 // ----- interest -----
 
-#[tokio::test]
-async fn interest_is_two_percent_rounded_down_and_a_retry_credits_nothing_more() {
-    let bank = TestBank::start().await;
+async fn interest_is_two_percent_rounded_down_and_a_retry_credits_nothing_more(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 10_049).await;
     let (b, bob) = bank.customer("Bob", "5678", 149).await;
     let (c, cy) = bank.customer("Cy", "4321", 49).await;
@@ -759,11 +748,10 @@ async fn an_unreachable_lock_service_is_unavailable_soon_changes_nothing_and_the
     assert_adds_up(&rows, 1_150);
 }
 
-#[tokio::test]
-async fn an_acknowledged_deposit_survives_kill_9_of_the_bank_server() {
-    let bank = TestBank::start().await;
+async fn an_acknowledged_deposit_survives_kill_9_of_the_bank_server(backend: Backend) {
+    let mut bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
-    let mut server = bank.server;
+    let server = &mut bank.server;
     let id = request_id();
     let receipt = deposit(&bank.rpc, &ada, &a, 4_321, &id).await.unwrap();
     server.signal(libc::SIGKILL);
@@ -773,8 +761,7 @@ async fn an_acknowledged_deposit_survives_kill_9_of_the_bank_server() {
         .expect("kill -9 ends the bank-server");
     assert_eq!(status.code(), None, "killed by a signal");
 
-    let lock_addr = bank.lock.addr.to_string();
-    let restarted = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
+    let restarted = bank.restart(&[]).await;
     let rpc = client(&restarted.addr.to_string(), CALL_TIMEOUT);
     assert_eq!(
         balance(&rpc, &ada, &a).await.unwrap(),
@@ -791,10 +778,11 @@ async fn an_acknowledged_deposit_survives_kill_9_of_the_bank_server() {
     );
 }
 
-#[tokio::test]
-async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_by_its_retry() {
+async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_by_its_retry(
+    backend: Backend,
+) {
     // Every reply waits 3 s after its commit: a kill in that window loses the answer.
-    let bank = TestBank::start_with(&["--test-delay-after-commit", "3s"]).await;
+    let mut bank = TestBank::start_on(backend, &["--test-delay-after-commit", "3s"]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     let (b, _) = bank.customer("Bob", "5678", 0).await;
     let id = request_id();
@@ -804,10 +792,10 @@ async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_b
     wait_until(
         "the transfer is committed",
         Duration::from_secs(20),
-        async || committed(bank.data_dir.path(), &id).await,
+        async || committed(&bank.storage, &id).await,
     )
     .await;
-    let mut server = bank.server;
+    let server = &mut bank.server;
     server.signal(libc::SIGKILL);
     server
         .wait_exit(Duration::from_secs(10))
@@ -819,8 +807,7 @@ async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_b
         "the answer was lost with the server: {lost:?}"
     );
 
-    let lock_addr = bank.lock.addr.to_string();
-    let restarted = bank_server(bank.data_dir.path(), &lock_addr, None, &[]).await;
+    let restarted = bank.restart(&[]).await;
     let rpc = client(&restarted.addr.to_string(), CALL_TIMEOUT);
     let retry_started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -847,9 +834,8 @@ async fn a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_b
     assert_eq!(rows.iter().filter(|r| r.request_id == id).count(), 1);
 }
 
-#[tokio::test]
-async fn every_balance_equals_the_sum_of_its_ledger() {
-    let bank = TestBank::start().await;
+async fn every_balance_equals_the_sum_of_its_ledger(backend: Backend) {
+    let bank = TestBank::start_on(backend, &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 7_777).await;
     let a2 = open_account(&bank.rpc, &bank.admin, "Ada", "1234", 0)
         .await
@@ -890,3 +876,29 @@ async fn every_balance_equals_the_sum_of_its_ledger() {
         assert_adds_up(&rows, now);
     }
 }
+
+on_both_backends!(
+    a_customer_opens_logs_in_deposits_withdraws_transfers_and_the_ledger_adds_up,
+    history_pages_two_at_a_time_newest_first_and_a_forged_page_token_is_refused,
+    a_history_page_token_is_refused_for_another_account_or_another_session,
+    an_overdraft_is_refused_with_insufficient_funds_and_changes_nothing,
+    a_retry_with_the_same_request_id_returns_the_same_receipt_and_applies_once,
+    the_same_request_id_with_other_parameters_is_refused_as_reused,
+    bad_input_is_refused_naming_the_field,
+    an_unknown_account_is_not_found,
+    a_call_without_a_valid_session_is_unauthenticated,
+    another_holders_account_is_permission_denied,
+    logout_revokes_the_session_token,
+    staff_calls_without_or_with_a_wrong_admin_token_are_permission_denied,
+    a_session_token_works_on_a_second_replica,
+    a_logout_on_one_replica_stops_transfers_on_another_that_had_just_made_one,
+    an_unknown_name_and_a_wrong_pin_get_the_same_unauthenticated_answer,
+    after_three_wrong_pins_even_the_right_pin_is_refused_with_retry_info,
+    three_failed_logins_lock_a_name_that_does_not_exist_too,
+    a_successful_login_resets_the_strikes,
+    a_second_account_for_an_existing_holder_needs_their_pin_and_login_lists_all_in_the_order_opened,
+    interest_is_two_percent_rounded_down_and_a_retry_credits_nothing_more,
+    an_acknowledged_deposit_survives_kill_9_of_the_bank_server,
+    a_transfer_applied_but_unanswered_when_the_bank_is_killed_is_answered_by_its_retry,
+    every_balance_equals_the_sum_of_its_ledger,
+);

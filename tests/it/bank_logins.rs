@@ -46,7 +46,7 @@ async fn forty_wrong_pins_sent_together_get_three_pin_checks_and_the_right_pin_w
     // The right PIN joins the burst once its first three attempts are counted: while they are
     // checked, or after.
     wait_until("three attempts are counted", LIMIT, async || {
-        strikes(bank.data_dir.path(), "Ada").await >= 3
+        strikes(bank.data_dir(), "Ada").await >= 3
     })
     .await;
     let rpc = bank.rpc.clone();
@@ -128,11 +128,11 @@ async fn many_sources_failing_on_one_name_lock_it_for_everyone_only_for_the_name
 async fn failed_logins_are_forgotten_once_the_longest_lockout_has_passed() {
     let bank = TestBank::start_with(&["--login-lockout", "1s", "--login-max-lockout", "1s"]).await;
     fails(&bank.rpc, "Ghost").await;
-    assert_eq!(names_with_strikes(bank.data_dir.path()).await, ["Ghost"]);
+    assert_eq!(names_with_strikes(bank.data_dir()).await, ["Ghost"]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     fails(&bank.rpc, "Someone else").await;
     assert_eq!(
-        names_with_strikes(bank.data_dir.path()).await,
+        names_with_strikes(bank.data_dir()).await,
         ["Someone else"],
         "Ghost's row was pruned"
     );

@@ -132,7 +132,7 @@ async fn a_committed_transfer_frees_its_locks_at_once_and_is_answered_only_once_
     let call = spawn_transfer(&bank.rpc, &ada, &a, &b, 250, &id);
 
     wait_until("the transfer is committed", LIMIT, async || {
-        committed(bank.data_dir.path(), &id).await
+        committed(&bank.storage, &id).await
     })
     .await;
     for account in [&a, &b] {

@@ -73,7 +73,7 @@ async fn a_full_disk_refuses_bank_writes_clearly_loses_nothing_acknowledged_and_
 
     // Everything acknowledged is on the disk: a kill -9 and a restart keep it.
     let lock_addr = bank.lock.addr.to_string();
-    let data_dir = bank.data_dir.path().to_owned();
+    let data_dir = bank.data_dir().to_owned();
     stop(bank.server, libc::SIGKILL).await;
     let restarted = bank_server(&data_dir, &lock_addr, None, &[]).await;
     let rpc = client(&restarted.addr.to_string(), CALL_LIMIT);

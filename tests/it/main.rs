@@ -8,6 +8,7 @@ mod bank_cli;
 mod bank_holders;
 mod bank_invariant;
 mod bank_logins;
+mod bank_replicas;
 mod bank_storage;
 mod bank_tls;
 mod certs;

@@ -21,7 +21,7 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use township_store::{SqlitePool, sqlx};
+use township_store::{Db, Tx, either, sqlx};
 
 use crate::{Error, clock::now_ms, logins, writer::Writer};
 
@@ -210,14 +210,19 @@ pub fn denied_by_policy(denial: township_kit::Denial) -> Event {
 /// Appends `event` (standing for `count` identical ones) at `time_ms`, in the caller's
 /// transaction.
 pub(crate) async fn append(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut Tx,
     time_ms: i64,
     event: &Event,
     count: u32,
 ) -> Result<(), Error> {
-    sqlx::query(
+    let peer = event
+        .call
+        .peer
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_default();
+    either!(tx, |conn| sqlx::query(
         "INSERT INTO audit (time_ms, kind, method, holder, account, principal, peer, detail, count)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(time_ms)
     .bind(event.kind.as_str())
@@ -225,24 +230,19 @@ pub(crate) async fn append(
     .bind(&event.holder)
     .bind(&event.account)
     .bind(&event.call.principal)
-    .bind(
-        event
-            .call
-            .peer
-            .map(|ip| ip.to_canonical().to_string())
-            .unwrap_or_default(),
-    )
+    .bind(&peer)
     .bind(&event.detail)
     .bind(i64::from(count.max(1)))
     .execute(conn)
-    .await?;
+    .await?
+    .rows_affected());
     Ok(())
 }
 
 /// Up to `limit` events matching `filter` older than event `before` (all, if `None`), newest
 /// first.
 pub(crate) async fn page(
-    pool: &SqlitePool,
+    db: &Db,
     filter: &Filter,
     before: Option<i64>,
     limit: u32,
@@ -259,37 +259,31 @@ pub(crate) async fn page(
         String,
         i64,
     );
-    // Only the conditions given, so that SQLite can use the index they need: by holder, the
-    // (holder, id) index; since a time, the id range from the first event at or after it.
-    macro_rules! audit_sql {
-        ($($condition:literal)*) => {
-            concat!(
-                "SELECT id, time_ms, kind, method, holder, account, principal, peer, detail, count
-                 FROM audit WHERE id < ?",
-                $($condition,)*
-                " ORDER BY id DESC LIMIT ?"
-            )
-        };
-    }
-    let sql = match (filter.holder.is_some(), filter.since_ms.is_some()) {
-        (false, false) => audit_sql!(),
-        (true, false) => audit_sql!(" AND holder = ?"),
-        (false, true) => audit_sql!(
-            " AND time_ms >= ? AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= ?)"
-        ),
-        (true, true) => audit_sql!(
-            " AND holder = ?"
-            " AND time_ms >= ? AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= ?)"
-        ),
+    // Only the conditions given, so that the database can use the index they need: by holder,
+    // the (holder, id) index; since a time, the id range from the first event at or after it.
+    // Parameters: $1 before, then the holder and the time if given, then the limit.
+    const SINCE: &str = " AND time_ms >= {t} AND id >= (SELECT coalesce(min(id), 0) FROM audit WHERE time_ms >= {t})";
+    let (holder, since, limit_at) = match (filter.holder.is_some(), filter.since_ms.is_some()) {
+        (false, false) => (String::new(), String::new(), 2),
+        (true, false) => (" AND holder = $2".to_owned(), String::new(), 3),
+        (false, true) => (String::new(), SINCE.replace("{t}", "$2"), 3),
+        (true, true) => (" AND holder = $2".to_owned(), SINCE.replace("{t}", "$3"), 4),
     };
-    let mut query = sqlx::query_as::<_, Row>(sql).bind(before.unwrap_or(i64::MAX));
-    if let Some(holder) = &filter.holder {
-        query = query.bind(holder);
-    }
-    if let Some(since_ms) = filter.since_ms {
-        query = query.bind(since_ms).bind(since_ms);
-    }
-    let rows = query.bind(i64::from(limit)).fetch_all(pool).await?;
+    let sql = format!(
+        "SELECT id, time_ms, kind, method, holder, account, principal, peer, detail, count
+         FROM audit WHERE id < $1{holder}{since} ORDER BY id DESC LIMIT ${limit_at}"
+    );
+    let rows: Vec<Row> = either!(pool db, |pool| {
+        let mut query =
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.clone())).bind(before.unwrap_or(i64::MAX));
+        if let Some(holder) = &filter.holder {
+            query = query.bind(holder);
+        }
+        if let Some(since_ms) = filter.since_ms {
+            query = query.bind(since_ms);
+        }
+        query.bind(i64::from(limit)).fetch_all(pool).await?
+    });
     Ok(rows
         .into_iter()
         .map(
@@ -353,9 +347,9 @@ async fn write_notes(writer: Writer, mut queued: mpsc::Receiver<Event>, dropped:
             rows.push((overflow, u32::try_from(lost).unwrap_or(u32::MAX)));
         }
         let written = writer
-            .run(move |pool| async move {
+            .run(move |db| async move {
                 let time_ms = now_ms();
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 for (event, count) in &rows {
                     append(&mut tx, time_ms, event, *count).await?;
                 }
@@ -381,7 +375,9 @@ mod tests {
     /// A fresh ledger in a temporary directory.
     async fn ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path()).await.unwrap();
+        let ledger = Ledger::open(&township_store::Database::sqlite(dir.path(), "bank.db"))
+            .await
+            .unwrap();
         (dir, ledger)
     }
 

@@ -8,18 +8,16 @@
 //! ([`crate::transfers`]), the others one transaction each ([`crate::writes`]), all decided by
 //! [`crate::rules`]. So each runs to its end even if its caller goes away.
 
-use std::path::Path;
-
 use anyhow::Context;
 use tokio::sync::oneshot;
 use township_kit::paging::PageTokens;
-use township_store::{Checkpoints, Durability, Pools, SqlitePool, sqlx};
+use township_store::{Checkpoints, Database, Db, Durability, Pools, either, sqlx};
 
 use crate::{
     Error,
     audit::{self, Event, Filter, Notes, Record},
     logins::LoginPolicy,
-    schema::SCHEMA,
+    schema::{POSTGRES_SCHEMA, SQLITE_SCHEMA},
     strikes::{self, Stakes},
     transfers::Transfer,
     types::{AccountId, Amount, HolderName, RequestId},
@@ -62,8 +60,9 @@ pub struct AccountView {
 /// The bank's storage. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    /// Plain reads (sessions, holders, account lists) that never wait for the writer.
-    reads: SqlitePool,
+    /// Plain reads (sessions, holders, account lists) that never wait for the writer: SQLite's
+    /// reading pool, or the PostgreSQL pool.
+    reads: Db,
     /// The one writer: every mutation and fenced read.
     writer: Writer,
     /// Audit events that go with no change, written in batches through the writer.
@@ -74,50 +73,76 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) `<data_dir>/bank.db`. WAL, every answer sent only once its commit is
-    /// flushed: it survives `kill -9` of any process and a power loss (`synchronous = FULL`, and
-    /// for the group commit of transfers one flush per batch or more, see [`crate::syncer`]).
+    /// Opens (or creates) the ledger in `database`, migrated to this version.
+    ///
+    /// On SQLite (`<data_dir>/bank.db`): WAL, every answer sent only once its commit is flushed:
+    /// it survives `kill -9` of any process and a power loss (`synchronous = FULL`, and for the
+    /// group commit of transfers one flush per batch or more, see [`crate::syncer`]).
     /// Checkpoints run in the background on a reading connection, every [`CHECKPOINT_INTERVAL`],
     /// so the writer's commits never wait for them.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::open_pausing(data_dir, None).await
+    ///
+    /// On PostgreSQL: one pool for reads and writes; every commit is durable when it returns
+    /// (the server's `synchronous_commit`), and replicas of the bank share the database.
+    pub async fn open(database: &Database) -> anyhow::Result<Self> {
+        Self::open_pausing(database, None).await
     }
 
     /// [`Ledger::open`] with the integration tests' pause before each flush of the transfers'
-    /// WAL, if `delays` has one (debug builds only, see [`crate::test_seam`]).
+    /// WAL, if `delays` has one (debug builds only, see [`crate::test_seam`]; SQLite only).
     #[cfg(debug_assertions)]
     pub async fn open_with_test_delays(
-        data_dir: &Path,
+        database: &Database,
         delays: &crate::test_seam::TestDelays,
     ) -> anyhow::Result<Self> {
-        Self::open_pausing(data_dir, delays.before_flush).await
+        Self::open_pausing(database, delays.before_flush).await
     }
 
     /// [`Ledger::open`], pausing `before_flush` (if any) before each flush of the transfers' WAL.
     async fn open_pausing(
-        data_dir: &Path,
+        database: &Database,
         before_flush: Option<std::time::Duration>,
     ) -> anyhow::Result<Self> {
-        let Pools { writes, reads } =
-            township_store::open_pools(data_dir, "bank.db", DURABILITY, CHECKPOINTS, 4, SCHEMA)
+        let (reads, writer, key) = match database {
+            Database::Sqlite { dir, file } => {
+                let Pools { writes, reads } = township_store::open_pools(
+                    dir,
+                    file,
+                    DURABILITY,
+                    CHECKPOINTS,
+                    4,
+                    SQLITE_SCHEMA,
+                )
                 .await
                 .context("cannot open the bank's ledger")?;
-        let key = township_store::secret(&writes, "page_token_key").await?;
-        let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
-        let dir = data_dir.to_owned();
-        let open = Box::new(move || {
-            township_store::open_blocking(&dir, "bank.db", Durability::Normal, CHECKPOINTS)
-        });
-        // The WAL file exists as long as any connection is open, and the writer's stays open.
-        let wal = data_dir.join("bank.db-wal");
-        let sync = Box::new(move || {
-            if let Some(pause) = before_flush {
-                std::thread::sleep(pause);
+                let key = township_store::secret(&writes, "page_token_key").await?;
+                let (dir, file) = (dir.clone(), file.clone());
+                // The WAL file exists as long as any connection is open, and the writer's stays
+                // open.
+                let wal = dir.join(format!("{file}-wal"));
+                let open = Box::new(move || {
+                    township_store::open_blocking(&dir, &file, Durability::Normal, CHECKPOINTS)
+                });
+                let sync = Box::new(move || {
+                    if let Some(pause) = before_flush {
+                        std::thread::sleep(pause);
+                    }
+                    std::fs::File::open(&wal)?.sync_data()
+                });
+                let writer = Writer::start(writes, open, sync)
+                    .context("cannot start the ledger's writer thread")?;
+                (Db::Sqlite(reads), writer, key)
             }
-            std::fs::File::open(&wal)?.sync_data()
-        });
-        let writer =
-            Writer::start(writes, open, sync).context("cannot start the ledger's writer thread")?;
+            Database::Postgres(postgres) => {
+                let pool = township_store::postgres::open(postgres, POSTGRES_SCHEMA)
+                    .await
+                    .context("cannot open the bank's ledger")?;
+                let key = township_store::postgres::secret(&pool, "page_token_key").await?;
+                let writer = Writer::start_postgres(pool.clone())
+                    .context("cannot start the ledger's writer")?;
+                (Db::Postgres(pool), writer, key)
+            }
+        };
+        let page_tokens = PageTokens::new(&key).context("the stored page token key")?;
         let notes = Notes::start(writer.clone());
         Ok(Self {
             reads,
@@ -125,6 +150,12 @@ impl Ledger {
             notes,
             page_tokens,
         })
+    }
+
+    /// Whether the ledger is on PostgreSQL (shared by replicas that each have their own data
+    /// directory) rather than in a SQLite file.
+    pub fn is_postgres(&self) -> bool {
+        self.reads.is_postgres()
     }
 
     /// Signs and checks ListTransactions' page tokens.
@@ -153,12 +184,12 @@ impl Ledger {
 
     /// The stored PIN hash of `name`, if the holder exists.
     pub async fn pin_hash(&self, name: &HolderName) -> Result<Option<String>, Error> {
-        Ok(
-            sqlx::query_scalar("SELECT pin_hash FROM holders WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&self.reads)
-                .await?,
+        Ok(either!(pool & self.reads, |pool| sqlx::query_scalar(
+            "SELECT pin_hash FROM holders WHERE name = $1"
         )
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// Counts a login attempt on `name` from `source` as a failure before its PIN is checked,
@@ -173,8 +204,8 @@ impl Ledger {
     ) -> Result<Stakes, Error> {
         let (name, source) = (name.clone(), source.to_owned());
         self.writer
-            .run(move |pool| async move {
-                strikes::reserve(&pool, &name, &source, now_ms, policy).await
+            .run(move |db| async move {
+                strikes::reserve(&db, &name, &source, now_ms, policy).await
             })
             .await
     }
@@ -183,7 +214,7 @@ impl Ledger {
     pub async fn clear_login_strikes(&self, name: &HolderName, source: &str) -> Result<(), Error> {
         let (name, source) = (name.clone(), source.to_owned());
         self.writer
-            .run(move |pool| async move { strikes::clear(&pool, &name, &source).await })
+            .run(move |db| async move { strikes::clear(&db, &name, &source).await })
             .await
     }
 
@@ -199,8 +230,8 @@ impl Ledger {
     ) -> Result<(), Error> {
         let (token_hash, name) = (token_hash.to_owned(), name.clone());
         self.writer
-            .run(move |pool| async move {
-                writes::create_session(&pool, &token_hash, &name, now_ms, expires_ms, &event).await
+            .run(move |db| async move {
+                writes::create_session(&db, &token_hash, &name, now_ms, expires_ms, &event).await
             })
             .await
     }
@@ -211,13 +242,13 @@ impl Ledger {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<Option<HolderName>, Error> {
-        let name: Option<String> = sqlx::query_scalar(
-            "SELECT holder_name FROM sessions WHERE token_hash = ? AND expires_ms > ?",
+        let name: Option<String> = either!(pool & self.reads, |pool| sqlx::query_scalar(
+            "SELECT holder_name FROM sessions WHERE token_hash = $1 AND expires_ms > $2",
         )
         .bind(token_hash)
         .bind(now_ms)
-        .fetch_optional(&self.reads)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         name.map(|n| HolderName::parse("holder_name", &n))
             .transpose()
     }
@@ -232,18 +263,18 @@ impl Ledger {
         now_ms: i64,
         account: &AccountId,
     ) -> Result<Option<(Option<bool>, i64)>, Error> {
-        let row: Option<(bool, bool, i64)> = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1),
+        let row: Option<(bool, bool, i64)> = either!(pool & self.reads, |pool| sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1),
                     EXISTS (SELECT 1 FROM account_holders h
-                            WHERE h.account_id = ?1 AND h.holder_name = s.holder_name),
+                            WHERE h.account_id = $1 AND h.holder_name = s.holder_name),
                     s.expires_ms
-             FROM sessions s WHERE s.token_hash = ?2 AND s.expires_ms > ?3",
+             FROM sessions s WHERE s.token_hash = $2 AND s.expires_ms > $3",
         )
         .bind(account.as_str())
         .bind(token_hash)
         .bind(now_ms)
-        .fetch_optional(&self.reads)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         Ok(row.map(|(exists, held, expires_ms)| (exists.then_some(held), expires_ms)))
     }
 
@@ -251,9 +282,7 @@ impl Ledger {
     pub async fn delete_session(&self, token_hash: &str, event: Event) -> Result<bool, Error> {
         let token_hash = token_hash.to_owned();
         self.writer
-            .run(
-                move |pool| async move { writes::delete_session(&pool, &token_hash, &event).await },
-            )
+            .run(move |db| async move { writes::delete_session(&db, &token_hash, &event).await })
             .await
     }
 
@@ -261,7 +290,7 @@ impl Ledger {
     pub async fn end_sessions(&self, holder: &HolderName, event: Event) -> Result<u32, Error> {
         let holder = holder.clone();
         self.writer
-            .run(move |pool| async move { writes::end_sessions(&pool, &holder, event).await })
+            .run(move |db| async move { writes::end_sessions(&db, &holder, event).await })
             .await
     }
 
@@ -276,8 +305,8 @@ impl Ledger {
     ) -> Result<u32, Error> {
         let (holder, pin_hash, keep) = (holder.clone(), pin_hash.to_owned(), keep.to_owned());
         self.writer
-            .run(move |pool| async move {
-                writes::change_pin(&pool, &holder, &pin_hash, &keep, event).await
+            .run(move |db| async move {
+                writes::change_pin(&db, &holder, &pin_hash, &keep, event).await
             })
             .await
     }
@@ -291,7 +320,7 @@ impl Ledger {
     ) -> Result<u32, Error> {
         let name = name.clone();
         self.writer
-            .run(move |pool| async move { strikes::clear_all(&pool, &name, event).await })
+            .run(move |db| async move { strikes::clear_all(&db, &name, event).await })
             .await
     }
 
@@ -299,15 +328,23 @@ impl Ledger {
 
     /// The accounts `name` holds, in the order they were opened.
     pub async fn accounts_of(&self, name: &HolderName) -> Result<Vec<AccountId>, Error> {
-        // rowid: the order the accounts were opened in (the one file's commit order; an
-        // account is never deleted, so rowids are never reused).
-        let ids: Vec<String> = sqlx::query_scalar(
+        // The order the accounts were opened in: SQLite's rowid (the one file's commit order;
+        // an account is never deleted, so rowids are never reused), PostgreSQL's identity.
+        let opened = if self.is_postgres() {
+            "a.opened"
+        } else {
+            "a.rowid"
+        };
+        let sql = format!(
             "SELECT h.account_id FROM account_holders h JOIN accounts a ON a.id = h.account_id
-             WHERE h.holder_name = ? ORDER BY a.rowid",
+             WHERE h.holder_name = $1 ORDER BY {opened}"
+        );
+        let ids: Vec<String> = either!(pool & self.reads, |pool| sqlx::query_scalar(
+            sqlx::AssertSqlSafe(sql.clone())
         )
         .bind(name.as_str())
-        .fetch_all(&self.reads)
-        .await?;
+        .fetch_all(pool)
+        .await?);
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
     }
 
@@ -315,38 +352,44 @@ impl Ledger {
     /// (tokens are `epoch << 40 | count`): what a lock service that lost its state must restart
     /// at. 1 while no account has a fence.
     pub async fn required_epoch(&self) -> Result<u64, Error> {
-        let highest: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(max(fence_any, fence_write)), 0) FROM accounts",
+        let highest: i64 = either!(pool & self.reads, |pool| {
+            sqlx::query_scalar(
+            "SELECT coalesce(max(CASE WHEN fence_any > fence_write THEN fence_any ELSE fence_write END), 0)
+             FROM accounts",
         )
-        .fetch_one(&self.reads)
-        .await?;
+        .fetch_one(pool).await?
+        });
         Ok(((highest.max(0) as u64) >> 40) + 1)
     }
 
     /// Every account id, sorted.
     pub async fn all_accounts(&self) -> Result<Vec<AccountId>, Error> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
-            .fetch_all(&self.reads)
-            .await?;
+        let ids: Vec<String> = either!(pool & self.reads, |pool| sqlx::query_scalar(
+            "SELECT id FROM accounts ORDER BY id"
+        )
+        .fetch_all(pool)
+        .await?);
         Ok(ids.into_iter().map(AccountId::from_stored).collect())
     }
 
     /// An account with its holders (no fencing: for staff replies right after a change).
     pub async fn account(&self, account: &AccountId) -> Result<AccountView, Error> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT balance_cents, interest_rate_bp FROM accounts WHERE id = ?")
-                .bind(account.as_str())
-                .fetch_optional(&self.reads)
-                .await?;
+        let row: Option<(i64, i64)> = either!(pool & self.reads, |pool| sqlx::query_as(
+            "SELECT balance_cents, interest_rate_bp FROM accounts WHERE id = $1"
+        )
+        .bind(account.as_str())
+        .fetch_optional(pool)
+        .await?);
         let (balance_cents, rate) = row.ok_or(Error::AccountNotFound {
             field: "account_id",
         })?;
-        let holders: Vec<String> = sqlx::query_scalar(
-            "SELECT holder_name FROM account_holders WHERE account_id = ? ORDER BY holder_name",
+        let holders: Vec<String> = either!(pool & self.reads, |pool| {
+            sqlx::query_scalar(
+            "SELECT holder_name FROM account_holders WHERE account_id = $1 ORDER BY holder_name",
         )
         .bind(account.as_str())
-        .fetch_all(&self.reads)
-        .await?;
+        .fetch_all(pool).await?
+        });
         // The balance may come from a batch of transfers not yet flushed.
         self.writer.durable().await;
         Ok(AccountView {
@@ -372,10 +415,10 @@ impl Ledger {
         let (request_id, holder) = (request_id.clone(), holder.clone());
         let new_pin_hash = new_pin_hash.map(str::to_owned);
         self.writer
-            .run(move |pool| async move {
+            .run(move |db| async move {
                 let hash = new_pin_hash.as_deref();
                 writes::open_account(
-                    &pool,
+                    &db,
                     &request_id,
                     &holder,
                     hash,
@@ -400,9 +443,9 @@ impl Ledger {
         let (account, holder) = (account.clone(), holder.clone());
         let new_pin_hash = new_pin_hash.map(str::to_owned);
         self.writer
-            .run(move |pool| async move {
+            .run(move |db| async move {
                 let hash = new_pin_hash.as_deref();
-                writes::add_holder(&pool, &account, &holder, hash, &event).await
+                writes::add_holder(&db, &account, &holder, hash, &event).await
             })
             .await
     }
@@ -413,7 +456,7 @@ impl Ledger {
     pub async fn balance(&self, account: &AccountId, token: u64) -> Result<i64, Error> {
         let account = account.clone();
         self.writer
-            .run(move |pool| async move { writes::balance(&pool, &account, token).await })
+            .run(move |db| async move { writes::balance(&db, &account, token).await })
             .await
     }
 
@@ -428,9 +471,9 @@ impl Ledger {
     ) -> Result<Vec<Entry>, Error> {
         let account = account.clone();
         self.writer
-            .run(move |pool| async move {
-                writes::history(&pool, &account, token, before, limit).await
-            })
+            .run(
+                move |db| async move { writes::history(&db, &account, token, before, limit).await },
+            )
             .await
     }
 
@@ -446,8 +489,8 @@ impl Ledger {
     ) -> Result<Receipt, Error> {
         let (account, request_id) = (account.clone(), request_id.clone());
         self.writer
-            .run(move |pool| async move {
-                writes::move_money(&pool, movement, &account, amount, &request_id, token).await
+            .run(move |db| async move {
+                writes::move_money(&db, movement, &account, amount, &request_id, token).await
             })
             .await
     }
@@ -512,9 +555,7 @@ impl Ledger {
     pub async fn begin_interest(&self, request_id: &RequestId, event: Event) -> Result<(), Error> {
         let request_id = request_id.clone();
         self.writer
-            .run(
-                move |pool| async move { writes::begin_interest(&pool, &request_id, &event).await },
-            )
+            .run(move |db| async move { writes::begin_interest(&db, &request_id, &event).await })
             .await
     }
 
@@ -529,8 +570,8 @@ impl Ledger {
     ) -> Result<Option<i64>, Error> {
         let (account, request_id) = (account.clone(), request_id.clone());
         self.writer
-            .run(move |pool| async move {
-                writes::credit_interest(&pool, &account, &request_id, token).await
+            .run(move |db| async move {
+                writes::credit_interest(&db, &account, &request_id, token).await
             })
             .await
     }

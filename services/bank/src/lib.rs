@@ -60,8 +60,11 @@ pub const DEFAULT_PORT: u16 = township_proto::town::BANK.port;
 pub struct Config {
     /// Shared server settings.
     pub serve: ServeOptions,
-    /// Where `bank.db` lives (shared by every replica).
+    /// The data directory: `bank.db` on SQLite (shared by every replica), the default admin
+    /// token file.
     pub data_dir: PathBuf,
+    /// Where the ledger lives: `<data_dir>/bank.db`, or a PostgreSQL database the replicas share.
+    pub database: township_store::Database,
     /// The lock service, `host:port`.
     pub lock_addr: String,
     /// TLS to the lock service (mutual with an identity); `None`: plaintext.
@@ -80,15 +83,19 @@ pub struct Config {
 /// bank starts (and answers UNAVAILABLE) while it is down, and recovers by itself when it is back.
 /// With TLS toward the lock service, SIGHUP reads its files again, as it does the server's own.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    // Shared, not exclusive: replicas on one bank.db in one directory are the design until the
-    // PostgreSQL backend lands (SQLite's own locks serialize their writes, and every change is
-    // fenced by the lock service). Any other server pointed here by mistake is kept out.
-    let _data_dir = township_kit::DataDirLock::shared(&config.data_dir).await?;
+    // On SQLite, shared: replicas on one bank.db in one directory (SQLite's own locks serialize
+    // their writes, and every change is fenced by the lock service). On PostgreSQL each replica
+    // has a data directory of its own. Any other server pointed here by mistake is kept out.
+    let _data_dir = if config.database.is_postgres() {
+        township_kit::DataDirLock::exclusive(&config.data_dir).await?
+    } else {
+        township_kit::DataDirLock::shared(&config.data_dir).await?
+    };
     #[cfg(debug_assertions)]
     let ledger =
-        ledger::Ledger::open_with_test_delays(&config.data_dir, &config.bank.test_delays).await?;
+        ledger::Ledger::open_with_test_delays(&config.database, &config.bank.test_delays).await?;
     #[cfg(not(debug_assertions))]
-    let ledger = ledger::Ledger::open(&config.data_dir).await?;
+    let ledger = ledger::Ledger::open(&config.database).await?;
     let owner = format!(
         "bank@{}/{}",
         listener.local_addr().context("listener address")?,

@@ -9,6 +9,7 @@ use township_bank::{
 use township_client::ClientTlsFiles;
 use township_kit::{ServerArgs, config, net, shutdown};
 use township_proto::town;
+use township_store::DatabaseArgs;
 
 /// The Township bank (gRPC `township.bank.v1.BankService`).
 #[derive(Debug, Parser)]
@@ -16,6 +17,9 @@ use township_proto::town;
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     /// The shared lock service, host:port.
     #[arg(long, env = town::LOCK.addr_env, default_value = town::LOCK.default_addr)]
@@ -138,6 +142,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let config = Config {
         serve: (&args.server).into(),
+        database: args.database.database(&data_dir, "bank.db")?,
         data_dir,
         lock_tls: lock_tls(&args)?,
         lock_addr: args.lock_addr,

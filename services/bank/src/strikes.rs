@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use township_store::{SqlitePool, sqlx};
+use township_store::{Db, either, sqlx};
 
 use crate::{
     Error,
@@ -35,39 +35,61 @@ pub struct Stakes {
 /// whole name is locked out, which is [`Error::LockedOut`] with the wait (and counts nothing).
 /// Returns the lockouts that follow if the attempt fails.
 pub async fn reserve(
-    pool: &SqlitePool,
+    db: &Db,
     name: &HolderName,
     source: &str,
     now_ms: i64,
     policy: LoginPolicy,
 ) -> Result<Stakes, Error> {
     let remembered_since = now_ms.saturating_sub(ms(policy.max_lockout));
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(
-        "DELETE FROM login_strikes WHERE rowid IN
-         (SELECT rowid FROM login_strikes WHERE last_ms < ? LIMIT ?)",
-    )
+    let mut tx = db.begin_write().await?;
+    if tx.is_postgres() {
+        // Replicas count one name's failures in turn (no row to lock before the first).
+        either!(&mut tx, |conn| sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('login:' || $1, 0))"
+        )
+        .bind(name.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected());
+    }
+    // On PostgreSQL, rows another replica is pruning are left to it.
+    let prune = format!(
+        "DELETE FROM login_strikes WHERE (name, source) IN
+         (SELECT name, source FROM login_strikes WHERE last_ms < $1 LIMIT $2{})",
+        if tx.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    );
+    either!(&mut tx, |conn| sqlx::query(sqlx::AssertSqlSafe(
+        prune.clone()
+    ))
     .bind(remembered_since)
     .bind(PRUNE_BATCH)
-    .execute(&mut *tx)
-    .await?;
+    .execute(conn)
+    .await?
+    .rows_affected());
 
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT failures, locked_until_ms FROM login_strikes WHERE name = ? AND source = ?",
+    let row: Option<(i64, i64)> = either!(&mut tx, |conn| sqlx::query_as(
+        "SELECT failures, locked_until_ms FROM login_strikes WHERE name = $1 AND source = $2",
     )
     .bind(name.as_str())
     .bind(source)
-    .fetch_optional(&mut *tx)
-    .await?;
+    .fetch_optional(conn)
+    .await?);
     let (failures, locked_until) = row.unwrap_or((0, 0));
-    let (name_failures, latest): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(failures), 0), coalesce(max(last_ms), 0) FROM login_strikes
-         WHERE name = ? AND last_ms >= ?",
+    let (name_failures, latest): (i64, i64) = either!(&mut tx, |conn| {
+        sqlx::query_as(
+        "SELECT CAST(coalesce(sum(failures), 0) AS BIGINT), coalesce(max(last_ms), 0) FROM login_strikes
+         WHERE name = $1 AND last_ms >= $2",
     )
     .bind(name.as_str())
     .bind(remembered_since)
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(conn)
+    .await?
+    });
     let name_locked_until = if name_failures >= i64::from(NAME_STRIKES) {
         latest.saturating_add(ms(policy.name_lockout))
     } else {
@@ -88,9 +110,9 @@ pub async fn reserve(
     } else {
         0
     };
-    sqlx::query(
+    either!(&mut tx, |conn| sqlx::query(
         "INSERT INTO login_strikes (name, source, failures, locked_until_ms, last_ms)
-         VALUES (?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name, source) DO UPDATE SET failures = excluded.failures,
              locked_until_ms = excluded.locked_until_ms, last_ms = excluded.last_ms",
     )
@@ -99,8 +121,9 @@ pub async fn reserve(
     .bind(i64::from(failures))
     .bind(locked_until)
     .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
+    .execute(conn)
+    .await?
+    .rows_affected());
     tx.commit().await?;
     let name_locks = name_failures.saturating_add(1) >= i64::from(NAME_STRIKES);
     Ok(Stakes {
@@ -114,24 +137,28 @@ pub async fn reserve(
 }
 
 /// Forgets the failures of `name` from `source` (its PIN was right).
-pub async fn clear(pool: &SqlitePool, name: &HolderName, source: &str) -> Result<(), Error> {
-    sqlx::query("DELETE FROM login_strikes WHERE name = ? AND source = ?")
+pub async fn clear(db: &Db, name: &HolderName, source: &str) -> Result<(), Error> {
+    either!(pool db, |pool| sqlx::query("DELETE FROM login_strikes WHERE name = $1 AND source = $2")
         .bind(name.as_str())
         .bind(source)
         .execute(pool)
-        .await?;
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 /// Forgets every failure and lockout of `name`, from every source (staff's Unlock), and records
 /// `event` with how many sources had some (returned).
-pub async fn clear_all(pool: &SqlitePool, name: &HolderName, event: Event) -> Result<u32, Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let done = sqlx::query("DELETE FROM login_strikes WHERE name = ?")
-        .bind(name.as_str())
-        .execute(&mut *tx)
-        .await?;
-    let cleared = u32::try_from(done.rows_affected()).unwrap_or(u32::MAX);
+pub async fn clear_all(db: &Db, name: &HolderName, event: Event) -> Result<u32, Error> {
+    let mut tx = db.begin_write().await?;
+    let done = either!(&mut tx, |conn| sqlx::query(
+        "DELETE FROM login_strikes WHERE name = $1"
+    )
+    .bind(name.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected());
+    let cleared = u32::try_from(done).unwrap_or(u32::MAX);
     let event = event.detail(format!("failures from {cleared} sources forgotten"));
     audit::append(&mut tx, now_ms(), &event, 1).await?;
     tx.commit().await?;

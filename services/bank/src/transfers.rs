@@ -1,9 +1,11 @@
 //! Group commit of transfers, the bank's hottest path. Transfers that arrive while the writer
 //! (see [`crate::writer`]) is busy queue up; it then takes up to [`MAX_BATCH`] of them and does
-//! them all in one `BEGIN IMMEDIATE` transaction on its own blocking connection (read the request
-//! ids, the accounts, the sessions and the last ledger row; then write the balances, append the
-//! ledger rows, record the request ids and commit), so that they share one commit and its flush.
-//! Each transfer's outcome is handed back as soon as the transaction commits, as a
+//! them all in one transaction (read the request ids, the accounts, the sessions; then write the
+//! balances, append the ledger rows, record the request ids and commit), so that they share one
+//! commit and its flush. Each backend reads and writes its own way (`sqlite`: `BEGIN IMMEDIATE`
+//! on the writer's blocking connection, one cached statement per row; `postgres`: the accounts
+//! locked `FOR UPDATE` in id order, one statement per table with arrays); the decisions, here,
+//! are the same. Each transfer's outcome is handed back as soon as the transaction commits, as a
 //! [`Committed`], so that its caller can release the accounts' locks; nobody is answered before
 //! the transaction is on the disk (see [`crate::syncer`]): every answered transfer survives
 //! `kill -9` and a power loss.
@@ -15,18 +17,19 @@
 //! batch: the later waits for the next one, where it finds the earlier one's outcome. If the
 //! transaction fails, none of the batch is applied and each transfer gets the error.
 
-use std::collections::{HashMap, HashSet, VecDeque, hash_map::Entry};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use tokio::sync::oneshot;
-use township_store::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
     Error,
-    clock::now_ms,
     rules::{self, AccountState, Leg, PriorRequest, Receipt, Refusal, Verdict, prior_outcome},
     syncer::{Batch, Syncer},
     types::{AccountId, Amount, RequestId},
 };
+
+pub mod postgres;
+pub mod sqlite;
 
 /// Most transfers in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -68,15 +71,16 @@ impl Transfer {
     }
 }
 
-/// Commits the next batch of `waiting` transfers (see [`take_batch`]) on `conn`, tells `syncer`
-/// to flush it, and sends each transfer its [`Committed`] outcome. If the transaction fails, none
-/// of the batch is applied and each transfer gets the error ([`Error::StorageFull`] if the disk
-/// is full, else an internal one).
-/// Blocking: the writer's own thread runs it.
-pub fn commit_batch(conn: &mut Connection, waiting: &mut VecDeque<Transfer>, syncer: &Syncer) {
-    let batch = take_batch(waiting);
-    let number = syncer.next_batch();
-    let outcomes = match commit(conn, &batch) {
+/// Sends each transfer of `batch` its outcome from the transaction that ended as `result`
+/// (each transfer's own outcome, or the transaction's error for all: [`Error::StorageFull`] if
+/// the disk is full, else an internal one), after telling `syncer` that batch `number` ended.
+fn finish(
+    batch: Vec<Transfer>,
+    number: Batch,
+    result: Result<Vec<Result<Receipt, Error>>, Error>,
+    syncer: &Syncer,
+) {
+    let outcomes = match result {
         Ok(outcomes) => outcomes,
         Err(Error::StorageFull) => batch.iter().map(|_| Err(Error::StorageFull)).collect(),
         Err(err) => {
@@ -131,136 +135,66 @@ enum Decision {
     Refused(Refusal),
 }
 
-/// The stored outcome of a request id.
-const FIND_REQUEST: &str =
-    "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?1";
-/// An account's balance and fences.
-const FIND_ACCOUNT: &str =
-    "SELECT balance_cents, fence_any, fence_write FROM accounts WHERE id = ?1";
-/// The last ledger row: the batch numbers its rows after it.
-const LAST_ROW: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger";
-/// Whether the session `?1` is live at `?2` and its holder holds account `?3`.
-const SESSION_HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM sessions s
- JOIN account_holders h ON h.holder_name = s.holder_name
- WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND h.account_id = ?3)";
-/// An account's new balance and fences.
-const UPDATE_ACCOUNT: &str =
-    "UPDATE accounts SET balance_cents = ?2, fence_any = ?3, fence_write = ?4 WHERE id = ?1";
-/// A row of the ledger, numbered by the batch.
-const INSERT_LEDGER_ROW: &str = "INSERT INTO ledger (id, account_id, request_id, kind,
- amount_cents, balance_after_cents, counterparty, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-/// A request id's outcome, so that a retry gets the same answer.
-const RECORD_REQUEST: &str = "INSERT INTO requests (request_id, params, transaction_id,
- balance_cents, rejection, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
-/// Does `batch` in one `BEGIN IMMEDIATE` transaction and returns each transfer's outcome, in
-/// order. Each statement is prepared once per connection and cached; a failure rolls it all
-/// back (the transaction's drop).
-fn commit(conn: &mut Connection, batch: &[Transfer]) -> Result<Vec<Result<Receipt, Error>>, Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcomes = decide_and_write(&tx, batch, now_ms())?;
-    tx.commit()?;
-    Ok(outcomes)
-}
-
 /// What a batch's decisions start from, as read inside its transaction.
+#[derive(Default)]
 struct Read<'a> {
     /// The stored outcomes of the batch's request ids that have one.
     priors: HashMap<&'a str, PriorRequest>,
     /// The batch's accounts that exist.
     accounts: HashMap<&'a str, Seen>,
-    /// For each (session, source account) pair: whether the session is live and holds it.
-    live: HashMap<(&'a str, &'a str), bool>,
-    /// The last ledger row's id.
-    last_row: i64,
+    /// The (session, source account) pairs whose session is live and holds the account.
+    live: HashSet<(&'a str, &'a str)>,
 }
 
-/// Reads what `batch`'s decisions need, one indexed lookup per request id, account and session.
-fn read<'a>(
-    tx: &rusqlite::Transaction<'_>,
+/// A ledger row the batch appends.
+struct LedgerRow<'a> {
+    id: i64,
+    account: &'a str,
+    request_id: &'a str,
+    kind: &'static str,
+    amount_cents: i64,
+    balance_after_cents: i64,
+    counterparty: &'a str,
+}
+
+/// A request id's outcome the batch records, so that a retry gets the same answer.
+struct RequestRow<'a> {
+    request_id: &'a str,
+    params: String,
+    transaction_id: String,
+    balance_cents: i64,
+    rejection: &'static str,
+}
+
+/// What a batch writes, once decided.
+struct Writes<'a> {
+    rows: Vec<LedgerRow<'a>>,
+    requests: Vec<RequestRow<'a>>,
+    /// The accounts whose balance or fences changed, as they end.
+    accounts: Vec<(&'a str, AccountState)>,
+}
+
+/// Decides each transfer of `batch` in turn against `read`, numbering the ledger rows with
+/// `next_id` (ascending), and returns each transfer's outcome and what to write.
+fn decide_batch<'a>(
     batch: &'a [Transfer],
-    now: i64,
-) -> Result<Read<'a>, Error> {
-    let mut priors = HashMap::new();
-    let mut find_request = tx.prepare_cached(FIND_REQUEST)?;
-    for transfer in batch {
-        let id = transfer.request_id.as_str();
-        let prior = find_request
-            .query_row([id], |row| {
-                Ok(PriorRequest {
-                    params: row.get(0)?,
-                    transaction_id: row.get(1)?,
-                    balance_cents: row.get(2)?,
-                    rejection: row.get(3)?,
-                })
-            })
-            .optional()?;
-        if let Some(prior) = prior {
-            priors.insert(id, prior);
-        }
-    }
-
-    let mut accounts = HashMap::new();
-    let mut find_account = tx.prepare_cached(FIND_ACCOUNT)?;
-    for id in batch.iter().flat_map(|t| [t.from.as_str(), t.to.as_str()]) {
-        if accounts.contains_key(id) {
-            continue;
-        }
-        let state = find_account
-            .query_row([id], |row| {
-                Ok(AccountState {
-                    balance: row.get(0)?,
-                    fence_any: row.get(1)?,
-                    fence_write: row.get(2)?,
-                })
-            })
-            .optional()?;
-        if let Some(state) = state {
-            let seen = Seen {
-                state,
-                changed: false,
-            };
-            accounts.insert(id, seen);
-        }
-    }
-
-    let mut live = HashMap::new();
-    let mut session_holds = tx.prepare_cached(SESSION_HOLDS)?;
-    for transfer in batch {
-        let (session, from) = (transfer.session.as_str(), transfer.from.as_str());
-        if let Entry::Vacant(pair) = live.entry((session, from)) {
-            pair.insert(session_holds.query_row(params![session, now, from], |row| row.get(0))?);
-        }
-    }
-    let last_row = tx.query_row(LAST_ROW, [], |row| row.get(0))?;
-    Ok(Read {
-        priors,
-        accounts,
-        live,
-        last_row,
-    })
-}
-
-/// Decides each transfer of `batch` in turn and writes the outcome: the ledger rows and the
-/// request id of each, then the changed balances.
-fn decide_and_write(
-    tx: &rusqlite::Transaction<'_>,
-    batch: &[Transfer],
-    now: i64,
-) -> Result<Vec<Result<Receipt, Error>>, Error> {
+    read: Read<'a>,
+    mut next_id: impl FnMut() -> Result<i64, Error>,
+) -> Result<(Vec<Result<Receipt, Error>>, Writes<'a>), Error> {
     let Read {
         mut priors,
         mut accounts,
         live,
-        last_row,
-    } = read(tx, batch, now)?;
-    let mut insert_row = tx.prepare_cached(INSERT_LEDGER_ROW)?;
-    let mut record_request = tx.prepare_cached(RECORD_REQUEST)?;
-    let mut next_row = last_row + 1;
+    } = read;
+    let mut writes = Writes {
+        rows: Vec::new(),
+        requests: Vec::new(),
+        accounts: Vec::new(),
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for transfer in batch {
         let (request_id, params) = (transfer.request_id.as_str(), transfer.params());
-        if !live[&(transfer.session.as_str(), transfer.from.as_str())] {
+        if !live.contains(&(transfer.session.as_str(), transfer.from.as_str())) {
             // Holdings are never taken away, so it is the session that has ended.
             outcomes.push(Err(Error::Unauthenticated(
                 "the session token is unknown or expired",
@@ -276,42 +210,54 @@ fn decide_and_write(
             } => {
                 let (from, to) = (transfer.from.as_str(), transfer.to.as_str());
                 let cents = transfer.amount.cents();
-                let out_row = next_row;
-                let out = (out_row, from, "TRANSFER_OUT", -cents, from_after, to);
-                let into = (out_row + 1, to, "TRANSFER_IN", cents, to_after, from);
-                for (id, account, kind, amount, after, counterparty) in [out, into] {
-                    insert_row.execute(params![
+                let (out_id, in_id) = (next_id()?, next_id()?);
+                let out = (out_id, from, "TRANSFER_OUT", -cents, from_after, to);
+                let into = (in_id, to, "TRANSFER_IN", cents, to_after, from);
+                for (id, account, kind, amount_cents, balance_after_cents, counterparty) in
+                    [out, into]
+                {
+                    writes.rows.push(LedgerRow {
                         id,
                         account,
                         request_id,
                         kind,
-                        amount,
-                        after,
+                        amount_cents,
+                        balance_after_cents,
                         counterparty,
-                        now
-                    ])?;
+                    });
                 }
-                next_row += 2;
                 let receipt = Receipt {
-                    transaction_id: out_row.to_string(),
+                    transaction_id: out_id.to_string(),
                     balance_cents: from_after,
                 };
-                let id = &receipt.transaction_id;
-                record_request.execute(params![request_id, params, id, from_after, "", now])?;
+                writes.requests.push(RequestRow {
+                    request_id,
+                    params,
+                    transaction_id: receipt.transaction_id.clone(),
+                    balance_cents: from_after,
+                    rejection: "",
+                });
                 outcomes.push(Ok(receipt));
             }
             Decision::Refused(refusal) => {
-                let (rejection, balance) = refusal.stored();
-                record_request.execute(params![request_id, params, "", balance, rejection, now])?;
+                let (rejection, balance_cents) = refusal.stored();
+                writes.requests.push(RequestRow {
+                    request_id,
+                    params,
+                    transaction_id: String::new(),
+                    balance_cents,
+                    rejection,
+                });
                 outcomes.push(Err(refusal.into()));
             }
         }
     }
-    let mut update_account = tx.prepare_cached(UPDATE_ACCOUNT)?;
-    for (id, Seen { state: s, .. }) in accounts.iter().filter(|(_, seen)| seen.changed) {
-        update_account.execute(params![id, s.balance, s.fence_any, s.fence_write])?;
-    }
-    Ok(outcomes)
+    writes.accounts = accounts
+        .into_iter()
+        .filter(|(_, seen)| seen.changed)
+        .map(|(id, seen)| (id, seen.state))
+        .collect();
+    Ok((outcomes, writes))
 }
 
 /// Decides one transfer against the accounts as the transfers before it left them, and changes

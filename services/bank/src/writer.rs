@@ -13,6 +13,11 @@
 //! caller has gone away — a cancelled gRPC call never leaves a transaction half done, nor an
 //! applied mutation unrecorded. Only then is its answer sent, and dropped if nobody waits.
 //!
+//! On PostgreSQL the writer is a task on the server's runtime, and each replica has its own: the
+//! database keeps their transactions apart (row locks, see [`crate::transfers`]), and a commit
+//! is durable when it returns, so its [`Syncer`] has nothing to flush. What follows is SQLite's
+//! case.
+//!
 //! Why a thread of its own: each sqlx statement is a hand-off to SQLite's worker thread and back;
 //! on the server's busy gRPC runtime every hand-back would wait behind other calls while the one
 //! write connection sits idle. Here the transactions run at SQLite's pace. The transfer batches,
@@ -25,7 +30,7 @@
 use std::{collections::VecDeque, pin::Pin};
 
 use tokio::sync::{mpsc, oneshot};
-use township_store::{SqlitePool, rusqlite::Connection};
+use township_store::{Db, PgPool, SqlitePool, rusqlite::Connection};
 
 use crate::{
     Error,
@@ -37,7 +42,15 @@ use crate::{
 pub type Opener = Box<dyn Fn() -> anyhow::Result<Connection> + Send>;
 
 /// A transaction job: given the write pool, runs to its end and sends its own answer.
-type Job = Box<dyn FnOnce(SqlitePool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type Job = Box<dyn FnOnce(Db) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Where the batches of transfers are committed.
+enum Batches {
+    /// On SQLite, the writer's blocking connection, and how to open another.
+    Sqlite { conn: Connection, open: Opener },
+    /// On PostgreSQL, the pool.
+    Postgres(PgPool),
+}
 
 /// What the writer is sent.
 enum Work {
@@ -55,9 +68,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer on a thread of its own, which lives as long as the process: jobs run on
-    /// `pool` (the write pool: one connection), transfers on the connection `open` makes (and
-    /// makes again should a failed batch leave it inside a transaction).
+    /// Starts the writer of a SQLite ledger on a thread of its own, which lives as long as the
+    /// process: jobs run on `pool` (the write pool: one connection), transfers on the connection
+    /// `open` makes (and makes again should a failed batch leave it inside a transaction).
     pub fn start(pool: SqlitePool, open: Opener, sync: syncer::Flush) -> anyhow::Result<Self> {
         let conn = open()?;
         let syncer = Syncer::start(sync)?;
@@ -65,10 +78,22 @@ impl Writer {
             .enable_all()
             .build()?;
         let (queue, queued) = mpsc::unbounded_channel();
-        runtime.spawn(write(pool, conn, open, syncer.clone(), queued));
+        let batches = Batches::Sqlite { conn, open };
+        runtime.spawn(write(Db::Sqlite(pool), batches, syncer.clone(), queued));
         std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(Self { queue, syncer })
+    }
+
+    /// Starts the writer of a PostgreSQL ledger, a task on the current runtime: jobs and
+    /// transfers run on `pool`.
+    pub fn start_postgres(pool: PgPool) -> anyhow::Result<Self> {
+        // A commit returns once durable: nothing is left to flush.
+        let syncer = Syncer::start(Box::new(|| Ok(())))?;
+        let (queue, queued) = mpsc::unbounded_channel();
+        let batches = Batches::Postgres(pool.clone());
+        tokio::spawn(write(Db::Postgres(pool), batches, syncer.clone(), queued));
         Ok(Self { queue, syncer })
     }
 
@@ -76,7 +101,7 @@ impl Writer {
     pub async fn run<R, F, Fut>(&self, work: F) -> Result<R, Error>
     where
         R: Send + 'static,
-        F: FnOnce(SqlitePool) -> Fut + Send + 'static,
+        F: FnOnce(Db) -> Fut + Send + 'static,
         Fut: Future<Output = Result<R, Error>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
@@ -132,9 +157,8 @@ impl Waiting {
 
 /// The writer's loop: runs until every [`Writer`] is dropped.
 async fn write(
-    pool: SqlitePool,
-    mut conn: Connection,
-    open: Opener,
+    db: Db,
+    mut batches: Batches,
     syncer: Syncer,
     mut queued: mpsc::UnboundedReceiver<Work>,
 ) {
@@ -153,16 +177,24 @@ async fn write(
             }
         }
         if !waiting.transfers.is_empty() {
-            township_store::full::apply_test_limit(&conn);
-            transfers::commit_batch(&mut conn, &mut waiting.transfers, &syncer);
-            if !conn.is_autocommit() {
-                // The batch failed and so did its rollback: a fresh connection is certain to
-                // hold no transaction (the old one's ends when it closes).
-                match open() {
-                    Ok(fresh) => conn = fresh,
-                    Err(err) => {
-                        tracing::error!(error = format!("{err:#}"), "cannot reopen the ledger")
+            match &mut batches {
+                Batches::Sqlite { conn, open } => {
+                    township_store::full::apply_test_limit(conn);
+                    transfers::sqlite::commit_batch(conn, &mut waiting.transfers, &syncer);
+                    if !conn.is_autocommit() {
+                        // The batch failed and so did its rollback: a fresh connection is
+                        // certain to hold no transaction (the old one's ends when it closes).
+                        match open() {
+                            Ok(fresh) => *conn = fresh,
+                            Err(err) => tracing::error!(
+                                error = format!("{err:#}"),
+                                "cannot reopen the ledger"
+                            ),
+                        }
                     }
+                }
+                Batches::Postgres(pool) => {
+                    transfers::postgres::commit_batch(pool, &mut waiting.transfers, &syncer).await
                 }
             }
         }
@@ -173,7 +205,7 @@ async fn write(
         for job in std::mem::take(&mut waiting.jobs) {
             // A task of its own, awaited at once: a panicking job fails its caller (its answer
             // is dropped), not the writer.
-            if let Err(err) = tokio::spawn(job(pool.clone())).await {
+            if let Err(err) = tokio::spawn(job(db.clone())).await {
                 tracing::error!(error = %err, "a ledger transaction failed");
             }
         }

@@ -1,6 +1,8 @@
 //! The SQL of every write transaction but the transfers' batch (see [`crate::transfers`]). Each
-//! function is one `BEGIN IMMEDIATE` transaction on the write pool and is run only as a job of
-//! the writer ([`crate::writer`]); the decisions in it are [`crate::rules`]'.
+//! function is one write transaction ([`Db::begin_write`]: SQLite's `BEGIN IMMEDIATE`, or
+//! PostgreSQL's row locks on the accounts it changes and a lock on its request id) and is run
+//! only as a job of the writer ([`crate::writer`]); the decisions in it are [`crate::rules`]'.
+//! One SQL text serves both backends (`township_store::either!`).
 //! The session writes (logins, logouts, PIN changes) are in `sessions`.
 //!
 //! A money movement (1) returns the original outcome if its request id was seen before, (2)
@@ -9,7 +11,7 @@
 //! applies twice, and a replica whose lock lease expired can neither write nor overwrite a newer
 //! holder's work. A fenced read writes too: it records the newest token to have looked.
 
-use township_store::{SqlitePool, sqlx};
+use township_store::{Db, Tx, either, sqlx};
 
 use crate::{
     Error,
@@ -24,8 +26,6 @@ use crate::{
 mod sessions;
 
 pub use sessions::{change_pin, create_session, delete_session, end_sessions};
-
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// One ledger row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,15 +46,15 @@ pub struct Entry {
     pub request_id: String,
 }
 
-async fn begin(pool: &SqlitePool) -> Result<Tx, Error> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+async fn begin(db: &Db) -> Result<Tx, Error> {
+    Ok(db.begin_write().await?)
 }
 
 /// Opens an account for `holder` with `initial_cents`, creating the holder with `new_pin_hash`
 /// if given, and records `event` with the new account. Exactly once per request id: a retry
 /// returns the account it opened (and records nothing more).
 pub async fn open_account(
-    pool: &SqlitePool,
+    db: &Db,
     request_id: &RequestId,
     holder: &HolderName,
     new_pin_hash: Option<&str>,
@@ -63,7 +63,7 @@ pub async fn open_account(
     event: Event,
 ) -> Result<AccountId, Error> {
     let params = format!("OPEN|{holder}|{initial_cents}");
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(db).await?;
     if let Some(prior) = prior_outcome(prior_request(&mut tx, request_id).await?, &params)? {
         return Ok(AccountId::from_stored(prior.transaction_id));
     }
@@ -72,20 +72,24 @@ pub async fn open_account(
         insert_holder(&mut tx, holder, hash).await?;
     }
     let account = AccountId::new();
-    sqlx::query(
-        "INSERT INTO accounts (id, balance_cents, interest_rate_bp, created_ms) VALUES (?, ?, ?, ?)",
+    either!(&mut tx, |conn| {
+        sqlx::query(
+        "INSERT INTO accounts (id, balance_cents, interest_rate_bp, created_ms) VALUES ($1, $2, $3, $4)",
     )
     .bind(account.as_str())
     .bind(initial_cents)
     .bind(interest_rate_bp)
     .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO account_holders (account_id, holder_name) VALUES (?, ?)")
-        .bind(account.as_str())
-        .bind(holder.as_str())
-        .execute(&mut *tx)
-        .await?;
+    .execute(conn).await?.rows_affected()
+    });
+    either!(&mut tx, |conn| sqlx::query(
+        "INSERT INTO account_holders (account_id, holder_name) VALUES ($1, $2)"
+    )
+    .bind(account.as_str())
+    .bind(holder.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected());
     let row = Row {
         account: &account,
         request_id,
@@ -114,24 +118,26 @@ pub async fn open_account(
 /// Adds `holder` to `account` (creating the holder with `new_pin_hash` if given), and records
 /// `event` if they did not hold it already.
 pub async fn add_holder(
-    pool: &SqlitePool,
+    db: &Db,
     account: &AccountId,
     holder: &HolderName,
     new_pin_hash: Option<&str>,
     event: &Event,
 ) -> Result<(), Error> {
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(db).await?;
     if let Some(hash) = new_pin_hash {
         insert_holder(&mut tx, holder, hash).await?;
     }
-    let added = sqlx::query(
-        "INSERT OR IGNORE INTO account_holders (account_id, holder_name) VALUES (?, ?)",
+    let added = either!(&mut tx, |conn| sqlx::query(
+        "INSERT INTO account_holders (account_id, holder_name) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
     )
     .bind(account.as_str())
     .bind(holder.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if added.rows_affected() > 0 {
+    .execute(conn)
+    .await?
+    .rows_affected());
+    if added > 0 {
         audit::append(&mut tx, now_ms(), event, 1).await?;
     }
     tx.commit().await?;
@@ -139,20 +145,23 @@ pub async fn add_holder(
 }
 
 async fn insert_holder(tx: &mut Tx, holder: &HolderName, pin_hash: &str) -> Result<(), Error> {
-    sqlx::query("INSERT INTO holders (name, pin_hash, created_ms) VALUES (?, ?, ?)")
-        .bind(holder.as_str())
-        .bind(pin_hash)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
+    either!(tx, |conn| sqlx::query(
+        "INSERT INTO holders (name, pin_hash, created_ms) VALUES ($1, $2, $3)"
+    )
+    .bind(holder.as_str())
+    .bind(pin_hash)
+    .bind(now_ms())
+    .execute(conn)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
 // ----- fenced reads -----
 
 /// The balance, read under a READ lock whose grant carried `token`.
-pub async fn balance(pool: &SqlitePool, account: &AccountId, token: u64) -> Result<i64, Error> {
-    let mut tx = begin(pool).await?;
+pub async fn balance(db: &Db, account: &AccountId, token: u64) -> Result<i64, Error> {
+    let mut tx = begin(db).await?;
     let balance = admit_read(&mut tx, account, token).await?;
     tx.commit().await?;
     Ok(balance)
@@ -161,23 +170,24 @@ pub async fn balance(pool: &SqlitePool, account: &AccountId, token: u64) -> Resu
 /// Up to `limit` ledger rows older than row `before` (all, if `None`), newest first, read under
 /// a READ lock whose grant carried `token`.
 pub async fn history(
-    pool: &SqlitePool,
+    db: &Db,
     account: &AccountId,
     token: u64,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Entry>, Error> {
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(db).await?;
     admit_read(&mut tx, account, token).await?;
-    let rows: Vec<(i64, String, i64, i64, i64, String, String)> = sqlx::query_as(
-        "SELECT id, kind, amount_cents, balance_after_cents, time_ms, counterparty, request_id
-         FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-    )
-    .bind(account.as_str())
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows: Vec<(i64, String, i64, i64, i64, String, String)> =
+        either!(&mut tx, |conn| sqlx::query_as(
+            "SELECT id, kind, amount_cents, balance_after_cents, time_ms, counterparty, request_id
+         FROM ledger WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?);
     tx.commit().await?;
     Ok(rows
         .into_iter()
@@ -206,11 +216,14 @@ async fn admit_read(tx: &mut Tx, account: &AccountId, token: u64) -> Result<i64,
             field: "account_id",
         })?;
     if let Some(fence_any) = state.admit_read(token)? {
-        sqlx::query("UPDATE accounts SET fence_any = ? WHERE id = ?")
-            .bind(fence_any)
-            .bind(account.as_str())
-            .execute(&mut **tx)
-            .await?;
+        either!(tx, |conn| sqlx::query(
+            "UPDATE accounts SET fence_any = $1 WHERE id = $2"
+        )
+        .bind(fence_any)
+        .bind(account.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected());
     }
     Ok(state.balance)
 }
@@ -220,7 +233,7 @@ async fn admit_read(tx: &mut Tx, account: &AccountId, token: u64) -> Result<i64,
 /// A deposit or withdrawal under a WRITE lock whose grant carried `token`. Exactly once per
 /// request id, refusals included.
 pub async fn move_money(
-    pool: &SqlitePool,
+    db: &Db,
     movement: Movement,
     account: &AccountId,
     amount: Amount,
@@ -229,7 +242,7 @@ pub async fn move_money(
 ) -> Result<Receipt, Error> {
     let kind = movement.kind();
     let params = format!("{kind}|{account}|{}", amount.cents());
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(db).await?;
     if let Some(prior) = prior_outcome(prior_request(&mut tx, request_id).await?, &params)? {
         return Ok(prior);
     }
@@ -267,13 +280,9 @@ pub async fn move_money(
 
 /// Claims `request_id` for an interest run (a retry of the same run may continue it), and
 /// records `event`.
-pub async fn begin_interest(
-    pool: &SqlitePool,
-    request_id: &RequestId,
-    event: &Event,
-) -> Result<(), Error> {
+pub async fn begin_interest(db: &Db, request_id: &RequestId, event: &Event) -> Result<(), Error> {
     const PARAMS: &str = "INTEREST";
-    let mut tx = begin(pool).await?;
+    let mut tx = begin(db).await?;
     audit::append(&mut tx, now_ms(), event, 1).await?;
     if prior_outcome(prior_request(&mut tx, request_id).await?, PARAMS)?.is_none() {
         let claim = Receipt {
@@ -290,31 +299,36 @@ pub async fn begin_interest(
 /// carried `token`. Returns the amount credited, or `None` when this run already credited it or
 /// the interest rounds to zero.
 pub async fn credit_interest(
-    pool: &SqlitePool,
+    db: &Db,
     account: &AccountId,
     request_id: &RequestId,
     token: u64,
 ) -> Result<Option<i64>, Error> {
-    let mut tx = begin(pool).await?;
-    let done: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM ledger WHERE account_id = ? AND request_id = ?")
-            .bind(account.as_str())
-            .bind(request_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    if done.is_some() {
-        return Ok(None);
-    }
+    let mut tx = begin(db).await?;
+    // The account first: on PostgreSQL its row lock makes a second credit of this run, from any
+    // replica, wait and then see the first one's ledger row.
     let state = account_state(&mut tx, account)
         .await?
         .ok_or(Error::AccountNotFound {
             field: "account_id",
         })?;
+    let done: Option<i64> = either!(&mut tx, |conn| sqlx::query_scalar(
+        "SELECT id FROM ledger WHERE account_id = $1 AND request_id = $2"
+    )
+    .bind(account.as_str())
+    .bind(request_id.as_str())
+    .fetch_optional(conn)
+    .await?);
+    if done.is_some() {
+        return Ok(None);
+    }
     state.admit_change(token)?;
-    let rate: i64 = sqlx::query_scalar("SELECT interest_rate_bp FROM accounts WHERE id = ?")
-        .bind(account.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    let rate: i64 = either!(&mut tx, |conn| sqlx::query_scalar(
+        "SELECT interest_rate_bp FROM accounts WHERE id = $1"
+    )
+    .bind(account.as_str())
+    .fetch_one(conn)
+    .await?);
     let interest = rules::interest_cents(state.balance, rate);
     if interest == 0 {
         return Ok(None);
@@ -346,12 +360,23 @@ pub async fn credit_interest(
 
 /// The stored outcome of `request_id`, if it was seen before.
 async fn prior_request(tx: &mut Tx, request_id: &RequestId) -> Result<Option<PriorRequest>, Error> {
-    let row: Option<(String, String, i64, String)> = sqlx::query_as(
-        "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = ?",
+    if tx.is_postgres() {
+        // Two replicas given one request id take turns: the second reads the first's outcome.
+        either!(tx, |conn| sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+        )
+        .bind(request_id.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected());
+    }
+    let row: Option<(String, String, i64, String)> = either!(tx, |conn| {
+        sqlx::query_as(
+        "SELECT params, transaction_id, balance_cents, rejection FROM requests WHERE request_id = $1",
     )
     .bind(request_id.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
+    .fetch_optional(conn).await?
+    });
     Ok(row.map(
         |(params, transaction_id, balance_cents, rejection)| PriorRequest {
             params,
@@ -377,9 +402,10 @@ async fn record(
             ("", balance_cents, rejection)
         }
     };
-    sqlx::query(
+    either!(tx, |conn| {
+        sqlx::query(
         "INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(request_id.as_str())
     .bind(params)
@@ -387,18 +413,22 @@ async fn record(
     .bind(balance_cents)
     .bind(rejection)
     .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn).await?.rows_affected()
+    });
     Ok(())
 }
 
 /// The account's balance and fences, `None` if there is no such account.
 async fn account_state(tx: &mut Tx, account: &AccountId) -> Result<Option<AccountState>, Error> {
+    let sql = format!(
+        "SELECT balance_cents, fence_any, fence_write FROM accounts WHERE id = $1{}",
+        tx.for_update()
+    );
     let row: Option<(i64, i64, i64)> =
-        sqlx::query_as("SELECT balance_cents, fence_any, fence_write FROM accounts WHERE id = ?")
+        either!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(account.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
+            .fetch_optional(conn)
+            .await?);
     Ok(row.map(|(balance, fence_any, fence_write)| AccountState {
         balance,
         fence_any,
@@ -408,15 +438,16 @@ async fn account_state(tx: &mut Tx, account: &AccountId) -> Result<Option<Accoun
 
 /// Writes the account as a money movement left it.
 async fn store_account(tx: &mut Tx, account: &AccountId, state: AccountState) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE accounts SET balance_cents = ?, fence_any = ?, fence_write = ? WHERE id = ?",
+    either!(tx, |conn| sqlx::query(
+        "UPDATE accounts SET balance_cents = $1, fence_any = $2, fence_write = $3 WHERE id = $4",
     )
     .bind(state.balance)
     .bind(state.fence_any)
     .bind(state.fence_write)
     .bind(account.as_str())
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
@@ -431,9 +462,10 @@ struct Row<'a> {
 
 /// Appends `row`; returns its id.
 async fn append(tx: &mut Tx, row: Row<'_>) -> Result<i64, Error> {
-    Ok(sqlx::query_scalar(
+    Ok(either!(tx, |conn| {
+        sqlx::query_scalar(
         "INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents, time_ms)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(row.account.as_str())
     .bind(row.request_id.as_str())
@@ -441,6 +473,6 @@ async fn append(tx: &mut Tx, row: Row<'_>) -> Result<i64, Error> {
     .bind(row.amount_cents)
     .bind(row.balance_after_cents)
     .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await?)
+    .fetch_one(conn).await?
+    }))
 }

@@ -234,6 +234,21 @@ pub enum Database {
     Postgres(Box<Postgres>),
 }
 
+impl Database {
+    /// The SQLite file `<dir>/<file>`.
+    pub fn sqlite(dir: &Path, file: &str) -> Self {
+        Database::Sqlite {
+            dir: dir.to_owned(),
+            file: file.to_owned(),
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Database::Postgres(_))
+    }
+}
+
 /// How to reach a PostgreSQL database. `Debug` and `Display` show no password.
 #[derive(Clone)]
 pub struct Postgres {

@@ -25,6 +25,7 @@
 
 mod blocking;
 pub mod database;
+mod either;
 pub mod full;
 mod integrity;
 mod migrate;
@@ -35,6 +36,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 use anyhow::Context;
 pub use blocking::{open_blocking, rusqlite};
 pub use database::{Database, DatabaseArgs};
+pub use either::{Db, Tx};
 pub use migrate::Migration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 pub use sqlx::{self, PgPool, SqlitePool};

@@ -18,6 +18,7 @@ use township_tests::ServiceProcess;
 use crate::support::{
     process::{CALL_TIMEOUT, try_server},
     status::{expect_code, reason},
+    storage::{Backend, Storage},
 };
 
 /// A bank client.
@@ -79,6 +80,24 @@ pub async fn bank_server(
         .expect("the bank-server starts")
 }
 
+/// A bank-server on `storage` (its data directory, and its database on PostgreSQL) using the
+/// lock service at `lock_addr`, on `listen` (`None`: an ephemeral port), with `extra` flags;
+/// it must start.
+pub async fn bank_server_on(
+    storage: &Storage,
+    lock_addr: &str,
+    listen: Option<&str>,
+    extra: &[&str],
+) -> ServiceProcess {
+    let flags = storage.flags();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend_from_slice(&["--lock-addr", lock_addr]);
+    args.extend_from_slice(extra);
+    try_server("bank-server", listen, &args)
+        .await
+        .unwrap_or_else(|err| panic!("the bank-server starts: {err:#}"))
+}
+
 /// The staff token the bank-server created in its data directory.
 pub fn admin_token(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("admin-token"))
@@ -122,9 +141,9 @@ fn lazy_client(endpoint: Endpoint, timeout: Duration) -> Rpc {
     BankServiceClient::new(channel)
 }
 
-/// A lock-server and one bank-server, each on a fresh temporary directory.
+/// A lock-server and one bank-server, each on fresh state (the bank's on either backend).
 pub struct TestBank {
-    pub data_dir: TempDir,
+    pub storage: Storage,
     _lock_dir: TempDir,
     pub lock: ServiceProcess,
     pub server: ServiceProcess,
@@ -132,22 +151,35 @@ pub struct TestBank {
     pub rpc: Rpc,
 }
 
+/// Another bank-server on a [`TestBank`]'s state, and a client of it. Keep it as long as the
+/// server.
+pub struct Replica {
+    _server: ServiceProcess,
+    pub rpc: Rpc,
+    _storage: Option<Storage>,
+}
+
 impl TestBank {
-    /// A lock-server and a bank-server with no extra flags.
+    /// A lock-server and a bank-server on SQLite with no extra flags.
     pub async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_on(Backend::Sqlite, &[]).await
     }
 
     /// [`TestBank::start`], the bank-server with `extra` flags.
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(Backend::Sqlite, extra).await
+    }
+
+    /// A lock-server and a bank-server on `backend` with `extra` flags.
+    pub async fn start_on(backend: Backend, extra: &[&str]) -> Self {
         let lock_dir = tempfile::tempdir().unwrap();
-        let data_dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(backend).await;
         let lock = lock_server(lock_dir.path(), None).await;
-        let server = bank_server(data_dir.path(), &lock.addr.to_string(), None, extra).await;
-        let admin = admin_token(data_dir.path());
+        let server = bank_server_on(&storage, &lock.addr.to_string(), None, extra).await;
+        let admin = admin_token(storage.path());
         let rpc = client(&server.addr.to_string(), CALL_TIMEOUT);
         Self {
-            data_dir,
+            storage,
             _lock_dir: lock_dir,
             lock,
             server,
@@ -156,12 +188,54 @@ impl TestBank {
         }
     }
 
+    /// The first bank-server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.storage.path()
+    }
+
+    /// A bank-server on this bank's state with `extra` flags, as after a restart: the same data
+    /// directory (and database). The first one must have stopped.
+    pub async fn restart(&self, extra: &[&str]) -> ServiceProcess {
+        bank_server_on(&self.storage, &self.lock.addr.to_string(), None, extra).await
+    }
+
+    /// A second bank-server serving beside the first: on SQLite in the same data directory, on
+    /// PostgreSQL with a data directory of its own on the same database, given the first one's
+    /// staff token file (`--admin-token-file`), as an operator provisions it.
+    pub async fn replica(&self, extra: &[&str]) -> Replica {
+        let lock_addr = self.lock.addr.to_string();
+        let (server, storage) = match self.storage.database_url() {
+            None => (
+                bank_server_on(&self.storage, &lock_addr, None, extra).await,
+                None,
+            ),
+            Some(_) => {
+                let storage = self.storage.replica();
+                let token_file = self.data_dir().join("admin-token");
+                let mut args = vec!["--admin-token-file", token_file.to_str().unwrap()];
+                args.extend_from_slice(extra);
+                let server = bank_server_on(&storage, &lock_addr, None, &args).await;
+                (server, Some(storage))
+            }
+        };
+        let rpc = client(&server.addr.to_string(), CALL_TIMEOUT);
+        Replica {
+            _server: server,
+            rpc,
+            _storage: storage,
+        }
+    }
+
     /// Opens an account (as staff) and logs its holder in: (account id, session token).
     pub async fn customer(&self, name: &str, pin: &str, cents: i64) -> (String, String) {
+        let failed =
+            |err: Status| -> ! { panic!("{err:?}; the bank's log:\n{}", self.server.logs()) };
         let account = open_account(&self.rpc, &self.admin, name, pin, cents)
             .await
-            .unwrap();
-        let session = login(&self.rpc, name, pin).await.unwrap();
+            .unwrap_or_else(|err| failed(err));
+        let session = login(&self.rpc, name, pin)
+            .await
+            .unwrap_or_else(|err| failed(err));
         (account.account_id, session.session_token)
     }
 }
@@ -511,16 +585,11 @@ pub async fn assert_three_strikes_lock(rpc: &Rpc, name: &str, pin: &str) {
     );
 }
 
-/// Whether the bank on `data_dir` has committed the request `request_id` (read straight from its
+/// Whether the bank on `storage` has committed the request `request_id` (read straight from its
 /// database, which a reply delayed after the commit cannot hide, unlike a read under its locks).
-pub async fn committed(data_dir: &Path, request_id: &str) -> bool {
-    let mut db = read_bank_db(data_dir).await;
-    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM requests WHERE request_id = ?1")
-        .bind(request_id)
-        .fetch_one(&mut db)
-        .await
-        .expect("read the bank's requests");
-    found > 0
+pub async fn committed(storage: &Storage, request_id: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM requests WHERE request_id = '{request_id}'");
+    storage.count("bank.db", &sql).await > 0
 }
 
 /// The schema versions `<data_dir>/bank.db` records as applied, in order.

@@ -196,6 +196,33 @@ impl Storage {
         self.database.as_ref().map(|(_, url)| url.as_str())
     }
 
+    /// The one integer `sql` selects in the server's database: on SQLite `<data dir>/<file>`,
+    /// opened read-only beside the running server.
+    pub async fn count(&self, file: &str, sql: &str) -> i64 {
+        let text = sql;
+        let sql = || sqlx::AssertSqlSafe(text.to_owned());
+        let count = match self.database_url() {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .expect("the test cluster takes connections");
+                let count = sqlx::query_scalar(sql()).fetch_one(&mut conn).await;
+                conn.close().await.ok();
+                count
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.path().join(file))
+                    .read_only(true);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .expect("open the server's database");
+                sqlx::query_scalar(sql()).fetch_one(&mut conn).await
+            }
+        };
+        count.unwrap_or_else(|err| panic!("{text}: {err}"))
+    }
+
     /// The flags that point a server at this state: `--data-dir`, and `--database-url` on
     /// PostgreSQL.
     pub fn flags(&self) -> Vec<String> {

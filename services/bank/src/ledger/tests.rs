@@ -15,8 +15,11 @@ use crate::{
 async fn run_sql(ledger: &Ledger, sql: &'static str) -> Result<(), Error> {
     ledger
         .writer
-        .run(move |pool| async move {
-            sqlx::query(sql).execute(&pool).await?;
+        .run(move |db| async move {
+            either!(pool & db, |pool| sqlx::query(sql)
+                .execute(pool)
+                .await?
+                .rows_affected());
             Ok(())
         })
         .await
@@ -25,7 +28,9 @@ async fn run_sql(ledger: &Ledger, sql: &'static str) -> Result<(), Error> {
 /// A fresh, empty ledger in a temporary directory.
 async fn ledger() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path()).await.unwrap();
+    let ledger = Ledger::open(&township_store::Database::sqlite(dir.path(), "bank.db"))
+        .await
+        .unwrap();
     (dir, ledger)
 }
 

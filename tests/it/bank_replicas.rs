@@ -1,0 +1,156 @@
+//! Bank replicas on one PostgreSQL database, each with a data directory of its own: replicas
+//! started together on an empty database all come up and honour one provisioned staff token, a
+//! history page token one signs another honours, and transfers made through three replicas at
+//! once (with retries sent to another replica) conserve the total and apply once. (The core bank
+//! tests in `bank.rs` run on PostgreSQL too, some across two replicas.)
+
+use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
+
+use crate::support::{
+    bank::*,
+    process::CALL_TIMEOUT,
+    storage::{Backend, Storage},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_started_at_once_on_an_empty_database_all_come_up_with_one_staff_token() {
+    let lock_dir = tempfile::tempdir().unwrap();
+    let lock = lock_server(lock_dir.path(), None).await;
+    let lock_addr = lock.addr.to_string();
+    // The staff token, provisioned for every replica as an operator would (a secret file).
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("admin-token");
+    std::fs::write(&token_file, "a-provisioned-staff-token").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_flag = ["--admin-token-file", token_file.to_str().unwrap()];
+
+    let first = Storage::new(Backend::Postgres).await;
+    let storage = [first.replica(), first.replica(), first];
+    // Together: their migrations race.
+    let (a, b, c) = tokio::join!(
+        bank_server_on(&storage[0], &lock_addr, None, &token_flag),
+        bank_server_on(&storage[1], &lock_addr, None, &token_flag),
+        bank_server_on(&storage[2], &lock_addr, None, &token_flag),
+    );
+    let servers = [a, b, c];
+    let rpcs: Vec<Rpc> = servers
+        .iter()
+        .map(|server| client(&server.addr.to_string(), CALL_TIMEOUT))
+        .collect();
+    let mut accounts = Vec::new();
+    for (n, rpc) in rpcs.iter().enumerate() {
+        let name = format!("Replica {n}");
+        let account = open_account(rpc, "a-provisioned-staff-token", &name, "1234", 100)
+            .await
+            .unwrap();
+        accounts.push((name, account.account_id));
+    }
+    // Every account is seen through every replica.
+    for (name, account) in &accounts {
+        for rpc in &rpcs {
+            let session = login(rpc, name, "1234").await.unwrap().session_token;
+            assert_eq!(balance(rpc, &session, account).await.unwrap(), 100);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_history_page_token_from_one_replica_pages_on_another() {
+    let bank = TestBank::start_on(Backend::Postgres, &[]).await;
+    let other = bank.replica(&[]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    for cents in [10, 20, 30, 40] {
+        deposit(&bank.rpc, &ada, &a, cents, &request_id())
+            .await
+            .unwrap();
+    }
+    let all = page(&bank.rpc, &ada, &a, 0, "").await.unwrap().transactions;
+    let first = page(&bank.rpc, &ada, &a, 2, "").await.unwrap();
+    let second = page(&other.rpc, &ada, &a, 2, &first.next_page_token)
+        .await
+        .unwrap();
+    let third = page(&bank.rpc, &ada, &a, 2, &second.next_page_token)
+        .await
+        .unwrap();
+    assert!(third.next_page_token.is_empty());
+    assert_eq!(
+        [first.transactions, second.transactions, third.transactions].concat(),
+        all,
+        "pages signed by one replica continue on the other"
+    );
+}
+
+/// How many customers the transfer test moves money between, and how much each starts with.
+const CUSTOMERS: usize = 4;
+const OPENING_CENTS: i64 = 10_000;
+/// How many callers transfer at once, and how many transfers each makes.
+const CALLERS: usize = 12;
+const TRANSFERS_EACH: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_through_three_replicas_at_once_conserve_the_total_and_apply_once() {
+    let bank = TestBank::start_on(Backend::Postgres, &[]).await;
+    let (second, third) = (bank.replica(&[]).await, bank.replica(&[]).await);
+    let rpcs = [bank.rpc.clone(), second.rpc.clone(), third.rpc.clone()];
+    let mut customers = Vec::new();
+    for n in 0..CUSTOMERS {
+        customers.push(bank.customer(&format!("C{n}"), "1234", OPENING_CENTS).await);
+    }
+
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..CALLERS {
+        let (rpcs, customers) = (rpcs.clone(), customers.clone());
+        callers.spawn(async move {
+            let mut applied = Vec::new();
+            for n in 0..TRANSFERS_EACH {
+                let (from, token) = &customers[(caller + n) % CUSTOMERS];
+                let (to, _) = &customers[(caller + n + 1) % CUSTOMERS];
+                let cents = 1 + ((caller * 7 + n * 13) % 50) as i64;
+                let id = request_id();
+                // Sent through one replica, then retried with its id through the next one: the
+                // retry gets the first answer, or applies it if the first failed.
+                let first = transfer(&rpcs[(caller + n) % 3], token, from, to, cents, &id).await;
+                let retry = transfer(&rpcs[(caller + n + 1) % 3], token, from, to, cents, &id)
+                    .await
+                    .expect("the retry is answered");
+                if let Ok(first) = first {
+                    assert_eq!(first, retry, "one receipt per request id");
+                }
+                applied.push((id, from.clone(), cents));
+            }
+            applied
+        });
+    }
+    let mut applied = Vec::new();
+    while let Some(done) = tokio::time::timeout(Duration::from_secs(120), callers.join_next())
+        .await
+        .expect("the transfers end within 2 minutes")
+    {
+        applied.extend(done.unwrap());
+    }
+    assert_eq!(applied.len(), CALLERS * TRANSFERS_EACH);
+
+    let mut total = 0;
+    let mut rows_per_request: HashMap<String, usize> = HashMap::new();
+    for (n, (account, token)) in customers.iter().enumerate() {
+        let rows = ledger(&rpcs[n % 3], token, account).await.unwrap();
+        let balance = balance(&rpcs[(n + 1) % 3], token, account).await.unwrap();
+        assert_adds_up(&rows, balance);
+        total += balance;
+        for row in rows.iter().filter(|row| row.kind.starts_with("TRANSFER")) {
+            *rows_per_request.entry(row.request_id.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        total,
+        OPENING_CENTS * CUSTOMERS as i64,
+        "the total is conserved"
+    );
+    for (id, _, _) in &applied {
+        assert_eq!(
+            rows_per_request.get(id),
+            Some(&2),
+            "each transfer is one row out and one row in: {id}"
+        );
+    }
+}
