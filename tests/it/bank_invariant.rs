@@ -1,7 +1,9 @@
-//! Jepsen's bank workload, harder: two bank-server replicas share one data directory and one
-//! lock-server while at least 16 clients move money between six accounts through both of them,
-//! and a chaos task kill -9s and restarts the replicas and the lock-server at random moments
-//! (seeded; the replicas pause between each lock grant and its commit, so kills land in between).
+//! Jepsen's bank workload, harder, run twice: two bank-server replicas sharing one SQLite data
+//! directory, and three replicas on one PostgreSQL database (each its own data directory). At
+//! least 16 clients move money between six accounts through every replica while a chaos task
+//! kill -9s and restarts the replicas and the one lock-server at random moments (seeded; the
+//! replicas pause between each lock grant and its commit, so kills land in between), and on
+//! PostgreSQL also restarts the database as `pg_ctl restart -m immediate` does.
 //! Every connection is mutual TLS, with certificates from `township certs`: the clients show a
 //! user's certificate to the replicas, the replicas show the bank's to the lock-server, and the
 //! lock-server's resource ACL lets only the bank lock accounts.
@@ -26,25 +28,37 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{bank::*, chaos::*};
+use crate::support::{bank::*, chaos::*, storage::Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of_banks_and_locks() {
+    chaos_run(Backend::Sqlite, 2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_with_three_replicas_money_is_conserved_through_kill_9s_and_a_database_crash() {
+    chaos_run(Backend::Postgres, 3).await
+}
+
+/// The whole test, with `replicas` bank replicas on `backend`.
+async fn chaos_run(backend: Backend, replicas: usize) {
     let test_started = Instant::now();
     let seed = seed();
     println!("bank invariant: seed {seed} (replay with BANK_INVARIANT_SEED={seed})");
     let mut rng = Rng(seed);
 
-    // One lock-server (which lets only the bank lock accounts) and two bank replicas on fixed
-    // ports, sharing one data directory, every one serving mutual TLS.
-    let cluster = Cluster::new().await;
+    // One lock-server (which lets only the bank lock accounts) and the bank replicas on fixed
+    // ports, on one store, every one serving mutual TLS.
+    let cluster = Cluster::new(backend, replicas).await;
     let lock = cluster.lock_server().await;
-    let bank_a = cluster.bank_server(0).await;
-    let bank_b = cluster.bank_server(1).await;
+    let mut banks = Vec::new();
+    for replica in 0..replicas {
+        banks.push(cluster.bank_server(replica).await);
+    }
 
     // Six accounts for three holders, with known opening deposits; one session per holder.
     let setup = cluster.client(0);
-    let admin = admin_token(cluster.data_dir.path());
+    let admin = cluster.admin_token();
     let mut accounts = Vec::new();
     for (holder, (name, pin)) in HOLDERS.iter().enumerate() {
         for _ in 0..ACCOUNTS_PER_HOLDER {
@@ -87,7 +101,7 @@ async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of
             tokio::spawn(client_loop(shared.clone(), client_seed))
         })
         .collect();
-    let chaos = tokio::spawn(chaos(shared.clone(), lock, [bank_a, bank_b], seed, started));
+    let chaos = tokio::spawn(chaos(shared.clone(), lock, banks, seed, started));
     // The chaos task stops the workload (see `chaos`) once it winds down; a hard stop bounds it.
     while !shared.stop.load(Ordering::SeqCst) && !chaos.is_finished() {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -110,7 +124,7 @@ async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of
 
     // Every request still unanswered is retried with its request id until it is answered.
     let resolve_started = Instant::now();
-    let rpcs = [0, 1].map(|i| shared.cluster.client(i));
+    let rpcs = shared.cluster.clients();
     let mut records: Vec<Record> = logs.iter_mut().flat_map(|l| l.records.drain(..)).collect();
     let unresolved_after_workload = records
         .iter()
@@ -143,13 +157,18 @@ async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of
     let reads: Vec<(usize, i64)> = logs.iter().flat_map(|l| l.reads.iter().copied()).collect();
     let failed_reads: usize = logs.iter().map(|l| l.failed_reads).sum();
     let retries: u32 = records.iter().map(|r| r.attempts.saturating_sub(1)).sum();
-    let bank_kills = kills.iter().filter(|k| k.target != "lock-server").count();
-    let lock_kills = kills.len() - bank_kills;
+    let bank_kills = kills
+        .iter()
+        .filter(|k| k.target.starts_with("bank"))
+        .count();
+    let lock_kills = kills.iter().filter(|k| k.target == "lock-server").count();
+    let database_restarts = kills.iter().filter(|k| k.target == "postgres").count();
     let answered = applied + rejected + reads.len();
     let in_flight: Vec<usize> = kills.iter().map(|k| k.in_flight).collect();
     println!("bank invariant: seed {seed}");
     println!(
-        "bank invariant: {CLIENTS} clients for {:.1}s against 2 bank replicas and 1 lock-server",
+        "bank invariant: {CLIENTS} clients for {:.1}s against {replicas} bank replicas on \
+         {backend:?} and 1 lock-server",
         workload_time.as_secs_f64()
     );
     println!(
@@ -166,8 +185,9 @@ async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of
         resolve_time.as_secs_f64()
     );
     println!(
-        "bank invariant: kill -9s: {bank_kills} bank-server, {lock_kills} lock-server; requests in \
-         flight at each: {in_flight:?}"
+        "bank invariant: kill -9s: {bank_kills} bank-server, {lock_kills} lock-server; \
+         {database_restarts} immediate database restarts; requests in flight at each: \
+         {in_flight:?}"
     );
     println!(
         "bank invariant: errors by code: {:?}",
@@ -190,6 +210,11 @@ async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of
     assert!(
         lock_kills >= 3,
         "at least 3 lock-server kills: {lock_kills}"
+    );
+    assert_eq!(
+        database_restarts,
+        usize::from(backend == Backend::Postgres),
+        "one immediate restart of PostgreSQL"
     );
     assert!(
         kills.iter().any(|k| k.in_flight > 0),

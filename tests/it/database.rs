@@ -1,12 +1,26 @@
 //! `--database-url` and `--database-password-file` against a real PostgreSQL: the password comes
 //! from a file and is never shown (not in errors, logs or `--help`), and `sslmode=verify-full`
 //! accepts the server's certificate only from the named CA and for the host connected to. The
-//! phone book stands for every service that takes these flags (they are the store's).
+//! phone book stands for every service that takes these flags (they are the store's). And while
+//! the database is down, calls fail UNAVAILABLE with a RetryInfo, and a retry after it is back
+//! applies once (the bank stands for every service here).
 
 use township_references::PostgresSetup;
 use township_tests::Output;
 
-use crate::support::{cli::township_with, phonebook::*, process::*, storage::Cluster, tls::Certs};
+use std::time::Duration;
+
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::{
+    bank::{self, TestBank},
+    cli::township_with,
+    phonebook::*,
+    process::*,
+    storage::{Cluster, Storage},
+    tls::Certs,
+};
 
 /// Runs phonebook-server on the data directory `data` with `flags` to its end (it must not
 /// start serving) and returns its output.
@@ -213,4 +227,36 @@ async fn sslmode_require_refuses_a_server_without_tls() {
     )
     .await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_the_database_is_down_calls_are_unavailable_with_retry_info_and_a_retry_applies_once()
+{
+    let database = Cluster::start_with(PostgresSetup::default()).await;
+    let bank = TestBank::start_in(Storage::on(&database).await, &[]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    // Long enough for the server's own wait for a connection (10 s).
+    let rpc = bank::client(&bank.server.addr.to_string(), Duration::from_secs(40));
+
+    database.crash().await;
+    let id = bank::request_id();
+    let down = bank::deposit(&rpc, &ada, &a, 250, &id).await;
+    let status = down.expect_err("no deposit while the database is down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let retry = status.get_details_retry_info().expect("a RetryInfo");
+    assert!(retry.retry_delay.is_some(), "{retry:?}");
+    assert!(
+        !status.message().contains("127.0.0.1") && !status.message().contains("postgres"),
+        "names no address or user: {status:?}"
+    );
+
+    database.start_again().await;
+    let receipt = bank::deposit(&rpc, &ada, &a, 250, &id).await.unwrap();
+    assert_eq!(receipt.balance_cents, 1_250);
+    assert_eq!(
+        bank::deposit(&rpc, &ada, &a, 250, &id).await.unwrap(),
+        receipt,
+        "applied once"
+    );
+    assert_eq!(bank::balance(&rpc, &ada, &a).await.unwrap(), 1_250);
 }

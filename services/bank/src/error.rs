@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal, invalid_argument, storage_full};
+use township_kit::status::{
+    InvalidField, internal, invalid_argument, storage_full, storage_unavailable,
+};
 
 /// The `domain` of every `ErrorInfo` the bank attaches.
 pub const ERROR_DOMAIN: &str = "bank.township";
@@ -91,6 +93,9 @@ pub enum Error {
     /// The disk is full: nothing of the request was stored (see `township_store::full`).
     #[error("storage full")]
     StorageFull,
+    /// The database (PostgreSQL) cannot be reached now: whether a write was applied is unknown.
+    #[error("the database cannot be reached: {0}")]
+    StorageUnavailable(township_store::sqlx::Error),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(township_store::sqlx::Error),
@@ -126,6 +131,8 @@ impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
         if township_store::full::is_full(&err) {
             Error::StorageFull
+        } else if township_store::postgres::is_unreachable(&err) {
+            Error::StorageUnavailable(err)
         } else {
             Error::Storage(err)
         }
@@ -148,6 +155,7 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => return invalid.into(),
             Error::Storage(_) | Error::Sqlite(_) | Error::Internal(_) => return internal(&err),
             Error::StorageFull => return storage_full("bank"),
+            Error::StorageUnavailable(cause) => return storage_unavailable("bank", cause),
             Error::AccountNotFound { .. } => Code::NotFound,
             Error::NotYourAccount { .. }
             | Error::NotStaff

@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal, storage_full};
+use township_kit::status::{InvalidField, internal, storage_full, storage_unavailable};
 
 /// How soon a caller refused for too many sessions is told to retry.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -34,12 +34,17 @@ pub enum Error {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(township_store::sqlx::Error),
+    /// The database (PostgreSQL) cannot be reached now.
+    #[error("the database cannot be reached: {0}")]
+    StorageUnavailable(township_store::sqlx::Error),
 }
 
 impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
         if township_store::full::is_full(&err) {
             Error::StorageFull
+        } else if township_store::postgres::is_unreachable(&err) {
+            Error::StorageUnavailable(err)
         } else {
             Error::Storage(err)
         }
@@ -65,6 +70,7 @@ impl From<Error> for Status {
             ),
             Error::Denied => Status::new(Code::PermissionDenied, err.to_string()),
             Error::StorageFull => storage_full("doctor"),
+            Error::StorageUnavailable(cause) => storage_unavailable("doctor", cause),
             Error::Storage(_) => internal(&err),
         }
     }

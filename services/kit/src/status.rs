@@ -82,6 +82,24 @@ pub fn storage_full_message(service: &str) -> String {
     format!("the {service}'s storage is full: nothing of this request was stored; retry later")
 }
 
+/// How long a client is told to wait before retrying a call its server could not complete
+/// because the database could not be reached ([`storage_unavailable`]).
+pub const STORAGE_UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// UNAVAILABLE for a call the server could not complete because its database (PostgreSQL)
+/// cannot be reached now (restarting, failing over, or the network to it down), with a RetryInfo
+/// of [`STORAGE_UNAVAILABLE_RETRY`]. A write may or may not have been applied: a retry with the
+/// same request or message id, where the call takes one, is safe. The operator learns it from
+/// the log, as a warning with the cause.
+pub fn storage_unavailable(service: &str, cause: &dyn std::fmt::Display) -> Status {
+    tracing::warn!(service, %cause, "the database cannot be reached");
+    Status::with_error_details(
+        Code::Unavailable,
+        format!("the {service}'s database cannot be reached now; retry"),
+        ErrorDetails::with_retry_info(Some(STORAGE_UNAVAILABLE_RETRY)),
+    )
+}
+
 /// The deadline a client set on this call (the `grpc-timeout` header), if any.
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
     use std::time::Duration;

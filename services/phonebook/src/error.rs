@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Code, Status};
-use township_kit::status::{InvalidField, internal, storage_full};
+use township_kit::status::{InvalidField, internal, storage_full, storage_unavailable};
 
 use crate::types::{EntryId, Etag};
 
@@ -34,6 +34,9 @@ pub enum Error {
     /// The disk is full: nothing of the request was stored (see `township_store::full`).
     #[error("storage full")]
     StorageFull,
+    /// The database (PostgreSQL) cannot be reached now: whether a write was applied is unknown.
+    #[error("the database cannot be reached: {0}")]
+    StorageUnavailable(Arc<township_store::sqlx::Error>),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(Arc<township_store::sqlx::Error>),
@@ -41,15 +44,23 @@ pub enum Error {
 
 impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
-        if township_store::full::is_full(&err) {
-            Error::StorageFull
-        } else {
-            Error::Storage(Arc::new(err))
-        }
+        Error::stored(Arc::new(err))
     }
 }
 
 impl Error {
+    /// What a storage failure means for the caller: the disk is full, the database cannot be
+    /// reached now, or something else went wrong.
+    pub fn stored(err: Arc<township_store::sqlx::Error>) -> Self {
+        if township_store::full::is_full(&err) {
+            Error::StorageFull
+        } else if township_store::postgres::is_unreachable(&err) {
+            Error::StorageUnavailable(err)
+        } else {
+            Error::Storage(err)
+        }
+    }
+
     /// An invalid `field`.
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Invalid(InvalidField::new(field, problem))
@@ -63,7 +74,9 @@ impl Error {
             Error::NotFound(_) => (Code::NotFound, "NOT_FOUND"),
             Error::Duplicate(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
             Error::StaleEtag { .. } => (Code::Aborted, "ABORTED"),
-            Error::ShuttingDown => (Code::Unavailable, "UNAVAILABLE"),
+            Error::ShuttingDown | Error::StorageUnavailable(_) => {
+                (Code::Unavailable, "UNAVAILABLE")
+            }
             Error::StorageFull => (Code::ResourceExhausted, "RESOURCE_EXHAUSTED"),
             Error::Storage(_) | Error::Internal(_) => (Code::Internal, "INTERNAL"),
         }
@@ -76,6 +89,7 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => invalid.into(),
             Error::Storage(_) | Error::Internal(_) => internal(&err),
             Error::StorageFull => storage_full("phone book"),
+            Error::StorageUnavailable(cause) => storage_unavailable("phone book", cause),
             _ => Status::new(err.code().0, err.to_string()),
         }
     }

@@ -25,8 +25,9 @@ use crate::{Migration, SECRET_BYTES, database::Postgres, migrate};
 /// too, as in a compose file) before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
-/// How long a query may wait for a free connection of the pool.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a query may wait for a connection of the pool: a free one, or a new one while the
+/// database cannot be reached (after which the call fails, UNAVAILABLE, rather than hang).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to `database` (waiting up to a minute for it to come up: refused connections are
 /// retried, wrong credentials or certificates are not) and applies the `schema` steps it has not
@@ -72,9 +73,18 @@ async fn connect(database: &Postgres) -> Result<PgPool, sqlx::Error> {
 /// is starting up or shutting down (class 57P). A TLS handshake that fails (an io error of
 /// another kind) or wrong credentials will not mend by waiting.
 fn is_not_up_yet(err: &sqlx::Error) -> bool {
+    is_unreachable(err)
+}
+
+/// Whether `err` says the database cannot be reached now, rather than that the statement was
+/// wrong: no connection could be had (refused, timed out, none free in time), the connection was
+/// cut (the server restarted or failed over), or the server is shutting down or starting up
+/// (class 57P). A service answers UNAVAILABLE: a retry may work, and whether a cut write was
+/// applied is unknown, so the retry carries its request id.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
     use std::io::ErrorKind;
     match err {
-        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Io(err) => matches!(
             err.kind(),
             ErrorKind::ConnectionRefused
@@ -82,6 +92,8 @@ fn is_not_up_yet(err: &sqlx::Error) -> bool {
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::NotConnected
                 | ErrorKind::TimedOut
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
         ),
         sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("57P")),
         _ => false,

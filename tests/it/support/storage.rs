@@ -52,7 +52,12 @@ pub(crate) use on_both_backends;
 
 /// A running throwaway PostgreSQL cluster.
 pub struct Cluster {
-    postgres: Postgres,
+    /// Locked only to restart it.
+    postgres: std::sync::Mutex<Postgres>,
+    /// Its superuser, host and port (the same across restarts).
+    user: String,
+    host: String,
+    port: u16,
     /// The number of the next database made on it.
     databases: AtomicU32,
 }
@@ -92,7 +97,10 @@ impl Cluster {
                 panic!("a throwaway PostgreSQL starts (./scripts/test installs it): {err:#}")
             });
         Arc::new(Cluster {
-            postgres,
+            user: postgres.user().to_owned(),
+            host: postgres.host().to_owned(),
+            port: postgres.port(),
+            postgres: std::sync::Mutex::new(postgres),
             databases: AtomicU32::new(0),
         })
     }
@@ -112,15 +120,41 @@ impl Cluster {
     pub fn url(&self, name: &str) -> String {
         format!(
             "postgres://{}@{}:{}/{name}",
-            self.postgres.user(),
-            self.postgres.host(),
-            self.postgres.port()
+            self.user, self.host, self.port
         )
     }
 
     /// The host and port it listens on.
     pub fn address(&self) -> String {
-        format!("{}:{}", self.postgres.host(), self.postgres.port())
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Restarts the cluster as `pg_ctl restart -m immediate` does (SIGQUIT, no shutdown
+    /// checkpoint: a crash restart) on the same port, and returns once it takes connections.
+    /// Only for a cluster of the test's own ([`Cluster::start_with`]).
+    pub async fn restart_immediately(self: &Arc<Self>) {
+        self.crash().await;
+        self.start_again().await;
+    }
+
+    /// Stops the cluster as `pg_ctl stop -m immediate` does: nothing listens on its port until
+    /// [`Cluster::start_again`]. Only for a cluster of the test's own.
+    pub async fn crash(self: &Arc<Self>) {
+        let cluster = Arc::clone(self);
+        tokio::task::spawn_blocking(move || cluster.postgres.lock().unwrap().crash())
+            .await
+            .unwrap()
+            .expect("PostgreSQL stops");
+    }
+
+    /// Starts the cluster again after [`Cluster::crash`], on the same port, and returns once it
+    /// takes connections.
+    pub async fn start_again(self: &Arc<Self>) {
+        let cluster = Arc::clone(self);
+        tokio::task::spawn_blocking(move || cluster.postgres.lock().unwrap().start_again())
+            .await
+            .unwrap()
+            .expect("PostgreSQL starts again");
     }
 
     /// The one integer `sql` selects, in the `postgres` database as the superuser.
@@ -170,6 +204,16 @@ impl Storage {
         Storage {
             dir: tempfile::tempdir().unwrap(),
             database,
+        }
+    }
+
+    /// Fresh state on `cluster` (a cluster of the test's own): an empty data directory and a new
+    /// database.
+    pub async fn on(cluster: &Arc<Cluster>) -> Storage {
+        let url = cluster.new_database().await;
+        Storage {
+            dir: tempfile::tempdir().unwrap(),
+            database: Some((Arc::clone(cluster), url)),
         }
     }
 

@@ -144,16 +144,26 @@ impl Postgres {
         })
     }
 
-    /// What `pg_ctl restart -m immediate` does, by the PID: SIGQUIT to the postmaster (an
-    /// immediate shutdown, like a crash: no checkpoint, every backend ended at once, every
-    /// client's connection cut), then a new postmaster on the same cluster and port, which
-    /// recovers from the WAL before it takes connections (waited for, at most 30 s). Every
-    /// committed transaction is there after it; its PID is new.
+    /// What `pg_ctl restart -m immediate` does, by the PID: [`Postgres::crash`], then
+    /// [`Postgres::start_again`]. Every committed transaction is there after it; its PID is new.
     pub fn restart_immediately(&mut self) -> anyhow::Result<()> {
+        self.crash()?;
+        self.start_again()
+    }
+
+    /// What `pg_ctl stop -m immediate` does, by the PID: SIGQUIT to the postmaster (an immediate
+    /// shutdown, like a crash: no checkpoint, every backend ended at once, every client's
+    /// connection cut). Nothing listens on its port until [`Postgres::start_again`].
+    pub fn crash(&mut self) -> anyhow::Result<()> {
         self.process.end(Shutdown {
             signal: libc::SIGQUIT,
             grace: STOP_GRACE,
-        })?;
+        })
+    }
+
+    /// After [`Postgres::crash`]: a new postmaster on the same cluster and port, which recovers
+    /// from the WAL before it takes connections (waited for, at most 30 s).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
         let data = self.dir.path().join("data");
         self.process = spawn_postmaster(
             &self.bin,

@@ -45,20 +45,17 @@ pub(super) async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
                     let _ = job.reply.send(outcomes.split_off(at));
                 }
             }
-            Err(err) if township_store::full::is_full(&err) => {
-                for job in batch {
-                    let failed = job.writes.iter().map(|_| Err(Error::StorageFull)).collect();
-                    let _ = job.reply.send(failed);
-                }
-            }
             Err(err) => {
                 let err = Arc::new(err);
-                tracing::error!(error = %err, writes = count, "phone book commit failed");
+                let refusal = Error::stored(err.clone());
+                if matches!(refusal, Error::Storage(_)) {
+                    tracing::error!(error = %err, writes = count, "phone book commit failed");
+                }
                 for job in batch {
                     let failed = job
                         .writes
                         .iter()
-                        .map(|_| Err(Error::Storage(err.clone())))
+                        .map(|_| Err(Error::stored(err.clone())))
                         .collect();
                     let _ = job.reply.send(failed);
                 }

@@ -42,7 +42,7 @@ pub async fn settled<T>(what: &str, mut call: impl AsyncFnMut() -> Result<T, Sta
 /// attempt that got the receipt).
 pub async fn check_ledgers(
     shared: &Shared,
-    rpcs: &[Rpc; 2],
+    rpcs: &[Rpc],
     records: &[Record],
     reads: &[(usize, i64)],
 ) -> usize {
@@ -79,12 +79,12 @@ pub async fn check_ledgers(
         let token = &shared.tokens[account.holder];
         let what = format!("the ledger of account {index}");
         let rows = settled(&what, async || {
-            ledger(&rpcs[index % 2], token, &account.id).await
+            ledger(&rpcs[index % rpcs.len()], token, &account.id).await
         })
         .await;
         let what = format!("the balance of account {index}");
         let now = settled(&what, async || {
-            balance(&rpcs[1 - index % 2], token, &account.id).await
+            balance(&rpcs[(index + 1) % rpcs.len()], token, &account.id).await
         })
         .await;
         total += now;

@@ -100,7 +100,8 @@ pub fn is_definite_error(code: Code) -> bool {
 pub struct Shared {
     pub cluster: Cluster,
     pub accounts: Vec<Account>,
-    /// One session token per holder; sessions live in the shared store, so they work on both.
+    /// One session token per holder; sessions live in the shared store, so they work on every
+    /// replica.
     pub tokens: Vec<String>,
     /// Set when the workload has run long enough: the chaos task then ends it.
     pub wind_down: AtomicBool,
@@ -128,7 +129,7 @@ impl Shared {
 }
 
 /// One attempt of `op` with request id `id` at replica `replica`.
-pub async fn attempt(shared: &Shared, rpcs: &[Rpc; 2], replica: usize, op: Op, id: &str) -> Answer {
+pub async fn attempt(shared: &Shared, rpcs: &[Rpc], replica: usize, op: Op, id: &str) -> Answer {
     let rpc = &rpcs[replica];
     let token = &shared.tokens[shared.accounts[op.named()].holder];
     let account = |i: usize| shared.accounts[i].id.as_str();
@@ -146,12 +147,12 @@ pub async fn attempt(shared: &Shared, rpcs: &[Rpc; 2], replica: usize, op: Op, i
 /// is answered or `keep_going` says to stop.
 pub async fn drive(
     shared: &Shared,
-    rpcs: &[Rpc; 2],
+    rpcs: &[Rpc],
     rng: &mut Rng,
     record: &mut Record,
     keep_going: impl Fn() -> bool,
 ) {
-    let mut replica = rng.below(2);
+    let mut replica = rng.below(rpcs.len());
     loop {
         record.attempts += 1;
         record.last_attempt_ms = unix_ms();
@@ -184,7 +185,7 @@ pub async fn drive(
         replica = if rng.below(3) == 0 {
             replica
         } else {
-            1 - replica
+            (replica + 1 + rng.below(rpcs.len() - 1)) % rpcs.len()
         };
         tokio::time::sleep(rng.millis(10, 80)).await;
     }
@@ -200,7 +201,7 @@ pub fn unix_ms() -> i64 {
 
 /// The name of replica `replica` in messages.
 pub fn replica_name(replica: usize) -> &'static str {
-    ["bank-a", "bank-b"][replica]
+    ["bank-a", "bank-b", "bank-c", "bank-d"][replica]
 }
 
 /// What one client did.
@@ -216,7 +217,7 @@ pub struct ClientLog {
 /// replica until told to stop.
 pub async fn client_loop(shared: Arc<Shared>, seed: u64) -> ClientLog {
     let mut rng = Rng(seed);
-    let rpcs = [0, 1].map(|i| shared.cluster.client(i));
+    let rpcs = shared.cluster.clients();
     let mut log = ClientLog::default();
     let accounts = shared.accounts.len();
     while !shared.stop.load(Ordering::SeqCst)
@@ -236,7 +237,7 @@ pub async fn client_loop(shared: Arc<Shared>, seed: u64) -> ClientLog {
             60..72 => Op::Deposit { account, cents },
             72..84 => Op::Withdraw { account, cents },
             _ => {
-                let replica = rng.below(2);
+                let replica = rng.below(rpcs.len());
                 let token = &shared.tokens[shared.accounts[account].holder];
                 let _in_flight = InFlight::enter(&shared.cluster.replicas[replica].in_flight);
                 match balance(&rpcs[replica], token, &shared.accounts[account].id).await {

@@ -1,4 +1,6 @@
-//! The system under test: two bank replicas sharing a data directory, and the lock-server.
+//! The system under test: bank replicas on one store (SQLite: one shared data directory;
+//! PostgreSQL: a data directory each and one database on a cluster of the test's own, which the
+//! chaos may restart), and the lock-server.
 
 use super::*;
 
@@ -34,29 +36,53 @@ impl Drop for InFlight<'_> {
 pub struct Cluster {
     pub certs: Certs,
     pub lock_dir: TempDir,
-    pub data_dir: TempDir,
+    /// Each replica's state: on SQLite one shared data directory (the same `Storage` for all),
+    /// on PostgreSQL one data directory each on one database.
+    pub storage: Vec<Storage>,
+    /// The PostgreSQL cluster, on PostgreSQL: the test's own, so that it may be restarted.
+    pub database: Option<Arc<storage::Cluster>>,
     pub lock_addr: String,
-    pub replicas: [Replica; 2],
+    pub replicas: Vec<Replica>,
 }
 
 impl Cluster {
     /// A fresh CA with every service's certificate and [`CLIENT`]'s, a lock directory holding
-    /// [`LOCK_ACL`], a data directory and fixed loopback addresses; nothing started yet.
-    pub async fn new() -> Self {
+    /// [`LOCK_ACL`], the replicas' state on `backend` and fixed loopback addresses for
+    /// `replicas` replicas; nothing started yet.
+    pub async fn new(backend: Backend, replicas: usize) -> Self {
         let certs = Certs::init(&[CLIENT]).await;
         let lock_dir = tempfile::tempdir().unwrap();
         std::fs::write(lock_dir.path().join(ACL_FILE), LOCK_ACL).unwrap();
+        let (storage, database) = match backend {
+            Backend::Sqlite => (vec![Storage::new(backend).await], None),
+            Backend::Postgres => {
+                let database = storage::Cluster::start_with(Default::default()).await;
+                let first = Storage::on(&database).await;
+                let mut storage: Vec<Storage> = (1..replicas).map(|_| first.replica()).collect();
+                storage.insert(0, first);
+                (storage, Some(database))
+            }
+        };
         Self {
             certs,
             lock_dir,
-            data_dir: tempfile::tempdir().unwrap(),
+            storage,
+            database,
             lock_addr: fixed_address(),
-            replicas: [0, 1].map(|i| Replica {
-                name: replica_name(i),
-                addr: fixed_address(),
-                in_flight: AtomicUsize::new(0),
-            }),
+            replicas: (0..replicas)
+                .map(|i| Replica {
+                    name: replica_name(i),
+                    addr: fixed_address(),
+                    in_flight: AtomicUsize::new(0),
+                })
+                .collect(),
         }
+    }
+
+    /// The staff token, made by the first replica to start (in the first one's data directory;
+    /// every replica is given that file).
+    pub fn admin_token(&self) -> String {
+        admin_token(self.storage[0].path())
     }
 
     /// The lock-server, on its fixed address and directory, with its ACL, serving mutual TLS.
@@ -72,19 +98,31 @@ impl Cluster {
             .await
     }
 
-    /// Bank replica `replica`, on its fixed address and the shared data directory, serving mutual
-    /// TLS and reaching the lock-server over mutual TLS as the bank.
+    /// Bank replica `replica`, on its fixed address and its state, serving mutual TLS and
+    /// reaching the lock-server over mutual TLS as the bank.
     pub async fn bank_server(&self, replica: usize) -> ServiceProcess {
-        let mut args = vec![
-            "--data-dir",
-            utf8(self.data_dir.path()),
-            "--lock-addr",
-            &self.lock_addr,
-        ];
-        args.extend_from_slice(REPLICA_FLAGS);
+        let storage = &self.storage[replica % self.storage.len()];
+        let token_file = self.storage[0].path().join("admin-token");
+        let mut args: Vec<String> = storage.flags();
+        args.extend(["--lock-addr".to_owned(), self.lock_addr.clone()]);
+        args.extend([
+            "--admin-token-file".to_owned(),
+            utf8(&token_file).to_owned(),
+        ]);
+        args.extend(REPLICA_FLAGS.iter().map(|flag| flag.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let addr = &self.replicas[replica].addr;
         self.start("bank", replica_name(replica), addr, &args, CLIENT)
             .await
+    }
+
+    /// Restarts PostgreSQL as `pg_ctl restart -m immediate` does (on PostgreSQL only).
+    pub async fn restart_database(&self) {
+        let database = self
+            .database
+            .as_ref()
+            .expect("the replicas are on PostgreSQL");
+        database.restart_immediately().await;
     }
 
     /// `<service>-server` with `args` and `service`'s mutual TLS flags on the fixed address
@@ -115,6 +153,11 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         panic!("{name} does not start on {listen}: {last:?}")
+    }
+
+    /// A client of each replica (see [`Cluster::client`]).
+    pub fn clients(&self) -> Vec<Rpc> {
+        (0..self.replicas.len()).map(|i| self.client(i)).collect()
     }
 
     /// A client of bank replica `replica` over mutual TLS, showing [`CLIENT`]'s certificate; it

@@ -12,11 +12,14 @@ pub enum Event {
     KillLock,
     /// Freeze the lock-server (SIGSTOP): operations that already hold their locks commit and are
     /// answered (a release does not wait for the lock-server), the others hang waiting for their
-    /// locks. Then kill -9 both bank replicas and the frozen lock-server.
+    /// locks. Then kill -9 every bank replica and the frozen lock-server.
     FreezeLockKillBanks,
+    /// Restart PostgreSQL as `pg_ctl restart -m immediate` does: every bank connection is cut,
+    /// and transactions in flight are lost or committed, each whole.
+    RestartDatabase,
 }
 
-/// One kill -9.
+/// One kill -9 (or, with target `postgres`, one immediate restart of the database).
 pub struct Kill {
     pub target: &'static str,
     pub at: Duration,
@@ -34,21 +37,25 @@ pub async fn kill_9(process: &mut ServiceProcess) {
 }
 
 /// The chaos: first the plan ([`PLAIN_BANK_KILLS`], [`PLAIN_LOCK_KILLS`] and [`FREEZE_KILLS`]
-/// events in a seeded random order), then random events, each after a random pause, until the
+/// events, and on PostgreSQL one [`Event::RestartDatabase`], in a seeded random order), then random events, each after a random pause, until the
 /// workload winds down; then a last [`Event::FreezeLockKillBanks`] that stops the workload while
 /// every server is down, so the final phase has unanswered requests to settle. Returns the servers
 /// (running again) and every kill.
 pub async fn chaos(
     shared: Arc<Shared>,
     mut lock: ServiceProcess,
-    mut banks: [ServiceProcess; 2],
+    mut banks: Vec<ServiceProcess>,
     seed: u64,
     started: Instant,
-) -> (ServiceProcess, [ServiceProcess; 2], Vec<Kill>) {
+) -> (ServiceProcess, Vec<ServiceProcess>, Vec<Kill>) {
     let mut rng = Rng(seed ^ 0xC4A0_5C4A_05C4_A05C);
+    let replicas = &shared.cluster.replicas;
     let mut plan = Vec::new();
     for _ in 0..PLAIN_BANK_KILLS {
-        plan.push(Event::KillBank(rng.below(2)));
+        plan.push(Event::KillBank(rng.below(replicas.len())));
+    }
+    if shared.cluster.database.is_some() {
+        plan.push(Event::RestartDatabase);
     }
     for _ in 0..PLAIN_LOCK_KILLS {
         plan.push(Event::KillLock);
@@ -61,9 +68,8 @@ pub async fn chaos(
     }
     let mut plan = plan.into_iter();
 
-    let replicas = &shared.cluster.replicas;
     let at_bank = |i: usize| replicas[i].in_flight.load(Ordering::SeqCst);
-    let at_both = || at_bank(0) + at_bank(1);
+    let at_all = || (0..replicas.len()).map(at_bank).sum();
     let mut kills = Vec::new();
     loop {
         tokio::time::sleep(rng.millis(1_500, 3_000)).await;
@@ -76,7 +82,7 @@ pub async fn chaos(
             (Some(event), _) => event,
             (None, true) => Event::FreezeLockKillBanks,
             (None, false) => match rng.below(3) {
-                0 => Event::KillBank(rng.below(2)),
+                0 => Event::KillBank(rng.below(replicas.len())),
                 1 => Event::KillLock,
                 _ => Event::FreezeLockKillBanks,
             },
@@ -99,10 +105,14 @@ pub async fn chaos(
                 banks[i] = shared.cluster.bank_server(i).await;
             }
             Event::KillLock => {
-                kill("lock-server", at_both());
+                kill("lock-server", at_all());
                 kill_9(&mut lock).await;
                 tokio::time::sleep(rng.millis(20, 900)).await;
                 lock = shared.cluster.lock_server().await;
+            }
+            Event::RestartDatabase => {
+                kill("postgres", at_all());
+                shared.cluster.restart_database().await;
             }
             Event::FreezeLockKillBanks => {
                 lock.signal(libc::SIGSTOP);
@@ -111,7 +121,7 @@ pub async fn chaos(
                     kill(replicas[i].name, at_bank(i));
                     kill_9(bank).await;
                 }
-                kill("lock-server", at_both());
+                kill("lock-server", at_all());
                 kill_9(&mut lock).await;
                 if last {
                     // The workload ends now, with every server down.

@@ -1,5 +1,5 @@
-//! The machinery of the bank chaos test (`bank_invariant`): two bank replicas sharing a data
-//! directory and a lock-server, all serving mutual TLS (the lock-server with a resource ACL),
+//! The machinery of the bank chaos test (`bank_invariant`): bank replicas on one store (a shared
+//! SQLite data directory, or one PostgreSQL database) and a lock-server, all serving mutual TLS (the lock-server with a resource ACL),
 //! clients that retry every mutation with its request id until it is answered, the record of what
 //! each request was answered, a seeded plan of kill -9s, and the final checks that the ledgers
 //! explain every balance and that the lock-server's ACL holds.
@@ -32,9 +32,14 @@ use township_proto::bank::v1 as pb;
 use township_tests::{ServiceProcess, spawn_tls_service_at};
 
 use crate::support::bank::{
-    Rpc, assert_adds_up, balance, deposit, ledger, tls_client, transfer, withdraw,
+    Rpc, admin_token, assert_adds_up, balance, deposit, ledger, tls_client, transfer, withdraw,
 };
-use crate::support::{process::fixed_address, status::reason, tls::Certs};
+use crate::support::{
+    process::fixed_address,
+    status::reason,
+    storage::{self, Backend, Storage},
+    tls::Certs,
+};
 
 /// Concurrent clients.
 pub const CLIENTS: usize = 16;
@@ -50,9 +55,10 @@ pub const HARD_STOP: Duration = Duration::from_secs(50);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the final phase may spend getting an answer for every unanswered request.
 pub const RESOLVE_BUDGET: Duration = Duration::from_secs(45);
-/// The chaos plan: plain kill -9s of a bank replica and of the lock-server, and kill -9s of both
-/// bank replicas while the lock-server is frozen (each also kills the lock-server): 9 bank-server
-/// and 5 lock-server kills in all.
+/// The chaos plan: plain kill -9s of a bank replica and of the lock-server, and kill -9s of every
+/// bank replica while the lock-server is frozen (each also kills the lock-server): with two
+/// replicas 9 bank-server and 5 lock-server kills in all; on PostgreSQL also one immediate
+/// restart of the database.
 pub const PLAIN_BANK_KILLS: usize = 1;
 /// Plain kill -9s of the lock-server (see [`PLAIN_BANK_KILLS`]).
 pub const PLAIN_LOCK_KILLS: usize = 1;
