@@ -233,7 +233,7 @@ async fn sslmode_require_refuses_a_server_without_tls() {
 async fn while_the_database_is_down_calls_are_unavailable_with_retry_info_and_a_retry_applies_once()
 {
     let database = Cluster::start_with(PostgresSetup::default()).await;
-    let bank = TestBank::start_in(Storage::on(&database).await, &[]).await;
+    let bank = TestBank::start_in(Storage::on(&database).await, &[], &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
     // Long enough for the server's own wait for a connection (10 s).
     let rpc = bank::client(&bank.server.addr.to_string(), Duration::from_secs(40));

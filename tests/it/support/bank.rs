@@ -172,13 +172,13 @@ impl TestBank {
 
     /// A lock-server and a bank-server on `backend` with `extra` flags.
     pub async fn start_on(backend: Backend, extra: &[&str]) -> Self {
-        Self::start_in(Storage::new(backend).await, extra).await
+        Self::start_in(Storage::new(backend).await, &[], extra).await
     }
 
-    /// A lock-server and a bank-server on `storage` with `extra` flags.
-    pub async fn start_in(storage: Storage, extra: &[&str]) -> Self {
+    /// A lock-server with `lock_extra` flags and a bank-server on `storage` with `extra` flags.
+    pub async fn start_in(storage: Storage, lock_extra: &[&str], extra: &[&str]) -> Self {
         let lock_dir = tempfile::tempdir().unwrap();
-        let lock = lock_server(lock_dir.path(), None).await;
+        let lock = lock_server_with(lock_dir.path(), None, lock_extra).await;
         let server = bank_server_on(&storage, &lock.addr.to_string(), None, extra).await;
         let admin = admin_token(storage.path());
         let rpc = client(&server.addr.to_string(), CALL_TIMEOUT);

@@ -129,6 +129,31 @@ impl Cluster {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// Runs PostgreSQL's client `program` (`pg_dump`, `pg_restore`, ...) from the cluster's own
+    /// installation with `args`, connecting as its superuser; it must succeed.
+    pub async fn run_client(&self, program: &str, args: &[&str]) {
+        let path = self.postgres.lock().unwrap().program(program);
+        let shown = format!("{program} {args:?}");
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let (host, port, user) = (self.host.clone(), self.port.to_string(), self.user.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(&path)
+                .args(&args)
+                .env("PGHOST", host)
+                .env("PGPORT", port)
+                .env("PGUSER", user)
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
+        assert!(
+            output.status.success(),
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Restarts the cluster as `pg_ctl restart -m immediate` does (SIGQUIT, no shutdown
     /// checkpoint: a crash restart) on the same port, and returns once it takes connections.
     /// Only for a cluster of the test's own ([`Cluster::start_with`]).
@@ -215,6 +240,25 @@ impl Storage {
             dir: tempfile::tempdir().unwrap(),
             database: Some((Arc::clone(cluster), url)),
         }
+    }
+
+    /// The database's name, on PostgreSQL.
+    pub fn database_name(&self) -> Option<&str> {
+        self.database_url().and_then(|url| url.rsplit('/').next())
+    }
+
+    /// A fresh data directory on the database `url` of `cluster` (made by the test, e.g. a
+    /// restored backup).
+    pub fn in_database(cluster: &Arc<Cluster>, url: String) -> Storage {
+        Storage {
+            dir: tempfile::tempdir().unwrap(),
+            database: Some((Arc::clone(cluster), url)),
+        }
+    }
+
+    /// The cluster its database is on, on PostgreSQL.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.database.as_ref().map(|(cluster, _)| cluster)
     }
 
     /// A replica's state beside this one: its own data directory, the same database. Only
