@@ -1,8 +1,9 @@
-//! Bank: transfers per second and their latency with the lock service in the loop, with one
-//! bank replica and with two replicas sharing one data file and one lock service; beside the one
-//! replica, in alternating rounds, PostgreSQL's own pgbench (TPC-B and simple update) on a
-//! throwaway PostgreSQL, the reference a user would otherwise pick. Last, transfers among a few
-//! hot accounts, where every transfer waits for another's locks.
+//! Bank: transfers per second and their latency with the lock service in the loop, with one and
+//! two bank replicas on SQLite (sharing one data file) and on PostgreSQL (one database, a data
+//! directory each), each with its own lock service; beside them, in alternating rounds,
+//! PostgreSQL's own pgbench (TPC-B and simple update) on the same throwaway PostgreSQL, the
+//! reference a user would otherwise pick. Last, transfers among a few hot accounts, where every
+//! transfer waits for another's locks.
 
 use std::time::Duration;
 
@@ -35,17 +36,55 @@ const HOT_ACCOUNTS: usize = 4;
 const PIN: &str = "2468";
 /// pgbench's scale: 16 branches (one per client at 16), 1.6 million accounts.
 const SCALE: u32 = 16;
-/// What the bank promises of an acknowledged transfer.
+/// What the bank on SQLite promises of an acknowledged transfer.
 const BANK: Durable =
     Durable::Yes("SQLite WAL, each group of transfers flushed (fdatasync) before it is answered");
+/// What the bank on PostgreSQL promises of an acknowledged transfer.
+const BANK_ON_POSTGRES: Durable = Durable::Yes(
+    "PostgreSQL (fsync, synchronous_commit on), each group of transfers committed before it is answered",
+);
 const POSTGRES: Durable = Durable::Yes("fsync on, synchronous_commit on");
 
-/// The systems measured in each bank scenario.
+/// The systems measured in each bank scenario: one of its bank setups, or pgbench.
 #[derive(Clone, Copy, PartialEq)]
 enum System {
-    Bank,
+    Bank(usize),
     Pgbench(pgbench::Script),
 }
+
+/// Where a bank keeps its ledger.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// One bank under test: how many replicas, on which store.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Setup {
+    replicas: usize,
+    store: Store,
+}
+
+/// The bank setups measured side by side at 16 and at 64 clients.
+const SETUPS: [Setup; 4] = [
+    Setup {
+        replicas: 1,
+        store: Store::Sqlite,
+    },
+    Setup {
+        replicas: 2,
+        store: Store::Sqlite,
+    },
+    Setup {
+        replicas: 1,
+        store: Store::Postgres,
+    },
+    Setup {
+        replicas: 2,
+        store: Store::Postgres,
+    },
+];
 
 /// PostgreSQL with pgbench's tables.
 struct Pgsql {
@@ -55,22 +94,21 @@ struct Pgsql {
     scale: u32,
 }
 
-/// Runs the bank scenarios, each against fresh servers; pgbench's database is made once.
+/// Runs the bank scenarios, each against fresh servers; pgbench's database is made once, on the
+/// PostgreSQL the banks on PostgreSQL use too (each setup its own database).
 pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut reference = start_postgres(if smoke { 1 } else { SCALE }, &mut report).await;
-    for replicas in [1, 2] {
-        for clients in CLIENTS {
-            let scenario = Scenario {
-                replicas,
-                clients,
-                accounts: ACCOUNTS,
-            };
-            measure(plan, scenario, &mut reference, &mut report).await?;
-        }
+    for clients in CLIENTS {
+        let scenario = Scenario {
+            setups: &SETUPS,
+            clients,
+            accounts: ACCOUNTS,
+        };
+        measure(plan, scenario, &mut reference, &mut report).await?;
     }
     let hot = Scenario {
-        replicas: 1,
+        setups: &SETUPS[..1],
         clients: 16,
         accounts: HOT_ACCOUNTS,
     };
@@ -112,18 +150,105 @@ async fn start_postgres(scale: u32, report: &mut Report) -> Result<Pgsql, String
     })
 }
 
-/// One bank scenario: how many replicas, clients and accounts.
+/// One bank scenario: the bank setups side by side, how many clients and accounts.
 #[derive(Clone, Copy)]
 struct Scenario {
-    replicas: usize,
+    setups: &'static [Setup],
     clients: usize,
     accounts: usize,
 }
 
 impl Scenario {
-    /// Whether pgbench runs beside it: one replica among the usual accounts.
+    /// Whether pgbench runs beside the banks: among the usual accounts.
     fn has_reference(self) -> bool {
-        self.replicas == 1 && self.accounts == ACCOUNTS
+        self.accounts == ACCOUNTS
+    }
+
+    /// The scenario's name for `setup`.
+    fn name(self, setup: Setup) -> String {
+        let Setup { replicas, store } = setup;
+        let mut name = format!(
+            "bank: transfers, {} clients, {replicas} replica{}",
+            self.clients,
+            if replicas == 1 { "" } else { "s" }
+        );
+        if store == Store::Postgres {
+            name.push_str(" on PostgreSQL");
+        }
+        if self.accounts != ACCOUNTS {
+            name.push_str(&format!(", {} hot accounts", self.accounts));
+        }
+        name
+    }
+}
+
+/// A bank setup running: its lock-server and replicas, its accounts and a session, and what
+/// its rounds used.
+struct Bank {
+    setup: Setup,
+    lock: server::Server,
+    banks: Vec<server::Server>,
+    accounts: Vec<String>,
+    token: String,
+    cpu: Vec<Duration>,
+    transfers: u64,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Bank {
+    /// Starts `setup` (on PostgreSQL, a fresh database of `postgres` named `database`) and
+    /// opens `accounts` accounts.
+    async fn start(
+        setup: Setup,
+        postgres: Option<&Postgres>,
+        database: &str,
+        accounts: usize,
+    ) -> anyhow::Result<Bank> {
+        let lock_dir = tempfile::tempdir().context("temporary dir")?;
+        // Caps raised: the bank replicas are one principal holding every transfer's leases.
+        let lock = server::start("lock-server", lock_dir.path(), &lock_client::UNCAPPED).await?;
+        let lock_addr = lock.addr.to_string();
+        let url = match postgres {
+            Some(postgres) => Some(pgbench::new_database(postgres, database).await?),
+            None => None,
+        };
+        let mut dirs = vec![lock_dir];
+        let mut banks = Vec::new();
+        for replica in 0..setup.replicas {
+            // SQLite: the replicas share one data directory; PostgreSQL: one each.
+            if replica == 0 || url.is_some() {
+                dirs.push(tempfile::tempdir().context("temporary dir")?);
+            }
+            let dir = dirs.last().expect("a data directory").path();
+            let token_file = dirs[1].path().join("admin-token");
+            let token_file = token_file.to_str().context("a UTF-8 temporary path")?;
+            let mut args = vec!["--lock-addr", &lock_addr, "--admin-token-file", token_file];
+            if let Some(url) = &url {
+                args.extend(["--database-url", url]);
+            }
+            banks.push(server::start("bank-server", dir, &args).await?);
+        }
+        let admin =
+            std::fs::read_to_string(dirs[1].path().join("admin-token")).context("admin token")?;
+        let first = connect(banks[0].addr).await?;
+        let accounts = open_accounts(&first, admin.trim(), accounts).await?;
+        let token = login(&first).await?;
+        let cpu = vec![Duration::ZERO; 1 + banks.len()];
+        Ok(Bank {
+            setup,
+            lock,
+            banks,
+            accounts,
+            token,
+            cpu,
+            transfers: 0,
+            _dirs: dirs,
+        })
+    }
+
+    /// The lock-server and the replicas.
+    fn servers(&self) -> Vec<&server::Server> {
+        std::iter::once(&self.lock).chain(&self.banks).collect()
     }
 }
 
@@ -134,45 +259,41 @@ async fn measure(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let Scenario {
-        replicas,
-        clients,
-        accounts,
+        setups, clients, ..
     } = scenario;
-    let lock_dir = tempfile::tempdir().context("temporary dir")?;
-    let bank_dir = tempfile::tempdir().context("temporary dir")?;
-    // Caps raised: the bank replicas are one principal holding every transfer's leases.
-    let lock = server::start("lock-server", lock_dir.path(), &lock_client::UNCAPPED).await?;
-    let lock_addr = lock.addr.to_string();
-    let mut banks = Vec::new();
-    for _ in 0..replicas {
-        banks.push(
-            server::start("bank-server", bank_dir.path(), &["--lock-addr", &lock_addr]).await?,
-        );
+    let mut running = Vec::new();
+    let mut missing = Vec::new();
+    for (i, &setup) in setups.iter().enumerate() {
+        let postgres = match (setup.store, &*reference) {
+            (Store::Sqlite, _) => None,
+            (Store::Postgres, Ok(pgsql)) => Some(&pgsql.postgres),
+            (Store::Postgres, Err(why)) => {
+                missing.push((setup, why.clone()));
+                continue;
+            }
+        };
+        let database = format!("bank_{clients}_{}_{i}", scenario.accounts);
+        running.push(Bank::start(setup, postgres, &database, scenario.accounts).await?);
     }
-    let admin =
-        std::fs::read_to_string(bank_dir.path().join("admin-token")).context("admin token")?;
-    let first = connect(banks[0].addr).await?;
-    let accounts = open_accounts(&first, admin.trim(), accounts).await?;
-    let token = login(&first).await?;
 
     let scripts = [pgbench::Script::SimpleUpdate, pgbench::Script::TpcB];
-    let mut systems = vec![System::Bank];
+    let mut systems: Vec<System> = (0..running.len()).map(System::Bank).collect();
     if scenario.has_reference() && reference.is_ok() {
         systems.extend(scripts.map(System::Pgbench));
     }
-    let servers: Vec<&server::Server> = std::iter::once(&lock).chain(&banks).collect();
-    let mut cpu = vec![Duration::ZERO; servers.len()];
-    let mut transfers = 0u64;
     let measured = plan
         .alternate(&systems, async |system, window| match system {
-            System::Bank => {
-                let round = transfer_round(&banks, clients, &token, &accounts, window);
+            System::Bank(i) => {
+                let bank = &mut running[*i];
+                let round =
+                    transfer_round(&bank.banks, clients, &bank.token, &bank.accounts, window);
+                let servers = bank.servers();
                 let (histogram, used) = tokio::join!(round, server::cpu_during(window, &servers));
                 let histogram = histogram?;
-                for (total, used) in cpu.iter_mut().zip(used?) {
+                for (total, used) in bank.cpu.iter_mut().zip(used?) {
                     *total += used;
                 }
-                transfers += histogram.len();
+                bank.transfers += histogram.len();
                 Ok(histogram)
             }
             System::Pgbench(script) => match reference {
@@ -181,25 +302,39 @@ async fn measure(
             },
         })
         .await?;
-    let mut name = format!(
-        "bank: transfers, {clients} clients, {replicas} replica{}",
-        if replicas == 1 { "" } else { "s" }
-    );
-    if accounts.len() != ACCOUNTS {
-        name.push_str(&format!(", {} hot accounts", accounts.len()));
+
+    let mut rows = Vec::new();
+    for (bank, rounds) in running.iter().zip(&measured) {
+        let durable = match bank.setup.store {
+            Store::Sqlite => BANK,
+            Store::Postgres => BANK_ON_POSTGRES,
+        };
+        rows.push((
+            bank.setup,
+            rounds.row(&scenario.name(bank.setup), "bank-server", durable)?,
+        ));
     }
-    let mut rows = vec![measured[0].row(&name, "bank-server", BANK)?];
+    for (setup, why) in missing {
+        let name = scenario.name(setup);
+        rows.push((
+            setup,
+            Row::missing(&name, "bank-server", BANK_ON_POSTGRES, why),
+        ));
+    }
+    let mut references = Vec::new();
     if scenario.has_reference() {
+        // Beside the bank's first setup (one replica on SQLite), as one scenario.
+        let name = scenario.name(scenario.setups[0]);
         for (i, script) in scripts.into_iter().enumerate() {
-            rows.push(match &*reference {
-                Ok(running) => {
+            references.push(match &*reference {
+                Ok(pgsql) => {
                     let system = format!(
                         "PostgreSQL {}, {} (scale {})",
-                        running.version,
+                        pgsql.version,
                         script.name(),
-                        running.scale
+                        pgsql.scale
                     );
-                    measured[i + 1].row(&name, system, POSTGRES)?
+                    measured[running.len() + i].row(&name, system, POSTGRES)?
                 }
                 Err(why) => Row::missing(
                     &name,
@@ -210,27 +345,60 @@ async fn measure(
             });
         }
     }
+    targets(scenario, &rows, &references, report);
+    report.rows.extend(rows.into_iter().map(|(_, row)| row));
+    report.rows.extend(references);
 
-    if scenario.has_reference() && clients == 16 {
-        for (i, at_least) in [1.0, 2.0].into_iter().enumerate() {
-            let target = format!("bank ≥ {at_least}× {}, 16 clients", scripts[i].name());
-            let target = Target::ratio_at_least(target, &rows[0], &rows[i + 1], at_least);
+    for bank in &running {
+        let Setup { replicas, store } = bank.setup;
+        let named = format!(
+            "{replicas} bank replica(s) on {store:?}, {clients} clients, {} accounts",
+            bank.accounts.len()
+        );
+        let transfers = bank.transfers.max(1) as f64;
+        for (server, cpu) in bank.servers().into_iter().zip(&bank.cpu) {
+            let mut footprint = server.footprint()?;
+            footprint.server = format!("{} (with {named})", footprint.server);
+            footprint.cpu_us_per_op = Some(cpu.as_secs_f64() * 1e6 / transfers);
+            report.footprints.push(footprint);
+        }
+    }
+    Ok(())
+}
+
+/// The targets of a scenario with `rows` (one per setup) and pgbench's `references` (simple
+/// update, TPC-B): at 16 clients, the bank on SQLite at least pgbench's simple update and twice
+/// TPC-B, and on PostgreSQL at least 0.8× the simple update on the same PostgreSQL; at each
+/// client count, two replicas on PostgreSQL at least one.
+fn targets(scenario: Scenario, rows: &[(Setup, Row)], references: &[Row], report: &mut Report) {
+    let clients = scenario.clients;
+    let row = |replicas, store| {
+        rows.iter()
+            .find(|(setup, _)| *setup == Setup { replicas, store })
+            .map(|(_, row)| row)
+    };
+    if references.len() == 2 && clients == 16 {
+        if let Some(sqlite) = row(1, Store::Sqlite) {
+            let scripts = [pgbench::Script::SimpleUpdate, pgbench::Script::TpcB];
+            for ((reference, script), at_least) in references.iter().zip(scripts).zip([1.0, 2.0]) {
+                let target = format!("bank ≥ {at_least}× {}, 16 clients", script.name());
+                let target = Target::ratio_at_least(target, sqlite, reference, at_least);
+                report.targets.push(target);
+            }
+        }
+        if let Some(postgres) = row(1, Store::Postgres) {
+            let target =
+                "bank on PostgreSQL, 1 replica ≥ 0.8× pgbench simple update (-N), 16 clients";
+            let target = Target::ratio_at_least(target, postgres, &references[0], 0.8);
             report.targets.push(target);
         }
     }
-    report.rows.extend(rows);
-    let replicas_named = format!(
-        "{replicas} bank replica(s), {clients} clients, {} accounts",
-        accounts.len()
-    );
-    let transfers = transfers.max(1) as f64;
-    for (server, cpu) in servers.iter().zip(cpu) {
-        let mut footprint = server.footprint()?;
-        footprint.server = format!("{} (with {replicas_named})", footprint.server);
-        footprint.cpu_us_per_op = Some(cpu.as_secs_f64() * 1e6 / transfers);
-        report.footprints.push(footprint);
+    if let (Some(two), Some(one)) = (row(2, Store::Postgres), row(1, Store::Postgres)) {
+        let target = format!("bank on PostgreSQL, 2 replicas ≥ 1 replica, {clients} clients");
+        report
+            .targets
+            .push(Target::ratio_at_least(target, two, one, 1.0));
     }
-    Ok(())
 }
 
 /// One round of `clients` closed-loop clients transferring, spread over the replicas.

@@ -20,6 +20,7 @@ use township_references::Postgres;
 
 use crate::{
     load::{self, Plan},
+    pgbench,
     report::{Reference, Report},
     row::{Durable, Figures, Rounds, Row},
     server::{self, Server},
@@ -78,7 +79,7 @@ pub async fn run(plan: &Plan, smoke: bool) -> anyhow::Result<Report> {
     for &size in sizes {
         let mut books = vec![Book::start(&[], "phonebook-server", SQLITE).await?];
         if let Ok(postgres) = &postgres {
-            let url = new_database(postgres, &format!("book_{size}")).await?;
+            let url = pgbench::new_database(postgres, &format!("book_{size}")).await?;
             let args = ["--database-url", url.as_str()];
             books.push(Book::start(&args, "phonebook-server on PostgreSQL", POSTGRES).await?);
         }
@@ -126,30 +127,6 @@ async fn start_postgres(report: &mut Report) -> Result<Postgres, String> {
         eprintln!("township-bench: the phone book on PostgreSQL is not measured: {why}");
         why
     })
-}
-
-/// Creates the database `name` on `postgres` and returns its URL.
-async fn new_database(postgres: &Postgres, name: &str) -> anyhow::Result<String> {
-    let mut createdb = tokio::process::Command::new(postgres.program("createdb"));
-    createdb
-        .args(["-h", postgres.host(), "-p", &postgres.port().to_string()])
-        .args(["-U", postgres.user(), name]);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(30), createdb.output())
-        .await
-        .context("createdb took more than 30 s")?
-        .context("cannot run createdb")?;
-    if !output.status.success() {
-        bail!(
-            "createdb {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(format!(
-        "postgres://{}@{}:{}/{name}",
-        postgres.user(),
-        postgres.host(),
-        postgres.port()
-    ))
 }
 
 /// Entry `i` of the loaded book: distinct names, numbers spread over one exchange.
