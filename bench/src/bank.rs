@@ -311,7 +311,7 @@ async fn measure(
         };
         rows.push((
             bank.setup,
-            rounds.row(&scenario.name(bank.setup), "bank-server", durable)?,
+            rounds.row(scenario.name(bank.setup), "bank-server", durable)?,
         ));
     }
     for (setup, why) in missing {

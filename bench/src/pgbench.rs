@@ -199,6 +199,30 @@ fn parse(line: &str) -> anyhow::Result<Transaction> {
     })
 }
 
+/// Creates the database `name` on `postgres` and returns its URL.
+pub async fn new_database(postgres: &Postgres, name: &str) -> anyhow::Result<String> {
+    let mut createdb = tokio::process::Command::new(postgres.program("createdb"));
+    createdb
+        .args(["-h", postgres.host(), "-p", &postgres.port().to_string()])
+        .args(["-U", postgres.user(), name]);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), createdb.output())
+        .await
+        .context("createdb took more than 30 s")?
+        .context("cannot run createdb")?;
+    if !output.status.success() {
+        bail!(
+            "createdb {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(format!(
+        "postgres://{}@{}:{}/{name}",
+        postgres.user(),
+        postgres.host(),
+        postgres.port()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,28 +257,4 @@ mod tests {
             .expect("window");
         assert_eq!(h.len(), 2, "the ones begun at 1.5 s and 2.5 s");
     }
-}
-
-/// Creates the database `name` on `postgres` and returns its URL.
-pub async fn new_database(postgres: &Postgres, name: &str) -> anyhow::Result<String> {
-    let mut createdb = tokio::process::Command::new(postgres.program("createdb"));
-    createdb
-        .args(["-h", postgres.host(), "-p", &postgres.port().to_string()])
-        .args(["-U", postgres.user(), name]);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(30), createdb.output())
-        .await
-        .context("createdb took more than 30 s")?
-        .context("cannot run createdb")?;
-    if !output.status.success() {
-        bail!(
-            "createdb {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(format!(
-        "postgres://{}@{}:{}/{name}",
-        postgres.user(),
-        postgres.host(),
-        postgres.port()
-    ))
 }
