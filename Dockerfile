@@ -8,11 +8,13 @@
 ARG BASE_IMAGE=township-base:local
 FROM ${BASE_IMAGE}
 
-# /data, /certs and /ca are owned by the non-root user: a named volume mounted there starts as a
-# copy of it (so compose's one-shot `certs` service can write into its volumes).
+# /data, /certs, /ca and /secrets are owned by the non-root user: a named volume mounted there
+# starts as a copy of it (so compose's one-shot `certs` service can write into its volumes, and the
+# bank replicas of docker-compose.postgres.yml into their shared bank-secrets volume).
 COPY --chown=10001:10001 target/docker/data/ /data/
 COPY --chown=10001:10001 target/docker/data/ /certs/
 COPY --chown=10001:10001 target/docker/data/ /ca/
+COPY --chown=10001:10001 target/docker/data/ /secrets/
 COPY target/docker/bin/ /usr/local/bin/
 
 ENV PATH=/usr/local/bin:/usr/bin:/bin \

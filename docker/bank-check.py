@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The bank half of scripts/compose-test: accounts, a concurrent transfer load across the two bank
-replicas, and the lock-outage and restart checks. Talks to the bank only through grpcurl
+"""The bank half of scripts/compose-test: accounts, a concurrent transfer load across the bank
+replicas (two on SQLite, three in the PostgreSQL variant), and the lock-outage and restart checks. Talks to the bank only through grpcurl
 ($GRPCURL), over mutual TLS when TOWNSHIP_CA, TOWNSHIP_CERT and TOWNSHIP_KEY name the CA and the
 client's certificate and key (as for the `township` CLI), else in plaintext; keeps what later steps
 need (session, account ids, balances) in a JSON state file.
 
-  bank-check.py setup   STATE ADMIN_TOKEN_FILE ADDR_A ADDR_B
-  bank-check.py load    STATE ADDR_A ADDR_B [--workers 8] [--transfers 25]
+  bank-check.py setup   STATE ADMIN_TOKEN_FILE ADDR...
+  bank-check.py load    STATE ADDR... [--workers 8] [--transfers 25]
   bank-check.py total   STATE ADDR... [--save | --expect-saved]
   bank-check.py unavailable STATE NAME ADDR [--within 6]
   bank-check.py recover STATE NAME ADDR [--within 30]
@@ -78,17 +78,17 @@ def setup(args):
     assert token, "the admin token file is empty"
     ids = []
     for i in range(ACCOUNTS):
-        addr = (args.addr_a, args.addr_b)[i % 2]
+        addr = args.addrs[i % len(args.addrs)]
         account = call(addr, "OpenAccount", {
             "holder_name": HOLDER, "pin": PIN, "initial_deposit_cents": INITIAL_CENTS,
             "request_id": str(uuid.uuid4())}, token)
         ids.append(account["accountId"])
-    login = call(args.addr_b, "Login", {"holder_name": HOLDER, "pin": PIN})
+    login = call(args.addrs[-1], "Login", {"holder_name": HOLDER, "pin": PIN})
     assert sorted(login["accountIds"]) == sorted(ids), f"Login lists {login['accountIds']}, opened {ids}"
     save_state(args.state, {"session": login["sessionToken"], "accounts": ids,
                             "total": ACCOUNTS * INITIAL_CENTS})
-    say(f"opened {ACCOUNTS} accounts of {INITIAL_CENTS} cents on bank-a and bank-b; "
-        f"logged in on bank-b; the session works on both")
+    say(f"opened {ACCOUNTS} accounts of {INITIAL_CENTS} cents across {len(args.addrs)} replicas; "
+        f"logged in on the last; the session works on every one")
 
 
 def transfer_body(src, dst, cents, request_id=None):
@@ -112,7 +112,7 @@ def load(args):
             for attempt in range(10):
                 # Each attempt goes to either replica: a retry with the same request id may land
                 # on the other one and must still apply at most once.
-                addr = (args.addr_a, args.addr_b)[(n + attempt) % 2]
+                addr = args.addrs[(n + attempt) % len(args.addrs)]
                 try:
                     receipt = call(addr, "Transfer", body, session)
                     with lock:
@@ -147,7 +147,8 @@ def load(args):
     if errors:
         sys.exit("bank load: unexpected errors:\n  " + "\n  ".join(errors[:10]))
     attempted = args.workers * args.transfers
-    say(f"{attempted} concurrent transfers ({args.workers} clients, alternating bank-a/bank-b) "
+    say(f"{attempted} concurrent transfers ({args.workers} clients, alternating between "
+        f"{len(args.addrs)} replicas) "
         f"in {elapsed:.1f}s: {stats['ok']} applied, {stats['insufficient']} refused for "
         f"insufficient funds, {stats['retries']} retried with their request id")
     if stats["ok"] == 0:
@@ -155,12 +156,12 @@ def load(args):
 
     # Exactly once: a retry of an applied transfer, on the other replica, returns its receipt.
     body, receipt = receipts[len(receipts) // 2]
-    for addr in (args.addr_a, args.addr_b):
+    for addr in args.addrs:
         again = call(addr, "Transfer", body, session)
         if again.get("transactionId") != receipt.get("transactionId"):
             sys.exit(f"bank load: replaying request {body['request_id']} gave {again}, first {receipt}")
-    say("replaying an applied transfer's request id on both replicas returned the original receipt")
-    check_total(state, [args.addr_a, args.addr_b])
+    say("replaying an applied transfer's request id on every replica returned the original receipt")
+    check_total(state, args.addrs)
 
 
 def balances(state, addr):
@@ -198,19 +199,19 @@ def total(args):
 
 
 def unavailable(args):
-    """With the lock service down, a transfer must fail promptly with UNAVAILABLE, change
-    nothing, and be kept (request id and all) for `recover`."""
+    """With the lock service (or the database) down, a transfer must fail promptly with
+    UNAVAILABLE, change nothing, and be kept (request id and all) for `recover`."""
     state = load_state(args.state)
     src, dst = state["accounts"][:2]
     body = transfer_body(src, dst, 1)
     started = time.monotonic()
     try:
         receipt = call(args.addr, "Transfer", body, state["session"], timeout=int(args.within) + 5)
-        sys.exit(f"bank: a transfer succeeded with the lock service down: {receipt}")
+        sys.exit(f"bank: a transfer succeeded during the outage: {receipt}")
     except Refused as err:
         elapsed = time.monotonic() - started
         if "Code: Unavailable" not in str(err):
-            sys.exit(f"bank: with the lock service down, expected UNAVAILABLE, got: {err}")
+            sys.exit(f"bank: with the outage, expected UNAVAILABLE, got: {err}")
         if elapsed > args.within:
             sys.exit(f"bank: UNAVAILABLE took {elapsed:.1f}s (more than {args.within}s)")
         message = str(err).splitlines()[-1].strip()
@@ -237,7 +238,7 @@ def recover(args):
                 sys.exit(f"bank: {args.name} after the outage: {err}")
             time.sleep(0.5)
     say(f"{args.name}: recovered by itself, the refused transfer applied "
-        f"{time.monotonic() - started:.1f}s after the lock service was started ({attempts} attempts)")
+        f"{time.monotonic() - started:.1f}s after the outage ended ({attempts} attempts)")
 
 
 def main():
@@ -245,10 +246,10 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("setup")
     p.add_argument("state"), p.add_argument("admin_token_file")
-    p.add_argument("addr_a"), p.add_argument("addr_b")
+    p.add_argument("addrs", nargs="+")
     p.set_defaults(func=setup)
     p = sub.add_parser("load")
-    p.add_argument("state"), p.add_argument("addr_a"), p.add_argument("addr_b")
+    p.add_argument("state"), p.add_argument("addrs", nargs="+")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--transfers", type=int, default=25)
     p.set_defaults(func=load)

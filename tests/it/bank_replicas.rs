@@ -1,8 +1,9 @@
 //! Bank replicas on one PostgreSQL database, each with a data directory of its own: replicas
 //! started together on an empty database all come up and honour one provisioned staff token, a
 //! history page token one signs another honours, and transfers made through three replicas at
-//! once (with retries sent to another replica) conserve the total and apply once. (The core bank
-//! tests in `bank.rs` run on PostgreSQL too, some across two replicas.)
+//! once (with retries sent to another replica) conserve the total and apply once; and the
+//! database itself keeps the ledger and the audit append-only and no balance negative. (The core
+//! bank tests in `bank.rs` run on PostgreSQL too, some across two replicas.)
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 
@@ -153,4 +154,34 @@ async fn transfers_through_three_replicas_at_once_conserve_the_total_and_apply_o
             "each transfer is one row out and one row in: {id}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgresql_the_ledger_and_the_audit_are_append_only_and_no_balance_goes_negative() {
+    use sqlx::Connection;
+
+    let bank = TestBank::start_on(Backend::Postgres, &[]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    deposit(&bank.rpc, &ada, &a, 250, &request_id())
+        .await
+        .unwrap();
+    let url = bank.storage.database_url().unwrap();
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    for sql in [
+        "UPDATE ledger SET amount_cents = 0",
+        "DELETE FROM ledger",
+        "TRUNCATE ledger CASCADE",
+        "UPDATE audit SET holder = 'someone else'",
+        "DELETE FROM audit",
+        "TRUNCATE audit",
+        "UPDATE accounts SET balance_cents = -1",
+    ] {
+        let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut db)
+            .await;
+        assert!(refused.is_err(), "{sql} was not refused");
+    }
+    let rows = ledger(&bank.rpc, &ada, &a).await.unwrap();
+    assert_eq!(kinds(&rows), ["OPEN", "DEPOSIT"]);
+    assert_adds_up(&rows, 1_250);
 }

@@ -235,28 +235,41 @@ async fn while_the_database_is_down_calls_are_unavailable_with_retry_info_and_a_
     let database = Cluster::start_with(PostgresSetup::default()).await;
     let bank = TestBank::start_in(Storage::on(&database).await, &[], &[]).await;
     let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "5678", 0).await;
     // Long enough for the server's own wait for a connection (10 s).
     let rpc = bank::client(&bank.server.addr.to_string(), Duration::from_secs(40));
 
     database.crash().await;
-    let id = bank::request_id();
-    let down = bank::deposit(&rpc, &ada, &a, 250, &id).await;
-    let status = down.expect_err("no deposit while the database is down");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let retry = status.get_details_retry_info().expect("a RetryInfo");
-    assert!(retry.retry_delay.is_some(), "{retry:?}");
-    assert!(
-        !status.message().contains("127.0.0.1") && !status.message().contains("postgres"),
-        "names no address or user: {status:?}"
-    );
+    // A deposit (a transaction of its own) and a transfer (a batch of the group commit).
+    let (deposit_id, transfer_id) = (bank::request_id(), bank::request_id());
+    let deposit = bank::deposit(&rpc, &ada, &a, 250, &deposit_id).await;
+    let transfer = bank::transfer(&rpc, &ada, &a, &b, 100, &transfer_id).await;
+    for down in [deposit.map(|_| ()), transfer.map(|_| ())] {
+        let status = down.expect_err("nothing is applied while the database is down");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let retry = status.get_details_retry_info().expect("a RetryInfo");
+        assert!(retry.retry_delay.is_some(), "{retry:?}");
+        assert!(
+            !status.message().contains("127.0.0.1") && !status.message().contains("postgres"),
+            "names no address or user: {status:?}"
+        );
+    }
 
     database.start_again().await;
-    let receipt = bank::deposit(&rpc, &ada, &a, 250, &id).await.unwrap();
+    let receipt = bank::deposit(&rpc, &ada, &a, 250, &deposit_id)
+        .await
+        .unwrap();
     assert_eq!(receipt.balance_cents, 1_250);
+    let moved = bank::transfer(&rpc, &ada, &a, &b, 100, &transfer_id)
+        .await
+        .unwrap();
+    assert_eq!(moved.balance_cents, 1_150);
     assert_eq!(
-        bank::deposit(&rpc, &ada, &a, 250, &id).await.unwrap(),
+        bank::deposit(&rpc, &ada, &a, 250, &deposit_id)
+            .await
+            .unwrap(),
         receipt,
         "applied once"
     );
-    assert_eq!(bank::balance(&rpc, &ada, &a).await.unwrap(), 1_250);
+    assert_eq!(bank::balance(&rpc, &ada, &a).await.unwrap(), 1_150);
 }

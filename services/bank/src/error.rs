@@ -94,8 +94,9 @@ pub enum Error {
     #[error("storage full")]
     StorageFull,
     /// The database (PostgreSQL) cannot be reached now: whether a write was applied is unknown.
+    /// (The cause as text: a batch of transfers gives it to each of them.)
     #[error("the database cannot be reached: {0}")]
-    StorageUnavailable(township_store::sqlx::Error),
+    StorageUnavailable(String),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(township_store::sqlx::Error),
@@ -132,7 +133,7 @@ impl From<township_store::sqlx::Error> for Error {
         if township_store::full::is_full(&err) {
             Error::StorageFull
         } else if township_store::postgres::is_unreachable(&err) {
-            Error::StorageUnavailable(err)
+            Error::StorageUnavailable(err.to_string())
         } else {
             Error::Storage(err)
         }

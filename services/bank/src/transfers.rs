@@ -73,7 +73,8 @@ impl Transfer {
 
 /// Sends each transfer of `batch` its outcome from the transaction that ended as `result`
 /// (each transfer's own outcome, or the transaction's error for all: [`Error::StorageFull`] if
-/// the disk is full, else an internal one), after telling `syncer` that batch `number` ended.
+/// the disk is full, [`Error::StorageUnavailable`] if the database cannot be reached, else an
+/// internal one), after telling `syncer` that batch `number` ended.
 fn finish(
     batch: Vec<Transfer>,
     number: Batch,
@@ -83,6 +84,10 @@ fn finish(
     let outcomes = match result {
         Ok(outcomes) => outcomes,
         Err(Error::StorageFull) => batch.iter().map(|_| Err(Error::StorageFull)).collect(),
+        Err(Error::StorageUnavailable(cause)) => batch
+            .iter()
+            .map(|_| Err(Error::StorageUnavailable(cause.clone())))
+            .collect(),
         Err(err) => {
             tracing::error!(error = %err, transfers = batch.len(), "a batch of transfers failed; none was applied");
             batch

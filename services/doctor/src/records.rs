@@ -19,8 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use township_kit::{paging::PageTokens, secrets};
 use township_store::{
-    Checkpoints, Database, Durability, Migration, PgPool, Pools, SqlitePool,
-    sqlx::{self, Postgres, Sqlite, Transaction},
+    Checkpoints, Database, Durability, Migration, PgPool, Pools, SqlitePool, Tx, sqlx,
 };
 
 use crate::error::Error;
@@ -97,15 +96,10 @@ pub enum Records {
     Postgres(PgPool),
 }
 
-/// A write transaction on either backend.
-enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
-
-/// Runs `$body` with `$conn` bound to the connection of `$on` (a [`Tx`], or `&Records` for a
-/// read outside a transaction), whichever backend it is: the body is compiled once per backend,
-/// so one text of SQL and binding serves both.
+/// Runs `$body` with `$conn` bound to the connection of `$on`, whichever backend it is: a
+/// [`Tx`] (through `township_store::either!`), or with `reads` the records' pool for a read
+/// outside a transaction. The body is compiled once per backend, so one text of SQL and binding
+/// serves both.
 macro_rules! either {
     (reads $records:expr, |$conn:ident| $body:expr) => {
         match $records {
@@ -120,16 +114,7 @@ macro_rules! either {
         }
     };
     ($on:expr, |$conn:ident| $body:expr) => {
-        match $on {
-            Tx::Sqlite(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-            Tx::Postgres(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-        }
+        township_store::either!($on, |$conn| $body)
     };
 }
 
@@ -182,10 +167,7 @@ impl Records {
             }
             Records::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         };
-        let lock = match tx {
-            Tx::Sqlite(_) => "",
-            Tx::Postgres(_) => " FOR UPDATE",
-        };
+        let lock = tx.for_update();
         let sql = format!("SELECT key_hash FROM patients WHERE name_key = $1{lock}");
         let row: Option<Option<String>> = either!(&mut tx, |conn| {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -394,15 +376,6 @@ impl Records {
                 },
             )
             .collect())
-    }
-}
-
-impl Tx {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
-        }
     }
 }
 

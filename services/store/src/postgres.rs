@@ -73,18 +73,9 @@ async fn connect(database: &Postgres) -> Result<PgPool, sqlx::Error> {
 /// is starting up or shutting down (class 57P). A TLS handshake that fails (an io error of
 /// another kind) or wrong credentials will not mend by waiting.
 fn is_not_up_yet(err: &sqlx::Error) -> bool {
-    is_unreachable(err)
-}
-
-/// Whether `err` says the database cannot be reached now, rather than that the statement was
-/// wrong: no connection could be had (refused, timed out, none free in time), the connection was
-/// cut (the server restarted or failed over), or the server is shutting down or starting up
-/// (class 57P). A service answers UNAVAILABLE: a retry may work, and whether a cut write was
-/// applied is unknown, so the retry carries its request id.
-pub fn is_unreachable(err: &sqlx::Error) -> bool {
     use std::io::ErrorKind;
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::PoolTimedOut => true,
         sqlx::Error::Io(err) => matches!(
             err.kind(),
             ErrorKind::ConnectionRefused
@@ -92,9 +83,22 @@ pub fn is_unreachable(err: &sqlx::Error) -> bool {
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::NotConnected
                 | ErrorKind::TimedOut
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof
         ),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Whether `err` says the database cannot be reached now, rather than that the statement was
+/// wrong: no connection could be had in time, talking to it failed (refused, cut, timed out, its
+/// name not found while its container is down: any I/O error but a TLS one, which is
+/// `InvalidData`), or the server is shutting down or starting up (class 57P). A service answers
+/// UNAVAILABLE: a retry may work, and whether a cut write was applied is unknown, so the retry
+/// carries its request id.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Io(err) => err.kind() != std::io::ErrorKind::InvalidData,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("57P")),
         _ => false,
     }
@@ -155,4 +159,30 @@ pub async fn secret(pool: &PgPool, name: &str) -> anyhow::Result<Vec<u8>> {
         value.len()
     );
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unreachable_and_a_tls_failure_is_not() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::TimedOut,
+        ] {
+            assert!(is_unreachable(&sqlx::Error::Io(kind.into())), "{kind:?}");
+        }
+        // What a name lookup gives while the database's container is down.
+        let lookup = io::Error::other("failed to lookup address information");
+        assert!(is_unreachable(&sqlx::Error::Io(lookup)));
+        assert!(is_unreachable(&sqlx::Error::PoolTimedOut));
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert!(!is_unreachable(&sqlx::Error::Io(tls)));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+    }
 }
