@@ -16,7 +16,7 @@ use township_proto::bank::v1::{self as pb, bank_service_client::BankServiceClien
 use township_tests::ServiceProcess;
 
 use crate::support::{
-    process::{CALL_TIMEOUT, try_server},
+    process::{CALL_TIMEOUT, server_with, try_server},
     status::{expect_code, reason},
     storage::{Backend, Storage},
 };
@@ -89,13 +89,9 @@ pub async fn bank_server_on(
     listen: Option<&str>,
     extra: &[&str],
 ) -> ServiceProcess {
-    let flags = storage.flags();
-    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    args.extend_from_slice(&["--lock-addr", lock_addr]);
+    let mut args = vec!["--lock-addr", lock_addr];
     args.extend_from_slice(extra);
-    try_server("bank-server", listen, &args)
-        .await
-        .unwrap_or_else(|err| panic!("the bank-server starts: {err:#}"))
+    server_with("bank-server", storage, listen, &args).await
 }
 
 /// The staff token the bank-server created in its data directory.
