@@ -82,8 +82,9 @@ enum Scenario {
     /// Mutual TLS beside plaintext: GetTime at 16 clients, a lock Session cycle at 1 and 16
     /// clients, and new connections per second (the handshake's cost).
     Tls,
-    /// Bank: transfers with the lock service in the loop, one and two replicas, beside
-    /// PostgreSQL's pgbench (TPC-B and simple update) on a throwaway PostgreSQL.
+    /// Bank: transfers with the lock service in the loop, one and two replicas on SQLite and on
+    /// PostgreSQL, beside PostgreSQL's pgbench (TPC-B and simple update) on the same throwaway
+    /// PostgreSQL.
     Bank,
     /// Phone book: bulk load, lookups, searches and durable adds at 100,000 and 1,000,000
     /// entries, on SQLite and on PostgreSQL in alternating rounds.
