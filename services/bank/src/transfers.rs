@@ -180,7 +180,9 @@ struct Writes<'a> {
 }
 
 /// Decides each transfer of `batch` in turn against `read`, numbering the ledger rows with
-/// `next_id` (ascending), and returns each transfer's outcome and what to write.
+/// `next_id` (ascending), and returns each transfer's outcome and what to write. (On PostgreSQL
+/// the insert numbers the rows: `next_id` gives placeholders there, and the receipts are named
+/// after the insert.)
 fn decide_batch<'a>(
     batch: &'a [Transfer],
     read: Read<'a>,

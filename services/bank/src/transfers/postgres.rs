@@ -1,14 +1,17 @@
 //! A batch of transfers on PostgreSQL, where several bank replicas commit batches at once: one
-//! READ COMMITTED transaction of a few statements, each over the whole batch (arrays bound as
-//! parameters), so a batch costs about ten round trips however many transfers it holds.
+//! READ COMMITTED transaction of four statements, each over the whole batch (arrays bound as
+//! parameters), so a batch costs six round trips (with its begin and commit) however many
+//! transfers it holds: lock the request ids, lock the accounts, read the outcomes and sessions,
+//! write everything.
 //!
 //! What keeps replicas apart:
 //! - the batch first takes a transaction-scoped advisory lock on each of its request ids, in one
 //!   order, so a request retried on another replica waits for the first and reads its outcome;
 //! - then it locks its accounts' rows (`FOR UPDATE`, in id order, so two batches never deadlock
 //!   on them) and only then reads the outcomes, sessions and balances it decides on;
-//! - its ledger rows take ids from the ledger's identity sequence after those locks, so each
-//!   account's rows are numbered in the order they were made (ids are not gap-free).
+//! - its ledger rows take ids from the ledger's identity sequence as they are inserted, after
+//!   those locks, so each account's rows are numbered in the order they were made (ids are not
+//!   gap-free); a receipt names its row by the id the insert returned.
 //!
 //! A batch PostgreSQL fails for running beside another (a deadlock it broke, a serialization
 //! failure) is tried again, up to [`ATTEMPTS`] times, before its transfers get the error.
@@ -34,32 +37,39 @@ const LOCK_REQUESTS: &str = "SELECT pg_advisory_xact_lock(k) FROM
 /// The batch's accounts, locked in id order.
 const LOCK_ACCOUNTS: &str = "SELECT id, balance_cents, fence_any, fence_write FROM accounts
  WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
-/// The stored outcomes of the batch's request ids.
-const FIND_REQUESTS: &str = "SELECT request_id, params, transaction_id, balance_cents, rejection
- FROM requests WHERE request_id = ANY($1::text[])";
-/// The (session, account) pairs whose session is live at `$3` and whose holder holds the account.
-const LIVE_PAIRS: &str = "SELECT p.token_hash, p.account_id
- FROM unnest($1::text[], $2::text[]) AS p (token_hash, account_id)
- JOIN sessions s ON s.token_hash = p.token_hash AND s.expires_ms > $3
+/// What the decisions read besides the accounts, in one statement: the stored outcomes of the
+/// batch's request ids (`prior`), and the (session, account) pairs whose session is live at `$4`
+/// and whose holder holds the account (`live`), as rows of one shape.
+const READ_OUTCOMES_AND_SESSIONS: &str = "SELECT 'prior', request_id, params, transaction_id,
+ balance_cents, rejection FROM requests WHERE request_id = ANY($1::text[])
+ UNION ALL
+ SELECT 'live', p.token_hash, p.account_id, '', 0, ''
+ FROM unnest($2::text[], $3::text[]) AS p (token_hash, account_id)
+ JOIN sessions s ON s.token_hash = p.token_hash AND s.expires_ms > $4
  JOIN account_holders h ON h.holder_name = s.holder_name AND h.account_id = p.account_id";
-/// `$1` ids for ledger rows, from the ledger's own sequence.
-const TAKE_IDS: &str =
-    "SELECT nextval(pg_get_serial_sequence('ledger', 'id')) FROM generate_series(1, $1)";
-/// The batch's ledger rows.
-const INSERT_LEDGER_ROWS: &str = "INSERT INTO ledger (id, account_id, request_id, kind,
- amount_cents, balance_after_cents, counterparty, time_ms)
- SELECT id, a, r, k, amount, after, c, $8 FROM unnest($1::bigint[], $2::text[], $3::text[],
- $4::text[], $5::bigint[], $6::bigint[], $7::text[]) AS t (id, a, r, k, amount, after, c)";
-/// The batch's request ids and their outcomes.
-const RECORD_REQUESTS: &str = "INSERT INTO requests (request_id, params, transaction_id,
- balance_cents, rejection, created_ms)
- SELECT r, p, t, b, j, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
- $5::text[]) AS x (r, p, t, b, j)";
-/// The changed accounts' balances and fences.
-const UPDATE_ACCOUNTS: &str = "UPDATE accounts AS a
- SET balance_cents = u.b, fence_any = u.fa, fence_write = u.fw
- FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u (id, b, fa, fw)
- WHERE a.id = u.id";
+/// Everything the batch writes, in one statement: its ledger rows in order (ids from the
+/// identity), its request ids' outcomes (an applied transfer's transaction id is its
+/// TRANSFER_OUT row's id), its accounts' new balances and fences. Returns each applied request
+/// id with that row's id.
+const WRITE_BATCH: &str = "WITH ledger_rows AS (
+   INSERT INTO ledger (account_id, request_id, kind, amount_cents, balance_after_cents,
+     counterparty, time_ms)
+   SELECT a, r, k, amount, after, c, $7 FROM unnest($1::text[], $2::text[], $3::text[],
+     $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY AS t (a, r, k, amount, after, c, n)
+   ORDER BY n
+   RETURNING id, request_id, kind
+ ), outcomes AS (
+   INSERT INTO requests (request_id, params, transaction_id, balance_cents, rejection,
+     created_ms)
+   SELECT x.r, x.p, coalesce((SELECT l.id::text FROM ledger_rows l
+     WHERE l.request_id = x.r AND l.kind = 'TRANSFER_OUT'), ''), x.b, x.j, $7
+   FROM unnest($8::text[], $9::text[], $10::bigint[], $11::text[]) AS x (r, p, b, j)
+ ), balances AS (
+   UPDATE accounts AS a SET balance_cents = u.b, fence_any = u.fa, fence_write = u.fw
+   FROM unnest($12::text[], $13::bigint[], $14::bigint[], $15::bigint[]) AS u (id, b, fa, fw)
+   WHERE a.id = u.id
+ )
+ SELECT request_id, id FROM ledger_rows WHERE kind = 'TRANSFER_OUT'";
 
 /// Commits the next batch of `waiting` transfers on `pool` and sends each transfer its outcome
 /// (durable once committed: `syncer` has nothing to flush).
@@ -84,19 +94,16 @@ async fn commit(pool: &PgPool, batch: &[Transfer]) -> Result<Vec<Result<Receipt,
     let mut tx = pool.begin().await?;
     let now = now_ms();
     let read = read(&mut tx, batch, now).await?;
-    let count = i64::try_from(2 * batch.len()).unwrap_or(i64::MAX);
-    let mut ids: Vec<i64> = sqlx::query_scalar(TAKE_IDS)
-        .bind(count)
-        .fetch_all(&mut *tx)
-        .await?;
-    ids.sort_unstable();
-    let mut ids = ids.into_iter();
-    let (outcomes, writes) = decide_batch(batch, read, || {
-        ids.next()
-            .ok_or_else(|| Error::Internal("the batch ran out of ledger ids".into()))
-    })?;
-    write(&mut tx, &writes, now).await?;
+    // The rows' ids come from the insert: the decisions number them 0 for now.
+    let (mut outcomes, writes) = decide_batch(batch, read, || Ok(0))?;
+    let applied = write(&mut tx, &writes, now).await?;
     tx.commit().await?;
+    for (transfer, outcome) in batch.iter().zip(&mut outcomes) {
+        // Applied by this batch: its receipt names the row the insert numbered.
+        if let (Ok(receipt), Some(id)) = (outcome, applied.get(transfer.request_id.as_str())) {
+            receipt.transaction_id = id.to_string();
+        }
+    }
     Ok(outcomes)
 }
 
@@ -147,36 +154,35 @@ async fn read<'a>(
         })
         .collect();
 
-    let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(FIND_REQUESTS)
-        .bind(&request_ids)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut stored: HashMap<String, PriorRequest> = rows
-        .into_iter()
-        .map(|(id, params, transaction_id, balance_cents, rejection)| {
+    let sessions: Vec<&str> = batch.iter().map(|t| t.session.as_str()).collect();
+    let sources: Vec<&str> = batch.iter().map(|t| t.from.as_str()).collect();
+    let rows: Vec<(String, String, String, String, i64, String)> =
+        sqlx::query_as(READ_OUTCOMES_AND_SESSIONS)
+            .bind(&request_ids)
+            .bind(&sessions)
+            .bind(&sources)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut stored: HashMap<String, PriorRequest> = HashMap::new();
+    let mut pairs: HashSet<(String, String)> = HashSet::new();
+    for (what, key, a, b, balance_cents, rejection) in rows {
+        if what == "prior" {
             let prior = PriorRequest {
-                params,
-                transaction_id,
+                params: a,
+                transaction_id: b,
                 balance_cents,
                 rejection,
             };
-            (id, prior)
-        })
-        .collect();
+            stored.insert(key, prior);
+        } else {
+            pairs.insert((key, a));
+        }
+    }
     let priors = request_ids
         .iter()
         .filter_map(|id| Some((*id, stored.remove(*id)?)))
         .collect();
-
-    let sessions: Vec<&str> = batch.iter().map(|t| t.session.as_str()).collect();
-    let sources: Vec<&str> = batch.iter().map(|t| t.from.as_str()).collect();
-    let pairs: Vec<(String, String)> = sqlx::query_as(LIVE_PAIRS)
-        .bind(&sessions)
-        .bind(&sources)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-    let pairs: HashSet<(String, String)> = pairs.into_iter().collect();
     let live = sessions
         .into_iter()
         .zip(sources)
@@ -189,67 +195,50 @@ async fn read<'a>(
     })
 }
 
-/// Writes what the batch decided, one statement per table.
-async fn write(tx: &mut sqlx::PgConnection, writes: &Writes<'_>, now: i64) -> Result<(), Error> {
-    let rows = &writes.rows;
-    if !rows.is_empty() {
-        sqlx::query(INSERT_LEDGER_ROWS)
-            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.account).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.request_id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.balance_after_cents)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.counterparty).collect::<Vec<_>>())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let requests = &writes.requests;
-    if !requests.is_empty() {
-        sqlx::query(RECORD_REQUESTS)
-            .bind(requests.iter().map(|r| r.request_id).collect::<Vec<_>>())
-            .bind(
-                requests
-                    .iter()
-                    .map(|r| r.params.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                requests
-                    .iter()
-                    .map(|r| r.transaction_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(requests.iter().map(|r| r.balance_cents).collect::<Vec<_>>())
-            .bind(requests.iter().map(|r| r.rejection).collect::<Vec<_>>())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let accounts = &writes.accounts;
-    if !accounts.is_empty() {
-        sqlx::query(UPDATE_ACCOUNTS)
-            .bind(accounts.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(accounts.iter().map(|(_, s)| s.balance).collect::<Vec<_>>())
-            .bind(
-                accounts
-                    .iter()
-                    .map(|(_, s)| s.fence_any)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                accounts
-                    .iter()
-                    .map(|(_, s)| s.fence_write)
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
+/// Writes what the batch decided, in one statement; returns the id of each applied request's
+/// TRANSFER_OUT row.
+async fn write(
+    tx: &mut sqlx::PgConnection,
+    writes: &Writes<'_>,
+    now: i64,
+) -> Result<HashMap<String, i64>, Error> {
+    let (rows, requests, accounts) = (&writes.rows, &writes.requests, &writes.accounts);
+    let applied: Vec<(String, i64)> = sqlx::query_as(WRITE_BATCH)
+        .bind(rows.iter().map(|r| r.account).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.request_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.balance_after_cents)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.counterparty).collect::<Vec<_>>())
+        .bind(now)
+        .bind(requests.iter().map(|r| r.request_id).collect::<Vec<_>>())
+        .bind(
+            requests
+                .iter()
+                .map(|r| r.params.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(requests.iter().map(|r| r.balance_cents).collect::<Vec<_>>())
+        .bind(requests.iter().map(|r| r.rejection).collect::<Vec<_>>())
+        .bind(accounts.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(accounts.iter().map(|(_, s)| s.balance).collect::<Vec<_>>())
+        .bind(
+            accounts
+                .iter()
+                .map(|(_, s)| s.fence_any)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            accounts
+                .iter()
+                .map(|(_, s)| s.fence_write)
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    Ok(applied.into_iter().collect())
 }
