@@ -1,6 +1,6 @@
 //! The bank's storage, as the rest of the bank sees it: holders, accounts, the append-only
-//! ledger, request ids, sessions and login failures, in one SQLite file (through
-//! `township-store`) that every bank replica shares.
+//! ledger, request ids, sessions and login failures, in one SQLite file or one PostgreSQL
+//! database (through `township-store`) that every bank replica shares.
 //!
 //! Reads that need no fence run here, on a pool of reading connections, and never wait for the
 //! writer. Everything else — every mutation, and the fenced reads, which record their token —

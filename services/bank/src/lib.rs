@@ -1,8 +1,9 @@
 //! The Township bank: ATM banking — accounts with holders, PINs and balances; login, balance,
 //! deposit, withdraw, transfer, history and interest — done as real banking software. Money is
 //! never lost: every mutation is exactly-once (client request ids), runs under locks from the
-//! shared lock service, and commits in one fenced SQLite transaction before it is acknowledged,
-//! so any number of bank replicas sharing one data file are as safe as one.
+//! shared lock service, and commits in one fenced transaction before it is acknowledged, so any
+//! number of bank replicas sharing one store (a SQLite file, or a PostgreSQL database) are as
+//! safe as one.
 //!
 //! - [`types`]: validated values (names, PINs, ids, amounts) and exact decimal parsing;
 //! - [`rules`]: the money rules (exactly once, fencing, no overdraft), pure and unit-tested;
