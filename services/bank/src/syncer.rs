@@ -14,6 +14,9 @@
 //! account view. If a flush fails, the batches it covered may be lost on a power loss, and
 //! nothing can tell which: the process stops (as PostgreSQL does), and on restart the ledger
 //! holds exactly what reached the disk; clients retry with their request ids.
+//!
+//! On PostgreSQL a commit is durable when it returns: [`Syncer::durable_on_commit`] has no
+//! thread, and a batch is durable as soon as its transaction ends.
 
 use std::{
     io,
@@ -35,15 +38,26 @@ pub struct Batch(u64);
 /// Flushes the WAL file to the disk.
 pub type Flush = Box<dyn FnMut() -> io::Result<()> + Send>;
 
-/// The handle to the syncing thread. Cheap to clone; the thread stops once every handle is
-/// dropped (after flushing what it was told of).
+/// The handle to the syncing thread (or, for a store whose commits are durable when they return,
+/// to none). Cheap to clone; the thread stops once every handle is dropped (after flushing what
+/// it was told of).
 #[derive(Clone, Debug)]
 pub struct Syncer {
-    queue: mpsc::Sender<u64>,
+    flushing: Flushing,
     /// How many batches have been numbered (committed, or about to be).
     committed: Arc<AtomicU64>,
     /// How many batches are known to be on the disk.
     synced: watch::Receiver<u64>,
+}
+
+/// Who makes a committed batch durable.
+#[derive(Clone, Debug)]
+enum Flushing {
+    /// The syncing thread, told of each batch on this queue; it alone holds the sender of
+    /// `synced`, so that its end shows as an error to every waiter.
+    Thread(mpsc::Sender<u64>),
+    /// Nobody: a commit is durable when it returns, and [`Syncer::committed`] says so itself.
+    OnCommit(Arc<watch::Sender<u64>>),
 }
 
 impl Syncer {
@@ -55,10 +69,21 @@ impl Syncer {
             .name("ledger-syncer".into())
             .spawn(move || run(sync, queued, synced_tx))?;
         Ok(Self {
-            queue,
+            flushing: Flushing::Thread(queue),
             committed: Arc::new(AtomicU64::new(0)),
             synced,
         })
+    }
+
+    /// For a store whose commits are durable when they return (PostgreSQL with its defaults): no
+    /// thread, a batch is durable as soon as [`Syncer::committed`] says it ended.
+    pub fn durable_on_commit() -> Self {
+        let (synced_tx, synced) = watch::channel(0);
+        Self {
+            flushing: Flushing::OnCommit(Arc::new(synced_tx)),
+            committed: Arc::new(AtomicU64::new(0)),
+            synced,
+        }
     }
 
     /// Numbers the next batch. Call it before the batch commits: from then on [`Syncer::durable`]
@@ -70,8 +95,15 @@ impl Syncer {
     /// Says that `batch`'s transaction has ended (committed without a flush, or failed): a flush
     /// follows. Call it for every batch numbered, in order, from the one writer.
     pub fn committed(&self, batch: Batch) {
-        // Fails only once the thread is gone, with the process: `durable_through` then says so.
-        let _ = self.queue.send(batch.0);
+        match &self.flushing {
+            // Fails only once the thread is gone, with the process: `durable_through` then says so.
+            Flushing::Thread(queue) => {
+                let _ = queue.send(batch.0);
+            }
+            Flushing::OnCommit(synced) => {
+                synced.send_replace(batch.0);
+            }
+        }
     }
 
     /// Waits until `batch` (and every batch before it) is on the disk. An error means it may
@@ -221,6 +253,19 @@ mod tests {
             2,
             "one flush for the two batches"
         );
+    }
+
+    #[tokio::test]
+    async fn with_nothing_to_flush_a_batch_is_durable_once_committed_and_not_before() {
+        let syncer = Syncer::durable_on_commit();
+        let batch = syncer.next_batch();
+        assert!(
+            still_pending(syncer.durable_through(batch)).await,
+            "not durable before its commit ends"
+        );
+        syncer.committed(batch);
+        within_5s(syncer.durable_through(batch)).await.unwrap();
+        within_5s(syncer.durable()).await;
     }
 
     #[tokio::test]

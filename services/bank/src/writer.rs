@@ -90,7 +90,7 @@ impl Writer {
     /// transfers run on `pool`.
     pub fn start_postgres(pool: PgPool) -> anyhow::Result<Self> {
         // A commit returns once durable: nothing is left to flush.
-        let syncer = Syncer::start(Box::new(|| Ok(())))?;
+        let syncer = Syncer::durable_on_commit();
         let (queue, queued) = mpsc::unbounded_channel();
         let batches = Batches::Postgres(pool.clone());
         tokio::spawn(write(Db::Postgres(pool), batches, syncer.clone(), queued));
