@@ -1,9 +1,11 @@
 //! Bank replicas on one PostgreSQL database, each with a data directory of its own: replicas
 //! started together on an empty database all come up and honour one provisioned staff token, a
 //! history page token one signs another honours, and transfers made through three replicas at
-//! once (with retries sent to another replica) conserve the total and apply once; and the
-//! database itself keeps the ledger and the audit append-only and no balance negative. (The core
-//! bank tests in `bank.rs` run on PostgreSQL too, some across two replicas.)
+//! once (with retries sent to another replica) conserve the total and apply once; a batch of
+//! transfers whose account changed between its read and its write is decided again, not written
+//! over it, and one whose session was logged out meanwhile is refused; and the database itself
+//! keeps the ledger and the audit append-only and no balance negative. (The core bank tests in `bank.rs` run on
+//! PostgreSQL too, some across two replicas.)
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 
@@ -184,4 +186,53 @@ async fn on_postgresql_the_ledger_and_the_audit_are_append_only_and_no_balance_g
     let rows = ledger(&bank.rpc, &ada, &a).await.unwrap();
     assert_eq!(kinds(&rows), ["OPEN", "DEPOSIT"]);
     assert_adds_up(&rows, 1_250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_whose_account_changed_after_its_batch_read_it_is_decided_again_not_written_over()
+ {
+    use sqlx::Connection;
+
+    // Each batch of transfers pauses between its read (made without locks) and its write.
+    let bank = TestBank::start_on(Backend::Postgres, &["--test-delay-before-write", "2s"]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "1234", 10).await;
+    let id = request_id();
+    let sent = spawn_transfer(&bank.rpc, &ada, &a, &b, 100, &id);
+    // Meanwhile a change the bank's locks did not keep out (as a lost lease would let through).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = bank.storage.database_url().unwrap();
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE accounts SET balance_cents = balance_cents + 500 WHERE id = $1")
+        .bind(&a)
+        .execute(&mut db)
+        .await
+        .unwrap();
+
+    // Decided on the balance as changed, not written over it with the one it read (900).
+    let receipt = sent.await.unwrap().unwrap();
+    assert_eq!(receipt.balance_cents, 1_400);
+    assert_eq!(balance(&bank.rpc, &ada, &a).await.unwrap(), 1_400);
+    let sql = format!("SELECT count(*) FROM ledger WHERE request_id = '{id}'");
+    assert_eq!(bank.storage.count("bank.db", &sql).await, 2, "applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_another_replica_after_a_transfer_batch_read_its_session_stops_the_transfer() {
+    // Each batch of transfers pauses between its read (made without locks) and its write.
+    let bank = TestBank::start_on(Backend::Postgres, &["--test-delay-before-write", "2s"]).await;
+    let other = bank.replica(&[]).await;
+    let (a, ada) = bank.customer("Ada", "1234", 1_000).await;
+    let (b, _) = bank.customer("Bob", "1234", 10).await;
+    let sent = spawn_transfer(&bank.rpc, &ada, &a, &b, 100, &request_id());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    logout(&other.rpc, &ada).await.unwrap();
+
+    let refused = sent.await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let session = login(&other.rpc, "Ada", "1234")
+        .await
+        .unwrap()
+        .session_token;
+    assert_eq!(balance(&other.rpc, &session, &a).await.unwrap(), 1_000);
 }

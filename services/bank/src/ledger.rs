@@ -84,23 +84,26 @@ impl Ledger {
     /// On PostgreSQL: one pool for reads and writes; every commit is durable when it returns
     /// (the server's `synchronous_commit`), and replicas of the bank share the database.
     pub async fn open(database: &Database) -> anyhow::Result<Self> {
-        Self::open_pausing(database, None).await
+        Self::open_pausing(database, None, None).await
     }
 
-    /// [`Ledger::open`] with the integration tests' pause before each flush of the transfers'
-    /// WAL, if `delays` has one (debug builds only, see [`crate::test_seam`]; SQLite only).
+    /// [`Ledger::open`] with the integration tests' pauses, if `delays` has them (debug builds
+    /// only, see [`crate::test_seam`]): before each flush of the transfers' WAL (SQLite), and
+    /// between the read and the write of a batch tried without locks (PostgreSQL).
     #[cfg(debug_assertions)]
     pub async fn open_with_test_delays(
         database: &Database,
         delays: &crate::test_seam::TestDelays,
     ) -> anyhow::Result<Self> {
-        Self::open_pausing(database, delays.before_flush).await
+        Self::open_pausing(database, delays.before_flush, delays.before_write).await
     }
 
-    /// [`Ledger::open`], pausing `before_flush` (if any) before each flush of the transfers' WAL.
+    /// [`Ledger::open`], pausing `before_flush` (if any) before each flush of the transfers' WAL,
+    /// and `before_write` (if any) before the write of a batch tried without locks.
     async fn open_pausing(
         database: &Database,
         before_flush: Option<std::time::Duration>,
+        before_write: Option<std::time::Duration>,
     ) -> anyhow::Result<Self> {
         let (reads, writer, key) = match database {
             Database::Sqlite { dir, file } => {
@@ -133,11 +136,14 @@ impl Ledger {
                 (Db::Sqlite(reads), writer, key)
             }
             Database::Postgres(postgres) => {
-                let pool = township_store::postgres::open(postgres, POSTGRES_SCHEMA)
+                // The writer's own connection is one of those the operator allows.
+                let mut shared = (**postgres).clone();
+                shared.max_connections = postgres.max_connections.saturating_sub(1).max(1);
+                let pool = township_store::postgres::open(&shared, POSTGRES_SCHEMA)
                     .await
                     .context("cannot open the bank's ledger")?;
                 let key = township_store::postgres::secret(&pool, "page_token_key").await?;
-                let writer = Writer::start_postgres(pool.clone())
+                let writer = Writer::start_postgres(pool.clone(), before_write)
                     .context("cannot start the ledger's writer")?;
                 (Db::Postgres(pool), writer, key)
             }

@@ -97,6 +97,11 @@ struct TestDelayArgs {
     /// a transfer committed and not yet durable.
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     test_delay_before_flush: Option<Duration>,
+
+    /// Test only: on PostgreSQL, pause this long between the read and the write of a batch of
+    /// transfers tried without locks, so tests can change what it read.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    test_delay_before_write: Option<Duration>,
 }
 
 /// How the bank reaches its lock service: the --lock-* files, each defaulting to the bank's own
@@ -162,6 +167,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 after_grant: args.test_delays.test_delay_after_grant,
                 after_commit: args.test_delays.test_delay_after_commit,
                 before_flush: args.test_delays.test_delay_before_flush,
+                before_write: args.test_delays.test_delay_before_write,
             },
         },
     };

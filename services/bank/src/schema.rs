@@ -25,8 +25,15 @@ pub const SQLITE_SCHEMA: &[Migration] = &[
 ];
 
 /// The bank's PostgreSQL migrations, in order.
-pub const POSTGRES_SCHEMA: &[Migration] = &[Migration {
-    version: 1,
-    description: "baseline",
-    sql: include_str!("../migrations/postgres/0001_baseline.sql"),
-}];
+pub const POSTGRES_SCHEMA: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "baseline",
+        sql: include_str!("../migrations/postgres/0001_baseline.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "a batch of transfers written in one call",
+        sql: include_str!("../migrations/postgres/0002_write_transfers.sql"),
+    },
+];

@@ -1,7 +1,8 @@
-//! Test-only pauses around a locked operation and before a flush of the transfers' WAL, so the
-//! integration tests can kill a server, or look at it, at a chosen moment. This module exists only in debug builds (`cfg(debug_assertions)`), which is
-//! what the integration tests run: a release build has neither these pauses nor the hidden
-//! `--test-delay-*` flags that set them.
+//! Test-only pauses around a locked operation, before a flush of the transfers' WAL, and before
+//! the write of a batch of transfers tried without locks, so the integration tests can kill a
+//! server, look at it, or change what it read, at a chosen moment. This module exists only in
+//! debug builds (`cfg(debug_assertions)`), which is what the integration tests run: a release
+//! build has neither these pauses nor the hidden `--test-delay-*` flags that set them.
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub struct TestDelays {
     /// A pause before each flush of the transfers' WAL (see `crate::syncer`), so tests can see
     /// what a committed transfer that is not yet durable holds and shows.
     pub before_flush: Option<Duration>,
+    /// On PostgreSQL, a pause between the read and the write of a batch of transfers tried
+    /// without locks (see `crate::transfers::postgres`), so tests can change what it read.
+    pub before_write: Option<Duration>,
 }
 
 impl TestDelays {

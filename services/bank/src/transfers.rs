@@ -3,9 +3,9 @@
 //! them all in one transaction (read the request ids, the accounts, the sessions; then write the
 //! balances, append the ledger rows, record the request ids and commit), so that they share one
 //! commit and its flush. Each backend reads and writes its own way (`sqlite`: `BEGIN IMMEDIATE`
-//! on the writer's blocking connection, one cached statement per row; `postgres`: the accounts
-//! locked `FOR UPDATE` in id order, one statement per table with arrays); the decisions, here,
-//! are the same. Each transfer's outcome is handed back as soon as the transaction commits, as a
+//! on the writer's blocking connection, one cached statement per row; `postgres`: one read and
+//! one write of the whole batch with arrays, the write checking that what the decisions read is
+//! unchanged, else the batch decided again under row locks); the decisions, here, are the same. Each transfer's outcome is handed back as soon as the transaction commits, as a
 //! [`Committed`], so that its caller can release the accounts' locks; nobody is answered before
 //! the transaction is on the disk (see [`crate::syncer`]): every answered transfer survives
 //! `kill -9` and a power loss.

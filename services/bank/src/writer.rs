@@ -13,10 +13,13 @@
 //! caller has gone away — a cancelled gRPC call never leaves a transaction half done, nor an
 //! applied mutation unrecorded. Only then is its answer sent, and dropped if nobody waits.
 //!
-//! On PostgreSQL the writer is a task on the server's runtime, and each replica has its own: the
-//! database keeps their transactions apart (row locks, see [`crate::transfers`]), and a commit
-//! is durable when it returns, so its [`Syncer`] has nothing to flush. What follows is SQLite's
-//! case.
+//! On PostgreSQL each replica has its own writer, on a thread of its own as below, and the
+//! database keeps their transactions apart (row locks, see [`crate::transfers::postgres`]). A
+//! commit is durable when it returns, so its [`Syncer`] has nothing to flush. Its batches of
+//! transfers run on a connection of the writer's own, made on its thread and not pinged before
+//! each use ([`township_store::postgres::dedicated`]): a batch's time is mostly its round trips,
+//! and on a busy server every one of them, a ping included, waits to be scheduled. The jobs use
+//! the server's pool. What follows is SQLite's case.
 //!
 //! Why a thread of its own: each sqlx statement is a hand-off to SQLite's worker thread and back;
 //! on the server's busy gRPC runtime every hand-back would wait behind other calls while the one
@@ -27,7 +30,7 @@
 //! wait for that flush before they answer. The other jobs, rarer, keep the sqlx write pool; both connections are used only
 //! from this loop, in turn, so they never wait on each other.
 
-use std::{collections::VecDeque, pin::Pin};
+use std::{collections::VecDeque, pin::Pin, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 use township_store::{Db, PgPool, SqlitePool, rusqlite::Connection};
@@ -48,8 +51,14 @@ type Job = Box<dyn FnOnce(Db) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send
 enum Batches {
     /// On SQLite, the writer's blocking connection, and how to open another.
     Sqlite { conn: Connection, open: Opener },
-    /// On PostgreSQL, the pool.
-    Postgres(PgPool),
+    /// On PostgreSQL: the server's pool, the writer's own connection (see
+    /// [`township_store::postgres::dedicated`]), and a pause between a batch's read and its
+    /// write without locks (tests only).
+    Postgres {
+        pool: PgPool,
+        own: PgPool,
+        before_write: Option<Duration>,
+    },
 }
 
 /// What the writer is sent.
@@ -86,14 +95,26 @@ impl Writer {
         Ok(Self { queue, syncer })
     }
 
-    /// Starts the writer of a PostgreSQL ledger, a task on the current runtime: jobs and
-    /// transfers run on `pool`.
-    pub fn start_postgres(pool: PgPool) -> anyhow::Result<Self> {
+    /// Starts the writer of a PostgreSQL ledger on a thread of its own, which lives as long as
+    /// the process: jobs run on `pool`, batches of transfers on a connection of its own (opened
+    /// besides `pool`'s), pausing `before_write` (if any) between the read and the write of
+    /// those tried without locks.
+    pub fn start_postgres(pool: PgPool, before_write: Option<Duration>) -> anyhow::Result<Self> {
         // A commit returns once durable: nothing is left to flush.
         let syncer = Syncer::durable_on_commit();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (queue, queued) = mpsc::unbounded_channel();
-        let batches = Batches::Postgres(pool.clone());
-        tokio::spawn(write(Db::Postgres(pool), batches, syncer.clone(), queued));
+        let batches = Batches::Postgres {
+            own: township_store::postgres::dedicated(&pool, 1),
+            pool: pool.clone(),
+            before_write,
+        };
+        runtime.spawn(write(Db::Postgres(pool), batches, syncer.clone(), queued));
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
         Ok(Self { queue, syncer })
     }
 
@@ -193,8 +214,14 @@ async fn write(
                         }
                     }
                 }
-                Batches::Postgres(pool) => {
-                    transfers::postgres::commit_batch(pool, &mut waiting.transfers, &syncer).await
+                Batches::Postgres {
+                    pool,
+                    own,
+                    before_write,
+                } => {
+                    let waiting = &mut waiting.transfers;
+                    transfers::postgres::commit_batch(pool, own, waiting, &syncer, *before_write)
+                        .await
                 }
             }
         }

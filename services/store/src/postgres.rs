@@ -68,6 +68,21 @@ async fn connect(database: &Postgres) -> Result<PgPool, sqlx::Error> {
     }
 }
 
+/// A second pool of up to `connections` connections to `pool`'s database, with its options,
+/// for a hot task that runs on a runtime of its own (the bank's ledger writer): connected
+/// lazily, so that its connections are made there and their I/O is driven by that runtime rather
+/// than by a busier one; and not pinged before each use (sqlx's `test_before_acquire`), which
+/// would cost a round trip per use. A connection that failed as [`is_unreachable`] must
+/// therefore be closed by its user (`PoolConnection::close_on_drop`), not returned.
+pub fn dedicated(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, _| Box::pin(reusable(conn)))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// Whether a failed connect may work later by itself: nothing listens yet (sqlx itself retries
 /// a refused connection until the pool's acquire timeout), the connection was cut, or PostgreSQL
 /// is starting up or shutting down (class 57P). A TLS handshake that fails (an io error of
