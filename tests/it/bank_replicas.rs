@@ -3,8 +3,9 @@
 //! history page token one signs another honours, and transfers made through three replicas at
 //! once (with retries sent to another replica) conserve the total and apply once; a batch of
 //! transfers whose account changed between its read and its write is decided again, not written
-//! over it, and one whose session was logged out meanwhile is refused; and the database itself
-//! keeps the ledger and the audit append-only and no balance negative. (The core bank tests in `bank.rs` run on
+//! over it, and one whose session was logged out meanwhile is refused; one new holder opened
+//! through two replicas at once is created once; and the database itself keeps the ledger and
+//! the audit append-only and no balance negative. (The core bank tests in `bank.rs` run on
 //! PostgreSQL too, some across two replicas.)
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
@@ -235,4 +236,42 @@ async fn a_logout_on_another_replica_after_a_transfer_batch_read_its_session_sto
         .unwrap()
         .session_token;
     assert_eq!(balance(&other.rpc, &session, &a).await.unwrap(), 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_new_holder_opened_through_two_replicas_at_once_is_created_once_with_one_pin() {
+    let bank = TestBank::start_on(Backend::Postgres, &[]).await;
+    let other = bank.replica(&[]).await;
+    // Each OpenAccount hashes a new holder's PIN before it writes (slow on purpose), so requests
+    // sent together all find no holder yet and race to create them. Whichever PIN creates the
+    // holder is theirs: every open with it succeeds, every open with the other is refused as
+    // for any existing holder.
+    for round in 0..3 {
+        let name = format!("Newcomer {round}");
+        let pins = ["1234", "1234", "5678", "5678"];
+        let (a, b, c, d) = tokio::join!(
+            open_account(&bank.rpc, &bank.admin, &name, pins[0], 100),
+            open_account(&other.rpc, &bank.admin, &name, pins[1], 100),
+            open_account(&bank.rpc, &bank.admin, &name, pins[2], 100),
+            open_account(&other.rpc, &bank.admin, &name, pins[3], 100),
+        );
+        let mut opened = HashMap::<&str, Vec<String>>::new();
+        for (pin, result) in pins.into_iter().zip([a, b, c, d]) {
+            match result {
+                Ok(account) => opened.entry(pin).or_default().push(account.account_id),
+                Err(refused) => assert_eq!(
+                    refused.code(),
+                    tonic::Code::PermissionDenied,
+                    "{name}, PIN {pin}: {refused:?}"
+                ),
+            }
+        }
+        assert_eq!(opened.len(), 1, "{name}: one PIN wins, got {opened:?}");
+        let (pin, mut accounts) = opened.into_iter().next().unwrap();
+        assert_eq!(accounts.len(), 2, "{name}: both opens with PIN {pin}");
+        let mut held = login(&bank.rpc, &name, pin).await.unwrap().account_ids;
+        held.sort();
+        accounts.sort();
+        assert_eq!(held, accounts);
+    }
 }

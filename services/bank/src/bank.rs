@@ -202,20 +202,27 @@ impl Bank {
         request_id: RequestId,
         call: &Call,
     ) -> Result<AccountView, Error> {
-        let new_pin_hash = self.pin_for(&holder, pin).await?;
         let rate = self.config.interest_rate_bp;
         let event = call.event(Kind::AccountOpened).holder(holder.as_str());
-        let account = self
-            .ledger
-            .open_account(
-                &request_id,
-                &holder,
-                new_pin_hash.as_deref(),
-                initial_cents,
-                rate,
-                event,
-            )
-            .await?;
+        let account = loop {
+            let new_pin_hash = self.pin_for(&holder, pin.clone()).await?;
+            let opened = self
+                .ledger
+                .open_account(
+                    &request_id,
+                    &holder,
+                    new_pin_hash.as_deref(),
+                    initial_cents,
+                    rate,
+                    event.clone(),
+                )
+                .await;
+            match opened {
+                // See `pin_for`: now the holder exists, and their PIN is checked.
+                Err(Error::HolderCreatedMeanwhile) if new_pin_hash.is_some() => continue,
+                opened => break opened?,
+            }
+        };
         self.ledger.account(&account).await
     }
 
@@ -266,17 +273,29 @@ impl Bank {
         call: &Call,
     ) -> Result<AccountView, Error> {
         self.ledger.account(&account).await?;
-        let new_pin_hash = self.pin_for(&holder, pin).await?;
         let event = call.event(Kind::HolderAdded).holder(holder.as_str());
         let event = event.account(account.as_str()).detail("by staff");
-        self.ledger
-            .add_holder(&account, &holder, new_pin_hash.as_deref(), event)
-            .await?;
+        loop {
+            let new_pin_hash = self.pin_for(&holder, pin.clone()).await?;
+            let added = self
+                .ledger
+                .add_holder(&account, &holder, new_pin_hash.as_deref(), event.clone())
+                .await;
+            match added {
+                // See `pin_for`: now the holder exists, and their PIN is checked.
+                Err(Error::HolderCreatedMeanwhile) if new_pin_hash.is_some() => continue,
+                added => break added?,
+            }
+        }
         self.ledger.account(&account).await
     }
 
     /// The hash to create a new holder with, or `None` when the holder exists and `pin` is theirs.
     /// Staff only: for anyone else it would test PINs without strikes and tell which names exist.
+    /// The check and the write are apart (hashing is slow), so two requests may both find no
+    /// such holder: the write of the second fails with [`Error::HolderCreatedMeanwhile`] and
+    /// changes nothing, and its caller asks again, which now checks the PIN against the
+    /// holder's. (Holders are never deleted, so the second ask never offers a hash.)
     async fn pin_for(&self, holder: &HolderName, pin: Pin) -> Result<Option<String>, Error> {
         let Some(stored) = self.ledger.pin_hash(holder).await? else {
             return Ok(Some(pin::hash_blocking(pin).await?));

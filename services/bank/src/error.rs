@@ -51,6 +51,11 @@ pub enum Error {
     /// An existing holder was named with a PIN that is not theirs.
     #[error("pin: not the PIN of the existing holder")]
     PinMismatch,
+    /// A holder this request was to create was created by another request after it looked:
+    /// nothing was written. The staff operations then look again, and check the PIN; were it
+    /// ever to reach a client, it is ABORTED (safe to retry).
+    #[error("holder_name: created by another request meanwhile; retry")]
+    HolderCreatedMeanwhile,
     /// The debit is larger than the balance.
     #[error("insufficient funds: the balance is {balance_cents} cents")]
     InsufficientFunds {
@@ -170,7 +175,9 @@ impl From<Error> for Status {
                 return invalid_argument("to_account_id", "must differ from from_account_id");
             }
             Error::LockUnavailable(_) => Code::Unavailable,
-            Error::StaleLease { .. } | Error::LockLost { .. } => Code::Aborted,
+            Error::StaleLease { .. } | Error::LockLost { .. } | Error::HolderCreatedMeanwhile => {
+                Code::Aborted
+            }
         };
         let mut details = ErrorDetails::new();
         if let Error::LockLost { required_epoch, .. } = &err {

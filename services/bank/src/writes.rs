@@ -144,9 +144,12 @@ pub async fn add_holder(
     Ok(())
 }
 
+/// Creates `holder`, or fails with [`Error::HolderCreatedMeanwhile`] if another request did since
+/// this one found no such holder (their PIN, not this one's, is then the holder's).
 async fn insert_holder(tx: &mut Tx, holder: &HolderName, pin_hash: &str) -> Result<(), Error> {
-    either!(tx, |conn| sqlx::query(
-        "INSERT INTO holders (name, pin_hash, created_ms) VALUES ($1, $2, $3)"
+    let inserted = either!(tx, |conn| sqlx::query(
+        "INSERT INTO holders (name, pin_hash, created_ms) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING"
     )
     .bind(holder.as_str())
     .bind(pin_hash)
@@ -154,6 +157,9 @@ async fn insert_holder(tx: &mut Tx, holder: &HolderName, pin_hash: &str) -> Resu
     .execute(conn)
     .await?
     .rows_affected());
+    if inserted == 0 {
+        return Err(Error::HolderCreatedMeanwhile);
+    }
     Ok(())
 }
 
