@@ -27,17 +27,36 @@ use crate::support::{
     grpcurl::json_values,
     process::{CALL_TIMEOUT, EXIT_TIMEOUT, assert_serving, stop},
     status::*,
+    storage::{Backend, Storage, on_both_backends},
     wait::within,
 };
 
+// The service's core, on SQLite and on PostgreSQL alike (one server per database: members on
+// several servers of one database do not hear each other yet).
+on_both_backends!(
+    twenty_members_sending_at_once_all_see_the_same_events_in_the_same_order,
+    a_member_who_reconnects_with_after_seq_gets_exactly_what_came_after_with_no_gap_or_duplicate,
+    a_retried_client_message_id_returns_the_original_seq_and_is_stored_once,
+    only_a_member_currently_joined_to_the_room_may_send,
+    messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_and_seq_continues,
+    the_first_join_creates_the_room_at_seq_1_and_an_empty_room_name_means_the_lobby,
+    a_live_name_is_taken_ignoring_case_and_free_again_once_its_stream_ends,
+    get_transcript_returns_every_event_and_one_classic_line_per_event,
+    list_rooms_counts_live_members_up_on_join_and_down_on_leave,
+    sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves_and_exits_0,
+    a_client_message_id_belongs_to_its_sender_and_messages_show_the_name_as_joined,
+    resuming_after_a_seq_the_room_never_reached_is_refused,
+);
+
 // ----- ordering -----
 
-#[tokio::test]
-async fn twenty_members_sending_at_once_all_see_the_same_events_in_the_same_order() {
+async fn twenty_members_sending_at_once_all_see_the_same_events_in_the_same_order(
+    backend: Backend,
+) {
     const MEMBERS: usize = 20;
     const EACH: usize = 10;
     const TOTAL: u64 = (MEMBERS + MEMBERS * EACH) as u64; // 20 joins, 200 messages
-    let (_dir, server, rpc) = chat(&[]).await;
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
 
     let mut members = JoinSet::new();
     for m in 0..MEMBERS {
@@ -133,10 +152,10 @@ async fn twenty_members_sending_at_once_all_see_the_same_events_in_the_same_orde
 
 // ----- reconnecting -----
 
-#[tokio::test]
-async fn a_member_who_reconnects_with_after_seq_gets_exactly_what_came_after_with_no_gap_or_duplicate()
- {
-    let (_dir, server, rpc) = chat(&[]).await;
+async fn a_member_who_reconnects_with_after_seq_gets_exactly_what_came_after_with_no_gap_or_duplicate(
+    backend: Backend,
+) {
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
     let ada_rpc = connect(&server).await;
     let mut ada = joined(&ada_rpc, "resume", "ada", 0).await;
     let _bob = joined(&rpc, "resume", "bob", 0).await;
@@ -195,9 +214,8 @@ async fn a_member_who_reconnects_with_after_seq_gets_exactly_what_came_after_wit
 
 // ----- dedup and who may send -----
 
-#[tokio::test]
-async fn a_retried_client_message_id_returns_the_original_seq_and_is_stored_once() {
-    let (_dir, _server, rpc) = chat(&[]).await;
+async fn a_retried_client_message_id_returns_the_original_seq_and_is_stored_once(backend: Backend) {
+    let (_dir, _server, rpc) = chat_with(backend, &[]).await;
     let _ada = joined(&rpc, "dedup", "ada", 0).await;
     let first = sent(&rpc, "dedup", "ada", "only once", "id-1").await;
     let retry = sent(&rpc, "dedup", "ada", "only once", "id-1").await;
@@ -229,9 +247,8 @@ async fn a_retried_client_message_id_returns_the_original_seq_and_is_stored_once
     assert_eq!(transcript(&rpc, "dedup").await.events.len(), 5);
 }
 
-#[tokio::test]
-async fn only_a_member_currently_joined_to_the_room_may_send() {
-    let (_dir, server, rpc) = chat(&[]).await;
+async fn only_a_member_currently_joined_to_the_room_may_send(backend: Backend) {
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
     let refused = expect_code(
         send(&rpc, "nowhere", "ada", "hello?", "").await,
         Code::FailedPrecondition,
@@ -362,10 +379,11 @@ async fn a_subscriber_that_never_reads_does_not_delay_the_others_and_later_gets_
 
 // ----- persistence -----
 
-#[tokio::test]
-async fn messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_and_seq_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = chat_server(dir.path(), &[]).await;
+async fn messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_and_seq_continues(
+    backend: Backend,
+) {
+    let storage = Storage::new(backend).await;
+    let server = chat_on(&storage, &[]).await;
     let rpc = connect(&server).await;
     let mut ada = joined(&rpc, "keep", "ada", 0).await;
     for i in 1..=3 {
@@ -384,7 +402,7 @@ async fn messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_an
     stop(server, libc::SIGTERM).await;
     read_to_end(&mut ada).await;
 
-    let server = chat_server(dir.path(), &[]).await;
+    let server = chat_on(&storage, &[]).await;
     let rpc = connect(&server).await;
     assert_eq!(
         story(&rpc, "keep").await,
@@ -420,7 +438,7 @@ async fn messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_an
     stop(server, libc::SIGKILL).await;
     drop(ada);
 
-    let server = chat_server(dir.path(), &[]).await;
+    let server = chat_on(&storage, &[]).await;
     let rpc = connect(&server).await;
     let events = transcript(&rpc, "keep").await.events;
     assert_consecutive(&events, 1);
@@ -466,9 +484,10 @@ async fn messages_acknowledged_before_a_graceful_restart_and_a_kill_9_survive_an
 
 // ----- joining -----
 
-#[tokio::test]
-async fn the_first_join_creates_the_room_at_seq_1_and_an_empty_room_name_means_the_lobby() {
-    let (_dir, _server, rpc) = chat(&[]).await;
+async fn the_first_join_creates_the_room_at_seq_1_and_an_empty_room_name_means_the_lobby(
+    backend: Backend,
+) {
+    let (_dir, _server, rpc) = chat_with(backend, &[]).await;
     assert!(rooms(&rpc).await.is_empty(), "no rooms before any join");
 
     let mut ada = joined(&rpc, "fresh", "ada", 0).await;
@@ -500,9 +519,8 @@ async fn the_first_join_creates_the_room_at_seq_1_and_an_empty_room_name_means_t
     assert_eq!(names, ["fresh", "lobby"]);
 }
 
-#[tokio::test]
-async fn a_live_name_is_taken_ignoring_case_and_free_again_once_its_stream_ends() {
-    let (_dir, server, rpc) = chat(&[]).await;
+async fn a_live_name_is_taken_ignoring_case_and_free_again_once_its_stream_ends(backend: Backend) {
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
     let ada_rpc = connect(&server).await;
     let ada = joined(&ada_rpc, "names", "ada", 0).await;
     for same in ["ada", "ADA", "Ada", "  ada  "] {
@@ -855,9 +873,8 @@ async fn sends_cut_off_by_their_deadline_mid_write_neither_wedge_the_room_nor_hi
 
 // ----- transcripts and rooms -----
 
-#[tokio::test]
-async fn get_transcript_returns_every_event_and_one_classic_line_per_event() {
-    let (_dir, server, rpc) = chat(&[]).await;
+async fn get_transcript_returns_every_event_and_one_classic_line_per_event(backend: Backend) {
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
     let _ada = joined(&rpc, "classic", "ada", 0).await;
     let bob_rpc = connect(&server).await;
     let bob = joined(&bob_rpc, "classic", "Zoë Smith", 0).await;
@@ -911,9 +928,8 @@ async fn get_transcript_returns_every_event_and_one_classic_line_per_event() {
     );
 }
 
-#[tokio::test]
-async fn list_rooms_counts_live_members_up_on_join_and_down_on_leave() {
-    let (_dir, server, rpc) = chat(&[]).await;
+async fn list_rooms_counts_live_members_up_on_join_and_down_on_leave(backend: Backend) {
+    let (_dir, server, rpc) = chat_with(backend, &[]).await;
     let ada_rpc = connect(&server).await;
     let ada = joined(&ada_rpc, "count", "ada", 0).await;
     let entry = room_entry(&rpc, "count").await;
@@ -938,10 +954,11 @@ async fn list_rooms_counts_live_members_up_on_join_and_down_on_leave() {
 
 // ----- shutdown -----
 
-#[tokio::test]
-async fn sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = chat_server(dir.path(), &["--shutdown-grace", "10s"]).await;
+async fn sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves_and_exits_0(
+    backend: Backend,
+) {
+    let storage = Storage::new(backend).await;
+    let mut server = chat_on(&storage, &["--shutdown-grace", "10s"]).await;
     let mut members = Vec::new();
     for (room, name) in [("stage", "ada"), ("stage", "bob"), ("wings", "cy")] {
         let rpc = connect(&server).await;
@@ -972,7 +989,7 @@ async fn sigterm_ends_every_member_stream_cleanly_records_server_shutdown_leaves
         .expect("the chat-server exits");
     assert_eq!(status.code(), Some(0), "logs:\n{}", server.logs());
 
-    let server = chat_server(dir.path(), &[]).await;
+    let server = chat_on(&storage, &[]).await;
     let rpc = connect(&server).await;
     let stage = transcript(&rpc, "stage").await;
     let mut stage_story: Vec<String> = stage.events.iter().map(what).collect();
@@ -1120,9 +1137,10 @@ async fn health_reports_the_chat_service_serving() {
     assert_serving(&server, SERVICE).await;
 }
 
-#[tokio::test]
-async fn a_client_message_id_belongs_to_its_sender_and_messages_show_the_name_as_joined() {
-    let (_dir, _server, rpc) = chat(&[]).await;
+async fn a_client_message_id_belongs_to_its_sender_and_messages_show_the_name_as_joined(
+    backend: Backend,
+) {
+    let (_dir, _server, rpc) = chat_with(backend, &[]).await;
     let _ada = joined(&rpc, "ids", "Ada", 0).await;
     let _bob = joined(&rpc, "ids", "bob", 0).await;
     let seq = sent(&rpc, "ids", "ADA", "hello", "m-1").await;
@@ -1151,9 +1169,8 @@ async fn a_client_message_id_belongs_to_its_sender_and_messages_show_the_name_as
     assert_eq!(what(&message), "Ada: hello");
 }
 
-#[tokio::test]
-async fn resuming_after_a_seq_the_room_never_reached_is_refused() {
-    let (_dir, _server, rpc) = chat(&[]).await;
+async fn resuming_after_a_seq_the_room_never_reached_is_refused(backend: Backend) {
+    let (_dir, _server, rpc) = chat_with(backend, &[]).await;
     let _ada = joined(&rpc, "resume", "ada", 0).await;
     sent(&rpc, "resume", "ada", "one", "").await;
     expect_invalid_input(join(&rpc, "resume", "bob", 99).await, "after_seq", "99");

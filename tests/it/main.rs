@@ -15,6 +15,7 @@ mod certs;
 mod chat;
 mod chat_cli;
 mod chat_members;
+mod chat_servers;
 mod cli;
 mod completions;
 mod config;

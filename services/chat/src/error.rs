@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use township_kit::status::{InvalidField, internal, storage_full};
+use township_kit::status::{InvalidField, internal, storage_full, storage_unavailable};
 
 /// Everything that can go wrong in a chat request.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,11 @@ pub enum Error {
     /// The client message id was used by another member in this room.
     #[error("client_message_id: already used by another member in this room: use a fresh id")]
     IdTaken,
+    /// A message with this client message id was stored by another server after this one
+    /// looked for it (the sender's retry raced the original): nothing was stored; the room
+    /// answers with the stored one.
+    #[error("client_message_id: stored meanwhile by another server")]
+    SentMeanwhile,
     /// A broken invariant.
     #[error("internal: {0}")]
     Internal(&'static str),
@@ -46,6 +51,9 @@ pub enum Error {
     /// The disk is full: nothing of the request was stored (see `township_store::full`).
     #[error("storage full")]
     StorageFull,
+    /// The database (PostgreSQL) cannot be reached now: whether a write was applied is unknown.
+    #[error("the database cannot be reached: {0}")]
+    StorageUnavailable(String),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(township_store::sqlx::Error),
@@ -62,6 +70,8 @@ impl From<township_store::sqlx::Error> for Error {
     fn from(err: township_store::sqlx::Error) -> Self {
         if township_store::full::is_full(&err) {
             Error::StorageFull
+        } else if township_store::postgres::is_unreachable(&err) {
+            Error::StorageUnavailable(err.to_string())
         } else {
             Error::Storage(err)
         }
@@ -82,7 +92,9 @@ impl From<Error> for Status {
                 ErrorDetails::with_retry_info(Some(*wait)),
             ),
             Error::IdTaken => Status::new(Code::AlreadyExists, err.to_string()),
+            Error::SentMeanwhile => Status::new(Code::Aborted, err.to_string()),
             Error::StorageFull => storage_full("chat"),
+            Error::StorageUnavailable(cause) => storage_unavailable("chat", cause),
             Error::Internal(_) | Error::Task(_) | Error::Storage(_) => internal(&err),
         }
     }

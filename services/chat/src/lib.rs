@@ -5,7 +5,7 @@
 //!
 //! - [`types`]: validated room names, member names and text;
 //! - [`event`]: a room's events and their classic transcript lines;
-//! - [`store`]: the transcripts in SQLite;
+//! - [`store`]: the transcripts, in SQLite or PostgreSQL;
 //! - [`rooms`]: membership and each room's one order;
 //! - [`feed`]: one member's Join stream, transcript then live events;
 //! - [`quota`]: how many new rooms a caller may create per minute;
@@ -25,6 +25,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::chat::v1::chat_service_server::ChatServiceServer;
+use township_store::Database;
 
 pub use error::Error;
 pub use service::ChatApi;
@@ -37,8 +38,10 @@ pub const DEFAULT_PORT: u16 = township_proto::town::CHAT.port;
 pub struct Config {
     /// Shared server settings.
     pub serve: ServeOptions,
-    /// Where `chat.db` lives.
+    /// The server's own directory (locked while it runs).
     pub data_dir: PathBuf,
+    /// Where the transcripts live: `chat.db` in the data directory, or PostgreSQL.
+    pub database: Database,
     /// A member who sends nothing for this long is let go (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// New rooms one caller may create per minute.
@@ -51,7 +54,7 @@ pub struct Config {
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     // Held until the server stops: a second server on this directory refuses to start (exit 75).
     let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
-    let store = store::Store::open(&config.data_dir).await?;
+    let store = store::Store::open(&config.database).await?;
     let tokens = store.page_tokens().await?;
     let rooms = Arc::new(rooms::Rooms::new(store));
     let quota = quota::RoomQuota::new(config.new_rooms_per_minute);

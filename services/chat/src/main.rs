@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use township_chat::{Config, DEFAULT_PORT};
 use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
+use township_store::DatabaseArgs;
 
 /// The Township chat (gRPC `township.chat.v1.ChatService`).
 #[derive(Debug, Parser)]
@@ -12,6 +13,9 @@ use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     /// A member who sends nothing for this long is let go (their stream ends with a Left
     /// event); `0s` never lets anyone go.
@@ -44,13 +48,16 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     township_store::full::apply_test_flags(&args.server);
+    let data_dir = args.server.data_dir_or("chat");
+    let database = args.database.database(&data_dir, "chat.db")?;
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let config = Config {
         serve: ServeOptions {
             keepalive: Some(args.keepalive.max(Duration::from_millis(100))),
             ..(&args.server).into()
         },
-        data_dir: args.server.data_dir_or("chat"),
+        data_dir,
+        database,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         new_rooms_per_minute: args.max_new_rooms_per_minute,
     };

@@ -44,8 +44,6 @@ struct Member {
 
 #[derive(Default)]
 struct RoomState {
-    /// The next seq; read from the store on the room's first use.
-    next_seq: Option<u64>,
     /// Live members by name key.
     members: HashMap<String, Member>,
     /// Its last member left and it is no longer in the map: take the room afresh.
@@ -165,10 +163,7 @@ impl Rooms {
         if state.members.contains_key(name.key()) {
             return Err(Error::NameTaken(name.as_str().to_owned()));
         }
-        let last = match state.next_seq {
-            Some(next) => next - 1,
-            None => self.store.last_seq(&room).await?,
-        };
+        let last = self.store.last_seq(&room).await?;
         if after_seq > last {
             return Err(Error::invalid(
                 "after_seq",
@@ -182,7 +177,7 @@ impl Rooms {
         let joined = Kind::Joined {
             name: name.as_str().to_owned(),
         };
-        self.append(shared, state, joined, "").await?;
+        self.append(shared, joined, "").await?;
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
         let member_token = secrets::new_token();
         state.members.insert(
@@ -225,26 +220,44 @@ impl Rooms {
             Some(_) => return Err(Error::NotYourJoin),
             None => return Err(not_joined()),
         };
-        if !client_message_id.is_empty()
-            && let Some((seq, sender)) = self.store.sent_with(room, client_message_id).await?
-        {
-            return if sender.to_lowercase() == name.key() {
-                Ok(seq)
-            } else {
-                Err(Error::IdTaken)
-            };
+        if let Some(seq) = self.sent_before(room, name, client_message_id).await? {
+            return Ok(seq);
         }
         let message = Kind::Message {
             from,
             text: text.to_owned(),
         };
-        let seq = self
-            .append(&shared, &mut state, message, client_message_id)
-            .await?;
+        let seq = match self.append(&shared, message, client_message_id).await {
+            // Another server stored it since the look above (on SQLite this cannot happen: one
+            // process appends, under the room's lock).
+            Err(Error::SentMeanwhile) => {
+                let sent = self.sent_before(room, name, client_message_id).await?;
+                return sent.ok_or(Error::Internal("a client_message_id both taken and not"));
+            }
+            appended => appended?,
+        };
         if let Some(member) = state.members.get_mut(name.key()) {
             member.last_active = Instant::now();
         }
         Ok(seq)
+    }
+
+    /// The seq of the message `name` sent to `room` with `client_message_id` (none for an empty
+    /// id); IdTaken if another member sent one with it.
+    async fn sent_before(
+        &self,
+        room: &RoomName,
+        name: &MemberName,
+        client_message_id: &str,
+    ) -> Result<Option<u64>, Error> {
+        if client_message_id.is_empty() {
+            return Ok(None);
+        }
+        match self.store.sent_with(room, client_message_id).await? {
+            Some((seq, sender)) if sender.to_lowercase() == name.key() => Ok(Some(seq)),
+            Some(_) => Err(Error::IdTaken),
+            None => Ok(None),
+        }
     }
 
     /// Ends a membership: appends Left with `reason` and returns its seq; the last member's
@@ -264,7 +277,7 @@ impl Rooms {
             name: membership.name.as_str().to_owned(),
             reason: reason.to_owned(),
         };
-        let seq = self.append(&shared, &mut state, left, "").await;
+        let seq = self.append(&shared, left, "").await;
         if state.members.is_empty() {
             self.retire(&shared, &mut state);
         }
@@ -302,7 +315,7 @@ impl Rooms {
                     name: member.name,
                     reason: reason.to_owned(),
                 };
-                if let Err(err) = self.append(&room, &mut state, left, "").await {
+                if let Err(err) = self.append(&room, left, "").await {
                     tracing::error!(error = %err, room = room.name.as_str(), "cannot record a leave");
                 }
             }
@@ -335,34 +348,16 @@ impl Rooms {
         Ok(listed)
     }
 
-    async fn append(
-        &self,
-        room: &Room,
-        state: &mut RoomState,
-        kind: Kind,
-        client_message_id: &str,
-    ) -> Result<u64, Error> {
-        let seq = match state.next_seq {
-            Some(seq) => seq,
-            None => self.store.last_seq(&room.name).await? + 1,
-        };
-        let event = Event {
-            seq,
-            time_ms: now_ms(),
-            kind,
-        };
-        if let Err(err) = self
+    /// Stores an event of `kind` in `room` (the caller holds the room's lock, so events reach
+    /// the live members in the order of their seqs), then hands it to the room's live members.
+    async fn append(&self, room: &Room, kind: Kind, client_message_id: &str) -> Result<u64, Error> {
+        let time_ms = now_ms();
+        let seq = self
             .store
-            .append(&room.name, &event, client_message_id)
-            .await
-        {
-            // Whether it was stored is unknown: the next append reads the seq back.
-            state.next_seq = None;
-            return Err(err);
-        }
-        state.next_seq = Some(seq + 1);
+            .append(&room.name, time_ms, &kind, client_message_id)
+            .await?;
         // No live member is not an error: the event is in the transcript.
-        let _ = room.live.send(Arc::new(event));
+        let _ = room.live.send(Arc::new(Event { seq, time_ms, kind }));
         Ok(seq)
     }
 }
@@ -381,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn everyone_still_live_at_shutdown_gets_a_left_and_is_let_go() {
         let dir = tempfile::tempdir().unwrap();
-        let rooms = Rooms::new(Store::open(dir.path()).await.unwrap());
+        let rooms = Rooms::new(Store::in_dir(dir.path()).await);
         let room = RoomName::parse("lobby").unwrap();
         for name in ["ada", "bob"] {
             let member = MemberName::parse(name).unwrap();
@@ -407,7 +402,7 @@ mod tests {
 
     async fn rooms() -> (tempfile::TempDir, Arc<Rooms>) {
         let dir = tempfile::tempdir().unwrap();
-        let rooms = Arc::new(Rooms::new(Store::open(dir.path()).await.unwrap()));
+        let rooms = Arc::new(Rooms::new(Store::in_dir(dir.path()).await));
         (dir, rooms)
     }
 

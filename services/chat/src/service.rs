@@ -179,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn a_draining_server_refuses_new_joins_with_unavailable() {
         let dir = tempfile::tempdir().unwrap();
-        let rooms = Arc::new(Rooms::new(Store::open(dir.path()).await.unwrap()));
+        let rooms = Arc::new(Rooms::new(Store::in_dir(dir.path()).await));
         let shutdown = Shutdown::new();
         let tokens = rooms.store().page_tokens().await.unwrap();
         let api = ChatApi::new(

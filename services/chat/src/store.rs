@@ -1,14 +1,20 @@
-//! Transcripts on disk: every room's events in one SQLite file (`chat.db` in the data directory,
-//! WAL, `synchronous = FULL`), append-only. An event is committed before anyone hears of it.
-//! Checkpoints run in the background, so no message waits for one.
+//! Transcripts: every room's events, append-only, in one SQLite file (`chat.db` in the data
+//! directory, WAL, `synchronous = FULL`) or in PostgreSQL (`--database-url`). An event is
+//! committed before anyone hears of it.
+//!
+//! The store gives each event its seq, in the statement that stores it: the room's next, taken
+//! on SQLite from the room's last event (one process writes the file, through one connection)
+//! and on PostgreSQL from the room's row in `rooms`, which that statement advances and holds
+//! until it commits. So a room's sequence has no gap and no repeat whichever server appends, and
+//! a failed append takes no number. On SQLite, checkpoints run in the background, so no message
+//! waits for one.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use township_kit::paging::PageTokens;
 use township_store::{
-    Checkpoints, Durability, Migration, Pools, SqlitePool,
-    sqlx::{self, Row},
+    Checkpoints, Database, Durability, Migration, PgPool, Pools, SqlitePool, sqlx,
 };
 
 use crate::{
@@ -17,11 +23,18 @@ use crate::{
     types::RoomName,
 };
 
-/// The chat's migrations, in order (see township_store::Migration).
-const SCHEMA: &[Migration] = &[Migration {
+/// The chat's SQLite migrations, in order (see township_store::Migration).
+const SQLITE_SCHEMA: &[Migration] = &[Migration {
     version: 1,
     description: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
+    sql: include_str!("../migrations/sqlite/0001_baseline.sql"),
+}];
+
+/// The chat's PostgreSQL migrations, in order.
+const POSTGRES_SCHEMA: &[Migration] = &[Migration {
+    version: 1,
+    description: "baseline",
+    sql: include_str!("../migrations/postgres/0001_baseline.sql"),
 }];
 
 /// How often the WAL is copied back into the database, on a reading connection. SQLite's default,
@@ -34,70 +47,146 @@ pub const CATCH_UP_BATCH: u32 = 500;
 
 /// Every room's transcript.
 #[derive(Clone)]
-pub struct Store {
-    writes: SqlitePool,
-    reads: SqlitePool,
+pub enum Store {
+    /// A SQLite file: one connection writes, several read.
+    Sqlite {
+        /// At most one connection.
+        writes: SqlitePool,
+        /// The readers.
+        reads: SqlitePool,
+    },
+    /// A PostgreSQL database, shared by every chat-server on it.
+    Postgres(PgPool),
 }
 
 impl Store {
-    /// Opens (creating if missing) `<data_dir>/chat.db`.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let Pools { writes, reads } = township_store::open_pools(
-            data_dir,
-            "chat.db",
-            Durability::Full,
-            Checkpoints::InBackground {
-                every: CHECKPOINT_INTERVAL,
-            },
-            4,
-            SCHEMA,
-        )
-        .await
-        .context("cannot open the transcripts")?;
-        Ok(Self { writes, reads })
+    /// Opens (creating if missing) the transcripts in `database`, migrated to this version.
+    pub async fn open(database: &Database) -> anyhow::Result<Self> {
+        match database {
+            Database::Sqlite { dir, file } => {
+                let Pools { writes, reads } = township_store::open_pools(
+                    dir,
+                    file,
+                    Durability::Full,
+                    Checkpoints::InBackground {
+                        every: CHECKPOINT_INTERVAL,
+                    },
+                    4,
+                    SQLITE_SCHEMA,
+                )
+                .await
+                .context("cannot open the transcripts")?;
+                Ok(Store::Sqlite { writes, reads })
+            }
+            Database::Postgres(postgres) => {
+                let pool = township_store::postgres::open(postgres, POSTGRES_SCHEMA)
+                    .await
+                    .context("cannot open the transcripts")?;
+                Ok(Store::Postgres(pool))
+            }
+        }
+    }
+
+    /// A SQLite store, `chat.db` in `dir` (for unit tests).
+    #[cfg(test)]
+    pub async fn in_dir(dir: &std::path::Path) -> Self {
+        let database = Database::sqlite(dir, "chat.db");
+        Store::open(&database).await.expect("a store in a temp dir")
     }
 
     /// Signs and checks GetTranscript's page tokens with the key kept in the transcripts
-    /// (created with them), so that tokens outlive a restart.
+    /// (created with them), so that tokens outlive a restart and every server honours every
+    /// other's.
     pub async fn page_tokens(&self) -> anyhow::Result<PageTokens> {
-        let key = township_store::secret(&self.writes, "page_token_key").await?;
+        let key = match self {
+            Store::Sqlite { writes, .. } => {
+                township_store::secret(writes, "page_token_key").await?
+            }
+            Store::Postgres(pool) => {
+                township_store::postgres::secret(pool, "page_token_key").await?
+            }
+        };
         PageTokens::new(&key).context("the stored page token key")
     }
 
-    /// Appends `event` to `room` (its seq must be the next one; the caller holds the room).
+    /// Appends an event of `kind` at `time_ms` to `room` with the room's next seq, and returns
+    /// it (the room's first event is 1). [`Error::SentMeanwhile`] if another server stored a
+    /// message with this `client_message_id` since the caller looked: nothing is stored.
     pub async fn append(
         &self,
         room: &RoomName,
-        event: &Event,
+        time_ms: i64,
+        kind: &Kind,
         client_message_id: &str,
-    ) -> Result<(), Error> {
-        let (kind, name, text) = match &event.kind {
+    ) -> Result<u64, Error> {
+        let (kind, name, text) = match kind {
             Kind::Message { from, text } => ("message", from.as_str(), text.as_str()),
             Kind::Joined { name } => ("joined", name.as_str(), ""),
             Kind::Left { name, reason } => ("left", name.as_str(), reason.as_str()),
         };
-        sqlx::query(
-            "INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(room.as_str())
-        .bind(seq_to_sql(event.seq))
-        .bind(event.time_ms)
-        .bind(kind)
-        .bind(name)
-        .bind(text)
-        .bind(client_message_id)
-        .execute(&self.writes)
-        .await?;
-        Ok(())
+        let seq: i64 =
+            match self {
+                Store::Sqlite { writes, .. } => sqlx::query_scalar(
+                    "INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
+                     SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 \
+                     FROM events WHERE room = $1 \
+                     RETURNING seq",
+                )
+                .bind(room.as_str())
+                .bind(time_ms)
+                .bind(kind)
+                .bind(name)
+                .bind(text)
+                .bind(client_message_id)
+                .fetch_one(writes)
+                .await?,
+                Store::Postgres(pool) => {
+                    let appended = sqlx::query_scalar(
+                        "WITH next AS ( \
+                         INSERT INTO rooms (name, last_seq) VALUES ($1, 1) \
+                         ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq + 1 \
+                         RETURNING last_seq) \
+                     INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
+                     SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next \
+                     RETURNING seq",
+                    )
+                    .bind(room.as_str())
+                    .bind(time_ms)
+                    .bind(kind)
+                    .bind(name)
+                    .bind(text)
+                    .bind(client_message_id)
+                    .fetch_one(pool)
+                    .await;
+                    match appended {
+                        Err(sqlx::Error::Database(err))
+                            if err.constraint() == Some("events_by_client_id") =>
+                        {
+                            return Err(Error::SentMeanwhile);
+                        }
+                        appended => appended?,
+                    }
+                }
+            };
+        Ok(seq_from_sql(seq))
     }
 
     /// The seq of the room's latest event (0 for a room with none).
     pub async fn last_seq(&self, room: &RoomName) -> Result<u64, Error> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events WHERE room = ?")
-            .bind(room.as_str())
-            .fetch_one(&self.reads)
-            .await?;
+        let last: Option<i64> = match self {
+            Store::Sqlite { reads, .. } => {
+                sqlx::query_scalar("SELECT max(seq) FROM events WHERE room = $1")
+                    .bind(room.as_str())
+                    .fetch_one(reads)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_scalar("SELECT last_seq FROM rooms WHERE name = $1")
+                    .bind(room.as_str())
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         Ok(last.map_or(0, seq_from_sql))
     }
 
@@ -107,38 +196,62 @@ impl Store {
         room: &RoomName,
         client_message_id: &str,
     ) -> Result<Option<(u64, String)>, Error> {
-        let row =
-            sqlx::query("SELECT seq, name FROM events WHERE room = ? AND client_message_id = ?")
-                .bind(room.as_str())
-                .bind(client_message_id)
-                .fetch_optional(&self.writes)
-                .await?;
-        row.map(|row| Ok((seq_from_sql(row.try_get("seq")?), row.try_get("name")?)))
-            .transpose()
-            .map_err(|err: sqlx::Error| Error::from(err))
+        const SQL: &str = "SELECT seq, name FROM events WHERE room = $1 AND client_message_id = $2";
+        let row: Option<(i64, String)> = match self {
+            Store::Sqlite { writes, .. } => {
+                sqlx::query_as(SQL)
+                    .bind(room.as_str())
+                    .bind(client_message_id)
+                    .fetch_optional(writes)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(SQL)
+                    .bind(room.as_str())
+                    .bind(client_message_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(row.map(|(seq, name)| (seq_from_sql(seq), name)))
     }
 
-    /// Up to `limit` events of `room` after `after`, in order. They come back from SQLite as one
-    /// JSON array: every row of a result is a round trip to SQLite's thread, and members catching
-    /// up read thousands.
+    /// Up to `limit` events of `room` after `after`, in order. On SQLite they come back as one
+    /// JSON array: every row of a result is a round trip to SQLite's thread, and members
+    /// catching up read thousands.
     pub async fn after(
         &self,
         room: &RoomName,
         after: u64,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
-        let json: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(seq, time_ms, kind, name, text) ORDER BY seq) \
-             FROM (SELECT seq, time_ms, kind, name, text FROM events \
-                   WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?)",
-        )
-        .bind(room.as_str())
-        .bind(seq_to_sql(after))
-        .bind(i64::from(limit))
-        .fetch_one(&self.reads)
-        .await?;
-        let rows: Vec<(i64, i64, String, String, String)> = serde_json::from_str(&json)
-            .map_err(|err| sqlx::Error::Decode(format!("stored events: {err}").into()))?;
+        let rows: Vec<(i64, i64, String, String, String)> = match self {
+            Store::Sqlite { reads, .. } => {
+                let json: String = sqlx::query_scalar(
+                    "SELECT json_group_array(json_array(seq, time_ms, kind, name, text) ORDER BY seq) \
+                     FROM (SELECT seq, time_ms, kind, name, text FROM events \
+                           WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3)",
+                )
+                .bind(room.as_str())
+                .bind(seq_to_sql(after))
+                .bind(i64::from(limit))
+                .fetch_one(reads)
+                .await?;
+                serde_json::from_str(&json)
+                    .map_err(|err| sqlx::Error::Decode(format!("stored events: {err}").into()))?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT seq, time_ms, kind, name, text FROM events \
+                     WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(room.as_str())
+                .bind(seq_to_sql(after))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+            }
+        };
         Ok(rows
             .into_iter()
             .map(|(seq, time_ms, kind, name, text)| Event {
@@ -151,19 +264,24 @@ impl Store {
 
     /// Every room that has events, with its latest seq, by name.
     pub async fn rooms(&self) -> Result<Vec<(RoomName, u64)>, Error> {
-        let rows =
-            sqlx::query("SELECT room, max(seq) AS last FROM events GROUP BY room ORDER BY room")
-                .fetch_all(&self.reads)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    RoomName::from_stored(row.try_get("room")?),
-                    seq_from_sql(row.try_get("last")?),
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::from)
+        let rows: Vec<(String, i64)> = match self {
+            Store::Sqlite { reads, .. } => {
+                sqlx::query_as(
+                    "SELECT room, max(seq) AS last FROM events GROUP BY room ORDER BY room",
+                )
+                .fetch_all(reads)
+                .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as("SELECT name, last_seq FROM rooms ORDER BY name")
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(room, last)| (RoomName::from_stored(room), seq_from_sql(last)))
+            .collect())
     }
 }
 
@@ -189,9 +307,9 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn events_read_back_exactly_in_order_and_in_batches() {
+    async fn events_get_consecutive_seqs_and_read_back_exactly_in_order_and_in_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+        let store = Store::in_dir(dir.path()).await;
         let room = RoomName::parse("lobby").unwrap();
         let texts = [
             "plain",
@@ -200,32 +318,21 @@ mod tests {
             "Zoë 李 🙂",
             "[1,2]",
         ];
-        let mut written = vec![Event {
-            seq: 1,
-            time_ms: 1_000,
-            kind: Kind::Joined { name: "ada".into() },
-        }];
+        let mut kinds = vec![(1_000, Kind::Joined { name: "ada".into() })];
         for (i, text) in texts.iter().enumerate() {
-            written.push(Event {
-                seq: i as u64 + 2,
-                time_ms: 2_000 + i as i64,
-                kind: Kind::Message {
-                    from: "ada".into(),
-                    text: (*text).into(),
-                },
-            });
+            let from = "ada".into();
+            let text = (*text).into();
+            kinds.push((2_000 + i as i64, Kind::Message { from, text }));
         }
-        written.push(Event {
-            seq: 7,
-            time_ms: 9_000,
-            kind: Kind::Left {
-                name: "ada".into(),
-                reason: "idle".into(),
-            },
-        });
-        for event in &written {
-            store.append(&room, event, "").await.unwrap();
+        let (name, reason) = ("ada".into(), "idle".into());
+        kinds.push((9_000, Kind::Left { name, reason }));
+        let mut written = Vec::new();
+        for (time_ms, kind) in kinds {
+            let seq = store.append(&room, time_ms, &kind, "").await.unwrap();
+            written.push(Event { seq, time_ms, kind });
         }
+        let seqs: Vec<u64> = written.iter().map(|event| event.seq).collect();
+        assert_eq!(seqs, (1..=7).collect::<Vec<u64>>());
         assert_eq!(store.after(&room, 0, 100).await.unwrap(), written);
         assert_eq!(
             store.after(&room, 2, 3).await.unwrap(),
@@ -233,5 +340,9 @@ mod tests {
         );
         assert!(store.after(&room, 7, 100).await.unwrap().is_empty());
         assert_eq!(store.last_seq(&room).await.unwrap(), 7);
+        let other = RoomName::parse("other").unwrap();
+        let joined = Kind::Joined { name: "bob".into() };
+        assert_eq!(store.append(&other, 1, &joined, "").await.unwrap(), 1);
+        assert_eq!(store.rooms().await.unwrap(), [(room, 7), (other, 1)]);
     }
 }

@@ -24,6 +24,7 @@ use township_tests::ServiceProcess;
 use crate::support::{
     grpcurl::grpcurl_command,
     process::*,
+    storage::{Backend, Storage},
     wait::{wait_until, within},
 };
 
@@ -70,6 +71,20 @@ pub async fn chat(extra: &[&str]) -> (TempDir, ServiceProcess, Rpc) {
     let server = chat_server(dir.path(), extra).await;
     let rpc = connect(&server).await;
     (dir, server, rpc)
+}
+
+/// A chat-server on `storage` (ephemeral port) with `extra` flags.
+pub async fn chat_on(storage: &Storage, extra: &[&str]) -> ServiceProcess {
+    server_with("chat-server", storage, None, extra).await
+}
+
+/// A chat on fresh state on `backend` with `extra` flags, and a client of it (keep the
+/// `Storage` alive as long as the server).
+pub async fn chat_with(backend: Backend, extra: &[&str]) -> (Storage, ServiceProcess, Rpc) {
+    let storage = Storage::new(backend).await;
+    let server = chat_on(&storage, extra).await;
+    let rpc = connect(&server).await;
+    (storage, server, rpc)
 }
 
 // ----- calls -----

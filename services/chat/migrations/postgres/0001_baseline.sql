@@ -1,0 +1,39 @@
+-- The chat's transcripts on PostgreSQL: the events as on SQLite, and each room's last seq, which
+-- an append takes the next of in the same statement as it stores its event (so the sequence
+-- stays gap-free whichever server appends: never a SEQUENCE, whose values a rollback loses).
+-- Never edit a released migration; add the next.
+CREATE TABLE rooms (
+    name     TEXT COLLATE "C" PRIMARY KEY,
+    last_seq BIGINT NOT NULL CHECK (last_seq > 0)
+);
+CREATE TABLE events (
+    room              TEXT COLLATE "C" NOT NULL REFERENCES rooms (name),
+    seq               BIGINT NOT NULL CHECK (seq > 0),
+    time_ms           BIGINT NOT NULL,
+    kind              TEXT NOT NULL CHECK (kind IN ('message', 'joined', 'left')),
+    name              TEXT NOT NULL,
+    text              TEXT NOT NULL DEFAULT '',
+    client_message_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (room, seq)
+);
+CREATE UNIQUE INDEX events_by_client_id ON events (room, client_message_id)
+    WHERE client_message_id <> '';
+CREATE FUNCTION transcripts_are_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'transcripts are append-only';
+END
+$$;
+CREATE TRIGGER events_are_append_only BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION transcripts_are_append_only();
+CREATE TRIGGER events_are_never_truncated BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION transcripts_are_append_only();
+CREATE FUNCTION room_sequences_only_advance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR NEW.name <> OLD.name OR NEW.last_seq <> OLD.last_seq + 1 THEN
+        RAISE EXCEPTION 'a room''s sequence only advances, one at a time';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER room_sequences_only_advance BEFORE UPDATE OR DELETE ON rooms
+    FOR EACH ROW EXECUTE FUNCTION room_sequences_only_advance();
