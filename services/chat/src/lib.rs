@@ -8,11 +8,13 @@
 //! - [`store`]: the transcripts, in SQLite or PostgreSQL;
 //! - [`rooms`]: membership and each room's one order;
 //! - [`feed`]: one member's Join stream, transcript then live events;
+//! - [`fanout`]: on PostgreSQL, the wake-ups that bring other servers' events;
 //! - [`quota`]: how many new rooms a caller may create per minute;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
 mod error;
 pub mod event;
+pub mod fanout;
 pub mod feed;
 pub mod quota;
 pub mod rooms;
@@ -56,7 +58,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let store = store::Store::open(&config.database).await?;
     let tokens = store.page_tokens().await?;
-    let rooms = Arc::new(rooms::Rooms::new(store));
+    let rooms = Arc::new(rooms::Rooms::new(store.clone()));
+    let follower = match &store {
+        store::Store::Postgres(pool) => Some(tokio::spawn(fanout::follow(
+            rooms.clone(),
+            pool.clone(),
+            shutdown.clone(),
+        ))),
+        store::Store::Sqlite { .. } => None,
+    };
     let quota = quota::RoomQuota::new(config.new_rooms_per_minute);
     let api = ChatApi::new(
         rooms.clone(),
@@ -68,9 +78,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let server =
         ChatServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes);
     let services = ServiceSet::new().add_service(server);
-    let served = township_kit::serve(listener, &config.serve, services, shutdown).await;
+    let served = township_kit::serve(listener, &config.serve, services, shutdown.clone()).await;
     // Members whose streams could not end by themselves (a client that stopped reading) still
     // get their Left.
     rooms.leave_everyone("server shutdown").await;
+    shutdown.cancel();
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     served
 }

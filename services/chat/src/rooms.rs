@@ -5,11 +5,16 @@
 //! history stays on disk. A new room (one with no events yet) counts against its creator's
 //! quota of rooms per minute, checked as its first Join goes through.
 //!
-//! Each room appends under its own lock: the next seq is taken, the event is committed to the
-//! store, and only then broadcast to the room's live members. So every member sees the same
-//! events in the same order, and everything anyone saw is on disk. The broadcast is a bounded
-//! ring: a member that falls behind is told it lagged and catches up from the store, so a slow
-//! reader never slows the room and never silently misses an event.
+//! Each room appends under its own lock: the event is committed to the store, which gives it
+//! the room's next seq, and only then broadcast to the room's live members. So every member
+//! sees the same events in the same order, and everything anyone saw is on disk. The broadcast
+//! is a bounded ring: a member that falls behind is told it lagged and catches up from the
+//! store, so a slow reader never slows the room and never silently misses an event.
+//!
+//! Events reach a room's ring in seq order, each once: the room remembers the last seq it
+//! delivered. Where several chat-servers share one database, another server's events come in
+//! between: an append that finds a gap before its own event, and every wake-up from the
+//! database ([`crate::fanout`]), read what is missing from the store first.
 
 use std::{
     collections::HashMap,
@@ -22,6 +27,8 @@ use std::{
 
 use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use township_kit::secrets;
+
+mod delivery;
 
 use crate::{
     Error,
@@ -54,6 +61,9 @@ struct Room {
     name: RoomName,
     state: AsyncMutex<RoomState>,
     live: broadcast::Sender<Arc<Event>>,
+    /// The seq of the last event handed to `live`; `None` until the room's first Join has read
+    /// where the room is.
+    delivered: AsyncMutex<Option<u64>>,
 }
 
 /// A member's place in a room, from Join until its Left. A clone names the same membership (for
@@ -117,6 +127,7 @@ impl Rooms {
                     name: name.clone(),
                     state: AsyncMutex::new(RoomState::default()),
                     live: broadcast::channel(LIVE_BUFFER).0,
+                    delivered: AsyncMutex::new(None),
                 })
             })
             .clone()
@@ -164,6 +175,7 @@ impl Rooms {
             return Err(Error::NameTaken(name.as_str().to_owned()));
         }
         let last = self.store.last_seq(&room).await?;
+        shared.delivered.lock().await.get_or_insert(last);
         if after_seq > last {
             return Err(Error::invalid(
                 "after_seq",
@@ -348,16 +360,16 @@ impl Rooms {
         Ok(listed)
     }
 
-    /// Stores an event of `kind` in `room` (the caller holds the room's lock, so events reach
-    /// the live members in the order of their seqs), then hands it to the room's live members.
+    /// Stores an event of `kind` in `room` (the caller holds the room's lock, so this server's
+    /// events are delivered in the order of their seqs), then delivers it to the room's live
+    /// members.
     async fn append(&self, room: &Room, kind: Kind, client_message_id: &str) -> Result<u64, Error> {
         let time_ms = now_ms();
         let seq = self
             .store
             .append(&room.name, time_ms, &kind, client_message_id)
             .await?;
-        // No live member is not an error: the event is in the transcript.
-        let _ = room.live.send(Arc::new(Event { seq, time_ms, kind }));
+        self.deliver(room, Event { seq, time_ms, kind }).await;
         Ok(seq)
     }
 }

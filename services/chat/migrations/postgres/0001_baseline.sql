@@ -37,3 +37,14 @@ END
 $$;
 CREATE TRIGGER room_sequences_only_advance BEFORE UPDATE OR DELETE ON rooms
     FOR EACH ROW EXECUTE FUNCTION room_sequences_only_advance();
+-- Every chat-server LISTENs on `chat_events`: a stored event wakes them (at its commit), and
+-- each reads the room's events after the last one it delivered. The table is the truth; a
+-- notification only says where to look.
+CREATE FUNCTION announce_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('chat_events', NEW.room);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_are_announced AFTER INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION announce_event();
