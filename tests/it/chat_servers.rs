@@ -1,9 +1,12 @@
 //! Chat-servers on one PostgreSQL database, each with a data directory of its own: messages sent
 //! through two servers at once to one room take one sequence with no gap and no repeat, which
 //! both servers' transcripts show alike; one client message id sent through both at once is
-//! stored once, both sends answering its seq; and a PostgreSQL restart mid-stream loses nothing
-//! acknowledged, and every member, on either server, catches up. (Twenty members on two servers
-//! hearing each other: `chat.rs`. Still to come: names and member tokens across servers.)
+//! stored once, both sends answering its seq; a live name is taken on every server, and a member
+//! sends through any server with its token and nobody else can; when one of three servers is
+//! killed, each of its members gets exactly one Left ("server lost"), its names are freed, and
+//! its members resume on another server missing nothing; and a PostgreSQL restart mid-stream
+//! loses nothing acknowledged, and every member, on either server, catches up. (Twenty members
+//! on two servers hearing each other: `chat.rs`.)
 
 use std::{
     collections::HashSet,
@@ -15,6 +18,8 @@ use township_references::PostgresSetup;
 
 use crate::support::{
     chat::*,
+    process::stop,
+    status::expect_code,
     storage::{Backend, Cluster, Storage},
 };
 
@@ -77,8 +82,8 @@ async fn messages_sent_through_two_servers_at_once_take_one_room_sequence_with_n
 async fn one_client_message_id_sent_through_two_servers_at_once_is_stored_once() {
     const IDS: usize = 20;
     let (_storage, _servers, rpc_a, rpc_b) = two_servers().await;
-    let _on_a = joined(&rpc_a, "retry", "ada", 0).await;
-    let _on_b = joined(&rpc_b, "retry", "ada", 0).await;
+    // ada joins through one server and sends through both, her member token good on either.
+    let _ada = joined(&rpc_a, "retry", "ada", 0).await;
     for i in 0..IDS {
         let (text, id) = (format!("once {i}"), format!("once-{i}"));
         let (through_a, through_b) = tokio::join!(
@@ -93,7 +98,7 @@ async fn one_client_message_id_sent_through_two_servers_at_once_is_stored_once()
     }
     let events = transcript(&rpc_a, "retry").await.events;
     assert_consecutive(&events, 1);
-    assert_eq!(events.len(), 2 + IDS, "two joins and each message once");
+    assert_eq!(events.len(), 1 + IDS, "her Joined and each message once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -155,4 +160,130 @@ async fn sent_once_reachable(rpc: &Rpc, name: &str, text: &str, id: &str) -> u64
             Err(status) => panic!("{name}'s {id}: {status:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_name_is_taken_on_every_server_and_its_member_sends_through_any_of_them() {
+    let (_storage, _servers, rpc_a, rpc_b) = two_servers().await;
+    let (ada, ada_token) = join_with_token(&rpc_a, "town", "ada", 0).await.unwrap();
+    expect_code(join(&rpc_b, "town", "ADA", 0).await, Code::AlreadyExists);
+    assert_eq!(
+        room_entry(&rpc_b, "town").await.members,
+        1,
+        "counted on every server"
+    );
+
+    // Her token is good on the other server; nobody else's is, and a name with no live Join
+    // cannot send at all.
+    let seq = send_with_token(&rpc_b, "town", "ada", &ada_token, "through b", "b-1").await;
+    assert_eq!(seq.unwrap(), 2);
+    let (_mallory, mallory_token) = join_with_token(&rpc_b, "town", "mallory", 0).await.unwrap();
+    for stolen in ["not-a-token", mallory_token.as_str()] {
+        expect_code(
+            send_with_token(&rpc_b, "town", "ada", stolen, "it is me, ada", "").await,
+            Code::PermissionDenied,
+        );
+    }
+    expect_code(
+        send_with_token(&rpc_a, "town", "nobody", &ada_token, "hello", "").await,
+        Code::FailedPrecondition,
+    );
+    let mut ada = ada;
+    let seen = read_through(&mut ada, 3).await;
+    assert_eq!(
+        seq_what(&seen),
+        [
+            (1, "ada joined".to_owned()),
+            (2, "ada: through b".to_owned()),
+            (3, "mallory joined".to_owned())
+        ]
+    );
+
+    // Her stream ends: the name is free on every server, and her old token is good nowhere.
+    drop(ada);
+    let (_again, _) = join_when_free_with_token(&rpc_b, "town", "ada").await;
+    expect_code(
+        send_with_token(&rpc_a, "town", "ada", &ada_token, "stale", "").await,
+        Code::PermissionDenied,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_one_of_three_servers_is_killed_its_members_get_one_left_each_and_resume_elsewhere() {
+    let lease: &[&str] = &["--presence-lease", "1s"];
+    let first = Storage::new(Backend::Postgres).await;
+    let storage = [first.replica(), first.replica(), first];
+    let doomed = chat_on(&storage[0], lease).await;
+    let b = chat_on(&storage[1], lease).await;
+    let c = chat_on(&storage[2], lease).await;
+    let (rpc_doomed, rpc_b, rpc_c) = (connect(&doomed).await, connect(&b).await, connect(&c).await);
+    let mut on_doomed = Vec::new();
+    for name in ["ann", "abe"] {
+        on_doomed.push((name, joined(&rpc_doomed, "crash", name, 0).await));
+    }
+    let mut bea = joined(&rpc_b, "crash", "bea", 0).await;
+    for i in 0..3 {
+        sent(
+            &rpc_c,
+            "crash",
+            "bea",
+            &format!("before {i}"),
+            &format!("before-{i}"),
+        )
+        .await;
+    }
+    // Each member of the doomed server has seen everything so far (seq 6).
+    let mut last_seen = Vec::new();
+    for (name, events) in &mut on_doomed {
+        let seen = read_through(events, 6).await;
+        last_seen.push((*name, seen.last().unwrap().seq));
+    }
+
+    stop(doomed, libc::SIGKILL).await;
+    drop(on_doomed);
+    for i in 0..3 {
+        sent(
+            &rpc_b,
+            "crash",
+            "bea",
+            &format!("meanwhile {i}"),
+            &format!("meanwhile-{i}"),
+        )
+        .await;
+    }
+    // Their names come free (their Lefts stored) within the lease and a look, on a survivor.
+    let mut resumed = Vec::new();
+    for (name, last) in last_seen {
+        resumed.push((
+            name,
+            last,
+            join_when_free(&rpc_c, "crash", name, last).await,
+        ));
+    }
+    let events = transcript(&rpc_b, "crash").await.events;
+    assert_consecutive(&events, 1);
+    for name in ["ann", "abe"] {
+        let lefts = events
+            .iter()
+            .filter(|e| what(e) == format!("{name} left (server lost)"))
+            .count();
+        assert_eq!(
+            lefts, 1,
+            "{name}: one Left, though two servers survive to notice"
+        );
+    }
+    // Resumed with after_seq, each misses nothing: every event after the last one it saw.
+    let last = events.last().unwrap().seq;
+    for (name, after, mut stream) in resumed {
+        let got = read_through(&mut stream, last).await;
+        let expected = &events[usize::try_from(after).unwrap()..];
+        assert_eq!(
+            seq_what(&got),
+            seq_what(expected),
+            "{name} resumed after {after}"
+        );
+    }
+    // And the member of a survivor saw it all, live.
+    let live = read_through(&mut bea, last).await;
+    assert_eq!(seq_what(&live), seq_what(&events));
 }

@@ -9,6 +9,7 @@
 //! - [`rooms`]: membership and each room's one order;
 //! - [`feed`]: one member's Join stream, transcript then live events;
 //! - [`fanout`]: on PostgreSQL, the wake-ups that bring other servers' events;
+//! - [`presence`]: on PostgreSQL, each server's lease, and the Lefts of a lost server's members;
 //! - [`quota`]: how many new rooms a caller may create per minute;
 //! - [`service`]: the gRPC API; [`run`] serves it.
 
@@ -16,6 +17,7 @@ mod error;
 pub mod event;
 pub mod fanout;
 pub mod feed;
+pub mod presence;
 pub mod quota;
 pub mod rooms;
 pub mod service;
@@ -48,6 +50,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// New rooms one caller may create per minute.
     pub new_rooms_per_minute: u32,
+    /// On PostgreSQL, how long this server's presence lasts unless renewed (see [`presence`]).
+    pub presence_lease: Duration,
 }
 
 /// Serves the chat on `listener` until `shutdown` fires; every Join stream then ends cleanly
@@ -58,14 +62,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let store = store::Store::open(&config.database).await?;
     let tokens = store.page_tokens().await?;
-    let rooms = Arc::new(rooms::Rooms::new(store.clone()));
-    let follower = match &store {
-        store::Store::Postgres(pool) => Some(tokio::spawn(fanout::follow(
-            rooms.clone(),
-            pool.clone(),
-            shutdown.clone(),
-        ))),
-        store::Store::Sqlite { .. } => None,
+    let mut tasks = Vec::new();
+    let rooms = match &store {
+        store::Store::Sqlite { .. } => Arc::new(rooms::Rooms::new(store.clone())),
+        store::Store::Postgres(pool) => {
+            let lease = config.presence_lease;
+            let members = store::SharedMembers::register(pool.clone(), lease).await?;
+            let rooms = Arc::new(rooms::Rooms::shared(store.clone(), members));
+            let follow = fanout::follow(rooms.clone(), pool.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(follow));
+            let keep = presence::keep(rooms.clone(), lease, shutdown.clone());
+            tasks.push(tokio::spawn(keep));
+            rooms
+        }
     };
     let quota = quota::RoomQuota::new(config.new_rooms_per_minute);
     let api = ChatApi::new(
@@ -83,8 +92,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
     // get their Left.
     rooms.leave_everyone("server shutdown").await;
     shutdown.cancel();
-    if let Some(follower) = follower {
-        let _ = follower.await;
+    for task in tasks {
+        let _ = task.await;
     }
     served
 }

@@ -34,6 +34,21 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_CHAT_MAX_NEW_ROOMS_PER_MINUTE", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_new_rooms_per_minute: u32,
+
+    /// On PostgreSQL, how long this server's presence lasts unless renewed (it renews three
+    /// times per lease): after a crash, its members' names stay held for at most this plus a
+    /// third, until another server stores their Lefts ("server lost").
+    #[arg(long, env = "TOWNSHIP_CHAT_PRESENCE_LEASE", default_value = "10s",
+          value_parser = parse_lease)]
+    presence_lease: Duration,
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(lease)
 }
 
 /// One thread for the whole server (SQLite has its own). A message is a burst of small sends to
@@ -60,6 +75,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         database,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         new_rooms_per_minute: args.max_new_rooms_per_minute,
+        presence_lease: args.presence_lease,
     };
     let shutdown = shutdown::on_signals();
     net::announce("", &listener)?;

@@ -29,11 +29,12 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use township_kit::secrets;
 
 mod delivery;
+mod shared;
 
 use crate::{
     Error,
     event::{Event, Kind},
-    store::Store,
+    store::{SharedMembers, Store},
     types::{MemberName, RoomName},
 };
 
@@ -94,17 +95,29 @@ pub type Live = broadcast::Receiver<Arc<Event>>;
 /// Every room of the server.
 pub struct Rooms {
     store: Store,
+    /// On PostgreSQL, every server's live Joins: names, tokens and presence (see `shared`).
+    shared: Option<SharedMembers>,
     rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
     tokens: AtomicU64,
 }
 
 impl Rooms {
-    /// Rooms backed by `store`.
+    /// Rooms backed by `store`, this server's alone (SQLite).
     pub fn new(store: Store) -> Self {
         Self {
             store,
+            shared: None,
             rooms: Mutex::new(HashMap::new()),
             tokens: AtomicU64::new(1),
+        }
+    }
+
+    /// Rooms backed by `store` whose members are `shared` with the other servers on its
+    /// database (PostgreSQL).
+    pub fn shared(store: Store, shared: SharedMembers) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::new(store)
         }
     }
 
@@ -186,17 +199,15 @@ impl Rooms {
             new_room()?;
         }
         let live = shared.live.subscribe();
-        let joined = Kind::Joined {
-            name: name.as_str().to_owned(),
-        };
-        self.append(shared, joined, "").await?;
-        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
         let member_token = secrets::new_token();
+        let secret_hash = secrets::token_hash(&member_token);
+        self.store_joined(shared, &name, &secret_hash).await?;
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
         state.members.insert(
             name.key().to_owned(),
             Member {
                 token,
-                secret_hash: secrets::token_hash(&member_token),
+                secret_hash,
                 name: name.as_str().to_owned(),
                 last_active: Instant::now(),
             },
@@ -219,6 +230,9 @@ impl Rooms {
         text: &str,
         client_message_id: &str,
     ) -> Result<u64, Error> {
+        if self.shared.is_some() {
+            return (self.send_shared(room, name, member_token, text, client_message_id)).await;
+        }
         let not_joined = || Error::NotJoined {
             name: name.as_str().to_owned(),
             room: room.as_str().to_owned(),
@@ -239,15 +253,7 @@ impl Rooms {
             from,
             text: text.to_owned(),
         };
-        let seq = match self.append(&shared, message, client_message_id).await {
-            // Another server stored it since the look above (on SQLite this cannot happen: one
-            // process appends, under the room's lock).
-            Err(Error::SentMeanwhile) => {
-                let sent = self.sent_before(room, name, client_message_id).await?;
-                return sent.ok_or(Error::Internal("a client_message_id both taken and not"));
-            }
-            appended => appended?,
-        };
+        let seq = self.append(&shared, message, client_message_id).await?;
         if let Some(member) = state.members.get_mut(name.key()) {
             member.last_active = Instant::now();
         }
@@ -284,16 +290,14 @@ impl Rooms {
         if state.members.get(key).map(|m| m.token) != Some(membership.token) {
             return Ok(None);
         }
-        state.members.remove(key);
-        let left = Kind::Left {
-            name: membership.name.as_str().to_owned(),
-            reason: reason.to_owned(),
+        let Some(member) = state.members.remove(key) else {
+            return Ok(None);
         };
-        let seq = self.append(&shared, left, "").await;
+        let seq = self.store_left(&shared, key, member, reason).await;
         if state.members.is_empty() {
             self.retire(&shared, &mut state);
         }
-        seq.map(Some)
+        seq
     }
 
     /// Drops an empty room from memory (its history stays in the store); the caller holds its
@@ -321,16 +325,17 @@ impl Rooms {
         let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
         for room in rooms {
             let mut state = room.state.lock().await;
-            let leaving: Vec<Member> = state.members.drain().map(|(_, m)| m).collect();
-            for member in leaving {
-                let left = Kind::Left {
-                    name: member.name,
-                    reason: reason.to_owned(),
-                };
-                if let Err(err) = self.append(&room, left, "").await {
+            let leaving: Vec<(String, Member)> = state.members.drain().collect();
+            for (key, member) in leaving {
+                if let Err(err) = self.store_left(&room, &key, member, reason).await {
                     tracing::error!(error = %err, room = room.name.as_str(), "cannot record a leave");
                 }
             }
+        }
+        if let Some(shared) = &self.shared
+            && let Err(err) = shared.deregister().await
+        {
+            tracing::warn!(error = %err, "cannot end this server's presence");
         }
     }
 
@@ -349,11 +354,12 @@ impl Rooms {
     pub async fn list(&self) -> Result<Vec<(RoomName, u32, u64)>, Error> {
         let stored = self.store.rooms().await?;
         let mut listed = Vec::with_capacity(stored.len());
-        for (name, last_seq) in stored {
-            let shared = self.rooms().get(&name).cloned();
-            let members = match shared {
-                Some(room) => room.state.lock().await.members.len(),
-                None => 0,
+        for (name, last_seq, everywhere) in stored {
+            let here = self.rooms().get(&name).cloned();
+            let members = match (everywhere, here) {
+                (Some(everywhere), _) => everywhere,
+                (None, Some(room)) => room.state.lock().await.members.len() as u64,
+                (None, None) => 0,
             };
             listed.push((name, u32::try_from(members).unwrap_or(u32::MAX), last_seq));
         }

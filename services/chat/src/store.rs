@@ -9,6 +9,8 @@
 //! a failed append takes no number. On SQLite, checkpoints run in the background, so no message
 //! waits for one.
 
+mod members;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +24,8 @@ use crate::{
     event::{Event, Kind},
     types::RoomName,
 };
+
+pub use members::{NotSent, SERVER_LOST, SharedMembers};
 
 /// The chat's SQLite migrations, in order (see township_store::Migration).
 const SQLITE_SCHEMA: &[Migration] = &[Migration {
@@ -119,14 +123,10 @@ impl Store {
         kind: &Kind,
         client_message_id: &str,
     ) -> Result<u64, Error> {
-        let (kind, name, text) = match kind {
-            Kind::Message { from, text } => ("message", from.as_str(), text.as_str()),
-            Kind::Joined { name } => ("joined", name.as_str(), ""),
-            Kind::Left { name, reason } => ("left", name.as_str(), reason.as_str()),
-        };
-        let seq: i64 =
-            match self {
-                Store::Sqlite { writes, .. } => sqlx::query_scalar(
+        let seq: i64 = match self {
+            Store::Sqlite { writes, .. } => {
+                let (kind, name, text) = stored_kind(kind);
+                sqlx::query_scalar(
                     "INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
                      SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 \
                      FROM events WHERE room = $1 \
@@ -139,35 +139,16 @@ impl Store {
                 .bind(text)
                 .bind(client_message_id)
                 .fetch_one(writes)
-                .await?,
-                Store::Postgres(pool) => {
-                    let appended = sqlx::query_scalar(
-                        "WITH next AS ( \
-                         INSERT INTO rooms (name, last_seq) VALUES ($1, 1) \
-                         ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq + 1 \
-                         RETURNING last_seq) \
-                     INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
-                     SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next \
-                     RETURNING seq",
-                    )
-                    .bind(room.as_str())
-                    .bind(time_ms)
-                    .bind(kind)
-                    .bind(name)
-                    .bind(text)
-                    .bind(client_message_id)
-                    .fetch_one(pool)
-                    .await;
-                    match appended {
-                        Err(sqlx::Error::Database(err))
-                            if err.constraint() == Some("events_by_client_id") =>
-                        {
-                            return Err(Error::SentMeanwhile);
-                        }
-                        appended => appended?,
-                    }
+                .await?
+            }
+            Store::Postgres(pool) => {
+                let appended = append_on(pool, room, time_ms, kind, client_message_id).await;
+                match appended {
+                    Err(err) if is_taken_client_id(&err) => return Err(Error::SentMeanwhile),
+                    appended => appended?,
                 }
-            };
+            }
+        };
         Ok(seq_from_sql(seq))
     }
 
@@ -262,26 +243,79 @@ impl Store {
             .collect())
     }
 
-    /// Every room that has events, with its latest seq, by name.
-    pub async fn rooms(&self) -> Result<Vec<(RoomName, u64)>, Error> {
-        let rows: Vec<(String, i64)> = match self {
+    /// Every room that has events, by name, with its latest seq and, on PostgreSQL, its live
+    /// members on every server (on SQLite only the server itself knows them).
+    pub async fn rooms(&self) -> Result<Vec<(RoomName, u64, Option<u64>)>, Error> {
+        let rows: Vec<(String, i64, Option<i64>)> = match self {
             Store::Sqlite { reads, .. } => {
                 sqlx::query_as(
-                    "SELECT room, max(seq) AS last FROM events GROUP BY room ORDER BY room",
+                    "SELECT room, max(seq), NULL FROM events GROUP BY room ORDER BY room",
                 )
                 .fetch_all(reads)
                 .await?
             }
             Store::Postgres(pool) => {
-                sqlx::query_as("SELECT name, last_seq FROM rooms ORDER BY name")
-                    .fetch_all(pool)
-                    .await?
+                sqlx::query_as(
+                    "SELECT r.name, r.last_seq, \
+                            (SELECT count(*) FROM members m WHERE m.room = r.name) \
+                     FROM rooms r ORDER BY r.name",
+                )
+                .fetch_all(pool)
+                .await?
             }
         };
         Ok(rows
             .into_iter()
-            .map(|(room, last)| (RoomName::from_stored(room), seq_from_sql(last)))
+            .map(|(room, last, members)| {
+                let members = members.map(|n| u64::try_from(n).unwrap_or(0));
+                (RoomName::from_stored(room), seq_from_sql(last), members)
+            })
             .collect())
+    }
+}
+
+/// Stores an event in PostgreSQL (through a pool, or a transaction's connection) with the
+/// room's next seq, taken from its row in `rooms`, which the statement holds until its
+/// transaction ends; returns the seq.
+pub(crate) async fn append_on<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    room: &RoomName,
+    time_ms: i64,
+    kind: &Kind,
+    client_message_id: &str,
+) -> Result<i64, sqlx::Error> {
+    let (kind, name, text) = stored_kind(kind);
+    sqlx::query_scalar(
+        "WITH next AS ( \
+             INSERT INTO rooms (name, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq + 1 \
+             RETURNING last_seq) \
+         INSERT INTO events (room, seq, time_ms, kind, name, text, client_message_id) \
+         SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next \
+         RETURNING seq",
+    )
+    .bind(room.as_str())
+    .bind(time_ms)
+    .bind(kind)
+    .bind(name)
+    .bind(text)
+    .bind(client_message_id)
+    .fetch_one(executor)
+    .await
+}
+
+/// Whether `err` is PostgreSQL refusing a second message with one client message id in a room.
+pub(crate) fn is_taken_client_id(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|err| err.constraint() == Some("events_by_client_id"))
+}
+
+/// An event's kind, name and text columns.
+fn stored_kind(kind: &Kind) -> (&'static str, &str, &str) {
+    match kind {
+        Kind::Message { from, text } => ("message", from.as_str(), text.as_str()),
+        Kind::Joined { name } => ("joined", name.as_str(), ""),
+        Kind::Left { name, reason } => ("left", name.as_str(), reason.as_str()),
     }
 }
 
@@ -343,6 +377,9 @@ mod tests {
         let other = RoomName::parse("other").unwrap();
         let joined = Kind::Joined { name: "bob".into() };
         assert_eq!(store.append(&other, 1, &joined, "").await.unwrap(), 1);
-        assert_eq!(store.rooms().await.unwrap(), [(room, 7), (other, 1)]);
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            [(room, 7, None), (other, 1, None)]
+        );
     }
 }

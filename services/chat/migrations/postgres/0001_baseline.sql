@@ -48,3 +48,21 @@ END
 $$;
 CREATE TRIGGER events_are_announced AFTER INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION announce_event();
+-- The chat-servers on this database, each with a presence lease it renews every few seconds (on
+-- the database's clock). A server whose lease lapsed is lost: the first server to notice deletes
+-- its row and its members, and stores each member's Left, in one transaction, so once.
+CREATE TABLE servers (
+    id          TEXT PRIMARY KEY,
+    lease_until TIMESTAMPTZ NOT NULL
+);
+-- Every live Join, on whichever server: a name is held once per room, and a member token (kept
+-- hashed, SHA-256) lets its member send through any server.
+CREATE TABLE members (
+    room       TEXT COLLATE "C" NOT NULL,
+    name_key   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    server     TEXT NOT NULL,
+    PRIMARY KEY (room, name_key)
+);
+CREATE INDEX members_by_server ON members (server);
