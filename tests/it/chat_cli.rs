@@ -324,6 +324,32 @@ async fn a_taken_name_exits_1_a_refused_line_is_reported_and_rooms_and_transcrip
 }
 
 #[tokio::test]
+async fn addr_takes_several_servers_and_the_first_that_answers_is_used() {
+    let chat = Chat::start(&[]).await;
+    let nowhere = format!("127.0.0.1:{}", closed_port());
+    let both = format!("{nowhere}, {}", chat.listen);
+    let mut command = township();
+    command.env_remove("TOWNSHIP_CHAT_ADDR").args([
+        "--addr",
+        &both,
+        "--retries",
+        "0",
+        "chat",
+        "rooms",
+    ]);
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    // Every address in the list must read as one, before anything is dialled.
+    let listed = format!("{},nowhere", chat.listen);
+    let mut command = township();
+    command.args(["--addr", &listed, "chat", "rooms"]);
+    let out = run(command, LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("`nowhere`"), "{out:?}");
+}
+
+#[tokio::test]
 async fn a_chat_that_is_down_exits_3_and_usage_errors_exit_2() {
     let nowhere = format!("127.0.0.1:{}", closed_port());
     let commands: [&[&str]; 4] = [

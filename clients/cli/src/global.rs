@@ -10,9 +10,11 @@ use township_client::ClientTlsFiles;
 /// Flags every subcommand accepts, before or after the subcommand's name.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The service's address, host:port (an http:// in front is accepted). Default: the
-    /// service's env var (e.g. TOWNSHIP_TIME_ADDR), else its default port on 127.0.0.1.
-    #[arg(long, global = true, value_name = "ADDR")]
+    /// The service's address, host:port (an http:// in front is accepted), or several separated
+    /// by commas (servers of one service, sharing its state: the first that answers is used).
+    /// Default: the service's env var (e.g. TOWNSHIP_TIME_ADDR), else its default port on
+    /// 127.0.0.1.
+    #[arg(long, global = true, value_name = "ADDR[,ADDR...]", value_parser = addrs)]
     pub addr: Option<String>,
 
     /// Deadline for connecting and for each call.
@@ -64,4 +66,10 @@ impl Global {
             identity: self.cert.clone().zip(self.key.clone()),
         })
     }
+}
+
+/// `--addr`, checked (one address or several, comma-separated) and kept as given.
+fn addrs(text: &str) -> Result<String, String> {
+    township_client::addr_list(text)?;
+    Ok(text.to_owned())
 }

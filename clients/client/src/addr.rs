@@ -1,4 +1,5 @@
-//! Reading an address a person or a config file gave.
+//! Reading an address a person or a config file gave: one `host:port`, or several separated by
+//! commas (the servers of one service, tried in order).
 
 /// Turns a user-given address (`host:port`, optionally with `http://`) into the URI tonic dials.
 /// The error says what is wrong in one sentence, quoting the address.
@@ -14,9 +15,35 @@ pub fn endpoint_uri(text: &str) -> Result<String, String> {
     Ok(format!("http://{bare}"))
 }
 
+/// The addresses in `text`: one `host:port`, or several separated by commas (spaces around them
+/// ignored), each checked as [`endpoint_uri`] does. The error names the one that is wrong.
+pub fn addr_list(text: &str) -> Result<Vec<String>, String> {
+    let addrs: Vec<String> = text.split(',').map(|a| a.trim().to_owned()).collect();
+    for addr in &addrs {
+        if addr.is_empty() {
+            return Err(format!("`{text}` has an empty address between its commas"));
+        }
+        endpoint_uri(addr)?;
+    }
+    Ok(addrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_list_is_comma_separated_and_each_one_is_checked() {
+        assert_eq!(addr_list("localhost:1").unwrap(), ["localhost:1"]);
+        assert_eq!(
+            addr_list("10.0.0.1:1, http://10.0.0.2:2").unwrap(),
+            ["10.0.0.1:1", "http://10.0.0.2:2"]
+        );
+        let bad = addr_list("a:1,b").unwrap_err();
+        assert!(bad.contains("`b`"), "{bad}");
+        let empty = addr_list("a:1,,b:2").unwrap_err();
+        assert!(empty.contains("empty"), "{empty}");
+    }
 
     #[test]
     fn endpoint_uris_are_http_host_port() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::{Backoff, endpoint_uri};
+use crate::{Backoff, addr_list, endpoint_uri};
 
 /// How to reach a service: the connect timeout, how many more tries after a failed connect,
 /// HTTP/2 keepalive for long-lived streams, and TLS. Build one from the caller's settings and dial
@@ -72,24 +72,39 @@ impl Dialer {
         self
     }
 
-    /// Connects to `addr` (`host:port`, optionally with `http://`), trying once plus the retries.
-    /// Calls on the channel have no deadline of their own.
-    pub async fn connect(&self, addr: &str) -> Result<Channel, DialError> {
-        let endpoint = self.endpoint(addr)?;
+    /// Connects to `addrs`: one `host:port` (optionally with `http://`), or several separated by
+    /// commas (the servers of one service), each tried in order, the whole list once plus the
+    /// retries. Calls on the channel have no deadline of their own.
+    pub async fn connect(&self, addrs: &str) -> Result<Channel, DialError> {
+        let bad = |reason: String| DialError::BadAddress {
+            addr: addrs.to_owned(),
+            reason,
+        };
+        let endpoints = addr_list(addrs)
+            .map_err(bad)?
+            .iter()
+            .map(|addr| self.endpoint(addr))
+            .collect::<Result<Vec<Endpoint>, DialError>>()?;
         let mut backoff = Backoff::new();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match endpoint.connect().await {
-                Ok(channel) => return Ok(channel),
-                Err(err) if attempts > self.retries => {
+            let mut failed = None;
+            for endpoint in &endpoints {
+                match endpoint.connect().await {
+                    Ok(channel) => return Ok(channel),
+                    Err(err) => failed = Some(err),
+                }
+            }
+            match failed {
+                Some(err) if attempts > self.retries => {
                     return Err(DialError::Unreachable {
-                        addr: addr.to_owned(),
+                        addr: addrs.to_owned(),
                         attempts,
                         reason: root_cause(&err),
                     });
                 }
-                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+                _ => tokio::time::sleep(backoff.next_delay()).await,
             }
         }
     }
