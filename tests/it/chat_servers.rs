@@ -4,7 +4,9 @@
 //! stored once, both sends answering its seq; a live name is taken on every server, and a member
 //! sends through any server with its token and nobody else can; when one of three servers is
 //! killed, each of its members gets exactly one Left ("server lost"), its names are freed, and
-//! its members resume on another server missing nothing; and a PostgreSQL restart mid-stream
+//! its members resume on another server missing nothing; a server frozen past its lease is
+//! declared lost the same way, and once it runs again its members' streams end, so their
+//! clients join again; and a PostgreSQL restart mid-stream
 //! loses nothing acknowledged, and every member, on either server, catches up. (Twenty members
 //! on two servers hearing each other: `chat.rs`.)
 
@@ -286,4 +288,36 @@ async fn when_one_of_three_servers_is_killed_its_members_get_one_left_each_and_r
     // And the member of a survivor saw it all, live.
     let live = read_through(&mut bea, last).await;
     assert_eq!(seq_what(&live), seq_what(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_frozen_past_its_lease_is_declared_lost_and_then_ends_its_members_streams() {
+    let lease: &[&str] = &["--presence-lease", "1s"];
+    let first = Storage::new(Backend::Postgres).await;
+    let second = first.replica();
+    let frozen = chat_on(&first, lease).await;
+    let b = chat_on(&second, lease).await;
+    let (rpc_frozen, rpc_b) = (connect(&frozen).await, connect(&b).await);
+    let mut ada = joined(&rpc_frozen, "ice", "ada", 0).await;
+    let _bob = joined(&rpc_b, "ice", "bob", 0).await;
+
+    frozen.signal(libc::SIGSTOP);
+    wait_for_event(&rpc_b, "ice", "ada left (server lost)").await;
+    let _ada_again = join_when_free(&rpc_b, "ice", "ada", 0).await;
+    frozen.signal(libc::SIGCONT);
+
+    // Back, the frozen server finds itself declared lost: ada's old stream ends (her client
+    // joins again), and the server serves new Joins as before.
+    let rest = read_to_end(&mut ada).await;
+    assert!(
+        rest.iter().all(|e| e.seq <= 4),
+        "nothing after the Lefts and Joins it could know of: {:?}",
+        seq_what(&rest)
+    );
+    let _cy = joined(&rpc_frozen, "ice", "cy", 0).await;
+    assert_eq!(
+        room_entry(&rpc_b, "ice").await.members,
+        3,
+        "bob, ada again and cy"
+    );
 }

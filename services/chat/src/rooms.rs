@@ -231,7 +231,9 @@ impl Rooms {
         client_message_id: &str,
     ) -> Result<u64, Error> {
         if self.shared.is_some() {
-            return (self.send_shared(room, name, member_token, text, client_message_id)).await;
+            return self
+                .send_shared(room, name, member_token, text, client_message_id)
+                .await;
         }
         let not_joined = || Error::NotJoined {
             name: name.as_str().to_owned(),

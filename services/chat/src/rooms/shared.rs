@@ -129,8 +129,8 @@ impl Rooms {
 
     /// Renews this server's presence lease for `lease` more, and declares lost the servers
     /// whose leases lapsed (their members' Lefts are stored and delivered). If this server had
-    /// been declared lost itself (it could not renew in time), its members' Joins are gone from
-    /// the database: they are forgotten here too, and their clients join again.
+    /// been declared lost itself (it could not renew in time: frozen, or cut off from the
+    /// database), its members' Joins are gone from the database: they are forgotten here too.
     pub async fn keep_presence(&self, lease: Duration) -> Result<(), Error> {
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -147,11 +147,16 @@ impl Rooms {
         Ok(())
     }
 
-    /// Forgets every member of this server without storing anything.
+    /// Forgets every member of this server without storing anything, and retires every room
+    /// from memory: once the last task holding a room lets go of it, its members' streams end
+    /// (with their Lefts from the server that declared this one lost), and their clients join
+    /// again.
     async fn forget_members(&self) {
         let rooms: Vec<_> = self.rooms().values().cloned().collect();
         for room in rooms {
-            room.state.lock().await.members.clear();
+            let mut state = room.state.lock().await;
+            state.members.clear();
+            self.retire(&room, &mut state);
         }
     }
 }
