@@ -4,6 +4,8 @@
 -- their certificates from the town's CA, over TLS.
 CREATE ROLE bank LOGIN;
 CREATE DATABASE bank OWNER bank;
+CREATE ROLE chat LOGIN;
+CREATE DATABASE chat OWNER chat;
 CREATE ROLE doctor LOGIN;
 CREATE DATABASE doctor OWNER doctor;
 CREATE ROLE phonebook LOGIN;
