@@ -4,17 +4,25 @@
 //! server still holds its old membership (ALREADY_EXISTS, retried), printing every event exactly
 //! once — its whole output is the room's transcript, line for line — and a line typed while the
 //! server is down is sent once; a name taken exits 1, a refused line is reported and the session
-//! goes on; `chat rooms` and `chat transcript` in text and `--json`; a chat that is down exits 3
+//! goes on; given several chat-servers on one PostgreSQL database (`--addr A,B,C`), a member
+//! whose server is killed or frozen resumes on another, missing nothing and sending every line
+//! once; `chat rooms` and `chat transcript` in text and `--json`; a chat that is down exits 3
 //! and usage errors exit 2.
 
 use std::{process::Stdio, time::Duration};
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use township_proto::chat::v1::chat_event::Kind;
 use township_tests::{closed_port, run, township};
 
-use crate::support::{chat_cli::*, cli::*, wait::wait_until};
+use crate::support::{
+    chat::{assert_consecutive, chat_on, connect, joined, sent, transcript},
+    chat_cli::*,
+    cli::*,
+    process::stop,
+    storage::{Backend, Storage},
+    wait::wait_until,
+};
 
 #[tokio::test]
 async fn two_members_see_each_others_lines_after_the_transcript_and_a_quit_as_left() {
@@ -158,15 +166,8 @@ async fn a_member_rejoins_after_a_graceful_restart_and_a_kill_9_printing_every_e
     let transcript = chat.transcript("dev").await;
     assert_is_transcript(&ada.stdout, &transcript);
     assert_json_is_transcript(&bob.stdout, &transcript);
-    let texts: Vec<&str> = transcript
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Message(m)) if m.from == "ada" => Some(m.text.as_str()),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        texts,
+        said_by(&transcript, "ada"),
         [
             "before the restart",
             "after the restart",
@@ -347,6 +348,71 @@ async fn addr_takes_several_servers_and_the_first_that_answers_is_used() {
     let out = run(command, LIMIT).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("`nowhere`"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_several_servers_a_member_resumes_on_another_when_its_own_is_killed_or_frozen() {
+    let lease: &[&str] = &["--presence-lease", "1s"];
+    let first = Storage::new(Backend::Postgres).await;
+    let storage = [first.replica(), first.replica(), first];
+    let killed = chat_on(&storage[0], lease).await;
+    let frozen = chat_on(&storage[1], lease).await;
+    let last = chat_on(&storage[2], lease).await;
+    let listed = format!("{},{},{}", killed.addr, frozen.addr, last.addr);
+    let mut command = township();
+    command
+        .env_remove("TOWNSHIP_CHAT_ADDR")
+        .env("TZ", "UTC")
+        .args(["--addr", &listed, "--timeout", "2s", "chat"])
+        .args(["--room", "far", "--name", "ada"]);
+    let mut ada = Member::spawn(command);
+    ada.wait_line("ada joined", |l| {
+        l.starts_with("ada ") && l.ends_with(": joined")
+    })
+    .await;
+    let rpc = connect(&last).await;
+    let _bob = joined(&rpc, "far", "bob", 0).await;
+    ada.say("on the first server").await;
+    ada.wait_said("ada", "on the first server").await;
+
+    // Killed: its connections are refused, so the first rejoin goes on down the list.
+    stop(killed, libc::SIGKILL).await;
+    ada.say("typed after the kill").await;
+    ada.wait_said("ada", "typed after the kill").await;
+    sent(&rpc, "far", "bob", "bob after the kill", "bob-1").await;
+    ada.wait_said("bob", "bob after the kill").await;
+    assert_eq!(ada.error_lines("rejoined room far as ada"), 1);
+
+    // Frozen: it still takes connections but answers nothing; the keepalive finds the stream
+    // dead, and a Join it does not answer within --timeout moves on to the next server.
+    frozen.signal(libc::SIGSTOP);
+    ada.say("typed while frozen").await;
+    ada.wait_said("ada", "typed while frozen").await;
+    sent(&rpc, "far", "bob", "bob after the freeze", "bob-2").await;
+    ada.wait_said("bob", "bob after the freeze").await;
+    assert_eq!(ada.error_lines("rejoined room far as ada"), 2);
+
+    let ada = ada.leave(Some("/quit")).await;
+    frozen.signal(libc::SIGKILL);
+    assert_eq!(ada.code, Some(0), "{ada:?}");
+    let events = transcript(&rpc, "far").await.events;
+    assert_consecutive(&events, 1);
+    assert_is_transcript(&ada.stdout, &events);
+    let lines: Vec<String> = events.iter().map(line_of).collect();
+    assert_eq!(
+        said_by(&events, "ada"),
+        [
+            "on the first server",
+            "typed after the kill",
+            "typed while frozen"
+        ],
+        "every line once, in the order typed: {lines:#?}"
+    );
+    let lost = lines
+        .iter()
+        .filter(|l| l.starts_with("ada ") && l.ends_with(": left (server lost)"))
+        .count();
+    assert_eq!(lost, 2, "one Left for each server lost: {lines:#?}");
 }
 
 #[tokio::test]

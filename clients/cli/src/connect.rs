@@ -34,7 +34,13 @@ pub async fn connect_streaming(
     addr: &str,
     global: &Global,
 ) -> Result<Channel, CliError> {
-    dial(service, addr, dialer(global)?.keepalive(STREAM_KEEPALIVE)).await
+    dial(service, addr, streaming_dialer(global)?).await
+}
+
+/// The dialer of [`connect_streaming`], for a client that dials again by itself after losing its
+/// server (`township chat`).
+pub fn streaming_dialer(global: &Global) -> Result<Dialer, CliError> {
+    Ok(dialer(global)?.keepalive(STREAM_KEEPALIVE))
 }
 
 /// The address of `service`: `--addr`, else its environment variable (e.g.
@@ -131,7 +137,16 @@ fn dialer(global: &Global) -> Result<Dialer, CliError> {
 }
 
 async fn dial(service: &'static str, addr: &str, dialer: Dialer) -> Result<Channel, CliError> {
-    dialer.connect(addr).await.map_err(|err| match err {
+    dialer
+        .connect(addr)
+        .await
+        .map_err(|err| dial_error(service, err))
+}
+
+/// The command's error for a service that could not be dialled: bad usage for an address that
+/// cannot be read, else unreachable.
+pub fn dial_error(service: &'static str, err: DialError) -> CliError {
+    match err {
         DialError::BadAddress { reason, .. } => CliError::Usage(reason),
         DialError::Unreachable {
             addr,
@@ -143,7 +158,7 @@ async fn dial(service: &'static str, addr: &str, dialer: Dialer) -> Result<Chann
             attempts,
             reason,
         },
-    })
+    }
 }
 
 /// A request for a unary call, with `--timeout` as its deadline (sent as `grpc-timeout`).

@@ -76,37 +76,35 @@ impl Dialer {
     /// commas (the servers of one service), each tried in order, the whole list once plus the
     /// retries. Calls on the channel have no deadline of their own.
     pub async fn connect(&self, addrs: &str) -> Result<Channel, DialError> {
-        let bad = |reason: String| DialError::BadAddress {
-            addr: addrs.to_owned(),
-            reason,
-        };
-        let endpoints = addr_list(addrs)
-            .map_err(bad)?
-            .iter()
-            .map(|addr| self.endpoint(addr))
-            .collect::<Result<Vec<Endpoint>, DialError>>()?;
+        let endpoints = self.endpoints(addrs)?;
         let mut backoff = Backoff::new();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut failed = None;
-            for endpoint in &endpoints {
-                match endpoint.connect().await {
-                    Ok(channel) => return Ok(channel),
-                    Err(err) => failed = Some(err),
+            match try_each(&endpoints, 0).await {
+                Ok((channel, _)) => return Ok(channel),
+                Err(err) if attempts > self.retries => {
+                    return Err(unreachable(addrs, attempts, &err));
                 }
-            }
-            match failed {
-                Some(err) if attempts > self.retries => {
-                    return Err(DialError::Unreachable {
-                        addr: addrs.to_owned(),
-                        attempts,
-                        reason: root_cause(&err),
-                    });
-                }
-                _ => tokio::time::sleep(backoff.next_delay()).await,
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
             }
         }
+    }
+
+    /// Connects to one of `addrs` (as [`Dialer::connect`] reads them), going once through the
+    /// list from the one at `first` (wrapping round), with no retries; answers the channel and
+    /// the index of the address that took it. For a client that lost its server and goes on
+    /// with another: it starts past one that answered but then did not serve, so a server that
+    /// still accepts connections without serving them (frozen) is not dialled forever.
+    pub async fn connect_from(
+        &self,
+        addrs: &str,
+        first: usize,
+    ) -> Result<(Channel, usize), DialError> {
+        let endpoints = self.endpoints(addrs)?;
+        try_each(&endpoints, first)
+            .await
+            .map_err(|err| unreachable(addrs, 1, &err))
     }
 
     /// A channel to `addr` that connects on its first call, and reconnects by itself after the
@@ -114,6 +112,18 @@ impl Dialer {
     /// lock service). Fails only on an address that cannot be read.
     pub fn lazy(&self, addr: &str) -> Result<Channel, DialError> {
         Ok(self.endpoint(addr)?.connect_lazy())
+    }
+
+    /// The endpoints of every address in `addrs`, or the error naming the one that is wrong.
+    fn endpoints(&self, addrs: &str) -> Result<Vec<Endpoint>, DialError> {
+        addr_list(addrs)
+            .map_err(|reason| DialError::BadAddress {
+                addr: addrs.to_owned(),
+                reason,
+            })?
+            .iter()
+            .map(|addr| self.endpoint(addr))
+            .collect()
     }
 
     fn endpoint(&self, addr: &str) -> Result<Endpoint, DialError> {
@@ -147,6 +157,31 @@ impl Dialer {
 impl Default for Dialer {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Connects to the first of `endpoints` that answers, from the one at `first` (wrapping round):
+/// its channel and index, or the last failure.
+async fn try_each(
+    endpoints: &[Endpoint],
+    first: usize,
+) -> Result<(Channel, usize), tonic::transport::Error> {
+    let mut failed = None;
+    for offset in 0..endpoints.len() {
+        let index = (first + offset) % endpoints.len();
+        match endpoints[index].connect().await {
+            Ok(channel) => return Ok((channel, index)),
+            Err(err) => failed = Some(err),
+        }
+    }
+    Err(failed.expect("an address list is never empty"))
+}
+
+fn unreachable(addrs: &str, attempts: u32, err: &tonic::transport::Error) -> DialError {
+    DialError::Unreachable {
+        addr: addrs.to_owned(),
+        attempts,
+        reason: root_cause(err),
     }
 }
 
@@ -197,5 +232,38 @@ mod tests {
             }
             other => panic!("expected Unreachable, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn connect_from_goes_once_round_the_list_from_the_address_given() {
+        // Listening sockets take a connection in the kernel's backlog, which is all a connect
+        // needs; a port that was just free refuses.
+        let open = [
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        ];
+        let [a, b] = open.each_ref().map(|l| l.local_addr().unwrap().to_string());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .to_string();
+        let dialer = Dialer::new();
+        let index = |list: String, first| {
+            let dialer = dialer.clone();
+            async move { dialer.connect_from(&list, first).await.map(|(_, i)| i) }
+        };
+        assert_eq!(index(format!("{a},{b}"), 0).await.unwrap(), 0);
+        assert_eq!(index(format!("{a},{b}"), 1).await.unwrap(), 1);
+        assert_eq!(index(format!("{closed},{b}"), 0).await.unwrap(), 1);
+        assert_eq!(
+            index(format!("{a},{closed}"), 1).await.unwrap(),
+            0,
+            "wraps round"
+        );
+        let err = index(format!("{closed},{closed}"), 1).await.unwrap_err();
+        assert!(
+            matches!(err, DialError::Unreachable { attempts: 1, .. }),
+            "{err:?}"
+        );
     }
 }

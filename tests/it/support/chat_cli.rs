@@ -280,6 +280,17 @@ pub fn line_of(event: &ChatEvent) -> String {
     }
 }
 
+/// The texts `name` said in `transcript`, in order.
+pub fn said_by<'t>(transcript: &'t [ChatEvent], name: &str) -> Vec<&'t str> {
+    transcript
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Message(m)) if m.from == name => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Asserts that `printed` is the room's transcript from its first event, line for line: nothing
 /// twice, nothing missing, nothing out of order.
 pub fn assert_is_transcript(printed: &[String], transcript: &[ChatEvent]) {

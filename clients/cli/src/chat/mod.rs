@@ -21,11 +21,15 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tonic::{Status, Streaming, transport::Channel};
-use township_client::root_cause;
+use township_client::{DialError, Dialer, root_cause};
 use township_proto::chat::v1::{ChatEvent, JoinRequest, chat_service_client::ChatServiceClient};
 use township_proto::town;
 
-use crate::{connect::Connection, error::CliError, global::Global};
+use crate::{
+    connect::{Connection, streaming_dialer},
+    error::CliError,
+    global::Global,
+};
 
 /// The service's name in errors.
 const SERVICE: &str = town::CHAT.name;
@@ -57,7 +61,10 @@ exits 1. When the connection is lost or the server ends the stream (a restart or
 network: the room then sees you leave and join again), the client says so on stderr \
 and rejoins by itself, retrying with backoff (about 200 ms doubling to 2 s, with jitter) for \
 up to --reconnect-for, and resumes after the last event it printed: no line is printed twice and \
-none is missed. Lines typed meanwhile are sent once it is back, each under the client message id \
+none is missed. Given several servers of one chat (`--addr A,B`: chat-servers sharing one \
+PostgreSQL database), each try goes round the list from the server that was lost: one that \
+refuses the connection is passed over at once, one that does not answer the Join within --timeout \
+at the next try. Lines typed meanwhile are sent once it is back, each under the client message id \
 it was first sent with, so none is appended twice. While the server has not yet noticed the old \
 connection is dead the name is still taken (ALREADY_EXISTS): that is retried too.
 
@@ -159,6 +166,33 @@ async fn connect(global: &Global, streaming: bool) -> Result<Chat, CliError> {
         Connection::open(&town::CHAT, global, ChatServiceClient::new).await
     }
 }
+/// Dials the chat again after its server is lost: the `--addr` list once round, so that a member
+/// of one of several chat-servers resumes on another.
+#[derive(Clone)]
+struct Redial {
+    dialer: Dialer,
+    /// The `--addr` list, as given.
+    addr: String,
+}
+
+impl Redial {
+    /// Dials with the settings of [`connect`]'s streaming connections (keepalive, TLS, the
+    /// connect timeout); each try of a rejoin is one dial, so no retries of its own.
+    fn new(global: &Global, addr: &str) -> Result<Self, CliError> {
+        Ok(Self {
+            dialer: streaming_dialer(global)?.retries(0),
+            addr: addr.to_owned(),
+        })
+    }
+
+    /// A client on the first server of the list that takes a connection, from the one at
+    /// `first` (wrapping round), and that server's index.
+    async fn from(&self, first: usize) -> Result<(ChatServiceClient<Channel>, usize), DialError> {
+        let (channel, index) = self.dialer.connect_from(&self.addr, first).await?;
+        Ok((ChatServiceClient::new(channel), index))
+    }
+}
+
 /// Calls Join and waits up to `timeout` for the stream to open (the stream itself then has no
 /// deadline: it lasts as long as the membership).
 async fn open_join(

@@ -17,6 +17,18 @@ pub(super) struct Outgoing {
     pub(super) text: String,
 }
 
+/// The session's current Join, as the sender needs it.
+#[derive(Clone)]
+pub(super) struct Joined {
+    /// How many Welcomes came: a new one means the session joined again.
+    pub(super) welcomes: u64,
+    /// The member token of the latest Welcome.
+    pub(super) token: String,
+    /// A client on the server that sent it: after a server is lost, the session may join
+    /// through another one of the `--addr` list.
+    pub(super) client: ChatServiceClient<Channel>,
+}
+
 /// Whether a failed Send is worth trying again (with the same client message id): the chat was
 /// not reached, the answer was lost, or the member is not joined yet after a restart (or its
 /// member token is the lost Join's, until the new Welcome comes).
@@ -36,7 +48,7 @@ fn worth_resending(status: &Status) -> bool {
 
 /// Sends the typed lines one at a time, in order, each until the chat acknowledges it.
 pub(super) struct LineSender {
-    pub(super) client: ChatServiceClient<Channel>,
+    /// The `--addr` list, as errors name it.
     pub(super) addr: String,
     pub(super) room: String,
     pub(super) name: String,
@@ -47,15 +59,15 @@ pub(super) struct LineSender {
 
 impl LineSender {
     /// Sends every line of `outgoing` until it closes, each with the member token of the
-    /// session's current Join (`joins`: how many Welcomes came, and the latest token); publishes
+    /// session's current Join and to its server (`joins`); publishes
     /// the highest seq acknowledged on `acked`. A line that fails because the chat was not
     /// reached, or before the session rejoined, is sent again — at once when a new Welcome came,
     /// else after a backoff — with the same client message id. A line the chat refuses is
     /// reported on stderr and dropped.
     pub(super) async fn run(
-        mut self,
+        self,
         mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-        mut joins: watch::Receiver<(u64, String)>,
+        mut joins: watch::Receiver<Joined>,
         acked: watch::Sender<u64>,
     ) {
         while let Some(line) = outgoing.recv().await {
@@ -68,15 +80,19 @@ impl LineSender {
             };
             let mut backoff = Backoff::new();
             let mut failing_since = None;
-            if joins.wait_for(|(welcomes, _)| *welcomes > 0).await.is_err() {
+            if joins.wait_for(|joined| joined.welcomes > 0).await.is_err() {
                 return; // The session is over.
             }
             loop {
-                let (joined, token) = joins.borrow_and_update().clone();
+                let Joined {
+                    welcomes,
+                    token,
+                    mut client,
+                } = joins.borrow_and_update().clone();
                 request.member_token = token;
                 let mut call = tonic::Request::new(request.clone());
                 call.set_timeout(self.timeout);
-                let status = match self.client.send(call).await {
+                let status = match client.send(call).await {
                     Ok(reply) => {
                         let seq = reply.into_inner().seq;
                         acked.send_modify(|highest| *highest = (*highest).max(seq));
@@ -91,7 +107,7 @@ impl LineSender {
                     break;
                 }
                 tokio::select! {
-                    changed = joins.wait_for(|(welcomes, _)| *welcomes > joined) => {
+                    changed = joins.wait_for(|joined| joined.welcomes > welcomes) => {
                         if changed.is_err() {
                             return; // The session is over.
                         }

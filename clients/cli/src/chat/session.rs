@@ -10,17 +10,20 @@ use tokio::{
     time::Instant,
 };
 use tokio_stream::StreamExt;
-use tonic::{Code, Status, Streaming};
-use township_client::Backoff;
-use township_proto::chat::v1::{ChatEvent, JoinRequest, ListRoomsRequest, chat_event::Kind};
+use tonic::{Code, Status, Streaming, transport::Channel};
+use township_client::{Backoff, DialError};
+use township_proto::chat::v1::{
+    ChatEvent, JoinRequest, ListRoomsRequest, chat_event::Kind,
+    chat_service_client::ChatServiceClient,
+};
 
 use super::{
-    Chat, JoinArgs, SERVICE, connect, describe,
+    JoinArgs, Redial, SERVICE, connect, describe,
     events::{event_json, event_line},
     is_local, open_join, room_name,
-    sender::{LineSender, Outgoing},
+    sender::{Joined, LineSender, Outgoing},
 };
-use crate::{error::CliError, global::Global, input::StdinLines};
+use crate::{connect::dial_error, error::CliError, global::Global, input::StdinLines};
 
 /// How long a lost connection is retried when `--reconnect-for` is not given.
 const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(60);
@@ -61,7 +64,9 @@ pub(super) async fn join(args: JoinArgs, global: &Global) -> Result<(), CliError
         _ = terminate.recv() => return Ok(()),
     };
     let session = Session {
-        chat: &chat,
+        client: chat.client(),
+        serving: 0,
+        redial: Redial::new(global, chat.addr())?,
         room,
         name,
         timeout: global.timeout,
@@ -73,7 +78,24 @@ pub(super) async fn join(args: JoinArgs, global: &Global) -> Result<(), CliError
 }
 
 /// Rejoining after a lost connection: resolves to the new stream, or to the error to exit with.
-type Rejoining = Pin<Box<dyn Future<Output = Result<Streaming<ChatEvent>, CliError>> + Send>>;
+type Rejoining = Pin<Box<dyn Future<Output = Result<Rejoined, CliError>> + Send>>;
+
+/// A Join that succeeded after the connection was lost, and where.
+struct Rejoined {
+    stream: Streaming<ChatEvent>,
+    /// A client on the server that took the Join.
+    client: ChatServiceClient<Channel>,
+    /// That server's index in the `--addr` list.
+    serving: usize,
+}
+
+/// Why the latest try to rejoin failed.
+enum Failed {
+    /// No server of the list answered the Join; why, in a few words.
+    Unreachable(String),
+    /// A server answered it with this refusal (worth trying again, e.g. ALREADY_EXISTS).
+    Refused(Status),
+}
 
 /// The session's hold on the room.
 enum Link {
@@ -90,7 +112,7 @@ enum Happening {
     /// The stream failed or ended; why.
     Lost(String),
     /// Joined again.
-    Rejoined(Streaming<ChatEvent>),
+    Rejoined(Box<Rejoined>),
     /// Rejoining failed for good.
     GaveUp(CliError),
 }
@@ -105,7 +127,7 @@ impl Link {
                 None => Happening::Lost("the server ended the stream".to_owned()),
             },
             Link::Down(rejoining) => match rejoining.await {
-                Ok(stream) => Happening::Rejoined(stream),
+                Ok(rejoined) => Happening::Rejoined(Box::new(rejoined)),
                 Err(err) => Happening::GaveUp(err),
             },
         }
@@ -113,8 +135,13 @@ impl Link {
 }
 
 /// One member's session in a room.
-struct Session<'c> {
-    chat: &'c Chat,
+struct Session {
+    /// A client on the server of the current Join.
+    client: ChatServiceClient<Channel>,
+    /// That server's index in the `--addr` list.
+    serving: usize,
+    /// Dials the `--addr` list again after the server is lost.
+    redial: Redial,
     room: String,
     name: String,
     /// Deadline of each unary call, and of opening each Join.
@@ -125,7 +152,7 @@ struct Session<'c> {
     last_seq: u64,
 }
 
-impl Session<'_> {
+impl Session {
     /// Prints events and sends lines until the user leaves.
     async fn run(
         mut self,
@@ -134,12 +161,16 @@ impl Session<'_> {
         terminate: &mut Signal,
     ) -> Result<(), CliError> {
         let (lines, outgoing) = mpsc::unbounded_channel();
-        // How many Welcomes came, and the latest member token: each Join has its own.
-        let (welcomed, joins) = watch::channel((0u64, String::new()));
+        // How many Welcomes came, the latest member token (each Join has its own) and the
+        // server that sent it.
+        let (welcomed, joins) = watch::channel(Joined {
+            welcomes: 0,
+            token: String::new(),
+            client: self.client.clone(),
+        });
         let (acked, acknowledged) = watch::channel(0u64);
         let sender = LineSender {
-            client: self.chat.client(),
-            addr: self.chat.addr().to_owned(),
+            addr: self.redial.addr.clone(),
             room: self.room.clone(),
             name: self.name.clone(),
             timeout: self.timeout,
@@ -159,9 +190,11 @@ impl Session<'_> {
             tokio::select! {
                 happening = link.next() => match happening {
                     Happening::Event(ChatEvent { kind: Some(Kind::Welcome(welcome)), .. }) => {
-                        welcomed.send_modify(|(count, token)| {
-                            *count += 1;
-                            *token = welcome.member_token;
+                        let client = self.client.clone();
+                        welcomed.send_modify(|joined| {
+                            joined.welcomes += 1;
+                            joined.token = welcome.member_token;
+                            joined.client = client;
                         });
                     }
                     Happening::Event(event) => {
@@ -196,11 +229,13 @@ impl Session<'_> {
                         );
                         link = Link::Down(self.rejoin(reason));
                     }
-                    Happening::Rejoined(stream) => {
+                    Happening::Rejoined(rejoined) => {
+                        let Rejoined { stream, client, serving } = *rejoined;
                         eprintln!(
                             "township: rejoined room {} as {}, after event {}",
                             self.room, self.name, self.last_seq
                         );
+                        (self.client, self.serving) = (client, serving);
                         link = Link::Up(Box::new(stream));
                     }
                     Happening::GaveUp(err) => return Err(err),
@@ -259,7 +294,7 @@ impl Session<'_> {
     fn lost(&self, reason: String) -> CliError {
         CliError::Unreachable {
             service: SERVICE,
-            addr: self.chat.addr().to_owned(),
+            addr: self.redial.addr.clone(),
             attempts: 1,
             reason: format!("lost room {}: {reason}", self.room),
         }
@@ -267,43 +302,63 @@ impl Session<'_> {
 
     /// Rejoins after the last event printed, retrying with backoff for up to `--reconnect-for`
     /// (ALREADY_EXISTS too: the server may not have noticed yet that the old connection died).
+    /// Each try dials the `--addr` list once round, from the server that was serving: a server
+    /// that refuses connections is passed over at once, and one that takes the connection but
+    /// does not answer the Join (frozen, or shutting down) is passed over at the next try.
     fn rejoin(&self, lost: String) -> Rejoining {
-        let client = self.chat.client();
-        let addr = self.chat.addr().to_owned();
+        let redial = self.redial.clone();
         let request = JoinRequest {
             room: self.room.clone(),
             name: self.name.clone(),
             after_seq: self.last_seq,
         };
-        let (timeout, reconnect_for) = (self.timeout, self.reconnect_for);
+        let (timeout, reconnect_for, mut first) = (self.timeout, self.reconnect_for, self.serving);
         Box::pin(async move {
             let deadline = Instant::now() + reconnect_for;
             let mut backoff = Backoff::new();
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let status = match open_join(client.clone(), request.clone(), timeout).await {
-                    Ok(stream) => return Ok(stream),
-                    Err(status) if !worth_rejoining(&status) => {
-                        return Err(CliError::from_status(SERVICE, &addr, status));
+                let failed = match redial.from(first).await {
+                    Ok((client, serving)) => {
+                        match open_join(client.clone(), request.clone(), timeout).await {
+                            Ok(stream) => {
+                                return Ok(Rejoined {
+                                    stream,
+                                    client,
+                                    serving,
+                                });
+                            }
+                            Err(status) if !worth_rejoining(&status) => {
+                                return Err(CliError::from_status(SERVICE, &redial.addr, status));
+                            }
+                            Err(status) if is_local(&status) || unanswered(&status) => {
+                                first = serving + 1;
+                                Failed::Unreachable(describe(&status))
+                            }
+                            Err(status) => Failed::Refused(status),
+                        }
                     }
-                    Err(status) => status,
+                    Err(DialError::Unreachable { reason, .. }) => Failed::Unreachable(reason),
+                    Err(bad @ DialError::BadAddress { .. }) => {
+                        return Err(dial_error(SERVICE, bad));
+                    }
                 };
                 let wait = backoff.next_delay();
                 if Instant::now() + wait > deadline {
-                    return Err(if is_local(&status) || status.code() == Code::Unavailable {
-                        CliError::Unreachable {
+                    return Err(match failed {
+                        Failed::Unreachable(reason) => CliError::Unreachable {
                             service: SERVICE,
-                            addr,
+                            addr: redial.addr,
                             attempts,
                             reason: format!(
-                                "{} (lost the room: {lost}; gave up rejoining after {})",
-                                describe(&status),
+                                "{reason} (lost the room: {lost}; gave up rejoining after {})",
                                 humantime::format_duration(reconnect_for)
                             ),
+                        },
+                        Failed::Refused(status) => {
+                            CliError::from_status(SERVICE, &redial.addr, status)
                         }
-                    } else {
-                        CliError::from_status(SERVICE, &addr, status)
                     });
                 }
                 tokio::time::sleep(wait).await;
@@ -316,7 +371,7 @@ impl Session<'_> {
     async fn leave_target(&self, acknowledged: u64) -> u64 {
         let mut request = tonic::Request::new(ListRoomsRequest {});
         request.set_timeout(self.timeout);
-        let latest = match self.chat.client().list_rooms(request).await {
+        let latest = match self.client.clone().list_rooms(request).await {
             Ok(reply) => reply
                 .into_inner()
                 .rooms
@@ -335,6 +390,12 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a Join failed because the server did not serve it (it is shutting down, or did not
+/// answer in time): another server of the list is worth a try.
+fn unanswered(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
 }
 
 /// Whether a failed Join is worth trying again: anything but a request the chat will never take.
