@@ -75,23 +75,11 @@ impl Etcd {
         let [client_port, peer_port] = process::free_ports::<2>()?;
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut process = Process::spawn(
-            "etcd",
-            Command::new(BINARY)
-                .args(["--name", "default"])
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url])
-                .args(["--initial-advertise-peer-urls", &peer_url])
-                .args(["--initial-cluster", &format!("default={peer_url}")])
-                .args(["--initial-cluster-state", "new"])
-                .args(["--logger", "zap"])
-                .env("GOMAXPROCS", "1")
-                .current_dir(dir.path()),
-            dir.path().join("etcd.log"),
-            Shutdown::KILL,
+        let mut process = spawn_member(
+            dir.path(),
+            "default",
+            [client_port, peer_port],
+            &format!("default={peer_url}"),
         )?;
         let addr = SocketAddr::from(([127, 0, 0, 1], client_port));
         process.wait_ready(START_TIMEOUT, || is_healthy(addr))?;
@@ -140,8 +128,46 @@ impl Etcd {
     }
 }
 
+/// Spawns one etcd member named `name` on `[client_port, peer_port]` of loopback, keeping its
+/// data in `dir/<name>/` and its log in `dir/<name>.log`, one of `initial_cluster`
+/// (`name=peer-url,...`), with `GOMAXPROCS=1`. A member restarted on its data directory
+/// ignores the initial-cluster flags and rejoins the cluster it was part of.
+pub(crate) fn spawn_member(
+    dir: &Path,
+    name: &str,
+    [client_port, peer_port]: [u16; 2],
+    initial_cluster: &str,
+) -> anyhow::Result<Process> {
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    // The single member keeps its historical layout: `data/` and `etcd.log`.
+    let (data, log) = if name == "default" {
+        (dir.join("data"), dir.join("etcd.log"))
+    } else {
+        (dir.join(name), dir.join(format!("{name}.log")))
+    };
+    Process::spawn(
+        "etcd",
+        Command::new(BINARY)
+            .args(["--name", name])
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--logger", "zap"])
+            .env("GOMAXPROCS", "1")
+            .current_dir(dir),
+        log,
+        Shutdown::KILL,
+    )
+}
+
 /// Whether etcd at `addr` answers `GET /health` with `"health":"true"`, each step bounded.
-fn is_healthy(addr: SocketAddr) -> bool {
+pub(crate) fn is_healthy(addr: SocketAddr) -> bool {
     http_get(addr, "/health").is_ok_and(|reply| reply.contains("\"health\":\"true\""))
 }
 

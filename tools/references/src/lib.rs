@@ -32,10 +32,12 @@
 
 mod account;
 mod etcd;
+mod etcd_cluster;
 mod postgres;
 mod process;
 mod redis;
 
 pub use etcd::{ETCD_PACKAGE, Etcd, etcd_version};
+pub use etcd_cluster::EtcdCluster;
 pub use postgres::{POSTGRES_PACKAGE, Postgres, Setup as PostgresSetup, postgres_version};
 pub use redis::{REDIS_PACKAGE, Redis, RedisDurability, redis_version};

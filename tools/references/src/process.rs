@@ -36,18 +36,20 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 /// `N` distinct loopback ports that were free a moment ago (all held at once while choosing, so
 /// they differ); the same race as [`free_port`].
 pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
-    let mut listeners = Vec::with_capacity(N);
-    let mut ports = [0; N];
-    for port in &mut ports {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").context("cannot bind a free loopback port")?;
-        *port = listener
-            .local_addr()
-            .context("cannot read a bound port")?
-            .port();
-        listeners.push(listener);
-    }
-    Ok(ports)
+    let ports = free_port_list(N)?;
+    Ok(std::array::from_fn(|i| ports[i]))
+}
+
+/// `count` distinct loopback ports that were free a moment ago (all held at once while choosing,
+/// so they differ); the same race as [`free_port`].
+pub(crate) fn free_port_list(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a free loopback port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr().context("cannot read a bound port")?.port()))
+        .collect()
 }
 
 /// How to end a server: a first signal, how long to wait for it to exit, then SIGKILL.

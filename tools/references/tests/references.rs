@@ -13,8 +13,8 @@ use std::{
 };
 
 use township_references::{
-    ETCD_PACKAGE, Etcd, POSTGRES_PACKAGE, Postgres, REDIS_PACKAGE, Redis, RedisDurability,
-    etcd_version, postgres_version, redis_version,
+    ETCD_PACKAGE, Etcd, EtcdCluster, POSTGRES_PACKAGE, Postgres, REDIS_PACKAGE, Redis,
+    RedisDurability, etcd_version, postgres_version, redis_version,
 };
 
 /// How long a test's own request may take.
@@ -197,6 +197,50 @@ fn etcd_answers_health_and_version_on_one_core_and_stop_ends_its_pid_and_removes
 
     etcd.stop().expect("etcd stops");
     assert!(is_gone(pid), "etcd's PID {pid} is gone");
+    assert!(!dir.exists(), "{} is removed", dir.display());
+}
+
+#[test]
+fn an_etcd_cluster_serves_without_one_member_not_without_a_majority_and_a_member_rejoins() {
+    if installed("etcd", etcd_version(), ETCD_PACKAGE).is_none() {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3).expect("three members start");
+    let urls: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let healthy = |i: usize| http_get(&urls[i], "/health").contains("\"health\":\"true\"");
+    let pids: Vec<u32> = (0..3).map(|i| cluster.pid(i).expect("running")).collect();
+    assert!((0..3).all(healthy), "every member healthy once started");
+
+    cluster.kill(0).expect("member 0 killed");
+    assert!(is_gone(pids[0]) && cluster.pid(0).is_none());
+    assert!(healthy(1) && healthy(2), "two of three are a majority");
+    cluster.kill(1).expect("member 1 killed");
+    // Member 2 alone loses its leader within an election timeout (1 s by default): the three
+    // are one cluster.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while healthy(2) {
+        assert!(Instant::now() < deadline, "one of three is no quorum");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster
+        .start_again(1)
+        .expect("member 1 rejoins on its data");
+    assert!(healthy(1) && healthy(2), "a majority again");
+    cluster
+        .start_again(0)
+        .expect("member 0 rejoins on its data");
+    assert!(healthy(0));
+
+    let dir = cluster.dir().to_owned();
+    let running: Vec<u32> = (0..3).map(|i| cluster.pid(i).expect("running")).collect();
+    drop(cluster);
+    for pid in running {
+        assert!(is_gone(pid), "member PID {pid} is gone");
+    }
     assert!(!dir.exists(), "{} is removed", dir.display());
 }
 

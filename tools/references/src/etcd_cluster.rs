@@ -1,0 +1,140 @@
+//! An etcd cluster as a reference: several members on loopback, each with its own ports, data
+//! directory and log under one temporary directory, so that a test can kill one member by its PID,
+//! start it again on its data, or lose the quorum. Each member runs as [`crate::Etcd`] does:
+//! `GOMAXPROCS=1` and its default durability.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+
+use crate::{
+    etcd::{ETCD_PACKAGE, etcd_version, is_healthy, spawn_member},
+    process::{self, Process, Shutdown},
+};
+
+/// How long the members may take to elect a leader and report themselves healthy.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running etcd cluster. Dropping it SIGKILLs every member by PID and reaps it, then removes the
+/// temporary directory.
+pub struct EtcdCluster {
+    /// The members, in the order of their names (`m0`, `m1`, ...); declared before `dir` so a drop
+    /// ends them before removing their data.
+    members: Vec<Member>,
+    /// Holds each member's data directory (`m0/`, ...) and log (`m0.log`, ...).
+    dir: tempfile::TempDir,
+    /// `m0=http://127.0.0.1:PEER,...`, as every member was started with.
+    initial_cluster: String,
+}
+
+struct Member {
+    name: String,
+    ports: [u16; 2],
+    /// `None` while the member is killed.
+    process: Option<Process>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members (named `m0`, `m1`, ...) on free loopback ports and waits (at most
+    /// 30 s) until each answers `GET /health` with `"health":"true"`, which it does once the
+    /// cluster has a leader. Fails if etcd is not installed (naming [`ETCD_PACKAGE`]), or a member
+    /// exits or stays unhealthy, quoting its log.
+    pub fn start(size: usize) -> anyhow::Result<EtcdCluster> {
+        if size == 0 {
+            bail!("an etcd cluster needs at least one member");
+        }
+        if etcd_version()?.is_none() {
+            bail!("etcd is not installed (apt-get install {ETCD_PACKAGE})");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("township-etcd-cluster-")
+            .tempdir()
+            .context("cannot create a temporary directory for etcd")?;
+        let ports = process::free_port_list(2 * size)?;
+        let mut members: Vec<Member> = ports
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| Member {
+                name: format!("m{i}"),
+                ports: [pair[0], pair[1]],
+                process: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.ports[1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Every member first: none is healthy until a majority runs.
+        for member in &mut members {
+            member.process = Some(spawn_member(
+                dir.path(),
+                &member.name,
+                member.ports,
+                &initial_cluster,
+            )?);
+        }
+        let mut cluster = EtcdCluster {
+            members,
+            dir,
+            initial_cluster,
+        };
+        for i in 0..size {
+            cluster.wait_healthy(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The client endpoints, `127.0.0.1:PORT` each, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.ports[0]))
+            .collect()
+    }
+
+    /// The PID of member `i`, or `None` while it is killed.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].process.as_ref().map(Process::pid)
+    }
+
+    /// Kills member `i` with SIGKILL by its PID and reaps it: a lost machine. Fails if it had
+    /// already exited on its own (quoting its log).
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        match self.members[i].process.take() {
+            Some(mut process) => process.end(Shutdown::KILL),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts member `i` again on its data directory and ports, after [`EtcdCluster::kill`], and
+    /// waits until it is healthy (which needs a quorum).
+    pub fn start_again(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.members[i].process.is_some() {
+            bail!("etcd member {} is running", self.members[i].name);
+        }
+        let member = &mut self.members[i];
+        member.process = Some(spawn_member(
+            self.dir.path(),
+            &member.name,
+            member.ports,
+            &self.initial_cluster,
+        )?);
+        self.wait_healthy(i)
+    }
+
+    /// The cluster's temporary directory: each member's data directory and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
+        let member = &mut self.members[i];
+        let addr = SocketAddr::from(([127, 0, 0, 1], member.ports[0]));
+        let process = member
+            .process
+            .as_mut()
+            .with_context(|| format!("etcd member {} is not running", member.name))?;
+        process.wait_ready(START_TIMEOUT, || is_healthy(addr))
+    }
+}
