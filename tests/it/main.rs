@@ -32,6 +32,7 @@ mod limits;
 mod lock;
 mod lock_acl;
 mod lock_cli;
+mod lock_ha;
 mod phonebook;
 mod phonebook_cli;
 mod phonebook_replicas;

@@ -6,6 +6,9 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use township_kit::status::{InvalidField, internal};
 
+/// The trailer of a "not the leader" answer that names the leader's address (HOST:PORT).
+pub const LEADER_TRAILER: &str = "township-lock-leader";
+
 /// When a caller over a cap is told to try again.
 const OVER_CAP_RETRY: Duration = Duration::from_secs(1);
 
@@ -30,6 +33,13 @@ pub enum Error {
     /// Over one of the caller's caps (what, and the cap).
     #[error("{0}")]
     OverCap(String),
+    /// This lock-server does not lead (it follows an elected leader, an election is under way,
+    /// or its term ended): the leader's advertised address when known.
+    #[error("{}", match .0 {
+        Some(leader) => format!("this lock-server is not the leader; the leader is {leader}"),
+        None => "this lock-server is not the leader, and no leader is known yet: try again".to_owned(),
+    })]
+    NotLeader(Option<String>),
     /// The server is shutting down.
     #[error("lock-server is shutting down")]
     ShuttingDown,
@@ -53,6 +63,13 @@ impl From<Error> for Status {
             Error::LeaseNotFound => Status::not_found(err.to_string()),
             Error::TokensExhausted | Error::ShuttingDown => Status::unavailable(err.to_string()),
             Error::NotAllowed(_) => Status::permission_denied(err.to_string()),
+            Error::NotLeader(leader) => {
+                let mut status = Status::unavailable(err.to_string());
+                if let Some(value) = leader.as_deref().and_then(|l| l.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_TRAILER, value);
+                }
+                status
+            }
             Error::OverCap(_) => {
                 // Leases end and waits are granted: a retry a little later may well pass.
                 let mut details = ErrorDetails::new();

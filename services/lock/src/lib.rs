@@ -7,17 +7,21 @@
 //! - [`guard`]: who may lock what (the resource ACL) and how much (per-principal caps).
 //! - [`service`]: the gRPC API over the table (requests validated in `convert`); `session` serves
 //!   its Session stream.
+//! - [`leader`]: who leads — a single lock-server always, or one of several elected on etcd
+//!   ([`election`]), each term with its own table and epoch.
 //! - [`run`]: serves it; `main.rs` only parses config, binds and awaits.
 
 mod convert;
+pub mod election;
 mod error;
 pub mod guard;
+pub mod leader;
 pub mod service;
 mod session;
 mod store;
 pub mod table;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 
@@ -25,7 +29,7 @@ use tokio::net::TcpListener;
 use township_kit::{ServeOptions, ServiceSet, Shutdown};
 use township_proto::lock::v1::lock_service_server::LockServiceServer;
 
-pub use error::Error;
+pub use error::{Error, LEADER_TRAILER};
 pub use guard::Caps;
 pub use service::LockApi;
 
@@ -37,7 +41,11 @@ pub const CALL_DEADLINE: std::time::Duration =
 pub use store::MAX_EPOCH;
 pub use table::LockTable;
 
+use election::Election;
 use guard::Guard;
+use leader::Leadership;
+use township_client::Dialer;
+use township_etcd::Etcd;
 
 /// The lock service's default gRPC port.
 pub const DEFAULT_PORT: u16 = township_proto::town::LOCK.port;
@@ -47,8 +55,10 @@ pub const DEFAULT_PORT: u16 = township_proto::town::LOCK.port;
 pub struct Config {
     /// Shared server settings (grace period, limits).
     pub serve: ServeOptions,
-    /// Where the fencing epoch is kept.
+    /// Where the fencing epoch is kept (a single lock-server).
     pub data_dir: PathBuf,
+    /// With etcd: several lock-servers, one elected to lead; `None`: this is the only one.
+    pub election: Option<ElectionConfig>,
     /// The lowest epoch this run may take (1: just the stored one plus 1).
     pub initial_epoch: u64,
     /// The resource ACL file, re-read on SIGHUP; `None`: every principal may lock anything.
@@ -57,24 +67,63 @@ pub struct Config {
     pub caps: Caps,
 }
 
-/// Serves the lock service on `listener` until `shutdown` fires. Advances the fencing epoch in
-/// `config.data_dir` first, so every token of this run is greater than any token of earlier runs.
+/// The election on etcd (`--etcd-endpoints`).
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    /// etcd's client endpoints, `HOST:PORT,...`.
+    pub etcd_endpoints: String,
+    /// This server's address as callers reach it, `HOST:PORT`.
+    pub advertise: String,
+    /// The etcd lease's time to live.
+    pub lease: Duration,
+}
+
+/// Serves the lock service on `listener` until `shutdown` fires. A single lock-server advances
+/// the fencing epoch in `config.data_dir` first, so every token of this run is greater than any
+/// token of earlier runs; with etcd, each elected leader takes the next epoch from etcd.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    // Held until the server stops: a second server on this directory refuses to start (exit 75).
-    let _data_dir = township_kit::DataDirLock::exclusive(&config.data_dir).await?;
     let guard = Arc::new(Guard::new(config.resource_acl.clone(), config.caps)?);
     watch_hangups(&guard, &shutdown)?;
-    let epoch = store::next_epoch(&config.data_dir, config.initial_epoch).await?;
-    tracing::info!(epoch, data_dir = %config.data_dir.display(), "fencing epoch advanced");
-    let table = Arc::new(LockTable::new(epoch));
-    let reaper = tokio::spawn(table.clone().expire_leases(shutdown.clone()));
-    let api = LockApi::new(table, guard, shutdown.clone());
+    // Held until the server stops: a second single server on this directory refuses to start
+    // (exit 75). An elected server keeps nothing on disk, and takes no lock.
+    let mut _data_dir = None;
+    let (leadership, background) = match &config.election {
+        None => {
+            _data_dir = Some(township_kit::DataDirLock::exclusive(&config.data_dir).await?);
+            let epoch = store::next_epoch(&config.data_dir, config.initial_epoch).await?;
+            tracing::info!(epoch, data_dir = %config.data_dir.display(), "fencing epoch advanced");
+            let table = Arc::new(LockTable::new(epoch));
+            let reaper = tokio::spawn(table.clone().expire_leases(shutdown.clone()));
+            (Leadership::single(epoch, table, shutdown.clone()), reaper)
+        }
+        Some(election) => {
+            // A call to etcd that takes a third of the lease is as good as failed: the leader
+            // must hear of its renewals well within its hold.
+            let patience = (election.lease / 3).max(Duration::from_millis(500));
+            let etcd = Etcd::new(
+                &election.etcd_endpoints,
+                Dialer::new().connect_timeout(patience),
+            )
+            .context("--etcd-endpoints")?
+            .call_timeout(patience);
+            tracing::info!(etcd = %election.etcd_endpoints, advertise = %election.advertise, "campaigning on etcd");
+            Election {
+                etcd,
+                advertise: election.advertise.clone(),
+                lease: election.lease,
+                initial_epoch: config.initial_epoch,
+            }
+            .start(shutdown.clone())
+        }
+    };
+    let advertise = config.election.as_ref().map(|e| e.advertise.clone());
+    let api = LockApi::new(leadership, guard, shutdown.clone(), advertise);
     let services = ServiceSet::new().add_service(
         LockServiceServer::new(api).max_decoding_message_size(config.serve.max_message_bytes),
     );
     let served = township_kit::serve(listener, &config.serve, services, shutdown.clone()).await;
     shutdown.cancel();
-    let _ = reaper.await;
+    let _ = background.await;
     served
 }
 

@@ -3,8 +3,9 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
+use township_kit::config::BadConfig;
 use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
-use township_lock::{CALL_DEADLINE, Caps, Config, DEFAULT_PORT};
+use township_lock::{CALL_DEADLINE, Caps, Config, DEFAULT_PORT, ElectionConfig};
 
 /// The Township lock service (gRPC `township.lock.v1.LockService`).
 #[derive(Debug, Parser)]
@@ -40,6 +41,34 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_LOCK_INITIAL_EPOCH", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=township_lock::MAX_EPOCH as i64))]
     initial_epoch: u32,
+
+    /// etcd's client endpoints (HOST:PORT, comma-separated). With them, several lock-servers run
+    /// and one leads at a time, elected on etcd; the others answer UNAVAILABLE naming it. Needs
+    /// --advertise-addr. Without them, this is the only lock-server, its epoch in --data-dir.
+    #[arg(
+        long,
+        env = "TOWNSHIP_LOCK_ETCD_ENDPOINTS",
+        value_name = "HOST:PORT,...",
+        requires = "advertise_addr"
+    )]
+    etcd_endpoints: Option<String>,
+
+    /// This server's address as clients reach it (HOST:PORT): what the others name while it
+    /// leads. With --etcd-endpoints only.
+    #[arg(
+        long,
+        env = "TOWNSHIP_LOCK_ADVERTISE_ADDR",
+        value_name = "HOST:PORT",
+        requires = "etcd_endpoints"
+    )]
+    advertise_addr: Option<String>,
+
+    /// With --etcd-endpoints: the time to live of the leader's etcd lease, in whole seconds, at
+    /// least 2s (etcd's shortest). A leader that dies leaves the service without one for about
+    /// this long; one that cannot renew stops granting within nine tenths of it.
+    #[arg(long, env = "TOWNSHIP_LOCK_LEADER_LEASE", value_name = "DURATION", default_value = "5s",
+          value_parser = humantime::parse_duration)]
+    leader_lease: Duration,
 }
 
 #[tokio::main]
@@ -52,9 +81,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = net::bind(args.server.listen_or(DEFAULT_PORT)).await?;
     let mut serve = ServeOptions::from(&args.server);
     serve.limits.call_deadline = args.server.call_deadline.unwrap_or(CALL_DEADLINE);
+    let election = election(&args)?;
     let config = Config {
         serve,
         data_dir: args.server.data_dir_or("lock"),
+        election,
         resource_acl: args.resource_acl,
         initial_epoch: u64::from(args.initial_epoch),
         caps: Caps {
@@ -68,4 +99,29 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // no token of an old epoch is ever issued.
     net::announce("", &listener)?;
     township_lock::run(listener, config, shutdown).await
+}
+
+/// The election settings, checked: an advertised HOST:PORT, and a lease of whole seconds, at
+/// least 2.
+fn election(args: &Args) -> anyhow::Result<Option<ElectionConfig>> {
+    let (Some(endpoints), Some(advertise)) = (&args.etcd_endpoints, &args.advertise_addr) else {
+        return Ok(None);
+    };
+    township_client::addr_list(endpoints)
+        .map_err(|reason| BadConfig(format!("--etcd-endpoints: {reason}")))?;
+    township_client::endpoint_uri(advertise)
+        .map_err(|reason| BadConfig(format!("--advertise-addr: {reason}")))?;
+    let lease = args.leader_lease;
+    if lease < Duration::from_secs(2) || lease.subsec_nanos() != 0 {
+        return Err(BadConfig(format!(
+            "--leader-lease: {} is not whole seconds of at least 2s",
+            humantime::format_duration(lease)
+        ))
+        .into());
+    }
+    Ok(Some(ElectionConfig {
+        etcd_endpoints: endpoints.clone(),
+        advertise: advertise.trim().to_owned(),
+        lease,
+    }))
 }

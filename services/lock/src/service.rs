@@ -1,5 +1,7 @@
 //! The gRPC face of the lock service: validates requests into the table's types (in one place,
-//! [`crate::convert`]), calls the [`LockTable`], and maps errors to statuses.
+//! [`crate::convert`]), calls the [`LockTable`] of the current leadership term, and maps errors
+//! to statuses. A server that does not lead answers every call but Leader UNAVAILABLE, naming the
+//! leader in the `township-lock-leader` trailer when it knows it.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -14,6 +16,7 @@ use crate::{
     Error,
     convert::{MAX_WAIT, lease_to_pb, parse_acquire, parse_lease_id, resource_to_pb},
     guard::Guard,
+    leader::{Leadership, Role, Term},
     session,
     table::LockTable,
 };
@@ -21,20 +24,39 @@ use crate::{
 /// Implements `township.lock.v1.LockService`.
 #[derive(Clone)]
 pub struct LockApi {
-    table: Arc<LockTable>,
+    leadership: Leadership,
     guard: Arc<Guard>,
     shutdown: Shutdown,
+    /// This server's advertised address (HOST:PORT), when elected on etcd.
+    advertise: Option<String>,
 }
 
 impl LockApi {
-    /// Serves `table`, every acquire checked by `guard`; waits and keep-alive streams end when
-    /// `shutdown` fires.
-    pub fn new(table: Arc<LockTable>, guard: Arc<Guard>, shutdown: Shutdown) -> Self {
+    /// Serves the table of each term `leadership` gives, every acquire checked by `guard`; waits
+    /// and streams end when their term ends or `shutdown` fires. `advertise` is this server's
+    /// address as the Leader RPC names it.
+    pub fn new(
+        leadership: Leadership,
+        guard: Arc<Guard>,
+        shutdown: Shutdown,
+        advertise: Option<String>,
+    ) -> Self {
         Self {
-            table,
+            leadership,
             guard,
             shutdown,
+            advertise,
         }
+    }
+
+    /// The current term, or UNAVAILABLE naming the leader.
+    fn term(&self) -> Result<Term, Status> {
+        self.leadership.term().map_err(Status::from)
+    }
+
+    /// The status of a table's error, naming the leader when the term ended under the call.
+    fn status(&self, err: Error) -> Status {
+        Status::from(self.leadership.hint(err))
     }
 }
 
@@ -44,14 +66,19 @@ impl LockService for LockApi {
         &self,
         request: Request<pb::AcquireRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
+        let term = self.term()?;
         let deadline = grpc_timeout(request.metadata());
         let principal = principal_of(&request);
         let (acquire, wait_timeout) = parse_acquire(request.into_inner(), &principal)?;
         let caps = self.guard.check(&acquire)?;
         let wait = wait_for(wait_timeout, deadline);
         let granted = tokio::select! {
-            granted = self.table.acquire(acquire, wait, caps) => granted?,
-            () = self.shutdown.cancelled() => return Err(Error::ShuttingDown.into()),
+            granted = term.table.acquire(acquire, wait, caps) => granted.map_err(|e| self.status(e))?,
+            () = term.ended.cancelled() => return Err(if self.shutdown.is_cancelled() {
+                Error::ShuttingDown.into()
+            } else {
+                self.status(Error::NotLeader(None))
+            }),
         };
         Ok(Response::new(lease_to_pb(granted)))
     }
@@ -60,8 +87,9 @@ impl LockService for LockApi {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let term = self.term()?;
         let id = parse_lease_id(&request.get_ref().lease_id)?;
-        self.table.release(id, &principal_of(&request))?;
+        term.table.release(id, &principal_of(&request))?;
         Ok(Response::new(pb::ReleaseResponse {}))
     }
 
@@ -69,8 +97,12 @@ impl LockService for LockApi {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let term = self.term()?;
         let id = parse_lease_id(&request.get_ref().lease_id)?;
-        let expires_at = self.table.refresh(id, &principal_of(&request))?;
+        let expires_at = term
+            .table
+            .refresh(id, &principal_of(&request))
+            .map_err(|e| self.status(e))?;
         Ok(Response::new(pb::RefreshResponse {
             expires_at: Some(expires_at.into()),
         }))
@@ -82,14 +114,15 @@ impl LockService for LockApi {
         &self,
         request: Request<Streaming<pb::KeepAliveRequest>>,
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
+        let term = self.term()?;
         let (tx, rx) = mpsc::channel(16);
         let principal = principal_of(&request);
         tokio::spawn(keep_alive_session(
-            self.table.clone(),
+            term.table,
             principal,
             request.into_inner(),
             tx,
-            self.shutdown.clone(),
+            term.ended,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -100,15 +133,16 @@ impl LockService for LockApi {
         &self,
         request: Request<Streaming<pb::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let term = self.term()?;
         let (tx, rx) = mpsc::channel(64);
         let principal = principal_of(&request);
         tokio::spawn(session::serve(
-            self.table.clone(),
+            term.table,
             self.guard.clone(),
             principal,
             request.into_inner(),
             tx,
-            self.shutdown.clone(),
+            term.ended,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -118,12 +152,32 @@ impl LockService for LockApi {
         request: Request<pb::InspectRequest>,
     ) -> Result<Response<pb::InspectResponse>, Status> {
         let resources = self
+            .term()?
             .table
             .inspect(&request.get_ref().resource_prefix)
             .into_iter()
             .map(resource_to_pb)
             .collect();
         Ok(Response::new(pb::InspectResponse { resources }))
+    }
+
+    async fn leader(
+        &self,
+        _request: Request<pb::LeaderRequest>,
+    ) -> Result<Response<pb::LeaderResponse>, Status> {
+        let reply = match self.leadership.role() {
+            Role::Leading(term) => pb::LeaderResponse {
+                leader: self.advertise.clone().unwrap_or_default(),
+                epoch: term.epoch,
+                serving: true,
+            },
+            Role::Following { leader, epoch } => pb::LeaderResponse {
+                leader: leader.unwrap_or_default(),
+                epoch,
+                serving: false,
+            },
+        };
+        Ok(Response::new(reply))
     }
 }
 
@@ -148,6 +202,7 @@ async fn keep_alive_session(
             Err(err) => Err(Status::from(err)),
             Ok(id) => {
                 carried.insert(id);
+                // "lost" when unknown or expired, and when the term has ended.
                 let expires_at = table.refresh(id, &principal).ok();
                 Ok(pb::KeepAliveResponse {
                     lease_id: request.lease_id,

@@ -20,6 +20,7 @@ pub mod doctor_cli;
 pub mod fixtures;
 pub mod grpcurl;
 pub mod lock;
+pub mod lock_ha;
 pub mod phonebook;
 pub mod phonebook_cli;
 pub mod process;

@@ -13,6 +13,10 @@
 //!   are the server's start epoch (persisted, incremented at every start), the low bits count grants.
 //! - **No ghost grants.** A waiter that gives up (timeout, cancelled call) is withdrawn; one granted
 //!   at the moment it gave up has its lease released at once.
+//! - **A term.** Under an elected leader (etcd), the table serves one leadership term: it grants
+//!   nothing at or after the instant it was last told its leadership holds until
+//!   ([`LockTable::serve_until`]), whatever else runs late, and once [`LockTable::retire`]d it
+//!   answers every waiter "not the leader" and holds nothing.
 
 #[cfg(test)]
 mod tests;
@@ -64,6 +68,10 @@ struct State {
     next_seq: u64,
     epoch: u64,
     granted_in_epoch: u64,
+    /// No grant at or after this instant (`None`: no bound, a single lock-server).
+    serves_until: Option<Instant>,
+    /// The term is over: nothing is granted again.
+    retired: bool,
 }
 
 /// The lock table. Share it behind an `Arc`; run [`LockTable::expire_leases`] in the background.
@@ -102,6 +110,7 @@ impl LockTable {
         let (reply, granted) = oneshot::channel();
         let seq = {
             let mut state = self.lock();
+            state.serving(Instant::now())?;
             state.reap(Instant::now());
             state.within_caps(&request.principal, caps)?;
             let seq = state.enqueue(request, reply);
@@ -144,6 +153,7 @@ impl LockTable {
     pub fn refresh(&self, id: LeaseId, principal: &str) -> Result<SystemTime, Error> {
         let mut state = self.lock();
         let now = Instant::now();
+        state.serving(now)?;
         if state.reap(now) {
             state.grant_ready(now);
         }
@@ -200,6 +210,27 @@ impl LockTable {
             .collect();
         views.sort_by(|a, b| a.resource.cmp(&b.resource));
         views
+    }
+
+    /// Bounds the term: nothing is granted or refreshed at or after `until` (a leader's hold on
+    /// its election, renewed as it is renewed). Checked under the table's lock at each grant, so
+    /// a leader that wakes from a freeze past its hold grants nothing, even before anything else
+    /// notices.
+    pub fn serve_until(&self, until: Instant) {
+        self.lock().serves_until = Some(until);
+    }
+
+    /// Ends the term: every waiter is answered [`Error::NotLeader`], every lease is dropped (its
+    /// holder learns it from KeepAlive or Session), and nothing is granted again.
+    pub fn retire(&self) {
+        let mut state = self.lock();
+        state.retired = true;
+        for (_, waiter) in std::mem::take(&mut state.waiting) {
+            let _ = waiter.reply.send(Err(Error::NotLeader(None)));
+        }
+        state.leases.clear();
+        state.expiries.clear();
+        state.resources.clear();
     }
 
     /// Ends expired leases as they expire (and admits their waiters) until `shutdown`.
@@ -308,8 +339,20 @@ impl State {
         seq
     }
 
-    /// Grants, in arrival order, every waiter that is admissible for all its targets now.
+    /// Whether the term allows grants at `now` ([`LockTable::serve_until`], [`LockTable::retire`]).
+    fn serving(&self, now: Instant) -> Result<(), Error> {
+        if self.retired || self.serves_until.is_some_and(|until| now >= until) {
+            return Err(Error::NotLeader(None));
+        }
+        Ok(())
+    }
+
+    /// Grants, in arrival order, every waiter that is admissible for all its targets now (none
+    /// once the term no longer serves).
     fn grant_ready(&mut self, now: Instant) {
+        if self.serving(now).is_err() {
+            return;
+        }
         let ready: Vec<u64> = self.waiting.keys().copied().collect();
         for seq in ready {
             let admissible = self.waiting[&seq].request.targets.iter().all(|t| {

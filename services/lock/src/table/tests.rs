@@ -301,3 +301,69 @@ async fn only_the_principal_that_took_a_lease_may_release_or_refresh_it_others_f
             .all(|v| v.holders.is_empty())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn past_its_hold_a_term_grants_nothing_even_to_a_waiter_whose_lease_then_expires() {
+    let table = Arc::new(LockTable::new(1));
+    let shutdown = Shutdown::new();
+    tokio::spawn(table.clone().expire_leases(shutdown.clone()));
+    table.serve_until(Instant::now() + Duration::from_secs(10));
+    let held = table
+        .acquire(request(&[("a", Mode::Write)], 20), LONG, CAPS)
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let table = table.clone();
+        async move {
+            table
+                .acquire(request(&[("a", Mode::Write)], 5), LONG, CAPS)
+                .await
+        }
+    });
+    // The holder's lease expires at 20 s, after the hold (10 s): the waiter is not granted.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!waiter.is_finished(), "no grant past the hold");
+    assert!(matches!(
+        table.refresh(held.lease, PRINCIPAL),
+        Err(Error::NotLeader(None))
+    ));
+    assert!(matches!(
+        table
+            .acquire(request(&[("b", Mode::Read)], 5), LONG, CAPS)
+            .await,
+        Err(Error::NotLeader(None))
+    ));
+    table.retire();
+    assert!(matches!(waiter.await.unwrap(), Err(Error::NotLeader(None))));
+    assert!(table.inspect("").is_empty(), "a retired term holds nothing");
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewed_hold_keeps_granting_and_a_retired_term_answers_its_waiters() {
+    let table = Arc::new(LockTable::new(3));
+    table.serve_until(Instant::now() + Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    table.serve_until(Instant::now() + Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let granted = table
+        .acquire(request(&[("a", Mode::Write)], 5), LONG, CAPS)
+        .await
+        .unwrap();
+    assert_eq!(granted.grants[0].token >> COUNTER_BITS, 3);
+    let waiter = tokio::spawn({
+        let table = table.clone();
+        async move {
+            table
+                .acquire(request(&[("a", Mode::Read)], 5), LONG, CAPS)
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    table.retire();
+    assert!(matches!(waiter.await.unwrap(), Err(Error::NotLeader(None))));
+    assert!(matches!(
+        table.release(granted.lease, PRINCIPAL),
+        Err(Error::LeaseNotFound)
+    ));
+}

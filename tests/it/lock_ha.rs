@@ -1,0 +1,222 @@
+//! Lock-servers elected on a real three-member etcd cluster: one leads and serves, the others
+//! answer UNAVAILABLE naming it and keep nothing on disk; when the leader is killed another leads
+//! within 15 s, with tokens above every earlier one; a leader frozen past its lease grants nothing
+//! when it wakes, not even an Acquire queued while it was frozen; the service goes on without
+//! one etcd member, grants nothing without a majority, and leads again once it is back; election
+//! flags that cannot work are refused (exit 64).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Code;
+
+use crate::support::{
+    lock::token,
+    lock_ha::{FAILOVER, LockCluster, named_leader, try_acquire},
+    process::run_binary,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_three_lock_servers_leads_and_the_others_name_it_keeping_nothing_on_disk() {
+    let cluster = LockCluster::start(3).await;
+    let (leader, epoch) = cluster.leader(None).await;
+    assert!(epoch >= 1);
+    let lease = try_acquire(&cluster.rpc(leader).await, "account/1")
+        .await
+        .expect("the leader grants");
+    assert_eq!(
+        token(&lease, "account/1") >> 40,
+        epoch,
+        "tokens in its epoch"
+    );
+    for follower in (0..3).filter(|&i| i != leader) {
+        let refused = try_acquire(&cluster.rpc(follower).await, "account/2")
+            .await
+            .expect_err("a follower grants nothing");
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        assert_eq!(
+            named_leader(&refused).as_deref(),
+            Some(cluster.addrs[leader].as_str()),
+            "{refused:?}"
+        );
+        assert!(
+            refused.message().contains(&cluster.addrs[leader]),
+            "{refused:?}"
+        );
+    }
+    for dir in &cluster.dirs {
+        let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(
+            kept.is_empty(),
+            "an elected lock-server keeps nothing: {kept:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_leader_is_killed_another_leads_with_tokens_above_every_earlier_one() {
+    let mut cluster = LockCluster::start(3).await;
+    let (mut leader, mut epoch) = cluster.leader(None).await;
+    let mut highest = token(
+        &try_acquire(&cluster.rpc(leader).await, "r").await.unwrap(),
+        "r",
+    );
+    for _ in 0..2 {
+        let killed = Instant::now();
+        cluster.kill(leader).await;
+        let (next, next_epoch) = cluster.leader(Some(leader)).await;
+        assert!(killed.elapsed() < FAILOVER);
+        assert!(
+            next_epoch > epoch,
+            "a new epoch: {next_epoch} after {epoch}"
+        );
+        // The lease of the old holder went with its leader: the new one grants at once.
+        let lease = try_acquire(&cluster.rpc(next).await, "r")
+            .await
+            .expect("the new leader grants");
+        assert!(token(&lease, "r") > highest, "tokens only grow");
+        highest = token(&lease, "r");
+        cluster.restart(leader).await;
+        (leader, epoch) = (next, next_epoch);
+    }
+    let (_, last) = cluster.leader(None).await;
+    assert_eq!(
+        last, epoch,
+        "a restarted server follows: no election without a need"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_frozen_past_its_lease_grants_nothing_when_it_wakes() {
+    let cluster = LockCluster::start(3).await;
+    let (frozen, epoch) = cluster.leader(None).await;
+    let straight = cluster.rpc(frozen).await;
+    let before = try_acquire(&straight, "held").await.expect("grants");
+
+    cluster.signal(frozen, libc::SIGSTOP);
+    let (next, next_epoch) = cluster.leader(Some(frozen)).await;
+    assert!(next_epoch > epoch);
+    let lease = try_acquire(&cluster.rpc(next).await, "held")
+        .await
+        .expect("the new leader grants what the frozen one held");
+    assert!(token(&lease, "held") > token(&before, "held"));
+
+    // Sent straight to the frozen server, on a connection it accepted before: queued there.
+    let queued = tokio::spawn({
+        let straight = straight.clone();
+        async move {
+            let request = crate::support::lock::ask(
+                "late",
+                &[("fresh", township_proto::lock::v1::Mode::Write)],
+                Duration::from_secs(1),
+            );
+            tokio::time::timeout(FAILOVER, straight.clone().acquire(request)).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.signal(frozen, libc::SIGCONT);
+    let answer = queued.await.unwrap().expect("answered once awake");
+    let refused = answer.expect_err("a woken leader grants nothing");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    // Awake, it finds the new leader and names it.
+    let (leader, _) = cluster.leader(None).await;
+    assert_eq!(leader, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_one_etcd_member_it_serves_and_without_a_majority_it_grants_nothing() {
+    let mut cluster = LockCluster::start(3).await;
+    cluster.leader(None).await;
+    cluster.etcd.kill(0).expect("etcd member 0 killed");
+    let (leader, _) = cluster.leader(None).await;
+    try_acquire(&cluster.rpc(leader).await, "one-down")
+        .await
+        .expect("two of three etcd members are enough");
+
+    cluster.etcd.kill(1).expect("etcd member 1 killed");
+    // Within the lease every server stops granting, and none grants while the quorum is lost.
+    let deadline = Instant::now() + FAILOVER;
+    let mut refused_since: Option<Instant> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut any_granted = false;
+        for i in 0..3 {
+            let resource = format!("no-quorum/{attempt}/{i}");
+            if try_acquire(&cluster.rpc(i).await, &resource).await.is_ok() {
+                any_granted = true;
+            }
+        }
+        match (any_granted, refused_since) {
+            (true, Some(since)) => {
+                panic!("granted {:?} after every server refused", since.elapsed())
+            }
+            (true, None) => assert!(Instant::now() < deadline, "still granting without a quorum"),
+            (false, None) => refused_since = Some(Instant::now()),
+            (false, Some(since)) if since.elapsed() > Duration::from_secs(4) => break,
+            (false, Some(_)) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    tokio::task::spawn_blocking(move || {
+        cluster.etcd.start_again(1).expect("etcd member 1 back");
+        cluster
+    })
+    .await
+    .map(|cluster| async move {
+        let (leader, _) = cluster.leader(None).await;
+        try_acquire(&cluster.rpc(leader).await, "quorum-again")
+            .await
+            .expect("a majority again: a leader serves");
+    })
+    .unwrap()
+    .await;
+}
+
+#[tokio::test]
+async fn election_flags_that_cannot_work_are_refused_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--etcd-endpoints", "127.0.0.1:2379"], "--advertise-addr"),
+        (&["--advertise-addr", "127.0.0.1:50055"], "--etcd-endpoints"),
+        (
+            &[
+                "--etcd-endpoints",
+                "127.0.0.1:2379,nowhere",
+                "--advertise-addr",
+                "127.0.0.1:1",
+            ],
+            "`nowhere`",
+        ),
+        (
+            &[
+                "--etcd-endpoints",
+                "127.0.0.1:2379",
+                "--advertise-addr",
+                "lock",
+            ],
+            "--advertise-addr",
+        ),
+        (
+            &[
+                "--etcd-endpoints",
+                "127.0.0.1:2379",
+                "--advertise-addr",
+                "127.0.0.1:1",
+                "--leader-lease",
+                "1500ms",
+            ],
+            "--leader-lease",
+        ),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let out = run_binary("lock-server", &args, &[]).await;
+        assert_eq!(out.code, Some(64), "{flags:?}: {out:?}");
+        assert!(
+            out.stderr.contains(named),
+            "{flags:?} names {named}: {out:?}"
+        );
+    }
+}
