@@ -3,17 +3,23 @@
 //! within 15 s, with tokens above every earlier one; a leader frozen past its lease grants nothing
 //! when it wakes, not even an Acquire queued while it was frozen; the service goes on without
 //! one etcd member, grants nothing without a majority, and leads again once it is back; election
-//! flags that cannot work are refused (exit 64).
+//! flags that cannot work are refused (exit 64). Given every server, a `LockClient`, the CLI and a
+//! bank find the leader and follow it when it is killed.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Code;
+use township_client::Dialer;
+use township_lock_client::{LockClient, Mode};
+use township_tests::{run, township};
 
 use crate::support::{
+    bank::{admin_token, balance, bank_server, client, login, open_account, request_id, transfer},
     lock::token,
     lock_ha::{FAILOVER, LockCluster, named_leader, try_acquire},
     process::run_binary,
+    wait::wait_until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -219,4 +225,118 @@ async fn election_flags_that_cannot_work_are_refused_naming_the_flag() {
             "{flags:?} names {named}: {out:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_client_given_every_server_finds_the_leader_and_follows_it_when_it_changes() {
+    let mut cluster = LockCluster::start(3).await;
+    let (leader, epoch) = cluster.leader(None).await;
+    // The leader last in the list: the client is sent there by the others.
+    let mut listed: Vec<&str> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| cluster.addrs[i].as_str())
+        .collect();
+    listed.push(&cluster.addrs[leader]);
+    let dialer = Dialer::new().connect_timeout(Duration::from_secs(1));
+    let client = LockClient::dial(dialer, &listed.join(","), "ha-test")
+        .unwrap()
+        .with_ttl(Duration::from_secs(3))
+        .with_wait(Duration::from_secs(1));
+    let held = client
+        .acquire(&[("k", Mode::Write)])
+        .await
+        .expect("granted by the leader");
+    let first = held.token("k").unwrap();
+    assert_eq!(first >> 40, epoch);
+
+    cluster.kill(leader).await;
+    wait_until("the lease is lost with its leader", FAILOVER, async || {
+        held.is_lost()
+    })
+    .await;
+    let deadline = Instant::now() + FAILOVER;
+    let again = loop {
+        match client.acquire(&[("k", Mode::Write)]).await {
+            Ok(lease) => break lease,
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no grant after the failover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(again.token("k").unwrap() > first, "tokens only grow");
+    again.release().await.expect("released on the new leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_given_every_server_asks_the_leader_and_says_who_it_is() {
+    let cluster = LockCluster::start(3).await;
+    let (leader, epoch) = cluster.leader(None).await;
+    let follower = (leader + 1) % 3;
+    let cli = |args: &[&str]| {
+        let mut command = township();
+        command
+            .env_remove("TOWNSHIP_LOCK_ADDR")
+            .args(["--addr", &cluster.addrs[follower], "lock"])
+            .args(args);
+        command
+    };
+    let out = run(cli(&["leader"]), FAILOVER).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("leader {} epoch {epoch}\n", cluster.addrs[leader])
+    );
+    let out = run(cli(&["inspect"]), FAILOVER).await;
+    assert_eq!(out.code, Some(0), "asked the leader: {out:?}");
+
+    let every = format!("{},{}", cluster.addrs[follower], cluster.addrs.join(","));
+    let mut command = township();
+    command.env_remove("TOWNSHIP_LOCK_ADDR").args([
+        "--addr", &every, "--json", "lock", "acquire", "r", "--hold", "0s",
+    ]);
+    let out = run(command, FAILOVER).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let acquired: serde_json::Value =
+        serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(acquired["fencing_token"].as_u64().unwrap() >> 40, epoch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bank_given_every_lock_server_goes_on_after_the_lock_leader_is_killed() {
+    let mut cluster = LockCluster::start(3).await;
+    let (leader, _) = cluster.leader(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bank = bank_server(dir.path(), &cluster.addrs.join(","), None, &[]).await;
+    let rpc = client(&bank.addr.to_string(), Duration::from_secs(10));
+    let admin = admin_token(dir.path());
+    let ada = open_account(&rpc, &admin, "ada", "1234", 1_000)
+        .await
+        .unwrap();
+    let bob = open_account(&rpc, &admin, "bob", "5678", 0).await.unwrap();
+    let token = login(&rpc, "ada", "1234").await.unwrap().session_token;
+    let (before, after) = (request_id(), request_id());
+    let pay =
+        async |id: &str| transfer(&rpc, &token, &ada.account_id, &bob.account_id, 100, id).await;
+    pay(&before)
+        .await
+        .expect("a transfer under the first leader");
+
+    cluster.kill(leader).await;
+    let deadline = Instant::now() + FAILOVER;
+    // Retried with its request id, as a client does: applied once.
+    while let Err(status) = pay(&after).await {
+        assert!(
+            Instant::now() < deadline,
+            "no transfer after the failover: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pay(&after)
+        .await
+        .expect("the retry answers the first outcome");
+    assert_eq!(balance(&rpc, &token, &ada.account_id).await.unwrap(), 800);
 }

@@ -126,7 +126,7 @@ impl<C: Clone> Connection<C> {
 
 /// The dialer of `--timeout`, `--retries` and, with `--ca`, TLS (a file named there that cannot
 /// be read is bad usage, like any file named on the command line).
-fn dialer(global: &Global) -> Result<Dialer, CliError> {
+pub fn dialer(global: &Global) -> Result<Dialer, CliError> {
     let dialer = Dialer::new()
         .connect_timeout(global.timeout)
         .retries(global.retries);

@@ -1,14 +1,18 @@
-//! `township lock`: take a lock by hand (and hold it for a while), or see who holds and waits.
+//! `township lock`: take a lock by hand (and hold it for a while), see who holds and waits, or
+//! which lock-server leads. With several lock-servers in `--addr` (elected on etcd), each command
+//! goes to the leader.
 
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::{Status, transport::Channel};
-use township_lock_client::{Error as LockError, LockClient, Mode};
-use township_proto::lock::v1::{InspectRequest, lock_service_client::LockServiceClient};
+use township_lock_client::{Error as LockError, LEADER_TRAILER, LockClient, Mode};
+use township_proto::lock::v1::{
+    InspectRequest, InspectResponse, LeaderRequest, lock_service_client::LockServiceClient,
+};
 
 use crate::{
-    connect::{Connection, unary},
+    connect::{Connection, addr_of, connect, dialer, unary},
     error::CliError,
     global::Global,
     output::print_json,
@@ -47,6 +51,8 @@ enum LockCommand {
         #[arg(default_value = "")]
         prefix: String,
     },
+    /// Print which lock-server leads and its fencing epoch (exit 1 while none is elected).
+    Leader,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,8 +63,8 @@ enum CliMode {
 
 /// Runs `township lock`.
 pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
-    // The channel itself is the client: a `LockClient` for leases, a `LockServiceClient` for
-    // inspecting.
+    // The first server of --addr that answers: a `LockServiceClient` for inspecting and asking
+    // who leads; for leases, a `LockClient` of every server in --addr, which finds the leader.
     let lock = Connection::open(&town::LOCK, global, |channel| channel).await?;
     match args.command {
         LockCommand::Acquire {
@@ -73,7 +79,8 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
                 CliMode::Write => Mode::Write,
             };
             let owner = format!("township-cli@{}", std::process::id());
-            let client = LockClient::new(lock.client(), owner)
+            let client = LockClient::dial(dialer(global)?, &addr_of(&town::LOCK, global), owner)
+                .map_err(|err| CliError::Usage(err.to_string()))?
                 .with_ttl(ttl)
                 .with_wait(wait);
             let lease = client
@@ -110,18 +117,20 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             }
             Ok(())
         }
+        LockCommand::Leader => leader(&lock, global).await,
         LockCommand::Inspect { prefix } => {
-            let mut client = LockServiceClient::new(lock.client());
-            let reply = client
-                .inspect(unary(
-                    InspectRequest {
-                        resource_prefix: prefix,
-                    },
-                    global,
-                ))
-                .await
-                .map_err(|s| lock.error(s))?
-                .into_inner();
+            let reply = match inspect(lock.client(), &prefix, global).await {
+                // A lock-server that does not lead names the leader: ask it there.
+                Err(status) => match named_leader(&status) {
+                    Some(leader) => {
+                        let channel = connect(lock.service(), &leader, global).await?;
+                        inspect(channel, &prefix, global).await
+                    }
+                    None => Err(status),
+                },
+                answer => answer,
+            }
+            .map_err(|s| lock.error(s))?;
             for resource in reply.resources {
                 if global.json {
                     print_json(&serde_json::json!({
@@ -166,6 +175,56 @@ pub async fn run(args: LockArgs, global: &Global) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `township lock leader`: who leads, as the first lock-server of --addr that answers says.
+async fn leader(lock: &Connection<Channel>, global: &Global) -> Result<(), CliError> {
+    let reply = LockServiceClient::new(lock.client())
+        .leader(unary(LeaderRequest {}, global))
+        .await
+        .map_err(|s| lock.error(s))?
+        .into_inner();
+    // A single lock-server leads without an advertised address: the one dialled.
+    let leader = match (reply.leader.is_empty(), reply.serving) {
+        (true, true) => lock.addr().to_owned(),
+        _ => reply.leader,
+    };
+    if global.json {
+        print_json(&serde_json::json!({
+            "leader": leader, "epoch": reply.epoch, "answered_by_leader": reply.serving,
+        }));
+    } else if !leader.is_empty() {
+        println!("leader {leader} epoch {}", reply.epoch);
+    }
+    if leader.is_empty() {
+        return Err(CliError::Rejected(format!(
+            "no lock-server leads now (an election is under way, or etcd cannot be reached); \
+             the last epoch seen is {}",
+            reply.epoch
+        )));
+    }
+    Ok(())
+}
+
+/// Inspect on `channel`.
+async fn inspect(
+    channel: Channel,
+    prefix: &str,
+    global: &Global,
+) -> Result<InspectResponse, Status> {
+    let request = InspectRequest {
+        resource_prefix: prefix.to_owned(),
+    };
+    LockServiceClient::new(channel)
+        .inspect(unary(request, global))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The leader a lock-server that does not lead names in its answer.
+fn named_leader(status: &Status) -> Option<String> {
+    let named = status.metadata().get(LEADER_TRAILER)?.to_str().ok()?;
+    Some(named.to_owned())
 }
 
 /// The command's error for a failed [`LockClient`] call: a service that could not be reached

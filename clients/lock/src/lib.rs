@@ -5,6 +5,12 @@
 //! It speaks only the lock API (`township-proto`) and dials through `township-client`: a bank
 //! replica or the CLI links it without linking the lock server. Its types are plain values
 //! ([`Mode`], [`Grant`], [`Error`]), not protobuf messages or gRPC statuses.
+//!
+//! Given several lock-servers ([`LockClient::dial`]; one leads, elected on etcd), it finds the
+//! leader and follows it when it changes (`servers`): every lease then held is lost with the old
+//! leader, which its holders see as [`HeldLease::is_lost`] and fenced storage as an old token.
+
+mod servers;
 
 use std::{
     collections::HashMap,
@@ -18,11 +24,14 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status, Streaming, transport::Channel};
+use township_client::{DialError, Dialer};
 use township_proto::lock::v1::{
-    self as pb, lock_service_client::LockServiceClient, session_request::Op,
-    session_response::Result as Answer,
+    self as pb, session_request::Op, session_response::Result as Answer,
 };
+
+pub use servers::LEADER_TRAILER;
+use servers::Servers;
 
 /// How a resource is held: shared with other readers, or alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,7 +107,7 @@ impl From<Status> for Error {
 /// waits for its answer). Create it inside a tokio runtime: it starts the stream's driver task.
 #[derive(Clone, Debug)]
 pub struct LockClient {
-    rpc: LockServiceClient<Channel>,
+    servers: Servers,
     session: SessionLink,
     owner: String,
     ttl: Duration,
@@ -106,13 +115,25 @@ pub struct LockClient {
 }
 
 impl LockClient {
-    /// A client that asks as `owner` with 10 s leases and waits up to 10 s for a grant.
+    /// A client of the one lock-server on `channel` that asks as `owner` with 10 s leases and
+    /// waits up to 10 s for a grant.
     pub fn new(channel: Channel, owner: impl Into<String>) -> Self {
-        let rpc = LockServiceClient::new(channel);
+        Self::on(Servers::one(channel), owner.into())
+    }
+
+    /// A client of the lock-servers at `addrs` (`HOST:PORT`, comma-separated), each dialled lazily
+    /// with `dialer` (so it may start before them), that takes the leader among them and follows
+    /// it: a server that does not lead names the leader, one that cannot be reached is passed
+    /// over. As [`LockClient::new`] otherwise. Fails only on an address that cannot be read.
+    pub fn dial(dialer: Dialer, addrs: &str, owner: impl Into<String>) -> Result<Self, DialError> {
+        Ok(Self::on(Servers::dial(dialer, addrs)?, owner.into()))
+    }
+
+    fn on(servers: Servers, owner: String) -> Self {
         Self {
-            session: SessionLink::start(rpc.clone()),
-            rpc,
-            owner: owner.into(),
+            session: SessionLink::start(servers.clone()),
+            servers,
+            owner,
             ttl: Duration::from_secs(10),
             wait: Duration::from_secs(10),
         }
@@ -158,7 +179,7 @@ impl LockClient {
             .await?;
         match answer {
             Answer::Lease(lease) => Ok(HeldLease::start(
-                self.rpc.clone(),
+                self.servers.clone(),
                 self.session.clone(),
                 lease,
                 self.ttl,
@@ -213,16 +234,11 @@ pub struct HeldLease {
 }
 
 impl HeldLease {
-    fn start(
-        rpc: LockServiceClient<Channel>,
-        session: SessionLink,
-        lease: pb::Lease,
-        ttl: Duration,
-    ) -> Self {
+    fn start(servers: Servers, session: SessionLink, lease: pb::Lease, ttl: Duration) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let keep_alive = CancellationToken::new();
         tokio::spawn(keep_alive_loop(
-            rpc,
+            servers,
             lease.lease_id.clone(),
             ttl,
             lost.clone(),
@@ -306,8 +322,8 @@ impl Drop for HeldLease {
 type Call = (Op, Option<oneshot::Sender<Result<Answer, Status>>>);
 
 /// The handle of the Session stream shared by a [`LockClient`] and its clones. The driver task
-/// (re)opens the stream when a call comes and none is open, numbers and sends the requests, and
-/// routes each answer to its caller. When the stream breaks, calls in flight fail UNAVAILABLE
+/// (re)opens the stream on the leader when a call comes and none is open, numbers and sends the
+/// requests, and routes each answer to its caller. When the stream breaks, calls in flight fail UNAVAILABLE
 /// and the service releases the stream's leases (their holders' tokens are then refused by fenced
 /// storage). The task ends when the last handle is dropped, which ends the stream.
 #[derive(Clone, Debug)]
@@ -316,9 +332,9 @@ struct SessionLink {
 }
 
 impl SessionLink {
-    fn start(rpc: LockServiceClient<Channel>) -> Self {
+    fn start(servers: Servers) -> Self {
         let (calls, queued) = mpsc::unbounded_channel();
-        tokio::spawn(drive_session(rpc, queued));
+        tokio::spawn(drive_session(servers, queued));
         Self { calls }
     }
 
@@ -347,15 +363,10 @@ impl SessionLink {
 }
 
 /// The Session driver (see [`SessionLink`]).
-async fn drive_session(
-    mut rpc: LockServiceClient<Channel>,
-    mut calls: mpsc::UnboundedReceiver<Call>,
-) {
+async fn drive_session(servers: Servers, mut calls: mpsc::UnboundedReceiver<Call>) {
     while let Some(first) = calls.recv().await {
-        let (requests, outbound) = mpsc::unbounded_channel();
-        let opened = rpc.session(UnboundedReceiverStream::new(outbound)).await;
-        let mut answers = match opened {
-            Ok(answers) => answers.into_inner(),
+        let (addr, requests, mut answers) = match open_session(&servers).await {
+            Ok(opened) => opened,
             Err(status) => {
                 if let (_, Some(reply)) = first {
                     let _ = reply.send(Err(status));
@@ -398,6 +409,34 @@ async fn drive_session(
         let broken = Status::unavailable("the lock session broke; its leases are released");
         for (_, reply) in waiting.drain() {
             let _ = reply.send(Err(broken.clone()));
+        }
+        // The server may be gone, or no longer lead: the next stream starts with the next one.
+        servers.failed(&addr, &broken);
+    }
+}
+
+/// The requests' sender and the answers of a Session stream, and the server it is open on.
+type OpenSession = (
+    String,
+    mpsc::UnboundedSender<pb::SessionRequest>,
+    Streaming<pb::SessionResponse>,
+);
+
+/// Opens a Session stream on the leader, following the servers' redirects: at most one try per
+/// known server, and one more.
+async fn open_session(servers: &Servers) -> Result<OpenSession, Status> {
+    let mut tries = servers.len() + 1;
+    loop {
+        let (addr, mut rpc) = servers.leader();
+        let (requests, outbound) = mpsc::unbounded_channel();
+        match rpc.session(UnboundedReceiverStream::new(outbound)).await {
+            Ok(answers) => return Ok((addr, requests, answers.into_inner())),
+            Err(status) => {
+                tries -= 1;
+                if tries == 0 || !servers.failed(&addr, &status) {
+                    return Err(status);
+                }
+            }
         }
     }
 }
@@ -451,7 +490,7 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Refreshes the lease every third of its ttl over one KeepAlive stream, opened only once the
 /// holder has held it that long (short holds cost no stream at all).
 async fn keep_alive_loop(
-    mut rpc: LockServiceClient<Channel>,
+    servers: Servers,
     lease_id: String,
     ttl: Duration,
     lost: Arc<AtomicBool>,
@@ -463,6 +502,9 @@ async fn keep_alive_loop(
         () = stop.cancelled() => return,
     }
     let (tx, rx) = mpsc::channel(1);
+    // On the server taken for the leader now: if that is no longer the one that granted the lease,
+    // the lease went with the old leader and this stream says so.
+    let (_, mut rpc) = servers.leader();
     let opened = tokio::select! {
         opened = rpc.keep_alive(ReceiverStream::new(rx)) => opened,
         () = stop.cancelled() => return,
@@ -470,6 +512,10 @@ async fn keep_alive_loop(
     let mut replies = match opened {
         Ok(replies) => replies.into_inner(),
         Err(status) => {
+            if status.code() == Code::Unavailable {
+                // Not the leader (or gone): a lease is only ever held on the leader.
+                lost.store(true, Ordering::Relaxed);
+            }
             tracing::warn!(%status, lease = %lease_id, "cannot keep the lease alive");
             return;
         }

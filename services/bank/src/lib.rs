@@ -129,8 +129,8 @@ fn lock_client(config: &Config, owner: &str) -> anyhow::Result<LockClient> {
     if let Some(files) = &config.lock_tls {
         dialer = dialer.tls(files.load().map_err(anyhow::Error::msg)?);
     }
-    let channel = dialer.lazy(&config.lock_addr).context("--lock-addr")?;
-    Ok(LockClient::new(channel, owner)
+    Ok(LockClient::dial(dialer, &config.lock_addr, owner)
+        .context("--lock-addr")?
         .with_ttl(config.lock_ttl)
         .with_wait(config.lock_wait))
 }

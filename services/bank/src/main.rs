@@ -21,7 +21,8 @@ struct Args {
     #[command(flatten)]
     database: DatabaseArgs,
 
-    /// The shared lock service, host:port.
+    /// The shared lock service, host:port; or several lock-servers elected on etcd,
+    /// comma-separated, of which the leader is found and followed.
     #[arg(long, env = town::LOCK.addr_env, default_value = town::LOCK.default_addr)]
     lock_addr: String,
 
