@@ -4,7 +4,8 @@
 //! when it wakes, not even an Acquire queued while it was frozen; the service goes on without
 //! one etcd member, grants nothing without a majority, and leads again once it is back; election
 //! flags that cannot work are refused (exit 64). Given every server, a `LockClient`, the CLI and a
-//! bank find the leader and follow it when it is killed.
+//! bank find the leader and follow it when it is killed. Over mutual TLS to etcd (certificates
+//! from `township certs`) a leader is elected; a server etcd does not trust never leads.
 
 use std::time::Duration;
 
@@ -12,13 +13,17 @@ use tokio::time::Instant;
 use tonic::Code;
 use township_client::Dialer;
 use township_lock_client::{LockClient, Mode};
-use township_tests::{run, township};
+use township_proto::lock::v1::lock_service_client::LockServiceClient;
+use township_references::EtcdTls;
+use township_tests::{free_port, run, spawn_service_at, township};
 
 use crate::support::{
     bank::{admin_token, balance, bank_server, client, login, open_account, request_id, transfer},
+    cli::township_with,
     lock::token,
     lock_ha::{FAILOVER, LockCluster, named_leader, try_acquire},
     process::run_binary,
+    tls::Certs,
     wait::wait_until,
 };
 
@@ -339,4 +344,89 @@ async fn a_bank_given_every_lock_server_goes_on_after_the_lock_leader_is_killed(
         .await
         .expect("the retry answers the first outcome");
     assert_eq!(balance(&rpc, &token, &ada.account_id).await.unwrap(), 800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_mutual_tls_to_etcd_a_leader_is_elected_and_a_server_etcd_does_not_trust_never_leads()
+{
+    let certs = Certs::init(&[]).await;
+    let dir = certs.path("");
+    let dir = dir.to_str().unwrap();
+    let out = township_with(
+        &[
+            "certs",
+            "issue",
+            "--server",
+            "--name",
+            "etcd",
+            "--ip",
+            "127.0.0.1",
+            dir,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let tls = EtcdTls {
+        cert: certs.path("etcd.pem"),
+        key: certs.path("etcd.key"),
+        client_ca: certs.path("ca.pem"),
+    };
+    let ca = certs.pem("ca");
+    let (cert, key) = (certs.pem("lock"), certs.key("lock"));
+    let flags = ["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key].map(String::from);
+    let cluster = LockCluster::start_with(2, Some(tls), &flags).await;
+    let (leader, _) = cluster.leader(None).await;
+    try_acquire(&cluster.rpc(leader).await, "over-tls")
+        .await
+        .expect("the leader, elected over TLS, grants");
+
+    // Shown no certificate, or given another CA to trust, etcd and the server part at the
+    // handshake: it never leads and knows no leader.
+    let other = Certs::init(&[]).await;
+    let endpoints = cluster.etcd.endpoints().join(",");
+    let other_ca = other.pem("ca");
+    let refused: [&[&str]; 2] = [
+        &["--etcd-ca", &ca],
+        &[
+            "--etcd-ca",
+            &other_ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+        ],
+    ];
+    for tls_flags in refused {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--etcd-endpoints",
+            &endpoints,
+            "--advertise-addr",
+            &addr,
+            "--leader-lease",
+            "2s",
+        ];
+        args.extend_from_slice(tls_flags);
+        let stranger = spawn_service_at("lock-server", &addr, &args).await.unwrap();
+        let rpc = LockServiceClient::new(stranger.channel().await);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let said = rpc
+            .clone()
+            .leader(township_proto::lock::v1::LeaderRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            !said.serving && said.leader.is_empty(),
+            "{tls_flags:?}: {said:?}"
+        );
+        assert!(
+            stranger.logs().contains("election: trying again"),
+            "{tls_flags:?}: {}",
+            stranger.logs()
+        );
+    }
+    let (still, _) = cluster.leader(None).await;
+    assert_eq!(still, leader);
 }

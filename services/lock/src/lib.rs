@@ -44,8 +44,9 @@ pub use table::LockTable;
 use election::Election;
 use guard::Guard;
 use leader::Leadership;
-use township_client::Dialer;
+use township_client::{ClientTlsFiles, Dialer};
 use township_etcd::Etcd;
+use township_kit::config::BadConfig;
 
 /// The lock service's default gRPC port.
 pub const DEFAULT_PORT: u16 = township_proto::town::LOCK.port;
@@ -76,6 +77,8 @@ pub struct ElectionConfig {
     pub advertise: String,
     /// The etcd lease's time to live.
     pub lease: Duration,
+    /// TLS to etcd: the CA trusted for etcd's certificate, and the client certificate shown.
+    pub etcd_tls: Option<ClientTlsFiles>,
 }
 
 /// Serves the lock service on `listener` until `shutdown` fires. A single lock-server advances
@@ -100,12 +103,17 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> a
             // A call to etcd that takes a third of the lease is as good as failed: the leader
             // must hear of its renewals well within its hold.
             let patience = (election.lease / 3).max(Duration::from_millis(500));
-            let etcd = Etcd::new(
-                &election.etcd_endpoints,
-                Dialer::new().connect_timeout(patience),
-            )
-            .context("--etcd-endpoints")?
-            .call_timeout(patience);
+            let mut dialer = Dialer::new().connect_timeout(patience);
+            if let Some(files) = &election.etcd_tls {
+                // Read now: a missing or garbled file is a configuration error, named.
+                let tls = files.load().map_err(|reason| {
+                    BadConfig(format!("--etcd-ca/--etcd-cert/--etcd-key: {reason}"))
+                })?;
+                dialer = dialer.tls(tls);
+            }
+            let etcd = Etcd::new(&election.etcd_endpoints, dialer)
+                .context("--etcd-endpoints")?
+                .call_timeout(patience);
             tracing::info!(etcd = %election.etcd_endpoints, advertise = %election.advertise, "campaigning on etcd");
             Election {
                 etcd,

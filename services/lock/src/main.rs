@@ -3,6 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
+use township_client::ClientTlsFiles;
 use township_kit::config::BadConfig;
 use township_kit::{ServeOptions, ServerArgs, config, net, shutdown};
 use township_lock::{CALL_DEADLINE, Caps, Config, DEFAULT_PORT, ElectionConfig};
@@ -69,6 +70,29 @@ struct Args {
     #[arg(long, env = "TOWNSHIP_LOCK_LEADER_LEASE", value_name = "DURATION", default_value = "5s",
           value_parser = humantime::parse_duration)]
     leader_lease: Duration,
+
+    /// With --etcd-endpoints: reach etcd over TLS, trusting this CA (PEM) for its certificate.
+    #[arg(
+        long,
+        env = "TOWNSHIP_LOCK_ETCD_CA",
+        value_name = "FILE",
+        requires = "etcd_endpoints"
+    )]
+    etcd_ca: Option<PathBuf>,
+
+    /// With --etcd-ca: the client certificate (PEM) shown to etcd, for etcd's
+    /// --client-cert-auth (e.g. the lock's from `township certs init`).
+    #[arg(long, env = "TOWNSHIP_LOCK_ETCD_CERT", value_name = "FILE", requires_all = ["etcd_ca", "etcd_key"])]
+    etcd_cert: Option<PathBuf>,
+
+    /// The key (PEM) of --etcd-cert.
+    #[arg(
+        long,
+        env = "TOWNSHIP_LOCK_ETCD_KEY",
+        value_name = "FILE",
+        requires = "etcd_cert"
+    )]
+    etcd_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -119,9 +143,14 @@ fn election(args: &Args) -> anyhow::Result<Option<ElectionConfig>> {
         ))
         .into());
     }
+    let etcd_tls = args.etcd_ca.clone().map(|ca| ClientTlsFiles {
+        ca,
+        identity: args.etcd_cert.clone().zip(args.etcd_key.clone()),
+    });
     Ok(Some(ElectionConfig {
         etcd_endpoints: endpoints.clone(),
         advertise: advertise.trim().to_owned(),
         lease,
+        etcd_tls,
     }))
 }

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 use tonic::{Status, transport::Endpoint};
 use township_proto::lock::v1::{self as pb, lock_service_client::LockServiceClient};
-use township_references::EtcdCluster;
+use township_references::{EtcdCluster, EtcdTls};
 use township_tests::{ServiceProcess, free_port, spawn_service_at};
 
 use crate::support::lock::{Rpc, ask};
@@ -37,12 +37,20 @@ pub struct LockCluster {
     pub addrs: Vec<String>,
     /// Each lock-server's data directory, which it must leave empty.
     pub dirs: Vec<TempDir>,
+    /// Flags every lock-server gets beyond the election's (e.g. etcd's TLS files).
+    extra: Vec<String>,
 }
 
 impl LockCluster {
     /// Three etcd members and `size` lock-servers on them.
     pub async fn start(size: usize) -> Self {
-        let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(3))
+        Self::start_with(size, None, &[]).await
+    }
+
+    /// [`LockCluster::start`] with etcd's client ports on `tls`, and `extra` flags for each
+    /// lock-server.
+    pub async fn start_with(size: usize, tls: Option<EtcdTls>, extra: &[String]) -> Self {
+        let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start_with(3, tls))
             .await
             .unwrap()
             .expect("a three-member etcd cluster starts (apt-get install etcd-server)");
@@ -55,6 +63,7 @@ impl LockCluster {
             servers: Vec::new(),
             addrs,
             dirs,
+            extra: extra.to_vec(),
         };
         for i in 0..size {
             let server = cluster.spawn(i).await;
@@ -67,7 +76,7 @@ impl LockCluster {
     pub async fn spawn(&self, i: usize) -> ServiceProcess {
         let endpoints = self.etcd.endpoints().join(",");
         let dir = self.dirs[i].path().to_str().expect("a UTF-8 temp path");
-        let args = [
+        let mut args = vec![
             "--data-dir",
             dir,
             "--etcd-endpoints",
@@ -77,6 +86,7 @@ impl LockCluster {
             "--leader-lease",
             LEADER_LEASE,
         ];
+        args.extend(self.extra.iter().map(String::as_str));
         spawn_service_at("lock-server", &self.addrs[i], &args)
             .await
             .unwrap()

@@ -80,6 +80,7 @@ impl Etcd {
             "default",
             [client_port, peer_port],
             &format!("default={peer_url}"),
+            None,
         )?;
         let addr = SocketAddr::from(([127, 0, 0, 1], client_port));
         process.wait_ready(START_TIMEOUT, || is_healthy(addr))?;
@@ -128,6 +129,18 @@ impl Etcd {
     }
 }
 
+/// TLS on etcd's client port: its certificate and key, and the CA whose client certificates it
+/// requires (`--client-cert-auth`). Health is then served in plaintext on a port of its own.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// With [`EtcdTls`]: the TLS files, and the plaintext port for `/health` (etcd's metrics URL).
+pub(crate) type ClientTls<'a> = Option<(&'a EtcdTls, u16)>;
+
 /// Spawns one etcd member named `name` on `[client_port, peer_port]` of loopback, keeping its
 /// data in `dir/<name>/` and its log in `dir/<name>.log`, one of `initial_cluster`
 /// (`name=peer-url,...`), with `GOMAXPROCS=1`. A member restarted on its data directory
@@ -137,8 +150,10 @@ pub(crate) fn spawn_member(
     name: &str,
     [client_port, peer_port]: [u16; 2],
     initial_cluster: &str,
+    tls: ClientTls,
 ) -> anyhow::Result<Process> {
-    let client_url = format!("http://127.0.0.1:{client_port}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let client_url = format!("{scheme}://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     // The single member keeps its historical layout: `data/` and `etcd.log`.
     let (data, log) = if name == "default" {
@@ -146,9 +161,24 @@ pub(crate) fn spawn_member(
     } else {
         (dir.join(name), dir.join(format!("{name}.log")))
     };
+    let mut command = Command::new(BINARY);
+    if let Some((files, health_port)) = tls {
+        command
+            .arg("--cert-file")
+            .arg(&files.cert)
+            .arg("--key-file")
+            .arg(&files.key)
+            .arg("--trusted-ca-file")
+            .arg(&files.client_ca)
+            .arg("--client-cert-auth")
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{health_port}"),
+            ]);
+    }
     Process::spawn(
         "etcd",
-        Command::new(BINARY)
+        command
             .args(["--name", name])
             .arg("--data-dir")
             .arg(data)

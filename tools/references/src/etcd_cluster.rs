@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context, bail};
 
 use crate::{
-    etcd::{ETCD_PACKAGE, etcd_version, is_healthy, spawn_member},
+    etcd::{ETCD_PACKAGE, EtcdTls, etcd_version, is_healthy, spawn_member},
     process::{self, Process, Shutdown},
 };
 
@@ -25,11 +25,14 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     /// `m0=http://127.0.0.1:PEER,...`, as every member was started with.
     initial_cluster: String,
+    /// TLS on the client ports, if asked for.
+    tls: Option<EtcdTls>,
 }
 
 struct Member {
     name: String,
-    ports: [u16; 2],
+    /// Client, peer, and (with TLS) plaintext health port.
+    ports: [u16; 3],
     /// `None` while the member is killed.
     process: Option<Process>,
 }
@@ -40,6 +43,12 @@ impl EtcdCluster {
     /// cluster has a leader. Fails if etcd is not installed (naming [`ETCD_PACKAGE`]), or a member
     /// exits or stays unhealthy, quoting its log.
     pub fn start(size: usize) -> anyhow::Result<EtcdCluster> {
+        Self::start_with(size, None)
+    }
+
+    /// [`EtcdCluster::start`] with TLS on the client ports (`https://`, client certificates
+    /// required, from `tls.client_ca`); peers still talk in plaintext on loopback.
+    pub fn start_with(size: usize, tls: Option<EtcdTls>) -> anyhow::Result<EtcdCluster> {
         if size == 0 {
             bail!("an etcd cluster needs at least one member");
         }
@@ -50,13 +59,13 @@ impl EtcdCluster {
             .prefix("township-etcd-cluster-")
             .tempdir()
             .context("cannot create a temporary directory for etcd")?;
-        let ports = process::free_port_list(2 * size)?;
+        let ports = process::free_port_list(3 * size)?;
         let mut members: Vec<Member> = ports
-            .chunks(2)
+            .chunks(3)
             .enumerate()
-            .map(|(i, pair)| Member {
+            .map(|(i, three)| Member {
                 name: format!("m{i}"),
-                ports: [pair[0], pair[1]],
+                ports: [three[0], three[1], three[2]],
                 process: None,
             })
             .collect();
@@ -67,17 +76,21 @@ impl EtcdCluster {
             .join(",");
         // Every member first: none is healthy until a majority runs.
         for member in &mut members {
+            let tls = tls.as_ref().map(|files| (files, member.ports[2]));
+            let [client, peer, _] = member.ports;
             member.process = Some(spawn_member(
                 dir.path(),
                 &member.name,
-                member.ports,
+                [client, peer],
                 &initial_cluster,
+                tls,
             )?);
         }
         let mut cluster = EtcdCluster {
             members,
             dir,
             initial_cluster,
+            tls,
         };
         for i in 0..size {
             cluster.wait_healthy(i)?;
@@ -114,11 +127,14 @@ impl EtcdCluster {
             bail!("etcd member {} is running", self.members[i].name);
         }
         let member = &mut self.members[i];
+        let tls = self.tls.as_ref().map(|files| (files, member.ports[2]));
+        let [client, peer, _] = member.ports;
         member.process = Some(spawn_member(
             self.dir.path(),
             &member.name,
-            member.ports,
+            [client, peer],
             &self.initial_cluster,
+            tls,
         )?);
         self.wait_healthy(i)
     }
@@ -130,7 +146,9 @@ impl EtcdCluster {
 
     fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
         let member = &mut self.members[i];
-        let addr = SocketAddr::from(([127, 0, 0, 1], member.ports[0]));
+        // With TLS, health is asked on the plaintext metrics port.
+        let port = member.ports[if self.tls.is_some() { 2 } else { 0 }];
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let process = member
             .process
             .as_mut()

@@ -37,7 +37,7 @@ mod postgres;
 mod process;
 mod redis;
 
-pub use etcd::{ETCD_PACKAGE, Etcd, etcd_version};
+pub use etcd::{ETCD_PACKAGE, Etcd, EtcdTls, etcd_version};
 pub use etcd_cluster::EtcdCluster;
 pub use postgres::{POSTGRES_PACKAGE, Postgres, Setup as PostgresSetup, postgres_version};
 pub use redis::{REDIS_PACKAGE, Redis, RedisDurability, redis_version};
