@@ -1,9 +1,11 @@
 //! Jepsen's bank workload, harder, run twice: two bank-server replicas sharing one SQLite data
-//! directory, and three replicas on one PostgreSQL database (each its own data directory). At
-//! least 16 clients move money between six accounts through every replica while a chaos task
-//! kill -9s and restarts the replicas and the one lock-server at random moments (seeded; the
-//! replicas pause between each lock grant and its commit, so kills land in between), and on
-//! PostgreSQL also restarts the database as `pg_ctl restart -m immediate` does.
+//! directory with one lock-server, and three replicas on one PostgreSQL database (each its own
+//! data directory) with three lock-servers elected on a three-member etcd cluster. At least 16
+//! clients move money between six accounts through every replica while a chaos task kill -9s and
+//! restarts the replicas and the lock-server — the leader, when elected: at least 5 leader kills —
+//! at random moments (seeded; the replicas pause between each lock grant and its commit, so kills
+//! land in between), and on PostgreSQL also restarts the database as `pg_ctl restart -m
+//! immediate` does.
 //! Every connection is mutual TLS, with certificates from `township certs`: the clients show a
 //! user's certificate to the replicas, the replicas show the bank's to the lock-server, and the
 //! lock-server's resource ACL lets only the bank lock accounts.
@@ -32,25 +34,26 @@ use crate::support::{bank::*, chaos::*, storage::Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_mtls_money_is_conserved_and_requests_apply_once_through_kill_9s_of_banks_and_locks() {
-    chaos_run(Backend::Sqlite, 2).await
+    chaos_run(Backend::Sqlite, 2, Locks::Single).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_with_three_replicas_money_is_conserved_through_kill_9s_and_a_database_crash() {
-    chaos_run(Backend::Postgres, 3).await
+async fn on_postgres_with_elected_locks_money_is_conserved_through_kill_9s_of_leaders_and_a_crash()
+{
+    chaos_run(Backend::Postgres, 3, Locks::Elected).await
 }
 
-/// The whole test, with `replicas` bank replicas on `backend`.
-async fn chaos_run(backend: Backend, replicas: usize) {
+/// The whole test, with `replicas` bank replicas on `backend` and the lock service as `locks`.
+async fn chaos_run(backend: Backend, replicas: usize, locks: Locks) {
     let test_started = Instant::now();
     let seed = seed();
     println!("bank invariant: seed {seed} (replay with BANK_INVARIANT_SEED={seed})");
     let mut rng = Rng(seed);
 
-    // One lock-server (which lets only the bank lock accounts) and the bank replicas on fixed
+    // The lock service (which lets only the bank lock accounts) and the bank replicas on fixed
     // ports, on one store, every one serving mutual TLS.
-    let cluster = Cluster::new(backend, replicas).await;
-    let lock = cluster.lock_server().await;
+    let cluster = Cluster::new(backend, replicas, locks).await;
+    let lock_servers = cluster.lock_servers().await;
     let mut banks = Vec::new();
     for replica in 0..replicas {
         banks.push(cluster.bank_server(replica).await);
@@ -101,7 +104,7 @@ async fn chaos_run(backend: Backend, replicas: usize) {
             tokio::spawn(client_loop(shared.clone(), client_seed))
         })
         .collect();
-    let chaos = tokio::spawn(chaos(shared.clone(), lock, banks, seed, started));
+    let chaos = tokio::spawn(chaos(shared.clone(), lock_servers, banks, seed, started));
     // The chaos task stops the workload (see `chaos`) once it winds down; a hard stop bounds it.
     while !shared.stop.load(Ordering::SeqCst) && !chaos.is_finished() {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,7 +119,7 @@ async fn chaos_run(backend: Backend, replicas: usize) {
     }
     shared.stop.store(true, Ordering::SeqCst);
     let workload_time = started.elapsed();
-    let (lock, _banks, kills) = chaos.await.expect("the chaos task did not panic");
+    let (lock_servers, _banks, kills) = chaos.await.expect("the chaos task did not panic");
     let mut logs = Vec::new();
     for client in clients {
         logs.push(client.await.expect("a client did not panic"));
@@ -168,8 +171,9 @@ async fn chaos_run(backend: Backend, replicas: usize) {
     println!("bank invariant: seed {seed}");
     println!(
         "bank invariant: {CLIENTS} clients for {:.1}s against {replicas} bank replicas on \
-         {backend:?} and 1 lock-server",
-        workload_time.as_secs_f64()
+         {backend:?} and {} lock-server(s) ({locks:?})",
+        workload_time.as_secs_f64(),
+        lock_servers.len()
     );
     println!(
         "bank invariant: {answered} operations answered: {applied} mutations applied, {rejected} \
@@ -207,9 +211,11 @@ async fn chaos_run(backend: Backend, replicas: usize) {
         bank_kills >= 3,
         "at least 3 bank-server kills: {bank_kills}"
     );
+    // Elected: every lock kill is of the leader at that moment.
+    let least_lock_kills = if locks == Locks::Elected { 5 } else { 3 };
     assert!(
-        lock_kills >= 3,
-        "at least 3 lock-server kills: {lock_kills}"
+        lock_kills >= least_lock_kills,
+        "at least {least_lock_kills} lock-server kills: {lock_kills}"
     );
     assert_eq!(
         database_restarts,
@@ -227,7 +233,8 @@ async fn chaos_run(backend: Backend, replicas: usize) {
     assert!(rejected > 0, "the workload exercised overdrafts");
 
     let lost_answers = check_ledgers(&shared, &rpcs, &records, &reads).await;
-    check_lock_acl(&shared, &lock).await;
+    let leader = shared.cluster.lock_leader().await;
+    check_lock_acl(&shared, &lock_servers[leader]).await;
     println!(
         "bank invariant: the ledgers explain every balance; {lost_answers} requests were applied \
          by an attempt whose answer was lost and answered by a retry with the original receipt; \

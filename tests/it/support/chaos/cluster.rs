@@ -1,6 +1,7 @@
 //! The system under test: bank replicas on one store (SQLite: one shared data directory;
 //! PostgreSQL: a data directory each and one database on a cluster of the test's own, which the
-//! chaos may restart), and the lock-server.
+//! chaos may restart), and the lock service: one lock-server, or three elected on a three-member
+//! etcd cluster.
 
 use super::*;
 
@@ -35,24 +36,53 @@ impl Drop for InFlight<'_> {
 /// show [`CLIENT`]'s. The lock-server's resource ACL ([`LOCK_ACL`]) lets only the bank lock.
 pub struct Cluster {
     pub certs: Certs,
-    pub lock_dir: TempDir,
+    /// Holds [`LOCK_ACL`], which every lock-server is given.
+    pub acl_dir: TempDir,
+    /// Each lock-server's data directory (one, or three elected ones).
+    pub lock_dirs: Vec<TempDir>,
+    /// Each lock-server's fixed address.
+    pub lock_addrs: Vec<String>,
+    /// The etcd cluster the lock-servers are elected on, if they are.
+    pub etcd: Option<EtcdCluster>,
     /// Each replica's state: on SQLite one shared data directory (the same `Storage` for all),
     /// on PostgreSQL one data directory each on one database.
     pub storage: Vec<Storage>,
     /// The PostgreSQL cluster, on PostgreSQL: the test's own, so that it may be restarted.
     pub database: Option<Arc<storage::Cluster>>,
-    pub lock_addr: String,
     pub replicas: Vec<Replica>,
 }
 
+/// How the lock service runs in a chaos run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locks {
+    /// One lock-server, its epoch in its data directory.
+    Single,
+    /// Three lock-servers elected on a three-member etcd cluster.
+    Elected,
+}
+
 impl Cluster {
-    /// A fresh CA with every service's certificate and [`CLIENT`]'s, a lock directory holding
-    /// [`LOCK_ACL`], the replicas' state on `backend` and fixed loopback addresses for
-    /// `replicas` replicas; nothing started yet.
-    pub async fn new(backend: Backend, replicas: usize) -> Self {
+    /// A fresh CA with every service's certificate and [`CLIENT`]'s, [`LOCK_ACL`], the
+    /// replicas' state on `backend`, fixed loopback addresses for `replicas` replicas and the
+    /// lock-servers, and with [`Locks::Elected`] a running etcd cluster; no Township server
+    /// started yet.
+    pub async fn new(backend: Backend, replicas: usize, locks: Locks) -> Self {
         let certs = Certs::init(&[CLIENT]).await;
-        let lock_dir = tempfile::tempdir().unwrap();
-        std::fs::write(lock_dir.path().join(ACL_FILE), LOCK_ACL).unwrap();
+        let acl_dir = tempfile::tempdir().unwrap();
+        std::fs::write(acl_dir.path().join(ACL_FILE), LOCK_ACL).unwrap();
+        let lock_servers = match locks {
+            Locks::Single => 1,
+            Locks::Elected => 3,
+        };
+        let etcd = match locks {
+            Locks::Single => None,
+            Locks::Elected => Some(
+                tokio::task::spawn_blocking(|| EtcdCluster::start(3))
+                    .await
+                    .unwrap()
+                    .expect("a three-member etcd cluster starts"),
+            ),
+        };
         let (storage, database) = match backend {
             Backend::Sqlite => (vec![Storage::new(backend).await], None),
             Backend::Postgres => {
@@ -65,10 +95,14 @@ impl Cluster {
         };
         Self {
             certs,
-            lock_dir,
+            acl_dir,
+            lock_dirs: (0..lock_servers)
+                .map(|_| tempfile::tempdir().unwrap())
+                .collect(),
+            lock_addrs: (0..lock_servers).map(|_| fixed_address()).collect(),
+            etcd,
             storage,
             database,
-            lock_addr: fixed_address(),
             replicas: (0..replicas)
                 .map(|i| Replica {
                     name: replica_name(i),
@@ -85,17 +119,77 @@ impl Cluster {
         admin_token(self.storage[0].path())
     }
 
-    /// The lock-server, on its fixed address and directory, with its ACL, serving mutual TLS.
-    pub async fn lock_server(&self) -> ServiceProcess {
-        let acl = self.lock_dir.path().join(ACL_FILE);
-        let args = [
-            "--data-dir",
-            utf8(self.lock_dir.path()),
-            "--resource-acl",
-            utf8(&acl),
-        ];
-        self.start("lock", "the lock-server", &self.lock_addr, &args, "bank")
+    /// Every lock-server.
+    pub async fn lock_servers(&self) -> Vec<ServiceProcess> {
+        let mut servers = Vec::new();
+        for i in 0..self.lock_addrs.len() {
+            servers.push(self.lock_server(i).await);
+        }
+        servers
+    }
+
+    /// Lock-server `i`, on its fixed address and directory, with the ACL, serving mutual TLS;
+    /// elected on etcd when the cluster has one.
+    pub async fn lock_server(&self, i: usize) -> ServiceProcess {
+        let acl = self.acl_dir.path().join(ACL_FILE);
+        let mut args: Vec<String> = ["--data-dir", utf8(self.lock_dirs[i].path())]
+            .into_iter()
+            .chain(["--resource-acl", utf8(&acl)])
+            .map(str::to_owned)
+            .collect();
+        if let Some(etcd) = &self.etcd {
+            args.extend(
+                [
+                    "--etcd-endpoints",
+                    &etcd.endpoints().join(","),
+                    "--advertise-addr",
+                    &self.lock_addrs[i],
+                    "--leader-lease",
+                    "2s",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start("lock", "a lock-server", &self.lock_addrs[i], &args, "bank")
             .await
+    }
+
+    /// The lock-server that leads (a single one always does): asked with the Leader RPC, as the
+    /// bank, waiting up to 15 s for an election.
+    pub async fn lock_leader(&self) -> usize {
+        if self.etcd.is_none() {
+            return 0;
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            for (i, addr) in self.lock_addrs.iter().enumerate() {
+                if self.leads(addr).await {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no lock leader within 15 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the lock-server at `addr` says it leads (bounded: it may be down or frozen).
+    async fn leads(&self, addr: &str) -> bool {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(self.certs.client(Some("bank")))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(1));
+        let ask = async {
+            let channel = endpoint.connect().await.ok()?;
+            let mut rpc = LockServiceClient::new(channel);
+            rpc.leader(LeaderRequest {}).await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|reply| reply.into_inner().serving)
     }
 
     /// Bank replica `replica`, on its fixed address and its state, serving mutual TLS and
@@ -104,7 +198,7 @@ impl Cluster {
         let storage = &self.storage[replica % self.storage.len()];
         let token_file = self.storage[0].path().join("admin-token");
         let mut args: Vec<String> = storage.flags();
-        args.extend(["--lock-addr".to_owned(), self.lock_addr.clone()]);
+        args.extend(["--lock-addr".to_owned(), self.lock_addrs.join(",")]);
         args.extend([
             "--admin-token-file".to_owned(),
             utf8(&token_file).to_owned(),

@@ -1,4 +1,5 @@
-//! The chaos: a seeded plan of kill -9s and restarts of the replicas and the lock-server.
+//! The chaos: a seeded plan of kill -9s and restarts of the replicas and the lock-server (with
+//! lock-servers elected on etcd, the one that leads at that moment).
 
 use super::*;
 
@@ -8,9 +9,9 @@ use super::*;
 pub enum Event {
     /// kill -9 the bank replica with this index at a random moment.
     KillBank(usize),
-    /// kill -9 the lock-server at a random moment.
+    /// kill -9 the lock-server (the leader) at a random moment.
     KillLock,
-    /// Freeze the lock-server (SIGSTOP): operations that already hold their locks commit and are
+    /// Freeze the lock-server (the leader; SIGSTOP): operations that already hold their locks commit and are
     /// answered (a release does not wait for the lock-server), the others hang waiting for their
     /// locks. Then kill -9 every bank replica and the frozen lock-server.
     FreezeLockKillBanks,
@@ -43,11 +44,11 @@ pub async fn kill_9(process: &mut ServiceProcess) {
 /// (running again) and every kill.
 pub async fn chaos(
     shared: Arc<Shared>,
-    mut lock: ServiceProcess,
+    mut locks: Vec<ServiceProcess>,
     mut banks: Vec<ServiceProcess>,
     seed: u64,
     started: Instant,
-) -> (ServiceProcess, Vec<ServiceProcess>, Vec<Kill>) {
+) -> (Vec<ServiceProcess>, Vec<ServiceProcess>, Vec<Kill>) {
     let mut rng = Rng(seed ^ 0xC4A0_5C4A_05C4_A05C);
     let replicas = &shared.cluster.replicas;
     let mut plan = Vec::new();
@@ -105,30 +106,32 @@ pub async fn chaos(
                 banks[i] = shared.cluster.bank_server(i).await;
             }
             Event::KillLock => {
+                let leader = shared.cluster.lock_leader().await;
                 kill("lock-server", at_all());
-                kill_9(&mut lock).await;
+                kill_9(&mut locks[leader]).await;
                 tokio::time::sleep(rng.millis(20, 900)).await;
-                lock = shared.cluster.lock_server().await;
+                locks[leader] = shared.cluster.lock_server(leader).await;
             }
             Event::RestartDatabase => {
                 kill("postgres", at_all());
                 shared.cluster.restart_database().await;
             }
             Event::FreezeLockKillBanks => {
-                lock.signal(libc::SIGSTOP);
+                let leader = shared.cluster.lock_leader().await;
+                locks[leader].signal(libc::SIGSTOP);
                 tokio::time::sleep(rng.millis(150, 400)).await;
                 for (i, bank) in banks.iter_mut().enumerate() {
                     kill(replicas[i].name, at_bank(i));
                     kill_9(bank).await;
                 }
                 kill("lock-server", at_all());
-                kill_9(&mut lock).await;
+                kill_9(&mut locks[leader]).await;
                 if last {
                     // The workload ends now, with every server down.
                     shared.stop.store(true, Ordering::SeqCst);
                 }
                 tokio::time::sleep(rng.millis(20, 500)).await;
-                lock = shared.cluster.lock_server().await;
+                locks[leader] = shared.cluster.lock_server(leader).await;
                 for (i, bank) in banks.iter_mut().enumerate() {
                     *bank = shared.cluster.bank_server(i).await;
                 }
@@ -151,5 +154,5 @@ pub async fn chaos(
             break;
         }
     }
-    (lock, banks, kills)
+    (locks, banks, kills)
 }

@@ -1,5 +1,6 @@
 //! The machinery of the bank chaos test (`bank_invariant`): bank replicas on one store (a shared
-//! SQLite data directory, or one PostgreSQL database) and a lock-server, all serving mutual TLS (the lock-server with a resource ACL),
+//! SQLite data directory, or one PostgreSQL database) and the lock service (one lock-server, or
+//! three elected on etcd), all serving mutual TLS (the lock-servers with a resource ACL),
 //! clients that retry every mutation with its request id until it is answered, the record of what
 //! each request was answered, a seeded plan of kill -9s, and the final checks that the ledgers
 //! explain every balance and that the lock-server's ACL holds.
@@ -29,6 +30,8 @@ use std::{
 use tempfile::TempDir;
 use tonic::{Code, Status};
 use township_proto::bank::v1 as pb;
+use township_proto::lock::v1::{LeaderRequest, lock_service_client::LockServiceClient};
+use township_references::EtcdCluster;
 use township_tests::{ServiceProcess, spawn_tls_service_at};
 
 use crate::support::bank::{
@@ -91,5 +94,5 @@ pub const CLIENT: &str = "teller";
 pub const LOCK_ACL: &str = r#"{"rules": [
   {"principals": ["spiffe://township/bank"], "prefixes": ["account/"], "modes": ["MODE_READ", "MODE_WRITE"]}
 ]}"#;
-/// [`LOCK_ACL`]'s file, in the lock-server's directory.
+/// [`LOCK_ACL`]'s file, in a directory of its own.
 pub const ACL_FILE: &str = "acl.json";
