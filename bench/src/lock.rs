@@ -5,7 +5,11 @@
 //! compare-and-delete release) twice, in memory (the like-for-like reference: the lock-server
 //! keeps its leases in memory) and durable (`appendfsync always`). A reference that is not
 //! installed or does not start gets a row saying so, never a figure. The lock-server's clients
-//! are in [`crate::lock_client`].
+//! are in [`crate::lock_client`]. Beside the single lock-server: the leader of three lock-servers
+//! elected on etcd ([`crate::lock_ha`]), and afterwards the time each of `2 × rounds` failovers
+//! takes.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -16,6 +20,7 @@ use crate::{
     etcd,
     load::{self, Plan, Window},
     lock_client::{self, Api, UNCAPPED},
+    lock_ha::Elected,
     redis,
     report::{Reference, Report},
     row::{Durable, Row},
@@ -75,13 +80,16 @@ const SCENARIOS: [Scenario; 3] = [
 enum System {
     Session,
     Unary,
+    /// The leader of three lock-servers elected on etcd, Session stream.
+    Elected,
     Etcd,
     Redis(RedisDurability),
 }
 
-const SYSTEMS: [System; 5] = [
+const SYSTEMS: [System; 6] = [
     System::Session,
     System::Unary,
+    System::Elected,
     System::Etcd,
     System::Redis(RedisDurability::InMemory),
     System::Redis(RedisDurability::EveryWrite),
@@ -92,6 +100,8 @@ pub const LOCK_SERVER: Durable = Durable::No("leases in memory");
 
 /// The references, started once for the whole benchmark, or why each could not be.
 struct References {
+    /// The elected lock-servers, with their leader's address.
+    elected: Result<(String, Elected), String>,
     etcd: Result<(String, Etcd), String>,
     redis_memory: Result<(String, Redis), String>,
     redis_durable: Result<(String, Redis), String>,
@@ -132,7 +142,18 @@ impl References {
         )
         .await;
         report.references.dedup_by(|a, b| a.name == b.name);
+        let elected = match Elected::start().await {
+            Ok(elected) => match elected.leader_addr().await {
+                Ok(leader) => Ok((leader, elected)),
+                Err(err) => Err(format!("no leader: {err:#}")),
+            },
+            Err(err) => Err(format!("failed to start: {err:#}")),
+        };
+        if let Err(why) = &elected {
+            eprintln!("township-bench: the elected lock-servers are not measured: {why}");
+        }
         Self {
+            elected,
             etcd,
             redis_memory,
             redis_durable,
@@ -144,6 +165,13 @@ impl References {
         let running = match system {
             System::Session => return Ok("lock-server, Session stream"),
             System::Unary => return Ok("lock-server, Acquire + Release RPCs"),
+            System::Elected => {
+                return self
+                    .elected
+                    .as_ref()
+                    .map(|_| "3 lock-servers elected on etcd: the leader, Session stream")
+                    .map_err(|why| ("3 lock-servers elected on etcd", why.as_str()));
+            }
             System::Etcd => self.etcd.as_ref().map(|(name, _)| name),
             System::Redis(RedisDurability::InMemory) => {
                 self.redis_memory.as_ref().map(|(name, _)| name)
@@ -159,6 +187,7 @@ impl References {
     }
 
     fn stop(self) -> anyhow::Result<()> {
+        drop(self.elected);
         if let Ok((_, etcd)) = self.etcd {
             etcd.stop()?;
         }
@@ -174,7 +203,7 @@ impl References {
 
 fn durable(system: System) -> Durable {
     match system {
-        System::Session | System::Unary => LOCK_SERVER,
+        System::Session | System::Unary | System::Elected => LOCK_SERVER,
         System::Etcd => Durable::Yes("WAL fsync per write"),
         System::Redis(RedisDurability::InMemory) => Durable::No("in memory, no AOF or snapshots"),
         System::Redis(RedisDurability::EveryWrite) => Durable::Yes("AOF, appendfsync always"),
@@ -241,6 +270,15 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
                     let resources = scenario.resources();
                     lock_client::round(&Dialer::new(), &addr, &resources, api, window).await
                 }
+                System::Elected => {
+                    let (leader, _) = references
+                        .elected
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    let resources = scenario.resources();
+                    lock_client::round(&Dialer::new(), leader, &resources, Api::Session, window)
+                        .await
+                }
                 System::Etcd => {
                     let (_, etcd) = references
                         .etcd
@@ -278,8 +316,14 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
             });
         }
 
-        let (ours, etcd, redis_memory) = (&rows[0], &rows[2], &rows[3]);
+        let (ours, elected, etcd, redis_memory) = (&rows[0], &rows[2], &rows[3], &rows[4]);
         let targets = [
+            Target::ratio_at_least(
+                format!("{}: elected on etcd ≥ 0.9× one lock-server", scenario.name),
+                elected,
+                ours,
+                0.9,
+            ),
             Target::ratio_at_least(
                 format!("{} ≥ 1.0× in-memory Redis", scenario.name),
                 ours,
@@ -297,6 +341,18 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         report.rows.extend(rows);
     }
     report.footprints.push(server.footprint()?);
+    let mut references = references;
+    let name = "lock failover: kill -9 of the leader to the next grant, 2 s lease: median ≤ 3 s, \
+                max ≤ 5 s";
+    report.targets.push(match references.elected.as_mut() {
+        Ok((_, elected)) => {
+            let took = elected.failovers(2 * plan.rounds as usize).await?;
+            println!("lock failovers: {took:?}");
+            Target::durations_at_most(name, &took, Duration::from_secs(3), Duration::from_secs(5))
+        }
+        Err(why) => Target::durations_at_most(name, &[], Duration::ZERO, Duration::ZERO)
+            .not_measured_because(why),
+    });
     tokio::task::spawn_blocking(move || references.stop())
         .await
         .context("stop the references")??;

@@ -13,6 +13,7 @@ mod etcd;
 mod load;
 mod lock;
 mod lock_client;
+mod lock_ha;
 mod pgbench;
 mod phonebook;
 mod records;

@@ -62,10 +62,22 @@ pub async fn start_dialing(
     args: &[&str],
     dialer: &Dialer,
 ) -> anyhow::Result<Server> {
+    start_on(binary, "127.0.0.1:0", data_dir, args, dialer).await
+}
+
+/// [`start_dialing`] on a given `listen` address (for a server that must be told its own
+/// address, or come back on it).
+pub async fn start_on(
+    binary: &str,
+    listen: &str,
+    data_dir: &Path,
+    args: &[&str],
+    dialer: &Dialer,
+) -> anyhow::Result<Server> {
     let path = self::binary(binary)?;
     let spawned = Instant::now();
     let mut child = Command::new(&path)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(args)
         .env("TOKIO_WORKER_THREADS", "1")
@@ -105,6 +117,11 @@ pub async fn start_dialing(
 }
 
 impl Server {
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("cannot kill the server")
+    }
+
     /// The footprint so far: start-up time, idle RSS and the high-water RSS until now.
     pub fn footprint(&self) -> anyhow::Result<Footprint> {
         let pid = self.child.id().context("the server has exited")?;

@@ -151,6 +151,46 @@ impl Target {
         }
     }
 
+    /// `samples` (one per failover) with their median at most `median_limit` and none above
+    /// `max_limit`.
+    pub fn durations_at_most(
+        name: impl Into<String>,
+        samples: &[Duration],
+        median_limit: Duration,
+        max_limit: Duration,
+    ) -> Self {
+        let name = name.into();
+        let Some(max) = samples.iter().max().copied() else {
+            return Self::not_measured(name, "—", "no failover measured");
+        };
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let median = sorted[sorted.len() / 2];
+        let verdict = if median > median_limit {
+            Verdict::NotMet(format!("median above {:.1} s", median_limit.as_secs_f64()))
+        } else if max > max_limit {
+            Verdict::NotMet(format!("one above {:.1} s", max_limit.as_secs_f64()))
+        } else {
+            Verdict::Met
+        };
+        Self {
+            name,
+            reference: "—".into(),
+            measured: format!(
+                "median {:.2} s, max {:.2} s, over {}",
+                median.as_secs_f64(),
+                max.as_secs_f64(),
+                samples.len()
+            ),
+            verdict,
+        }
+    }
+
+    /// The same target, not measured, and why.
+    pub fn not_measured_because(self, why: &str) -> Self {
+        Self::not_measured(self.name, self.reference, why)
+    }
+
     fn not_measured(name: String, reference: impl Into<String>, why: &str) -> Self {
         Self {
             name,
