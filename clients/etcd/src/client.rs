@@ -98,11 +98,6 @@ impl Etcd {
         self
     }
 
-    /// The endpoint list, as given.
-    pub fn endpoints(&self) -> &str {
-        &self.endpoints
-    }
-
     /// Grants a lease of `ttl` (whole seconds, at least 1).
     pub async fn grant(&self, ttl: Duration) -> Result<Lease, Error> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);

@@ -2,7 +2,7 @@
 //! the operations to apply.
 
 use crate::pb::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    Compare, PutRequest, RangeRequest, RequestOp,
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op::Request,
 };
@@ -46,16 +46,6 @@ pub fn get(key: &[u8]) -> RequestOp {
         request: Some(Request::RequestRange(RangeRequest {
             key: key.to_vec(),
             ..RangeRequest::default()
-        })),
-    }
-}
-
-/// Deletes `key`.
-pub fn delete(key: &[u8]) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
-            key: key.to_vec(),
-            ..DeleteRangeRequest::default()
         })),
     }
 }
