@@ -56,8 +56,10 @@ async fn init_makes_a_ca_and_a_certificate_per_service_signed_by_it_with_keys_re
         assert!(!cert.is_ca, "{service}");
         assert!(cert.server_auth && cert.client_auth, "{service}: {cert:?}");
         let mut dns = vec![service.to_owned()];
-        if service == "bank" {
-            dns.extend(["bank-a".to_owned(), "bank-b".to_owned()]);
+        match service {
+            "bank" => dns.extend(["bank-a", "bank-b", "bank-c"].map(String::from)),
+            "lock" => dns.extend(["lock-2", "lock-3"].map(String::from)),
+            _ => {}
         }
         dns.push("localhost".to_owned());
         assert_eq!(cert.dns, dns, "{service}");

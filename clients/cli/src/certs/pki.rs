@@ -32,8 +32,9 @@ pub fn user_principal(user: &str) -> String {
 
 /// What a certificate is for: it decides its names and extended key usages.
 pub enum Subject<'a> {
-    /// A Township service: server and client auth; DNS `<svc>` (the bank also `bank-a`, `bank-b`)
-    /// and `localhost`, IPs 127.0.0.1 and ::1, URI `spiffe://township/<svc>`.
+    /// A Township service: server and client auth; DNS `<svc>` and the names of its replicas in
+    /// the compose files (the bank's `bank-a`, `bank-b`, `bank-c`; the lock's `lock-2`,
+    /// `lock-3`) and `localhost`, IPs 127.0.0.1 and ::1, URI `spiffe://township/<svc>`.
     Service(&'a str),
     /// A person or tool calling Township: client auth only, URI `spiffe://township/user/<name>`.
     User(&'a str),
@@ -76,9 +77,7 @@ pub fn leaf(
     let (name, sans, usages) = match subject {
         Subject::Service(service) => {
             let mut dns = vec![service.to_string()];
-            if *service == "bank" {
-                dns.extend(["bank-a".to_owned(), "bank-b".to_owned()]);
-            }
+            dns.extend(replica_names(service));
             dns.push("localhost".to_owned());
             let mut sans = dns_names(&dns)?;
             sans.extend(
@@ -116,6 +115,17 @@ fn common_name(name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     dn
+}
+
+/// The DNS names of `service`'s replicas in the compose files, each a container that answers by
+/// its own name and shows the service's one certificate.
+fn replica_names(service: &str) -> Vec<String> {
+    let suffixes: &[&str] = match service {
+        "bank" => &["a", "b", "c"],
+        "lock" => &["2", "3"],
+        _ => &[],
+    };
+    suffixes.iter().map(|s| format!("{service}-{s}")).collect()
 }
 
 fn dns_names(names: &[String]) -> Result<Vec<SanType>, rcgen::Error> {
