@@ -6,7 +6,7 @@ client's certificate and key (as for the `township` CLI), else in plaintext; kee
 need (session, account ids, balances) in a JSON state file.
 
   bank-check.py setup   STATE ADMIN_TOKEN_FILE ADDR...
-  bank-check.py load    STATE ADDR... [--workers 8] [--transfers 25]
+  bank-check.py load    STATE ADDR... [--workers 8] [--transfers 25] [--attempts 10]
   bank-check.py total   STATE ADDR... [--save | --expect-saved]
   bank-check.py unavailable STATE NAME ADDR [--within 6]
   bank-check.py recover STATE NAME ADDR [--within 30]
@@ -109,7 +109,7 @@ def load(args):
         for _ in range(args.transfers):
             src, dst = rng.sample(ids, 2)
             body = transfer_body(src, dst, rng.randint(1, 60_000))
-            for attempt in range(10):
+            for attempt in range(args.attempts):
                 # Each attempt goes to either replica: a retry with the same request id may land
                 # on the other one and must still apply at most once.
                 addr = args.addrs[(n + attempt) % len(args.addrs)]
@@ -128,14 +128,14 @@ def load(args):
                     if any(code in text for code in RETRYABLE):
                         with lock:
                             stats["retries"] += 1
-                        time.sleep(0.2 * (attempt + 1))
+                        time.sleep(min(0.2 * (attempt + 1), 1.0))
                         continue
                     with lock:
                         errors.append(text)
                     return
             else:
                 with lock:
-                    errors.append(f"transfer {body['request_id']} still failing after 10 attempts")
+                    errors.append(f"transfer {body['request_id']} still failing after {args.attempts} attempts")
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(args.workers)]
@@ -252,6 +252,9 @@ def main():
     p.add_argument("state"), p.add_argument("addrs", nargs="+")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--transfers", type=int, default=25)
+    p.add_argument("--attempts", type=int, default=10,
+                   help="tries per transfer on UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED "
+                        "(pauses of 0.2s more each time, at most 1s)")
     p.set_defaults(func=load)
     p = sub.add_parser("total")
     p.add_argument("state"), p.add_argument("addrs", nargs="+")

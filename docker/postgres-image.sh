@@ -18,6 +18,7 @@
 # Usage: docker/postgres-image.sh     Env: TOWNSHIP_POSTGRES_IMAGE_TAG (default township-postgres:local)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. docker/rootfs.sh
 
 TAG="${TOWNSHIP_POSTGRES_IMAGE_TAG:-township-postgres:local}"
 USER_ID=10001
@@ -50,13 +51,7 @@ cp -a "$lib/." "$root$lib/"
 rm -rf "$root$lib"/llvmjit* "$root$lib/bitcode"
 cp -a "$share" "$root/usr/share/postgresql/"
 cp -a /usr/share/zoneinfo "$root/usr/share/zoneinfo"
-libs="$(for f in "$root$bin"/* "$root$lib"/*.so; do ldd "$f" 2>/dev/null || true; done | awk '
-  $2 == "=>" && $3 ~ /^\// { print $3 }
-  $1 ~ /^\// { print $1 }' | sort -u)"
-for so in $libs; do
-  mkdir -p "$root$(dirname "$so")"
-  cp -L "$so" "$root$so"
-done
+copy_libraries "$root" "$root$bin"/* "$root$lib"/*.so
 cat >"$root/etc/passwd" <<PASSWD
 root:x:0:0:root:/root:/sbin/nologin
 postgres:x:$USER_ID:$USER_ID:PostgreSQL:$DATA:/sbin/nologin
@@ -101,21 +96,8 @@ mv "$cluster" "$root$DATA"
 chown -R "$USER_ID:$USER_ID" "$root$DATA"
 chmod 0700 "$root$DATA"
 
-# A deterministic tar (sorted, fixed times; numeric owners kept: the cluster belongs to 10001).
-tar --sort=name --mtime=@0 --numeric-owner -C "$root" -cf "$work/rootfs.tar" .
-hash="$(sha256sum "$work/rootfs.tar" | cut -c1-64)"
-current="$(docker image inspect --format '{{ index .Config.Labels "township.postgres.sha256" }}' "$TAG" 2>/dev/null || true)"
-if [ "$current" = "$hash" ]; then
-  echo "docker/postgres-image.sh: $TAG is up to date"
-  exit 0
-fi
-previous="$(docker image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)"
-docker import \
-  --change "LABEL township.postgres.sha256=$hash" \
+import_rootfs "$root" "$TAG" township.postgres.sha256 \
+  "Township's PostgreSQL $version, from $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-the host}")'s package" \
   --change "ENV PATH=$bin:/usr/bin:/bin PGDATA=$DATA" \
   --change "USER $USER_ID:$USER_ID" \
-  --change "CMD [\"postgres\", \"-D\", \"$DATA\"]" \
-  --message "Township's PostgreSQL $version, from $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-the host}")'s package" \
-  "$work/rootfs.tar" "$TAG" >/dev/null
-[ -z "$previous" ] || docker image rm "$previous" >/dev/null 2>&1 || true
-echo "docker/postgres-image.sh: built $TAG (PostgreSQL $version, $(du -sh "$work/rootfs.tar" | cut -f1))"
+  --change "CMD [\"postgres\", \"-D\", \"$DATA\"]"
