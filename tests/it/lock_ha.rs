@@ -2,7 +2,8 @@
 //! answer UNAVAILABLE naming it and keep nothing on disk; when the leader is killed another leads
 //! within 15 s, with tokens above every earlier one; a leader frozen past its lease grants nothing
 //! when it wakes, not even an Acquire queued while it was frozen; the service goes on without
-//! one etcd member, grants nothing without a majority, and leads again once it is back; election
+//! one etcd member, grants nothing without a majority, and leads again once it is back; a lock
+//! leader keeps its term while etcd replaces its own raft leader; election
 //! flags that cannot work are refused (exit 64). Given every server, a `LockClient`, the CLI and a
 //! bank find the leader and follow it when it is killed. Over mutual TLS to etcd (certificates
 //! from `township certs`) a leader is elected; a server etcd does not trust never leads.
@@ -193,6 +194,42 @@ async fn without_one_etcd_member_it_serves_and_without_a_majority_it_grants_noth
     })
     .unwrap()
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_etcd_loses_its_own_raft_leader_the_lock_leader_keeps_its_term() {
+    // The default lease (5 s): a renewal that fails while etcd elects a new raft leader (a second
+    // or two) is retried within the leader's hold, and etcd's new raft leader keeps the lease.
+    let mut cluster = LockCluster::start_with_lease(3, "5s").await;
+    let (leader, epoch) = cluster.leader(None).await;
+    let raft = cluster.etcd.raft_leader().expect("etcd has a raft leader");
+    cluster.etcd.kill(raft).expect("etcd's raft leader killed");
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(10) {
+        let said = cluster
+            .leader_of(leader)
+            .await
+            .expect("the lock leader answers");
+        assert!(
+            said.serving && said.epoch == epoch,
+            "after {:?} without etcd's raft leader, the lock leader says {said:?}, not serving \
+             epoch {epoch}",
+            watched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cluster.etcd.raft_leader().is_some(),
+        "etcd elected no new raft leader"
+    );
+    let granted = try_acquire(&cluster.rpc(leader).await, "raft-leader-lost")
+        .await
+        .expect("the lock leader grants");
+    assert_eq!(
+        token(&granted, "raft-leader-lost") >> 40,
+        epoch,
+        "granted in its first term"
+    );
 }
 
 #[tokio::test]

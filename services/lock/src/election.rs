@@ -6,7 +6,7 @@
 //!   bumped in the very transaction that elects, and every token of a new leader is above every
 //!   token of any earlier one. Not etcd's revision: tokens keep the epoch in 23 bits.
 //! - **Leading.** The leader serves from memory ([`LockTable`]) and renews its etcd lease every
-//!   third of its time to live. It holds its leadership until `sent + 9/10 ttl` of the last
+//!   third of its time to live (a tenth after a renewal failed). It holds its leadership until `sent + 9/10 ttl` of the last
 //!   renewal that etcd answered, where `sent` is when the renewal was sent: etcd's side of the
 //!   lease lasts at least a full ttl after it received it, so the leader stops before any other
 //!   server can be elected. The table checks that hold at every grant, so a leader that wakes
@@ -206,9 +206,15 @@ impl Election {
         }));
         tracing::info!(epoch, advertise = %self.advertise, "elected: leading");
         let renew_every = lease.ttl / 3;
+        // After a failed renewal, try again soon rather than a third of the lease later: the
+        // failed call may itself have taken a third (etcd waiting for a raft leader of its own),
+        // so the next regular renewal would come after the hold, and the term would end although
+        // etcd elects a new raft leader within a second or two and keeps every lease.
+        let retry_after = lease.ttl / 10;
+        let mut wait = renew_every;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(renew_every) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => {
                     table.retire();
                     // So that another server is elected now rather than after the lease.
@@ -223,6 +229,7 @@ impl Election {
                 Ok(Some(ttl)) => {
                     hold = sent + held_for(ttl);
                     table.serve_until(hold);
+                    wait = renew_every;
                 }
                 Ok(None) => {
                     tracing::warn!(epoch, "the election's lease expired: stepping down");
@@ -232,7 +239,10 @@ impl Election {
                     tracing::warn!(epoch, error = %err, "no renewal in time: stepping down");
                     break;
                 }
-                Err(err) => tracing::warn!(error = %err, "lease renewal failed; retrying"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "lease renewal failed; retrying");
+                    wait = retry_after;
+                }
             }
         }
         table.retire();

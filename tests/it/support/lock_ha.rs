@@ -39,6 +39,8 @@ pub struct LockCluster {
     pub dirs: Vec<TempDir>,
     /// Flags every lock-server gets beyond the election's (e.g. etcd's TLS files).
     extra: Vec<String>,
+    /// Every lock-server's `--leader-lease`.
+    lease: &'static str,
 }
 
 impl LockCluster {
@@ -50,6 +52,20 @@ impl LockCluster {
     /// [`LockCluster::start`] with etcd's client ports on `tls`, and `extra` flags for each
     /// lock-server.
     pub async fn start_with(size: usize, tls: Option<EtcdTls>, extra: &[String]) -> Self {
+        Self::launch(size, tls, extra, LEADER_LEASE).await
+    }
+
+    /// [`LockCluster::start`] with `lease` as every lock-server's `--leader-lease`.
+    pub async fn start_with_lease(size: usize, lease: &'static str) -> Self {
+        Self::launch(size, None, &[], lease).await
+    }
+
+    async fn launch(
+        size: usize,
+        tls: Option<EtcdTls>,
+        extra: &[String],
+        lease: &'static str,
+    ) -> Self {
         let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start_with(3, tls))
             .await
             .unwrap()
@@ -64,6 +80,7 @@ impl LockCluster {
             addrs,
             dirs,
             extra: extra.to_vec(),
+            lease,
         };
         for i in 0..size {
             let server = cluster.spawn(i).await;
@@ -84,7 +101,7 @@ impl LockCluster {
             "--advertise-addr",
             &self.addrs[i],
             "--leader-lease",
-            LEADER_LEASE,
+            self.lease,
         ];
         args.extend(self.extra.iter().map(String::as_str));
         spawn_service_at("lock-server", &self.addrs[i], &args)

@@ -202,7 +202,7 @@ pub(crate) fn is_healthy(addr: SocketAddr) -> bool {
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`: the whole reply, headers and body.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
     stream.set_write_timeout(Some(PROBE_TIMEOUT))?;

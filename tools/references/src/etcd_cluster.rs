@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context, bail};
 
 use crate::{
-    etcd::{ETCD_PACKAGE, EtcdTls, etcd_version, is_healthy, spawn_member},
+    etcd::{ETCD_PACKAGE, EtcdTls, etcd_version, http_get, is_healthy, spawn_member},
     process::{self, Process, Shutdown},
 };
 
@@ -139,16 +139,31 @@ impl EtcdCluster {
         self.wait_healthy(i)
     }
 
+    /// The running member that is etcd's own raft leader now (its metric
+    /// `etcd_server_is_leader` is 1), or `None` while none is.
+    pub fn raft_leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].process.is_some()
+                && http_get(self.probe_addr(i), "/metrics")
+                    .is_ok_and(|reply| reply.lines().any(|line| line == "etcd_server_is_leader 1"))
+        })
+    }
+
     /// The cluster's temporary directory: each member's data directory and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
+    /// Where member `i` answers `/health` and `/metrics` in plaintext: with TLS, its metrics
+    /// port; else its client port.
+    fn probe_addr(&self, i: usize) -> SocketAddr {
+        let port = self.members[i].ports[if self.tls.is_some() { 2 } else { 0 }];
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
+        let addr = self.probe_addr(i);
         let member = &mut self.members[i];
-        // With TLS, health is asked on the plaintext metrics port.
-        let port = member.ports[if self.tls.is_some() { 2 } else { 0 }];
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let process = member
             .process
             .as_mut()
