@@ -38,15 +38,7 @@ chmod 1777 "$root/tmp"
 cp -L "$(command -v etcd)" "$(command -v etcdctl)" "$root/usr/bin/"
 copy_libraries "$root" "$root"/usr/bin/*
 cp -a /usr/share/zoneinfo "$root/usr/share/zoneinfo"
-cat >"$root/etc/passwd" <<PASSWD
-root:x:0:0:root:/root:/sbin/nologin
-etcd:x:$USER_ID:$USER_ID:etcd:$DATA:/sbin/nologin
-PASSWD
-cat >"$root/etc/group" <<GROUP
-root:x:0:
-etcd:x:$USER_ID:
-GROUP
-echo "hosts: files dns" >"$root/etc/nsswitch.conf"
+add_user "$root" etcd etcd "$DATA"
 mkdir -m 0700 "$root$DATA"
 chown "$USER_ID:$USER_ID" "$root$DATA"
 

@@ -52,15 +52,7 @@ rm -rf "$root$lib"/llvmjit* "$root$lib/bitcode"
 cp -a "$share" "$root/usr/share/postgresql/"
 cp -a /usr/share/zoneinfo "$root/usr/share/zoneinfo"
 copy_libraries "$root" "$root$bin"/* "$root$lib"/*.so
-cat >"$root/etc/passwd" <<PASSWD
-root:x:0:0:root:/root:/sbin/nologin
-postgres:x:$USER_ID:$USER_ID:PostgreSQL:$DATA:/sbin/nologin
-PASSWD
-cat >"$root/etc/group" <<GROUP
-root:x:0:
-postgres:x:$USER_ID:
-GROUP
-echo "hosts: files dns" >"$root/etc/nsswitch.conf"
+add_user "$root" postgres PostgreSQL "$DATA"
 
 # The cluster: initdb as the host's postgres user (initdb refuses root), the roles and databases
 # made by a server started on a private socket only, then handed to uid 10001.

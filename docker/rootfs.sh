@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the images made from this host's packages share (docker/postgres-image.sh,
 # docker/etcd-image.sh), sourced by them: copying the libraries a program needs into a root
-# filesystem, and importing that root filesystem as an image only when its content changed.
+# filesystem, its user, and importing that root filesystem as an image only when its content changed.
 
 # copy_libraries ROOT FILE...: the dynamic loader and every library `ldd` lists for the FILEs, at
 # the same paths under ROOT (the paths the loader looks in, so no ld.so.cache is needed).
@@ -15,6 +15,22 @@ copy_libraries() {
     mkdir -p "$root$(dirname "$so")"
     cp -L "$so" "$root$so"
   done
+}
+
+# add_user ROOT NAME GECOS HOME: /etc/passwd and /etc/group under ROOT with root and NAME as the
+# non-root user 10001 the containers run as (no login shell), and an nsswitch.conf that resolves
+# names from files, then DNS.
+add_user() {
+  local root=$1 name=$2 gecos=$3 home=$4
+  cat >"$root/etc/passwd" <<PASSWD
+root:x:0:0:root:/root:/sbin/nologin
+$name:x:10001:10001:$gecos:$home:/sbin/nologin
+PASSWD
+  cat >"$root/etc/group" <<GROUP
+root:x:0:
+$name:x:10001:
+GROUP
+  echo "hosts: files dns" >"$root/etc/nsswitch.conf"
 }
 
 # import_rootfs ROOT TAG LABEL MESSAGE [--change INSTRUCTION]...: imports ROOT as the image TAG

@@ -6,11 +6,12 @@
 //!   bumped in the very transaction that elects, and every token of a new leader is above every
 //!   token of any earlier one. Not etcd's revision: tokens keep the epoch in 23 bits.
 //! - **Leading.** The leader serves from memory ([`LockTable`]) and renews its etcd lease every
-//!   third of its time to live (a tenth after a renewal failed). It holds its leadership until `sent + 9/10 ttl` of the last
-//!   renewal that etcd answered, where `sent` is when the renewal was sent: etcd's side of the
-//!   lease lasts at least a full ttl after it received it, so the leader stops before any other
-//!   server can be elected. The table checks that hold at every grant, so a leader that wakes
-//!   from a freeze past it grants nothing, before its renewals have even failed.
+//!   third of its time to live (a tenth after a renewal failed). It holds its leadership until
+//!   `sent + 9/10 ttl` of the last renewal that etcd answered, where `sent` is when the renewal
+//!   was sent: etcd's side of the lease lasts at least a full ttl after it received it, so the
+//!   leader stops before any other server can be elected. The table checks that hold at every
+//!   grant, so a leader that wakes from a freeze past it grants nothing, before its renewals have
+//!   even failed.
 //! - **Following.** A server that lost the transaction watches the leader key and campaigns
 //!   again once it is deleted (the leader's lease expired or was revoked); meanwhile it answers
 //!   every call but Leader with UNAVAILABLE naming the leader.
