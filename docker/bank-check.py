@@ -164,8 +164,21 @@ def load(args):
     check_total(state, args.addrs)
 
 
+def read_retrying(addr, method, body, token, within=30.0):
+    """A read, retried while the bank answers UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED (reads
+    take a lock too, so a lock leader change refuses them for a few seconds), for `within` s."""
+    started = time.monotonic()
+    while True:
+        try:
+            return call(addr, method, body, token)
+        except Refused as err:
+            if not any(code in str(err) for code in RETRYABLE) or time.monotonic() - started > within:
+                raise
+            time.sleep(0.5)
+
+
 def balances(state, addr):
-    return {i: int(call(addr, "GetBalance", {"account_id": i}, state["session"])["balanceCents"])
+    return {i: int(read_retrying(addr, "GetBalance", {"account_id": i}, state["session"])["balanceCents"])
             for i in state["accounts"]}
 
 
